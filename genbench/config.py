@@ -1,0 +1,78 @@
+"""Hyper-parameters as keyword arguments: introspection and validation where they enter."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Mapping
+
+from .errors import ConfigError
+
+# Parameters that the framework passes itself and a user never sets in a spec.
+_FRAMEWORK_PARAMS = {"self", "data_info"}
+
+
+def hyperparameters(cls: type) -> dict[str, Any]:
+    """The keyword arguments of ``cls.__init__`` with their defaults (``inspect._empty`` if none)."""
+    sig = inspect.signature(cls.__init__)
+    out = {}
+    for name, p in sig.parameters.items():
+        if name in _FRAMEWORK_PARAMS or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            continue
+        out[name] = p.default
+    return out
+
+
+def accepts_any_keyword(cls: type) -> bool:
+    sig = inspect.signature(cls.__init__)
+    return any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
+
+
+def validate_config(cls: type, config: Mapping[str, Any], what: str) -> dict[str, Any]:
+    """Reject unknown or missing keys of ``config`` for ``cls``; ``what`` names it in errors.
+
+    Values are checked against the type of the default where the default is a bool, int,
+    float or str (an int is accepted for a float; a list for a tuple).
+    """
+    params = hyperparameters(cls)
+    config = dict(config)
+    if not accepts_any_keyword(cls):
+        unknown = sorted(set(config) - set(params))
+        if unknown:
+            valid = ", ".join(f"{k}={_show(v)}" for k, v in params.items()) or "(none)"
+            raise ConfigError(
+                f"{what}: unknown hyper-parameter{'s' if len(unknown) > 1 else ''} "
+                f"{', '.join(map(repr, unknown))}; valid ones (with defaults): {valid}"
+            )
+    missing = [k for k, v in params.items() if v is inspect.Parameter.empty and k not in config]
+    if missing:
+        raise ConfigError(f"{what}: missing required hyper-parameter(s): {', '.join(missing)}")
+    for key, value in config.items():
+        default = params.get(key, inspect.Parameter.empty)
+        if default is inspect.Parameter.empty or default is None or value is None:
+            continue
+        if not _type_ok(default, value):
+            raise ConfigError(
+                f"{what}: hyper-parameter {key!r} should be a {type(default).__name__} "
+                f"(default {default!r}), got {value!r}"
+            )
+        if isinstance(default, tuple) and isinstance(value, list):
+            config[key] = tuple(value)
+    return config
+
+
+def _type_ok(default: Any, value: Any) -> bool:
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if isinstance(default, int):
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if isinstance(default, str):
+        return isinstance(value, str)
+    if isinstance(default, (tuple, list)):
+        return isinstance(value, (tuple, list))
+    return True
+
+
+def _show(v: Any) -> str:
+    return "<required>" if v is inspect.Parameter.empty else repr(v)

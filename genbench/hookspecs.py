@@ -1,0 +1,71 @@
+"""The hooks a genbench plugin can implement.
+
+This module is the plugin author's manual. Every hook is called with keyword arguments;
+implement it with any subset of the parameters listed (pluggy passes only those you name).
+New parameters may be added in later versions; existing ones are never renamed.
+
+A plugin is a module (or object) with functions decorated by :data:`hookimpl`::
+
+    from genbench import hookimpl
+
+    @hookimpl
+    def register_models(register):
+        register("pca", PCAModel)
+
+Third-party plugins are found through the ``genbench`` entry-point group.
+"""
+
+from __future__ import annotations
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("genbench")
+hookimpl = pluggy.HookimplMarker("genbench")
+
+
+@hookspec
+def register_models(register):
+    """Register generative models.
+
+    Called once when the registries are built. Call ``register(name, model_cls)`` once per
+    model, where ``model_cls`` is a subclass of :class:`genbench.GenerativeModel`. The name is
+    what users type in specs and on the command line; it must be unique across all plugins
+    and contain no whitespace, commas or path separators. Returns nothing.
+    """
+
+
+@hookspec
+def register_datasets(register):
+    """Register datasets.
+
+    Call ``register(name, dataset_cls)`` once per dataset, where ``dataset_cls`` is a subclass
+    of :class:`genbench.BenchmarkDataset`. Same naming rules as :func:`register_models`.
+    Returns nothing.
+    """
+
+
+@hookspec
+def register_metrics(register):
+    """Register evaluation metrics.
+
+    Call ``register(name, metric_cls)`` once per metric, where ``metric_cls`` is a subclass of
+    :class:`genbench.Metric`. Same naming rules as :func:`register_models`. Returns nothing.
+    """
+
+
+@hookspec
+def register_feature_extractors(register):
+    """Register feature extractors for sample-quality metrics (FID, IS, KID, PRC).
+
+    Call ``register(name, extractor_cls)`` once per extractor, where ``extractor_cls`` is a
+    subclass of torch-fidelity's ``FeatureExtractorBase``. Returns nothing.
+    """
+
+
+@hookspec
+def register_commands(cli):
+    """Add commands to the ``genbench`` command line.
+
+    ``cli`` is the top-level :class:`click.Group`; decorate new commands with
+    ``@cli.command()``. Called once when the command line is built. Returns nothing.
+    """

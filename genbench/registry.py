@@ -1,0 +1,89 @@
+"""Validating registries filled by the ``register_*`` hooks.
+
+Registration checks the name and the base class at once and names the offending plugin,
+so a mistake surfaces when plugins load, not deep inside a later run.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Callable, Generic, Iterator, TypeVar
+
+from .errors import RegistrationError, UnknownNameError
+
+T = TypeVar("T")
+
+_VALID_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$")
+
+
+@dataclass(frozen=True)
+class Entry(Generic[T]):
+    """One registered object and the plugin that registered it."""
+
+    name: str
+    obj: T
+    plugin: str
+
+
+class Registry(Generic[T]):
+    """Name -> class mapping for one kind of plugin object ("model", "dataset", ...).
+
+    ``base`` is the required base class, or a zero-argument callable returning it (used for
+    bases that live in optional heavy imports, such as torch-fidelity's).
+    """
+
+    def __init__(self, kind: str, base: type | Callable[[], type]):
+        self.kind = kind
+        self._base = base
+        self._entries: dict[str, Entry[T]] = {}
+
+    @property
+    def base(self) -> type:
+        return self._base if isinstance(self._base, type) else self._base()
+
+    def register(self, name: str, obj: T, plugin: str = "<direct>") -> None:
+        """Add ``obj`` under ``name``; raise :class:`RegistrationError` if either is invalid."""
+        who = f"plugin {plugin!r}"
+        if not isinstance(name, str) or not _VALID_NAME.match(name):
+            raise RegistrationError(
+                f"{who} tried to register {self.kind} {name!r}: a name must be a non-empty "
+                "string of letters, digits, '_', '.', '+' or '-' (no whitespace, commas or "
+                "path separators)"
+            )
+        base = self.base
+        if not (isinstance(obj, type) and issubclass(obj, base)):
+            raise RegistrationError(
+                f"{who} tried to register {self.kind} {name!r} as {obj!r}, which is not a "
+                f"subclass of {base.__module__}.{base.__qualname__}"
+            )
+        if name in self._entries:
+            other = self._entries[name].plugin
+            raise RegistrationError(
+                f"{self.kind} {name!r} is registered twice: by plugin {other!r} and by "
+                f"plugin {plugin!r}; uninstall or disable one of them"
+            )
+        self._entries[name] = Entry(name, obj, plugin)
+
+    def get(self, name: str) -> T:
+        """The object registered as ``name``; :class:`UnknownNameError` lists the valid names."""
+        try:
+            return self._entries[name].obj
+        except KeyError:
+            raise UnknownNameError(self.kind, name, list(self._entries)) from None
+
+    def entry(self, name: str) -> Entry[T]:
+        self.get(name)
+        return self._entries[name]
+
+    def names(self) -> list[str]:
+        return sorted(self._entries)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[Entry[T]]:
+        return iter(sorted(self._entries.values(), key=lambda e: e.name))
+
+    def __len__(self) -> int:
+        return len(self._entries)

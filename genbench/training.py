@@ -1,0 +1,332 @@
+"""The training engine: device, seeding, budgets, AMP, checkpoints with resume, NaN guard."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from .data import TensorSplit
+from .errors import ConfigError, TrainingDiverged
+from .model import GenerativeModel
+
+CHECKPOINT_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How long to train: ``steps`` or ``epochs`` (exactly one), optionally capped in seconds.
+
+    ``checkpoint_every`` saves a checkpoint every that many steps (0: only at the end).
+    """
+
+    steps: int | None = None
+    epochs: int | None = None
+    batch_size: int = 64
+    max_seconds: float | None = None
+    checkpoint_every: int = 0
+
+    def __post_init__(self):
+        if (self.steps is None) == (self.epochs is None):
+            raise ConfigError("a training budget needs exactly one of 'steps' or 'epochs'")
+        for name in ("steps", "epochs", "batch_size", "checkpoint_every"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 0):
+                raise ConfigError(f"budget.{name} must be a non-negative integer, got {v!r}")
+        if self.batch_size < 1:
+            raise ConfigError(f"budget.batch_size must be at least 1, got {self.batch_size}")
+        if self.max_seconds is not None and not self.max_seconds > 0:
+            raise ConfigError(f"budget.max_seconds must be positive, got {self.max_seconds!r}")
+
+    def steps_per_epoch(self, n_items: int) -> int:
+        # Drop the last partial batch (batch-norm layers fail on a batch of one) unless the
+        # whole set is smaller than one batch.
+        return max(1, n_items // self.batch_size)
+
+    def total_steps(self, n_items: int) -> int:
+        if self.steps is not None:
+            return self.steps
+        return self.epochs * self.steps_per_epoch(n_items)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+
+def resolve_device(name: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` picks CUDA, then MPS, then the CPU; any other name is checked and used."""
+    if isinstance(name, torch.device):
+        return name
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise ConfigError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} requested but CUDA is not available; use --device auto or cpu")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"device {name!r} requested but MPS is not available")
+    return device
+
+
+def device_description(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return device.type
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+@dataclass
+class TrainResult:
+    """What happened in one training run."""
+
+    status: str  # "ok" or "diverged"
+    steps: int
+    seconds: float
+    losses: dict[str, float] = field(default_factory=dict)
+    history: list[dict[str, float]] = field(default_factory=list)
+    resumed_from: int = 0
+    diverged_step: int | None = None
+    stopped_by_time: bool = False
+
+
+def overrides_fit(model: GenerativeModel) -> bool:
+    return type(model).fit is not GenerativeModel.fit
+
+
+class _TensorBatches:
+    """Shuffled batches of an in-memory split, indexed on the device: no per-item collation."""
+
+    def __init__(self, x: torch.Tensor, batch_size: int, device: torch.device, seed: int):
+        self.x = x.to(device, non_blocking=True)
+        self.batch_size, self.seed = batch_size, seed
+        self.per_epoch = max(1, len(x) // batch_size)
+
+    def from_step(self, step: int):
+        epoch, offset = divmod(step, self.per_epoch)
+        n = len(self.x)
+        while True:
+            g = torch.Generator().manual_seed(self.seed * 7919 + epoch)
+            perm = torch.randperm(n, generator=g).to(self.x.device)
+            bs = min(self.batch_size, n)
+            for i in range(offset, self.per_epoch):
+                yield self.x[perm[i * bs:(i + 1) * bs]]
+            epoch, offset = epoch + 1, 0
+
+
+class _LoaderBatches:
+    """Shuffled batches streamed through a DataLoader (folders and other lazy sets)."""
+
+    def __init__(self, data: Dataset, batch_size: int, device: torch.device, seed: int,
+                 num_workers: int | None = None):
+        self.data, self.batch_size, self.device, self.seed = data, batch_size, device, seed
+        self.per_epoch = max(1, len(data) // batch_size)
+        if num_workers is None:
+            num_workers = min(4, os.cpu_count() or 1) if len(data) > 4 * batch_size else 0
+        self.num_workers = num_workers
+
+    def from_step(self, step: int):
+        epoch, offset = divmod(step, self.per_epoch)
+        while True:
+            g = torch.Generator().manual_seed(self.seed * 7919 + epoch)
+            loader = DataLoader(
+                self.data, batch_size=min(self.batch_size, len(self.data)), shuffle=True,
+                generator=g, drop_last=len(self.data) >= self.batch_size,
+                num_workers=self.num_workers, pin_memory=self.device.type == "cuda",
+                persistent_workers=False,
+            )
+            for i, batch in enumerate(loader):
+                if i < offset:
+                    continue
+                x = batch[0] if isinstance(batch, (tuple, list)) else batch
+                yield x.to(self.device, non_blocking=True).float()
+            epoch, offset = epoch + 1, 0
+
+
+class Trainer:
+    """Runs a model's training under a :class:`Budget`.
+
+    ``checkpoint_path``: where to save (atomically) every ``budget.checkpoint_every`` steps
+    and at the end; an existing checkpoint with the same ``fingerprint`` is resumed, and a
+    finished one means nothing is trained. ``amp=None`` enables mixed precision on CUDA only.
+    """
+
+    def __init__(self, device: str | torch.device = "auto", *, seed: int = 0,
+                 amp: bool | None = None, checkpoint_path: str | Path | None = None,
+                 fingerprint: str = "", progress: bool | None = None, log_every: int = 25,
+                 description: str = "train"):
+        self.device = resolve_device(device)
+        self.seed = seed
+        self.amp = self.device.type == "cuda" if amp is None else (amp and self.device.type == "cuda")
+        self.checkpoint_path = Path(checkpoint_path) if checkpoint_path else None
+        self.fingerprint = fingerprint
+        self.progress = progress
+        self.log_every = max(1, log_every)
+        self.description = description
+
+    # -- checkpoints --------------------------------------------------------------------
+    def save_checkpoint(self, model: GenerativeModel, step: int, done: bool,
+                        scaler: torch.amp.GradScaler | None = None,
+                        losses: dict[str, float] | None = None) -> None:
+        if self.checkpoint_path is None:
+            return
+        state = {
+            "format": CHECKPOINT_FORMAT,
+            "fingerprint": self.fingerprint,
+            "step": step,
+            "done": done,
+            "model": model.state_dict(),
+            "optimizers": {k: o.state_dict() for k, o in model.optimizers().items()},
+            "scaler": scaler.state_dict() if scaler is not None else None,
+            "torch_rng": torch.get_rng_state(),
+            "losses": dict(losses or {}),
+        }
+        self.checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.checkpoint_path.with_suffix(".tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, self.checkpoint_path)
+
+    def load_checkpoint(self, model: GenerativeModel,
+                        scaler: torch.amp.GradScaler | None = None) -> dict | None:
+        """Restore model, optimizers and RNG from a matching checkpoint; return it (or None)."""
+        if self.checkpoint_path is None or not self.checkpoint_path.exists():
+            return None
+        state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=True)
+        if state.get("format") != CHECKPOINT_FORMAT or state.get("fingerprint") != self.fingerprint:
+            return None
+        model.load_state_dict(state["model"])
+        for name, opt in model.optimizers().items():
+            if name in state["optimizers"]:
+                opt.load_state_dict(state["optimizers"][name])
+        if scaler is not None and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["torch_rng"].cpu())
+        return state
+
+    # -- the loop -----------------------------------------------------------------------
+    def fit(self, model: GenerativeModel, data: Dataset, budget: Budget) -> TrainResult:
+        """Train ``model`` on ``data``; raises nothing on divergence (see ``status``)."""
+        t0 = time.perf_counter()
+        model.to(self.device)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        if overrides_fit(model):
+            state = self.load_checkpoint(model)
+            if state is not None and state["done"]:
+                return TrainResult("ok", state["step"], time.perf_counter() - t0,
+                                   losses=state["losses"], resumed_from=state["step"])
+            seed_everything(self.seed)
+            model.train()
+            model.fit(data, budget)
+            model.eval()
+            steps = budget.total_steps(len(data))
+            self.save_checkpoint(model, steps, done=True)
+            return TrainResult("ok", steps, time.perf_counter() - t0)
+        if not callable(getattr(model, "train_step", None)):
+            raise ConfigError(f"{type(model).__name__} defines neither train_step nor fit")
+
+        amp_dtype = None
+        scaler = None
+        if self.amp:
+            amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+            if amp_dtype is torch.float16:
+                scaler = torch.amp.GradScaler("cuda")
+        model._grad_scaler = scaler
+
+        total = budget.total_steps(len(data))
+        seed_everything(self.seed)
+        state = self.load_checkpoint(model, scaler)
+        start = state["step"] if state is not None else 0
+        losses: dict[str, float] = dict(state["losses"]) if state is not None else {}
+        if state is not None and state["done"]:
+            model._grad_scaler = None
+            model.eval()
+            return TrainResult("ok", start, time.perf_counter() - t0, losses=losses,
+                               resumed_from=start)
+
+        if isinstance(data, TensorSplit):
+            batches = _TensorBatches(data.x, budget.batch_size, self.device, self.seed)
+        else:
+            batches = _LoaderBatches(data, budget.batch_size, self.device, self.seed)
+        autocast = (torch.autocast(self.device.type, dtype=amp_dtype) if amp_dtype is not None
+                    else contextlib.nullcontext())
+        history: list[dict[str, float]] = []
+        bar = self._progress_bar(total, start)
+        model.train()
+        step = start
+        result = TrainResult("ok", start, 0.0, resumed_from=start)
+        deadline = None if budget.max_seconds is None else t0 + budget.max_seconds
+        try:
+            it = batches.from_step(start)
+            while step < total:
+                batch = next(it)
+                with autocast:
+                    out = model.train_step(batch, step)
+                if scaler is not None:
+                    scaler.update()
+                losses = {k: float(v) for k, v in out.items()}
+                step += 1
+                if not all(math.isfinite(v) for v in losses.values()):
+                    result.status, result.diverged_step = "diverged", step
+                    break
+                if step % self.log_every == 0 or step == total:
+                    history.append({"step": step, **losses})
+                    if bar is not None:
+                        bar.set_postfix({k: f"{v:.4g}" for k, v in losses.items()}, refresh=False)
+                if bar is not None:
+                    bar.update(1)
+                if budget.checkpoint_every and step % budget.checkpoint_every == 0 and step < total:
+                    self.save_checkpoint(model, step, done=False, scaler=scaler, losses=losses)
+                if deadline is not None and time.perf_counter() > deadline:
+                    result.stopped_by_time = True
+                    break
+        finally:
+            if bar is not None:
+                bar.close()
+            model._grad_scaler = None
+        model.eval()
+        result.steps, result.losses, result.history = step, losses, history
+        if result.status == "ok":
+            model.on_train_end(data)
+            self.save_checkpoint(model, step, done=True, losses=losses)
+        result.seconds = time.perf_counter() - t0
+        return result
+
+    def _progress_bar(self, total: int, start: int):
+        if self.progress is False:
+            return None
+        from tqdm.auto import tqdm
+
+        # disable=None: shown on a terminal, silent in logs and CI.
+        return tqdm(total=total, initial=start, desc=self.description, unit="step",
+                    disable=None if self.progress is None else False, leave=False,
+                    dynamic_ncols=True)
+
+
+def train(model: GenerativeModel, data: Dataset, budget: Budget, *, device: str = "auto",
+          seed: int = 0, raise_on_divergence: bool = False, **kwargs: Any) -> TrainResult:
+    """Convenience wrapper: ``Trainer(device, seed=seed, **kwargs).fit(model, data, budget)``."""
+    result = Trainer(device, seed=seed, **kwargs).fit(model, data, budget)
+    if raise_on_divergence and result.status == "diverged":
+        raise TrainingDiverged(result.diverged_step or result.steps, result.losses)
+    return result
