@@ -79,11 +79,23 @@ class BenchmarkDataset(abc.ABC):
 
     Subclasses take their options as keyword arguments with defaults (validated like model
     hyper-parameters) and implement :meth:`info` and :meth:`split`. The framework also passes
-    ``root`` (a data directory), ``download`` (bool) and ``seed`` to datasets that name them in
-    ``__init__``.
+    ``root`` (the data directory, see :func:`genbench.paths.data_root`) and ``download``
+    (bool, whether the user allowed downloads) to datasets that name them in ``__init__``.
     """
 
     description: ClassVar[str] = ""
+
+    @classmethod
+    def describe(cls) -> dict[str, Any]:
+        """A summary for ``genbench list datasets``: kind, shape, classes, modes.
+
+        The default builds the dataset with its defaults and reads :meth:`info`; datasets
+        whose data may be absent (downloads, folders) override this with what they know
+        without loading.
+        """
+        info = cls().info()
+        return {"kind": info.kind, "shape": info.shape, "classes": info.num_classes,
+                "modes": None if info.modes is None else len(info.modes)}
 
     @abc.abstractmethod
     def info(self) -> DataInfo:

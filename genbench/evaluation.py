@@ -35,6 +35,8 @@ class EvalContext:
     feature_extractor: str | None = None
     feature_weights: str | None = None
     batch_size: int = 256
+    #: The run's :class:`genbench.plugin_manager.Registries` (extractors are looked up there).
+    registries: Any = None
     timings: dict[str, float] = field(default_factory=dict)
     extras: dict[str, Any] = field(default_factory=dict)
     _samples: torch.Tensor | None = None

@@ -1,0 +1,1 @@
+"""Feature extractors for sample-quality metrics."""

@@ -1,0 +1,30 @@
+"""Shared fixtures. tests/ is not a package: torch-fidelity installs a top-level ``tests``."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from genbench.plugin_manager import build_registries, create_plugin_manager
+
+
+@pytest.fixture(autouse=True)
+def _isolated_environment(tmp_path_factory, monkeypatch):
+    """Keep caches and data roots inside the test's temp dir; never autoload plugins."""
+    base = tmp_path_factory.mktemp("genbench-home")
+    monkeypatch.setenv("GENBENCH_CACHE", str(base / "cache"))
+    monkeypatch.setenv("GENBENCH_DATA", str(base / "data"))
+    monkeypatch.setenv("TORCH_HOME", str(base / "torch"))
+    monkeypatch.setenv("GENBENCH_DISABLE_PLUGIN_AUTOLOAD", "1")
+    torch.manual_seed(0)
+
+
+@pytest.fixture
+def registries():
+    """Registries from a fresh plugin manager with only the built-in plugins."""
+    return build_registries(create_plugin_manager(load_entrypoints=False))
+
+
+@pytest.fixture
+def digits(registries):
+    return registries.datasets.get("digits")()
