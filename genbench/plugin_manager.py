@@ -28,6 +28,9 @@ from .registry import Registry
 #: Built-in plugin modules, registered before any entry point.
 DEFAULT_PLUGINS: tuple[str, ...] = (
     "genbench_plugins.datasets.embedded",
+    "genbench_plugins.datasets.synthetic",
+    "genbench_plugins.datasets.torchvision_sets",
+    "genbench_plugins.datasets.image_folder",
     "genbench_plugins.models.vae",
     "genbench_plugins.metrics.reconstruction",
     "genbench_plugins.metrics.speed",
@@ -94,7 +97,9 @@ def create_plugin_manager(
     try:
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
-        raise PluginError(f"{exc.plugin!r} implements an unknown hook: {exc}") from exc
+        name = pm.get_name(exc.plugin) or repr(exc.plugin)
+        raise PluginError(f'plugin "{name}" implements a hook genbench does not have: {exc}; '
+                          f"valid hooks: {', '.join(sorted(h for h in pm.hook.__dict__ if not h.startswith('_')))}") from exc
     return pm
 
 

@@ -25,7 +25,7 @@ class SamplingSpeed(Metric):
                    "warm-up), parameter count, NFE and peak CUDA memory")
     higher_is_better = {"samples_per_s": True}
 
-    def __init__(self, batch_size: int = 256, repeats: int = 5, warmup: int = 2):
+    def __init__(self, batch_size: int = 256, repeats: int = 10, warmup: int = 2):
         if batch_size < 1 or repeats < 1 or warmup < 0:
             raise ConfigError("speed: batch_size and repeats must be >= 1 and warmup >= 0")
         self.batch_size, self.repeats, self.warmup = batch_size, repeats, warmup

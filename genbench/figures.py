@@ -1,0 +1,47 @@
+"""Pictures of samples: image grids and 2-D scatter plots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from .data import DataInfo
+
+
+def save_sample_grid(samples: torch.Tensor, info: DataInfo, path: str | Path,
+                     reference: torch.Tensor | None = None, max_items: int = 64) -> Path | None:
+    """Write a PNG of samples: a grid for images, a scatter (over ``reference``) for 2-D
+    vectors. Returns the path, or None when the data has no natural picture."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if info.kind == "image":
+        from torchvision.utils import save_image
+
+        items = samples[:max_items].float().clamp(0, 1)
+        nrow = max(1, int(round(len(items) ** 0.5)))
+        scale = max(1, 64 // max(info.shape[1:]))  # tiny images are upscaled to be seen
+        if scale > 1:
+            items = torch.nn.functional.interpolate(items, scale_factor=scale, mode="nearest")
+        save_image(items, path, nrow=nrow, padding=2, pad_value=1.0)
+        return path
+    if info.kind == "vector" and info.shape[0] >= 2:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        from matplotlib import pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(4, 4), dpi=100)
+        if reference is not None:
+            ax.scatter(reference[:, 0], reference[:, 1], s=2, c="0.7", label="data")
+        ax.scatter(samples[:, 0], samples[:, 1], s=2, c="tab:red", label="samples")
+        if info.modes is not None:
+            m = info.modes_tensor()
+            ax.scatter(m[:, 0], m[:, 1], marker="x", c="k", s=30, label="modes")
+        ax.set_aspect("equal", adjustable="datalim")
+        ax.legend(loc="upper right", fontsize=7, markerscale=3)
+        fig.tight_layout()
+        fig.savefig(path)
+        plt.close(fig)
+        return path
+    return None

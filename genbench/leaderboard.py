@@ -1,0 +1,164 @@
+"""Leaderboards: pandas tables built from the results store, one per dataset.
+
+One row per model (label, so each configuration is its own row), mean and standard
+deviation over the seeds that finished, with the number of seeds; reference models
+(family "reference") come first, the rest are sorted by the primary metric.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .store import ResultStore
+
+
+@dataclass
+class Leaderboard:
+    """One dataset's table: ``stats`` holds numbers (``<col> mean``/``<col> std``), ``primary``
+    the sort column, ``directions`` each column's better direction (True = higher)."""
+
+    dataset: str
+    stats: pd.DataFrame
+    primary: str | None
+    directions: dict[str, bool | None]
+    notes: list[str]
+
+    def display(self) -> pd.DataFrame:
+        """The table as formatted strings: ``mean ± std`` with arrows on scored columns."""
+        df = self.stats
+        out = pd.DataFrame(index=df.index)
+        out["model"] = df["model"]
+        out["n"] = df["n"].astype(int)
+        if (df["status"] != "ok").any():
+            out["status"] = df["status"]
+        for col in self.metric_columns:
+            arrow = {True: " ↑", False: " ↓"}.get(self.directions.get(col), "")
+            out[col + arrow] = [
+                _fmt(m, s, n) for m, s, n in zip(df[f"{col} mean"], df[f"{col} std"], df["n"])]
+        return out.reset_index(drop=True)
+
+    @property
+    def metric_columns(self) -> list[str]:
+        return [c[: -len(" mean")] for c in self.stats.columns if c.endswith(" mean")]
+
+    def to_markdown(self) -> str:
+        title = f"### {self.dataset}"
+        if self.primary:
+            title += f" (sorted by {self.primary})"
+        body = self.display().to_markdown(index=False, disable_numparse=True)
+        notes = "".join(f"\n- {n}" for n in self.notes)
+        return f"{title}\n\n{body}\n{notes}".rstrip() + "\n"
+
+    def to_csv(self) -> str:
+        return self.stats.to_csv(index=False)
+
+    def to_html(self) -> str:
+        return self.display().to_html(index=False)
+
+    def to_latex(self) -> str:
+        return self.display().to_latex(index=False)
+
+
+def _fmt(mean: float, std: float, n: int) -> str:
+    """``mean ± std`` with the std to two significant digits and the mean to match."""
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return "–"
+    if n < 2 or std is None or math.isnan(std) or math.isinf(mean):
+        return _num(mean)
+    if std == 0:
+        return f"{_num(mean)} ± 0"
+    decimals = 1 - math.floor(math.log10(std))
+    if 0 <= decimals <= 6 and abs(mean) < 1e6:
+        return f"{mean:.{decimals}f} ± {std:.{decimals}f}"
+    return f"{_num(mean)} ± {_num(std)}"
+
+
+def _num(x: float) -> str:
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    if x != 0 and (abs(x) >= 1e5 or abs(x) < 1e-3):
+        return f"{x:.3e}"
+    return f"{x:.4g}"
+
+
+def build_leaderboards(store: ResultStore, *, suite: str | None = None,
+                       primary: str | None = None) -> dict[str, Leaderboard]:
+    """Leaderboards from every stored job (of ``suite`` if given), keyed by dataset label."""
+    jobs = store.jobs()
+    if suite is not None:
+        jobs = jobs[jobs["suite"] == suite]
+    if jobs.empty:
+        return {}
+    values = store.metric_values()
+    values = values[values["job_id"].isin(jobs["id"]) & values["key"].notna()]
+    values = values.assign(column=values["metric"] + "." + values["key"])
+    boards = {}
+    for dataset, djobs in jobs.groupby("dataset", sort=False):
+        dvals = values[values["dataset"] == dataset]
+        boards[dataset] = _board(dataset, djobs, dvals, primary)
+    return boards
+
+
+def _board(dataset: str, jobs: pd.DataFrame, values: pd.DataFrame,
+           primary: str | None) -> Leaderboard:
+    # metric order of the suite, then each metric's own key order
+    order = values.sort_values("position", kind="stable").drop_duplicates("column")["column"].tolist()
+    directions: dict[str, bool | None] = {}
+    primaries: list[str] = []
+    for col, grp in values.groupby("column", sort=False):
+        hib = grp["higher_is_better"].dropna()
+        directions[col] = None if hib.empty else bool(hib.iloc[0])
+        if grp["is_primary"].any():
+            primaries.append(col)
+    wide = (values.pivot_table(index="job_id", columns="column", values="value", aggfunc="first")
+            if not values.empty else pd.DataFrame())
+    rows = []
+    notes: list[str] = []
+    for model, mjobs in jobs.groupby("model", sort=False):
+        ok = mjobs[mjobs["status"] == "ok"]
+        row = {"model": model, "family": mjobs["model_family"].iloc[0], "n": len(ok)}
+        counts = mjobs["status"].value_counts()
+        row["status"] = "ok" if len(ok) == len(mjobs) else ", ".join(
+            f"{c} {s}" for s, c in counts.items())
+        for col in order:
+            col_vals = wide.loc[wide.index.intersection(ok["id"]), col].dropna() if col in wide else []
+            arr = np.asarray(col_vals, dtype=float)
+            row[f"{col} mean"] = float(arr.mean()) if arr.size else np.nan
+            row[f"{col} std"] = float(arr.std(ddof=1)) if arr.size > 1 else np.nan
+        rows.append(row)
+        for err in mjobs.loc[mjobs["status"] == "failed", "error"].dropna().unique():
+            notes.append(f"{model}: failed: {err}")
+    stats = pd.DataFrame(rows)
+    chosen = primary if primary in order else next((c for c in order if c in primaries), None)
+    stats["_ref"] = stats["family"] != "reference"
+    sort_cols, ascending = ["_ref"], [True]
+    if chosen is not None:
+        stats["_key"] = stats[f"{chosen} mean"]
+        sort_cols.append("_key")
+        ascending.append(not directions.get(chosen, False))
+    stats = stats.sort_values(sort_cols, ascending=ascending, na_position="last", kind="stable")
+    stats = stats.drop(columns=[c for c in ("_ref", "_key") if c in stats]).reset_index(drop=True)
+    return Leaderboard(dataset, stats, chosen, directions, notes)
+
+
+FORMATS = {"md": "to_markdown", "csv": "to_csv", "html": "to_html", "tex": "to_latex"}
+
+
+def write_leaderboards(boards: dict[str, Leaderboard], directory: str | Path,
+                       formats: tuple[str, ...] = ("md", "csv")) -> list[Path]:
+    """Write each board as ``<directory>/<dataset>.<ext>``; returns the paths written."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, board in boards.items():
+        stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+        for fmt in formats:
+            path = directory / f"{stem}.{fmt}"
+            path.write_text(getattr(board, FORMATS[fmt])())
+            written.append(path)
+    return written

@@ -1,0 +1,277 @@
+"""Suite specs: which datasets, models, metrics and seeds to run, read from TOML.
+
+A spec is validated in two stages, both before anything trains: its structure when it is
+read (:meth:`SuiteSpec.from_dict`), and its names and hyper-parameters against the
+registries (:meth:`SuiteSpec.validate`).
+
+Entries (datasets, models, metrics) take three forms::
+
+    models = ["vae", "ae"]                      # names, default hyper-parameters
+    [models.vae]                                # a table per name
+    latent_dim = 16
+    [[models]]                                  # an array of tables: repeat a model
+    name = "beta-vae"
+    label = "beta-vae-4"                        # optional; defaults to name[k=v,...]
+    params = { beta = 4.0 }
+    budget = { steps = 2000 }                   # optional, models only
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from dataclasses import dataclass, field, replace
+from importlib import resources
+from pathlib import Path
+from typing import Any, Iterable
+
+from .config import validate_config
+from .errors import ConfigError, SpecError
+from .training import Budget
+
+DEFAULT_BASELINE = "train-data"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One named plugin object with its parameters and a display label."""
+
+    name: str
+    params: dict[str, Any] = field(default_factory=dict)
+    label: str = ""
+    budget: Budget | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {"name": self.name, "label": self.label, "params": self.params}
+        if self.budget is not None:
+            d["budget"] = self.budget.to_dict()
+        return d
+
+
+def canonical_hash(obj: Any, length: int = 16) -> str:
+    """sha256 of the canonical JSON form of ``obj``."""
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+def _default_label(name: str, params: dict[str, Any]) -> str:
+    if not params:
+        return name
+    inner = ",".join(f"{k}={params[k]}" for k in sorted(params))
+    return f"{name}[{inner}]"
+
+
+def _budget(value: Any, where: str) -> Budget:
+    if not isinstance(value, dict):
+        raise SpecError(f"{where} must be a table such as {{ steps = 600, batch_size = 64 }}")
+    valid = set(Budget.__dataclass_fields__)
+    unknown = sorted(set(value) - valid)
+    if unknown:
+        raise SpecError(f"{where}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(valid))}")
+    try:
+        return Budget(**value)
+    except ConfigError as exc:
+        raise SpecError(f"{where}: {exc}") from None
+
+
+def _entries(value: Any, section: str, allow_budget: bool) -> list[Entry]:
+    if isinstance(value, str):
+        value = [value]
+    raw: list[tuple[str, dict, str | None, Any]] = []
+    if isinstance(value, dict):
+        for name, params in value.items():
+            if not isinstance(params, dict):
+                raise SpecError(f"[{section}.{name}] must be a table of hyper-parameters, got {params!r}")
+            raw.append((name, dict(params), None, None))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            if isinstance(item, str):
+                raw.append((item, {}, None, None))
+            elif isinstance(item, dict):
+                keys = {"name", "label", "params"} | ({"budget"} if allow_budget else set())
+                unknown = sorted(set(item) - keys)
+                if unknown or "name" not in item:
+                    raise SpecError(
+                        f"{section}[{i}] must have a 'name' and may have {', '.join(sorted(keys - {'name'}))}"
+                        + (f"; unknown key(s): {', '.join(unknown)}" if unknown else ""))
+                params = item.get("params", {})
+                if not isinstance(params, dict):
+                    raise SpecError(f"{section}[{i}].params must be a table, got {params!r}")
+                raw.append((item["name"], dict(params), item.get("label"), item.get("budget")))
+            else:
+                raise SpecError(f"{section}[{i}] must be a name or a table, got {item!r}")
+    else:
+        raise SpecError(f"'{section}' must be a list of names or tables, got {value!r}")
+    out, seen = [], {}
+    for name, params, label, budget in raw:
+        if not isinstance(name, str) or not name:
+            raise SpecError(f"{section}: every entry needs a non-empty string name, got {name!r}")
+        label = label or _default_label(name, params)
+        if label in seen:
+            raise SpecError(f"{section}: two entries are labelled {label!r}; give each a distinct 'label'")
+        seen[label] = True
+        b = _budget(budget, f"{section} {label!r} budget") if budget is not None else None
+        out.append(Entry(name, params, label, b))
+    return out
+
+
+@dataclass(frozen=True)
+class SuiteSpec:
+    """A parsed suite spec; see the module docstring for the TOML form."""
+
+    datasets: tuple[Entry, ...]
+    models: tuple[Entry, ...]
+    metrics: tuple[Entry, ...]
+    name: str = "suite"
+    seeds: tuple[int, ...] = (0,)
+    budget: Budget = field(default_factory=lambda: Budget(steps=600))
+    num_samples: int = 1000
+    eval_batch_size: int = 256
+    device: str = "auto"
+    data_root: str | None = None
+    download: bool = False
+    feature_extractor: str | None = None
+    feature_weights: str | None = None
+    baselines: tuple[str, ...] | None = None
+    primary_metric: str | None = None
+    source: str = "<dict>"
+
+    KEYS = ("name", "datasets", "models", "metrics", "seeds", "budget", "num_samples",
+            "eval_batch_size", "device", "data_root", "download", "feature_extractor",
+            "feature_weights", "baselines", "primary_metric")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], source: str = "<dict>") -> "SuiteSpec":
+        if not isinstance(d, dict):
+            raise SpecError(f"{source}: a spec must be a table")
+        unknown = sorted(set(d) - set(cls.KEYS))
+        if unknown:
+            raise SpecError(f"{source}: unknown key(s) {', '.join(map(repr, unknown))}; "
+                            f"valid keys: {', '.join(cls.KEYS)}")
+        for required in ("datasets", "models"):
+            if required not in d:
+                raise SpecError(f"{source}: missing required key '{required}'")
+        kw: dict[str, Any] = {"source": source}
+        try:
+            kw["datasets"] = tuple(_entries(d["datasets"], "datasets", False))
+            kw["models"] = tuple(_entries(d["models"], "models", True))
+            kw["metrics"] = tuple(_entries(d.get("metrics", []), "metrics", False))
+            if not kw["datasets"] or not kw["models"]:
+                raise SpecError("'datasets' and 'models' must each name at least one entry")
+            if "seeds" in d:
+                seeds = d["seeds"]
+                if isinstance(seeds, int) and not isinstance(seeds, bool):
+                    seeds = [seeds]
+                if (not isinstance(seeds, list) or not seeds
+                        or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)):
+                    raise SpecError(f"'seeds' must be a non-empty list of non-negative integers, got {d['seeds']!r}")
+                if len(set(seeds)) != len(seeds):
+                    raise SpecError(f"'seeds' has duplicates: {seeds}")
+                kw["seeds"] = tuple(seeds)
+            if "budget" in d:
+                kw["budget"] = _budget(d["budget"], "budget")
+            for key, typ in (("name", str), ("device", str), ("data_root", str),
+                             ("feature_extractor", str), ("feature_weights", str),
+                             ("primary_metric", str)):
+                if key in d:
+                    if not isinstance(d[key], typ):
+                        raise SpecError(f"'{key}' must be a {typ.__name__}, got {d[key]!r}")
+                    kw[key] = d[key]
+            for key in ("num_samples", "eval_batch_size"):
+                if key in d:
+                    v = d[key]
+                    if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                        raise SpecError(f"'{key}' must be a positive integer, got {v!r}")
+                    kw[key] = v
+            if "download" in d:
+                if not isinstance(d["download"], bool):
+                    raise SpecError(f"'download' must be true or false, got {d['download']!r}")
+                kw["download"] = d["download"]
+            if "baselines" in d:
+                b = d["baselines"]
+                if not isinstance(b, list) or not all(isinstance(x, str) for x in b):
+                    raise SpecError(f"'baselines' must be a list of model names, got {b!r}")
+                kw["baselines"] = tuple(b)
+        except SpecError as exc:
+            msg = str(exc)
+            raise SpecError(msg if msg.startswith(source) else f"{source}: {msg}") from None
+        return cls(**kw)
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> "SuiteSpec":
+        path = Path(path)
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise SpecError(f"cannot read spec {path}: {exc.strerror}") from None
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise SpecError(f"{path}: not valid TOML: {exc}") from None
+        return cls.from_dict(data, source=str(path))
+
+    @classmethod
+    def default(cls) -> "SuiteSpec":
+        """The suite embedded in the package (genbench/suites/default.toml)."""
+        text = resources.files("genbench.suites").joinpath("default.toml").read_text()
+        return cls.from_dict(tomllib.loads(text), source="<default suite>")
+
+    # -- registry checks ----------------------------------------------------------------
+    def validate(self, registries) -> None:
+        """Check every name and hyper-parameter against the registries (raises on the first)."""
+        for section, reg in (("datasets", registries.datasets), ("models", registries.models),
+                             ("metrics", registries.metrics)):
+            for e in getattr(self, section):
+                cls = reg.get(e.name)
+                validate_config(cls, e.params, f"{reg.kind} {e.label!r}")
+        for name in self.baselines or ():
+            registries.models.get(name)
+        if self.feature_extractor is not None:
+            registries.extractors.get(self.feature_extractor)
+
+    def baseline_entries(self, registries) -> list[Entry]:
+        """Reference models added to every dataset (``train-data`` when it is registered)."""
+        names = self.baselines
+        if names is None:
+            names = (DEFAULT_BASELINE,) if DEFAULT_BASELINE in registries.models else ()
+        taken = {e.label for e in self.models}
+        return [Entry(n, {}, n) for n in names if n not in taken]
+
+    # -- command-line overrides ---------------------------------------------------------
+    def select(self, registries, *, models: Iterable[str] | None = None,
+               datasets: Iterable[str] | None = None, metrics: Iterable[str] | None = None,
+               seeds: Iterable[int] | None = None, **overrides: Any) -> "SuiteSpec":
+        """A copy narrowed to the given labels/names (a registered name not in the spec is
+        added with its defaults) and with other fields overridden where not None."""
+        changes: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}
+        for section, wanted, reg in (("models", models, registries.models),
+                                     ("datasets", datasets, registries.datasets),
+                                     ("metrics", metrics, registries.metrics)):
+            if wanted is None:
+                continue
+            current: tuple[Entry, ...] = getattr(self, section)
+            picked: list[Entry] = []
+            for w in wanted:
+                match = [e for e in current if w in (e.label, e.name)]
+                if not match:
+                    reg.get(w)  # raises UnknownNameError listing what is registered
+                    match = [Entry(w, {}, w)]
+                picked += [e for e in match if e not in picked]
+            changes[section] = tuple(picked)
+        if seeds is not None:
+            changes["seeds"] = tuple(seeds)
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {k: getattr(self, k) for k in self.KEYS}
+        for section in ("datasets", "models", "metrics"):
+            d[section] = [e.to_dict() for e in d[section]]
+        d["budget"] = self.budget.to_dict()
+        d["seeds"] = list(self.seeds)
+        return d
+
+    def hash(self) -> str:
+        return canonical_hash(self.to_dict())
+
+

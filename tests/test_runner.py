@@ -1,0 +1,161 @@
+"""The runner and the store: jobs, resume, divergence, failures, leaderboards."""
+
+import sqlite3
+
+import pytest
+
+from genbench.errors import ConfigError, SpecError, UnknownNameError
+from genbench.leaderboard import build_leaderboards
+from genbench.runner import SuiteRunner
+from helpers import TestPlugin, registries_with, tiny_spec
+
+
+def _run(spec, out, registries, **kw):
+    return SuiteRunner(spec, out, registries, progress=False, echo=lambda s: None, **kw).run()
+
+
+def test_run_stores_each_job_with_provenance(tmp_path, registries):
+    spec = tiny_spec(seeds=[0, 1])
+    report = _run(spec, tmp_path, registries)
+    assert [r.status for r in report.ran] == ["ok", "ok"]
+    rows = report.ran[0]
+    assert {m.metric for m in rows.metrics} == {"recon", "speed"}
+    results = SuiteRunner(spec, tmp_path, registries).store.results()
+    assert len(results) == 2
+    prov = results[0]["provenance"]
+    for key in ("spec_hash", "config_hash", "seed", "versions", "device", "num_samples",
+                "timings", "data_fingerprint", "train"):
+        assert key in prov, key
+    assert set(prov["versions"]) >= {"genbench", "torch", "torch-fidelity"}
+    assert prov["num_samples"] == 64
+    run_dir = tmp_path / "runs" / "digits__vae__seed0"
+    for f in ("samples.pt", "samples.png", "checkpoint.pt"):
+        assert (run_dir / f).exists(), f
+    import torch
+    assert torch.load(run_dir / "samples.pt", weights_only=True).shape == (64, 1, 8, 8)
+    m = results[0]["metrics"]
+    assert 0 < m["recon.mse"] < 0.1 and m["speed.samples_per_s"] > 0
+
+
+def test_rerun_trains_nothing_and_force_reruns(tmp_path, registries):
+    spec = tiny_spec()
+    _run(spec, tmp_path, registries)
+    before = build_leaderboards(SuiteRunner(spec, tmp_path, registries).store)["digits"]
+    again = _run(spec, tmp_path, registries)
+    assert again.ran == [] and again.already_stored == ["digits/vae/seed0"]
+    after = build_leaderboards(SuiteRunner(spec, tmp_path, registries).store)["digits"]
+    assert before.to_markdown() == after.to_markdown()
+    forced = _run(spec, tmp_path, registries, force=True)
+    assert len(forced.ran) == 1
+    con = sqlite3.connect(tmp_path / "results.db")
+    assert con.execute("SELECT COUNT(*) FROM jobs").fetchone()[0] == 1  # replaced, not added
+
+
+def test_adding_a_metric_reruns_evaluation_but_not_training(tmp_path, registries):
+    _run(tiny_spec(metrics=["recon"]), tmp_path, registries)
+    report = _run(tiny_spec(metrics=["recon", "speed"]), tmp_path, registries)
+    assert report.ran[0].status == "ok"
+    assert report.ran[0].provenance["train"]["resumed_from"] == 40  # finished checkpoint reused
+
+
+def test_diverged_model_is_recorded_and_suite_goes_on(tmp_path):
+    regs = registries_with(TestPlugin())
+    spec = tiny_spec(models=["diverging-vae", "vae"])
+    report = _run(spec, tmp_path, regs)
+    status = {r.model: r for r in report.ran}
+    assert status["diverging-vae"].status == "diverged"
+    assert status["diverging-vae"].diverged_step == 5
+    assert "not finite at step 5" in status["diverging-vae"].error
+    assert status["vae"].status == "ok"
+    board = build_leaderboards(SuiteRunner(spec, tmp_path, regs).store)["digits"]
+    row = board.stats.set_index("model").loc["diverging-vae"]
+    assert row["n"] == 0 and "1 diverged" in row["status"]
+    assert board.stats["model"].tolist()[0] == "vae"  # a real score ranks above none
+    # Diverged is a finished result: a rerun does not retry it.
+    assert _run(spec, tmp_path, regs).ran == []
+
+
+def test_failing_metric_is_recorded_and_others_still_run(tmp_path):
+    regs = registries_with(TestPlugin())
+    report = _run(tiny_spec(metrics=["broken", "recon"]), tmp_path, regs)
+    job = report.ran[0]
+    assert job.status == "ok"
+    broken, recon = job.metrics
+    assert broken.status == "failed" and "broken on purpose" in broken.message
+    assert recon.status == "ok" and recon.values["mse"] > 0
+    assert report.metric_failures == [("digits/vae/seed0", broken)]
+
+
+def test_impossible_pairs_are_skipped_with_reason(tmp_path, registries):
+    from genbench_plugins.models.vae import VAE
+
+    class ImageOnly(VAE):
+        data_kinds = ("vector",)
+
+    regs = registries_with()
+    regs.models.register("vector-only", ImageOnly, plugin="test")
+    report = _run(tiny_spec(models=["vector-only", "vae"]), tmp_path, regs)
+    assert [p.model for p in report.impossible] == ["vector-only"]
+    assert "image data is not supported" in report.impossible[0].reason
+    assert [r.model for r in report.ran] == ["vae"]
+
+
+def test_unapplicable_metric_is_skipped_with_reason(tmp_path):
+    from genbench_plugins.models.vae import VAE
+
+    class NoRecon(VAE):
+        reconstruct = None  # not callable: the capability is gone
+
+    regs = registries_with()
+    regs.models.register("norecon", NoRecon, plugin="test")
+    job = _run(tiny_spec(models=["norecon"]), tmp_path, regs).ran[0]
+    recon = job.metrics[0]
+    assert recon.status == "skipped" and "has no reconstruct" in recon.message
+
+
+def test_validation_happens_before_anything_runs(tmp_path, registries):
+    with pytest.raises(UnknownNameError, match="unknown model 'nope'; valid models: .*vae"):
+        SuiteRunner(tiny_spec(models=["nope"]), tmp_path, registries)
+    with pytest.raises(UnknownNameError, match="unknown dataset 'mnistt'"):
+        SuiteRunner(tiny_spec(datasets=["mnistt"]), tmp_path, registries)
+    with pytest.raises(UnknownNameError, match="unknown metric 'fidd'"):
+        SuiteRunner(tiny_spec(metrics=["fidd"]), tmp_path, registries)
+    with pytest.raises(ConfigError, match=r"unknown hyper-parameter 'latent'; valid ones .*latent_dim=10"):
+        SuiteRunner(tiny_spec(models={"vae": {"latent": 3}}), tmp_path, registries)
+    with pytest.raises(ConfigError, match="'latent_dim' should be a int"):
+        SuiteRunner(tiny_spec(models={"vae": {"latent_dim": "big"}}), tmp_path, registries)
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("spec, message", [
+    ({"models": ["vae"]}, "missing required key 'datasets'"),
+    ({"datasets": ["digits"], "models": ["vae"], "seed": [1]}, "unknown key(s) 'seed'"),
+    ({"datasets": ["digits"], "models": ["vae"], "seeds": "0"}, "'seeds' must be"),
+    ({"datasets": ["digits"], "models": ["vae"], "budget": {"steps": 10, "epochs": 1}}, "exactly one"),
+    ({"datasets": ["digits"], "models": ["vae"], "budget": {"step": 10}}, "unknown key(s) step"),
+    ({"datasets": ["digits"], "models": [{"label": "x"}]}, "must have a 'name'"),
+    ({"datasets": ["digits"], "models": ["vae", "vae"]}, "two entries are labelled 'vae'"),
+    ({"datasets": ["digits"], "models": ["vae"], "num_samples": 0}, "'num_samples' must be a positive"),
+])
+def test_malformed_specs(spec, message):
+    from genbench.spec import SuiteSpec
+
+    with pytest.raises(SpecError) as info:
+        SuiteSpec.from_dict(spec, source="s.toml")
+    assert message in str(info.value) and str(info.value).startswith("s.toml")
+
+
+def test_repeated_model_with_labels(tmp_path, registries):
+    from genbench.spec import SuiteSpec
+
+    spec = SuiteSpec.from_dict({
+        "name": "t", "datasets": ["digits"], "metrics": ["recon"], "baselines": [],
+        "budget": {"steps": 30}, "num_samples": 32,
+        "models": [{"name": "vae", "params": {"latent_dim": 2}},
+                   {"name": "vae", "label": "vae-big", "params": {"latent_dim": 16},
+                    "budget": {"steps": 60}}],
+    })
+    report = _run(spec, tmp_path, registries)
+    assert sorted(r.model for r in report.ran) == ["vae-big", "vae[latent_dim=2]"]
+    steps = {r.model: r.train_steps for r in report.ran}
+    assert steps == {"vae-big": 60, "vae[latent_dim=2]": 30}
