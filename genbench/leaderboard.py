@@ -28,18 +28,21 @@ class Leaderboard:
     directions: dict[str, bool | None]
     notes: list[str]
 
-    def display(self) -> pd.DataFrame:
+    def display(self, latex: bool = False) -> pd.DataFrame:
         """The table as formatted strings: ``mean ± std`` with arrows on scored columns."""
         df = self.stats
+        up, down, pm = (r" $\uparrow$", r" $\downarrow$", r" $\pm$ ") if latex else (" ↑", " ↓", " ± ")
+        text = _latex_escape if latex else str
         out = pd.DataFrame(index=df.index)
-        out["model"] = df["model"]
+        out["model"] = df["model"].map(text)
         out["n"] = df["n"].astype(int)
         if (df["status"] != "ok").any():
             out["status"] = df["status"]
         for col in self.metric_columns:
-            arrow = {True: " ↑", False: " ↓"}.get(self.directions.get(col), "")
-            out[col + arrow] = [
-                _fmt(m, s, n) for m, s, n in zip(df[f"{col} mean"], df[f"{col} std"], df["n"])]
+            arrow = {True: up, False: down}.get(self.directions.get(col), "")
+            out[text(col) + arrow] = [
+                _fmt(m, s, n).replace(" ± ", pm)
+                for m, s, n in zip(df[f"{col} mean"], df[f"{col} std"], df["n"])]
         return out.reset_index(drop=True)
 
     @property
@@ -61,7 +64,15 @@ class Leaderboard:
         return self.display().to_html(index=False)
 
     def to_latex(self) -> str:
-        return self.display().to_latex(index=False)
+        return self.display(latex=True).to_latex(index=False, escape=False)
+
+
+_LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
+                  "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\^{}"}
+
+
+def _latex_escape(text: str) -> str:
+    return "".join(_LATEX_SPECIAL.get(c, c) for c in str(text))
 
 
 def _fmt(mean: float, std: float, n: int) -> str:
