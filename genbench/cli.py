@@ -282,3 +282,12 @@ def plugins(show_all):
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
     cli.main(args=argv, prog_name="genbench")
+
+
+def _add_core_commands() -> None:
+    from .assets import assets
+
+    cli.add_command(assets)
+
+
+_add_core_commands()

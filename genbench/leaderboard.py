@@ -84,7 +84,9 @@ def _fmt(mean: float, std: float, n: int) -> str:
     if std == 0:
         return f"{_num(mean)} ± 0"
     decimals = 1 - math.floor(math.log10(std))
-    if 0 <= decimals <= 6 and abs(mean) < 1e6:
+    if decimals <= 6 and abs(mean) < 1e6:
+        if decimals < 0:  # e.g. 3891 ± 134: integers, the std still to two digits
+            return f"{mean:.0f} ± {round(std, decimals):.0f}"
         return f"{mean:.{decimals}f} ± {std:.{decimals}f}"
     return f"{_num(mean)} ± {_num(std)}"
 
@@ -92,6 +94,8 @@ def _fmt(mean: float, std: float, n: int) -> str:
 def _num(x: float) -> str:
     if math.isinf(x):
         return "inf" if x > 0 else "-inf"
+    if float(x).is_integer() and abs(x) < 1e12:  # counts: parameters, NFE
+        return f"{int(x)}"
     if x != 0 and (abs(x) >= 1e5 or abs(x) < 1e-3):
         return f"{x:.3e}"
     return f"{x:.4g}"

@@ -32,8 +32,14 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "genbench_plugins.datasets.torchvision_sets",
     "genbench_plugins.datasets.image_folder",
     "genbench_plugins.models.vae",
+    "genbench_plugins.models.autoencoders",
+    "genbench_plugins.models.aae",
+    "genbench_plugins.metrics.elbo",
     "genbench_plugins.metrics.reconstruction",
     "genbench_plugins.metrics.speed",
+    "genbench_plugins.models.reference",
+    "genbench_plugins.metrics.fidelity_metrics",
+    "genbench_plugins.extractors.builtin",
 )
 
 ENTRY_POINT_GROUP = "genbench"

@@ -305,7 +305,8 @@ def _summary(record: JobRecord) -> str:
         return f"FAILED: {record.error}"
     if record.status == "diverged":
         return f"diverged at step {record.diverged_step}"
-    parts = [f"trained {record.train_steps} steps in {record.train_seconds:.1f}s"]
+    parts = [f"trained {record.train_steps} steps in {record.train_seconds:.1f}s"
+             if record.train_steps else f"fitted in {record.train_seconds:.1f}s"]
     for m in record.metrics:
         if m.status == "ok" and m.primary in m.values:
             parts.append(f"{m.metric}.{m.primary}={m.values[m.primary]:.4g}")

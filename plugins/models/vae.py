@@ -1,10 +1,12 @@
-"""Variational autoencoders (Kingma & Welling, 2014).
+"""Variational autoencoders (Kingma & Welling, 2014) and beta-VAE (Higgins et al., 2017).
 
 The encoder outputs a diagonal Gaussian q(z|x); z is drawn with the reparameterisation
-trick; the decoder gives the parameters of p(x|z), Bernoulli for images in [0, 1] or Gaussian
-with a learned per-dimension scale. The loss is the negative ELBO: reconstruction negative
-log-likelihood plus ``beta`` times KL(q(z|x) || N(0, I)), summed over dimensions and averaged
-over the batch.
+trick; the decoder gives the parameters of p(x|z): Bernoulli logits for images in [0, 1], or
+a Gaussian mean (through a sigmoid for images, linear for vectors) with a learned
+per-dimension scale. The loss is the negative ELBO: reconstruction negative log-likelihood
+plus ``beta`` times KL(q(z|x) || N(0, I)), summed over dimensions and averaged over the batch
+(``beta = 1`` is the VAE; ``beta > 1`` trades reconstruction for a code closer to the prior).
+Samples decode z ~ N(0, I).
 """
 
 from __future__ import annotations
@@ -18,77 +20,89 @@ from torch.nn import functional as F
 from genbench import DataInfo, GenerativeModel, hookimpl
 from genbench.errors import ConfigError
 
+from .layers import ConvDecoder, ConvEncoder, check_hidden, check_positive_int, mlp
+
 LIKELIHOODS = ("auto", "bernoulli", "gaussian")
+GAUSSIAN_SCALE_INIT = 0.1
 
 
-def mlp(sizes: list[int], activation=nn.ReLU) -> nn.Sequential:
-    """Linear layers of the given sizes with ``activation`` between them (none at the end)."""
-    layers: list[nn.Module] = []
-    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
-        layers.append(nn.Linear(a, b))
-        if i < len(sizes) - 2:
-            layers.append(activation())
-    return nn.Sequential(*layers)
+class VAEBase(GenerativeModel):
+    """What every VAE here shares: the Gaussian posterior, the likelihoods, the loss, sampling.
 
+    A subclass calls :meth:`_setup`, builds ``self.encoder`` (data batch -> ``2 * latent_dim``
+    values: mean and log-variance) and ``self.decoder`` (z -> ``dim`` raw outputs per item, any
+    shape), then calls :meth:`_finish`.
+    """
 
-class VAE(GenerativeModel):
-    """MLP VAE: encoder 150-100 -> latent 10 -> decoder 100-150, the classic design."""
-
-    description = ("Variational autoencoder with MLP encoder/decoder (150-100 hidden units, "
-                   "latent 10), Gaussian prior, samples decoded from the prior")
     family = "vae"
+    _label = "vae"
 
-    def __init__(self, data_info: DataInfo, latent_dim: int = 10,
-                 hidden: tuple = (150, 100), likelihood: str = "auto", beta: float = 1.0,
-                 lr: float = 1e-3):
-        super().__init__()
+    def _setup(self, data_info: DataInfo, latent_dim: int, likelihood: str, beta: float) -> None:
+        label = self._label
         if likelihood not in LIKELIHOODS:
-            raise ConfigError(f"vae: likelihood must be one of {', '.join(LIKELIHOODS)}, got {likelihood!r}")
-        if latent_dim < 1:
-            raise ConfigError(f"vae: latent_dim must be positive, got {latent_dim}")
-        if beta < 0:
-            raise ConfigError(f"vae: beta must be non-negative, got {beta}")
+            raise ConfigError(f"{label}: likelihood must be one of {', '.join(LIKELIHOODS)}, "
+                              f"got {likelihood!r}")
         if likelihood == "auto":
             likelihood = "bernoulli" if data_info.kind == "image" else "gaussian"
-        self.shape, self.dim = data_info.shape, data_info.dim
+        if likelihood == "bernoulli" and data_info.kind != "image":
+            raise ConfigError(f"{label}: the Bernoulli likelihood needs data in [0, 1] (images); "
+                              f"{data_info.name!r} is {data_info.kind} data, use "
+                              "likelihood='gaussian'")
+        check_positive_int(latent_dim, f"{label}: latent_dim")
+        if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not beta >= 0:
+            raise ConfigError(f"{label}: beta must be a non-negative number, got {beta!r}")
+        self.shape, self.dim, self.kind = data_info.shape, data_info.dim, data_info.kind
         self.latent_dim, self.likelihood, self.beta = latent_dim, likelihood, float(beta)
-        hidden = [int(h) for h in hidden]
-        self.encoder = mlp([self.dim, *hidden, 2 * latent_dim])
-        self.decoder = mlp([latent_dim, *reversed(hidden), self.dim])
+
+    def _finish(self, lr: float) -> None:
+        if not lr > 0:
+            raise ConfigError(f"{self._label}: lr must be positive, got {lr!r}")
         # log standard deviation of the Gaussian likelihood, one per data dimension
-        self.log_scale = nn.Parameter(torch.zeros(self.dim), requires_grad=likelihood == "gaussian")
+        self.log_scale = nn.Parameter(torch.full((self.dim,), math.log(GAUSSIAN_SCALE_INIT)),
+                                      requires_grad=self.likelihood == "gaussian")
         self.optimizer = torch.optim.Adam(self.parameters(), lr=lr)
 
     # q(z|x)
     def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        mu, logvar = self.encoder(x.flatten(1)).chunk(2, dim=1)
+        """Mean and log-variance of q(z|x), each ``(N, latent_dim)``."""
+        mu, logvar = self.encoder(x).chunk(2, dim=1)
         return mu, logvar.clamp(-30.0, 20.0)
 
     def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
-        return self.decoder(z)
+        """The decoder's raw outputs, ``(N, dim)``: Bernoulli logits or pre-link Gaussian means."""
+        return self.decoder(z).flatten(1)
 
     def _mean(self, out: torch.Tensor) -> torch.Tensor:
-        mean = torch.sigmoid(out) if self.likelihood == "bernoulli" else out
+        mean = torch.sigmoid(out) if self.kind == "image" else out
         return mean.reshape(-1, *self.shape)
 
     def _nll(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """-log p(x|z) per sample, in nats, summed over dimensions."""
-        x = x.flatten(1)
+        x = x.flatten(1).float()
+        out = out.float()
         if self.likelihood == "bernoulli":
-            return F.binary_cross_entropy_with_logits(out.float(), x, reduction="none").sum(1)
-        log_scale = self.log_scale.clamp(-7.0, 5.0)
-        z = (x - out.float()) * torch.exp(-log_scale)
-        return (0.5 * z.pow(2) + log_scale + 0.5 * math.log(2 * math.pi)).sum(1)
+            return F.binary_cross_entropy_with_logits(out, x, reduction="none").sum(1)
+        mean = torch.sigmoid(out) if self.kind == "image" else out
+        log_scale = self.log_scale.float().clamp(-7.0, 5.0)
+        r = (x - mean) * torch.exp(-log_scale)
+        return (0.5 * r.pow(2) + log_scale + 0.5 * math.log(2 * math.pi)).sum(1)
 
     @staticmethod
     def _kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
         """KL(N(mu, exp(logvar)) || N(0, I)) per sample, in nats."""
-        return 0.5 * (mu.float().pow(2) + logvar.float().exp() - 1.0 - logvar.float()).sum(1)
+        mu, logvar = mu.float(), logvar.float()
+        return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(1)
 
-    def elbo(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Per-sample reconstruction NLL and KL (nats); -ELBO = recon + kl (with beta = 1)."""
-        mu, logvar = self.posterior(x)
-        z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+    def elbo(self, x: torch.Tensor,
+             generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """Per-sample reconstruction NLL and KL (nats) with one posterior draw; -ELBO = recon + kl.
+
+        The draw's noise comes from ``generator`` (a CPU generator) when one is given.
+        """
+        mu, logvar = (t.float() for t in self.posterior(x))
+        eps = (torch.randn_like(mu) if generator is None
+               else self.randn(*mu.shape, generator=generator))
+        z = mu + eps * torch.exp(0.5 * logvar)
         return {"recon": self._nll(self.decode_logits(z), x), "kl": self._kl(mu, logvar)}
 
     def train_step(self, batch: torch.Tensor, step: int) -> dict[str, float]:
@@ -103,17 +117,81 @@ class VAE(GenerativeModel):
         return self.posterior(x)[0]
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Decoder mean (images in [0, 1])."""
         return self._mean(self.decode_logits(z))
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         """Decoder mean at the posterior mean."""
         return self.decode(self.encode(x))
 
+    @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """Decoder means at z ~ N(0, I)."""
         return self.decode(self.randn(n, self.latent_dim, generator=generator))
 
 
+class VAE(VAEBase):
+    """MLP VAE: encoder 150-100 -> latent 10 -> decoder 100-150, the classic design."""
+
+    description = ("Variational autoencoder with MLP encoder/decoder (150-100 hidden units, "
+                   "latent 10), Bernoulli (images) or Gaussian (vectors) likelihood, "
+                   "N(0, I) prior, samples decoded from the prior")
+
+    def __init__(self, data_info: DataInfo, latent_dim: int = 10,
+                 hidden: tuple = (150, 100), likelihood: str = "auto", beta: float = 1.0,
+                 lr: float = 1e-3):
+        """``likelihood="auto"``: Bernoulli for images, Gaussian for vectors. ``hidden=()``
+        gives linear encoder and decoder."""
+        super().__init__()
+        self._setup(data_info, latent_dim, likelihood, beta)
+        sizes = check_hidden(hidden, f"{self._label}: hidden", min_layers=0)
+        self.encoder = nn.Sequential(nn.Flatten(), mlp([self.dim, *sizes, 2 * latent_dim]))
+        self.decoder = mlp([latent_dim, *reversed(sizes), self.dim])
+        self._finish(lr)
+
+
+class BetaVAE(VAE):
+    """beta-VAE (Higgins et al., 2017): the MLP VAE with the KL term weighted by ``beta``."""
+
+    description = ("beta-VAE: the MLP VAE with its KL term weighted by beta (default 4), "
+                   "trading reconstruction for a code closer to the N(0, I) prior; samples "
+                   "decoded from the prior")
+    _label = "beta-vae"
+
+    def __init__(self, data_info: DataInfo, latent_dim: int = 10,
+                 hidden: tuple = (150, 100), likelihood: str = "auto", beta: float = 4.0,
+                 lr: float = 1e-3):
+        super().__init__(data_info, latent_dim=latent_dim, hidden=hidden,
+                         likelihood=likelihood, beta=beta, lr=lr)
+
+
+class ConvVAE(VAEBase):
+    """Convolutional VAE: stride-2 conv encoder, transposed-conv decoder, any image size."""
+
+    description = ("convolutional VAE: stride-2 conv encoder and transposed-conv decoder that "
+                   "adapt to the image size, latent 32, Bernoulli likelihood by default, "
+                   "samples decoded from the N(0, I) prior")
+    data_kinds = ("image",)
+    _label = "conv-vae"
+
+    def __init__(self, data_info: DataInfo, latent_dim: int = 32, channels: int = 32,
+                 max_channels: int = 256, likelihood: str = "auto", beta: float = 1.0,
+                 lr: float = 1e-3):
+        """``channels`` at full resolution, doubling per halving up to ``max_channels``."""
+        super().__init__()
+        if data_info.kind != "image":
+            raise ConfigError(f"conv-vae needs image data, got {data_info.kind} data "
+                              f"{data_info.shape}; use vae")
+        self._setup(data_info, latent_dim, likelihood, beta)
+        check_positive_int(channels, "conv-vae: channels")
+        check_positive_int(max_channels, "conv-vae: max_channels")
+        self.encoder = ConvEncoder(self.shape, 2 * latent_dim, channels, max_channels)
+        self.decoder = ConvDecoder(latent_dim, self.shape, channels, max_channels)
+        self._finish(lr)
+
+
 @hookimpl
 def register_models(register):
     register("vae", VAE)
+    register("conv-vae", ConvVAE)
+    register("beta-vae", BetaVAE)

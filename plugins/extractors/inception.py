@@ -1,0 +1,46 @@
+"""``inception-v3-compat``: torch-fidelity's InceptionV3 (the standard FID/IS network).
+
+The weights are torch-fidelity's own file, looked up where torch hub keeps it
+(``$TORCH_HOME/hub/checkpoints/weights-inception-2015-12-05-6726825d.pth``) or taken from an
+explicit path (spec ``feature_weights`` / ``--feature-weights``). They are never downloaded:
+when absent, :class:`~genbench.errors.AssetMissingError` names the file, its sha256, its URL
+and where to put it.
+
+:data:`WEIGHTS_SHA256` is not shipped by torch-fidelity, which loads the file without a hash
+check. The URL's file name follows torch hub's ``name-<sha256 prefix>.ext`` convention
+(prefix ``6726825d``), and the full digest is the one published for this file by projects that
+pin it (it starts with that prefix and is the same as pytorch-fid's
+``pt_inception-2015-12-05-6726825d.pth``, 95,628,359 bytes).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3, FeatureExtractorInceptionV3
+
+from genbench.fidelity import ExtractorMixin, resolve_weights
+
+WEIGHTS_FILENAME = URL_INCEPTION_V3.rsplit("/", 1)[-1]
+WEIGHTS_SHA256 = "6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2"
+
+
+class InceptionV3Compat(ExtractorMixin, FeatureExtractorInceptionV3):
+    """torch-fidelity's ``inception-v3-compat``, loading its weights only from disk."""
+
+    description = ("torch-fidelity's InceptionV3 (TF-compatible): 2048 pool features, 1008 logits; "
+                   "weights from torch hub's cache or --feature-weights, never downloaded")
+    weights_filename = WEIGHTS_FILENAME
+    weights_sha256 = WEIGHTS_SHA256
+    weights_url = URL_INCEPTION_V3
+
+    def __init__(self, name, features_list, feature_extractor_weights_path=None, **kwargs):
+        # Resolve before torch-fidelity's constructor, which would download when given None.
+        path, _, _ = resolve_weights(name, type(self), feature_extractor_weights_path)
+        super().__init__(name, features_list, feature_extractor_weights_path=str(path), **kwargs)
+
+    @classmethod
+    def default_weights_path(cls) -> Path:
+        """torch hub's checkpoint cache, where torch-fidelity itself would put the file."""
+        return Path(torch.hub.get_dir()) / "checkpoints" / WEIGHTS_FILENAME

@@ -1,0 +1,118 @@
+"""Sample-quality metrics through torch-fidelity: ``fid``, ``isc``, ``kid`` and ``prc``.
+
+All four read the features of one extractor pass per sample set (shared through
+``EvalContext.extras`` by :class:`genbench.fidelity.FidelityJob`) and compare the generated
+samples with the test split (up to ``max_reference`` items, a fixed subset when larger).
+The extractor is the job's (``--extractor`` / spec, else the dataset's default, else ``raw``
+for vectors). Every result records the extractor, its weights' sha256, the sample counts,
+whether the reference came from the cache and, for KID, the subset size used.
+
+torch-fidelity 0.4 is imported only when a metric runs.
+"""
+
+from __future__ import annotations
+
+from genbench import EvalContext, Metric, MetricResult, hookimpl
+from genbench.errors import ConfigError
+
+
+def _positive(metric: str, **values: int) -> None:
+    for key, v in values.items():
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ConfigError(f"{metric}: {key} must be a positive integer, got {v!r}")
+
+
+class _FidelityMetric(Metric):
+    """Shared skip logic: an extractor must be chosen, apply to the data and have the layer."""
+
+    data_kinds = ("image", "vector")
+    #: torch-fidelity's name of the metric (its layer is the extractor's default for it).
+    fidelity_name: str = ""
+
+    def skip_reason(self, ctx: EvalContext) -> str | None:
+        reason = super().skip_reason(ctx)
+        if reason is not None:
+            return reason
+        from genbench.fidelity import skip_reason
+
+        return skip_reason(ctx, self.fidelity_name)
+
+    @staticmethod
+    def job(ctx: EvalContext):
+        from genbench.fidelity import FidelityJob
+
+        return FidelityJob.of(ctx)
+
+
+class FID(_FidelityMetric):
+    """Frechet distance between Gaussians fitted to generated and test-split features."""
+
+    description = "Frechet Inception Distance (torch-fidelity) against the test split, in extractor features"
+    higher_is_better = {"fid": False}
+    primary = "fid"
+    fidelity_name = "fid"
+
+    def __init__(self, max_reference: int = 10000):
+        _positive("fid", max_reference=max_reference)
+        self.max_reference = max_reference
+
+    def compute(self, ctx: EvalContext) -> MetricResult:
+        return self.job(ctx).fid(max_reference=self.max_reference)
+
+
+class InceptionScore(_FidelityMetric):
+    """exp E[KL(p(y|x) || p(y))] over the extractor's class logits, mean and std over splits."""
+
+    description = "Inception Score (torch-fidelity): mean and std over splits of the generated samples"
+    higher_is_better = {"mean": True}
+    fidelity_name = "isc"
+
+    def __init__(self, splits: int = 10, rng_seed: int = 2020):
+        _positive("isc", splits=splits)
+        self.splits, self.rng_seed = splits, rng_seed
+
+    def compute(self, ctx: EvalContext) -> MetricResult:
+        return self.job(ctx).isc(splits=self.splits, rng_seed=self.rng_seed)
+
+
+class KID(_FidelityMetric):
+    """Unbiased MMD^2 with a cubic polynomial kernel, averaged over random subsets."""
+
+    description = ("Kernel Inception Distance (torch-fidelity) against the test split; subset size "
+                   "min(subset_size, #generated, #reference), recorded")
+    higher_is_better = {"mean": False}
+    fidelity_name = "kid"
+
+    def __init__(self, max_reference: int = 10000, subsets: int = 100, subset_size: int = 1000,
+                 rng_seed: int = 2020):
+        _positive("kid", max_reference=max_reference, subsets=subsets, subset_size=subset_size)
+        self.max_reference, self.subsets = max_reference, subsets
+        self.subset_size, self.rng_seed = subset_size, rng_seed
+
+    def compute(self, ctx: EvalContext) -> MetricResult:
+        return self.job(ctx).kid(max_reference=self.max_reference, subsets=self.subsets,
+                                 subset_size=self.subset_size, rng_seed=self.rng_seed)
+
+
+class PrecisionRecall(_FidelityMetric):
+    """Improved precision and recall (Kynkaanniemi et al. 2019): k-NN balls in feature space."""
+
+    description = ("precision, recall and F-score (torch-fidelity, Kynkaanniemi et al. 2019) "
+                   "against the test split, k = neighborhood")
+    higher_is_better = {"precision": True, "recall": True, "f_score": True}
+    fidelity_name = "prc"
+
+    def __init__(self, max_reference: int = 10000, neighborhood: int = 3):
+        _positive("prc", max_reference=max_reference, neighborhood=neighborhood)
+        self.max_reference, self.neighborhood = max_reference, neighborhood
+
+    def compute(self, ctx: EvalContext) -> MetricResult:
+        return self.job(ctx).prc(max_reference=self.max_reference, neighborhood=self.neighborhood)
+
+
+@hookimpl
+def register_metrics(register):
+    register("fid", FID)
+    register("isc", InceptionScore)
+    register("kid", KID)
+    register("prc", PrecisionRecall)

@@ -1,0 +1,102 @@
+"""The built-in feature extractors: digits-cnn (shipped weights), raw, registration."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+
+from genbench import DataInfo
+from genbench.fidelity import FeatureExtractorBase, load_extractor, to_uint8_images
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def _train_script():
+    spec = importlib.util.spec_from_file_location(
+        "train_digits_classifier", REPO / "scripts" / "train_digits_classifier.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_builtin_extractors_are_registered_torch_fidelity_classes(registries):
+    assert {"inception-v3-compat", "digits-cnn", "raw"} <= set(registries.extractors.names())
+    for name in ("inception-v3-compat", "digits-cnn", "raw"):
+        assert issubclass(registries.extractors.get(name), FeatureExtractorBase)
+
+
+def test_shipped_digits_weights_match_their_recorded_sha256(registries):
+    cls = registries.extractors.get("digits-cnn")
+    path = cls.default_weights_path()
+    assert path.is_file() and path.stat().st_size < 1_000_000
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == cls.weights_sha256
+    state = torch.load(path, weights_only=True)
+    assert all(isinstance(v, torch.Tensor) for v in state.values())
+
+
+def test_digits_cnn_is_at_least_97_percent_accurate_on_the_test_split(registries, digits):
+    ext = load_extractor("digits-cnn", registries.extractors.get("digits-cnn"), digits.info())
+    x, y = digits.tensors("test")
+    feats = ext.features(x)   # through torch-fidelity's input convention: uint8 3x8x8
+    assert feats["penultimate"].shape == (len(x), 64) and feats["logits"].shape == (len(x), 10)
+    accuracy = (feats["logits"].argmax(1) == y).float().mean().item()
+    assert accuracy >= 0.97, accuracy
+
+
+def test_training_script_reaches_97_percent(digits):
+    # The shipped weights use 40 epochs (99.7%, ~20 s here); 20 epochs keep the test short.
+    net, accuracy = _train_script().train_digits_classifier(epochs=20, seed=0)
+    assert accuracy >= 0.97, accuracy
+    x, y = digits.tensors("test")
+    with torch.no_grad():
+        pred = net(to_uint8_images(x)[:, :1].float() / 255.0)[1].argmax(1)
+    assert (pred == y).float().mean().item() == pytest.approx(accuracy)
+
+
+def test_stacked_digits_classify_each_channel(registries, digits):
+    cls = registries.extractors.get("digits-cnn")
+    x, y = digits.tensors("test")
+    x, y = x[:60], y[:60]
+    stacked = torch.cat([x[:20], x[20:40], x[40:60]], dim=1)            # (20, 3, 8, 8)
+    info = DataInfo("stacked", "image", (3, 8, 8), num_classes=1000)
+    stacked_feats = load_extractor("digits-cnn", cls, info).features(stacked)
+    gray_feats = load_extractor("digits-cnn", cls, digits.info()).features(x)
+
+    per_channel = [gray_feats["penultimate"][i * 20:(i + 1) * 20] for i in range(3)]
+    assert torch.allclose(stacked_feats["penultimate"], torch.cat(per_channel, dim=1), atol=1e-5)
+    probs = [gray_feats["logits"][i * 20:(i + 1) * 20].softmax(1) for i in range(3)]
+    joint = torch.einsum("na,nb,nc->nabc", *probs).reshape(20, 1000)
+    assert torch.allclose(stacked_feats["logits"].softmax(1), joint, atol=1e-5)
+    triple = 100 * y[:20] + 10 * y[20:40] + y[40:60]
+    assert (stacked_feats["logits"].argmax(1) == triple).float().mean() >= 0.9
+
+
+def test_digits_cnn_declines_other_data(registries):
+    cls = registries.extractors.get("digits-cnn")
+    assert "8x8 digits" in cls.supports(DataInfo("c", "image", (3, 32, 32)))
+    assert cls.supports(DataInfo("v", "vector", (2,))) is not None
+    with pytest.raises(ValueError, match="uint8"):
+        load_extractor("digits-cnn", cls, DataInfo("d", "image", (1, 8, 8))).module(torch.rand(2, 3, 8, 8))
+
+
+def test_raw_features_are_the_data_itself(registries):
+    cls = registries.extractors.get("raw")
+    x = torch.randn(10, 2) * 100.0   # far outside [0, 1]: no uint8 conversion
+    ext = load_extractor("raw", cls, DataInfo("pts", "vector", (2,)))
+    assert ext.input_format == "float" and ext.layers["isc"] is None
+    assert torch.equal(ext.features(x, batch_size=3)["raw"], x)
+    img = torch.rand(4, 1, 8, 8)
+    assert torch.equal(load_extractor("raw", cls, DataInfo("i", "image", (1, 8, 8))).features(img)["raw"],
+                       img.flatten(1))

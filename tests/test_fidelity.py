@@ -1,0 +1,366 @@
+"""Sample-quality metrics: equal to torch-fidelity, one feature pass, content-keyed cache."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+import textwrap
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch_fidelity
+from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
+
+from genbench import Budget, DataInfo, EvalContext, GenerativeModel
+from genbench.errors import AssetMissingError, ConfigError
+from genbench.fidelity import (
+    AssetChecksumError,
+    FeatureExtractorBase,
+    FidelityJob,
+    NonFiniteSamplesError,
+    kid_subset_size,
+    load_extractor,
+    to_uint8_images,
+)
+from genbench.training import train
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Two cores are shared by several processes: one thread is far faster and deterministic."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+class FixedSamples(GenerativeModel):
+    """Returns the rows of ``x`` in order; :func:`make_ctx` rewinds it for each evaluation."""
+
+    def __init__(self, data_info, x=None):
+        super().__init__()
+        self.x, self.cursor = x, 0
+
+    def sample(self, n, generator=None):
+        out = self.x[self.cursor:self.cursor + n]
+        self.cursor += n
+        return out
+
+
+def make_ctx(model, data_info, test, registries, cache_dir, *, n, extractor=None,
+             weights=None, train=None, batch_size=256, name="model"):
+    if isinstance(model, FixedSamples):
+        model.cursor = 0
+    return EvalContext(model=model, model_name=name, data_info=data_info,
+                       train=train if train is not None else test, test=test,
+                       device=torch.device("cpu"), seed=0, num_samples=n, cache_dir=Path(cache_dir),
+                       feature_extractor=extractor, feature_weights=weights,
+                       batch_size=batch_size, registries=registries)
+
+
+def compute_all(registries, ctx, **options):
+    return {m: registries.metrics.get(m)(**options.get(m, {})).compute(ctx)
+            for m in ("fid", "isc", "kid", "prc")}
+
+
+# -- a random-weights extractor known to both torch-fidelity and genbench ----------------
+
+class RandomConvExtractor(FeatureExtractorBase):
+    """Seeded random CNN on uint8 3x8x8: 16 tanh features and 10 logits."""
+
+    def __init__(self, name, features_list, **kwargs):
+        super().__init__(name, features_list)
+        g = torch.Generator().manual_seed(1234)
+        self.conv = torch.nn.Conv2d(3, 8, 3, padding=1)
+        self.fc = torch.nn.Linear(8 * 4 * 4, 16)
+        self.cls = torch.nn.Linear(16, 10)
+        with torch.no_grad():
+            for p in self.parameters():
+                p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+
+    def forward(self, x):
+        assert x.dtype == torch.uint8 and x.shape[1] == 3
+        h = torch.nn.functional.max_pool2d(torch.relu(self.conv(x.float() / 255.0)), 2).flatten(1)
+        f = torch.tanh(self.fc(h))
+        out = {"feat": f, "logits": 3.0 * self.cls(f)}
+        return tuple(out[k] for k in self.features_list)
+
+    @staticmethod
+    def get_provided_features_list():
+        return "feat", "logits"
+
+    @staticmethod
+    def get_default_feature_layer_for_metric(metric):
+        return {"isc": "logits", "fid": "feat", "kid": "feat", "prc": "feat"}[metric]
+
+
+RANDOM_NAME = "genbench-test-random"
+
+
+@pytest.fixture
+def random_extractor(registries):
+    registries.extractors.register(RANDOM_NAME, RandomConvExtractor, plugin="test")
+    torch_fidelity.register_feature_extractor(RANDOM_NAME, RandomConvExtractor)
+    try:
+        yield RANDOM_NAME
+    finally:
+        FEATURE_EXTRACTORS_REGISTRY.pop(RANDOM_NAME, None)
+
+
+class _UInt8Set(torch.utils.data.Dataset):
+    def __init__(self, x):
+        self.x = x
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        return self.x[i]
+
+
+def test_uint8_conversion_follows_the_protocol():
+    x = torch.tensor([0.0, 1.0, 0.5, 0.2, -0.3, 1.7, 0.999]).reshape(1, 1, 1, 7)
+    out = to_uint8_images(x)
+    assert out.dtype == torch.uint8 and out.shape == (1, 3, 1, 7)
+    # round(x * 255), clamped: 0.5 * 255 = 127.5 rounds to the even 128; 0.2 * 255 = 51
+    assert out[0, :, 0].tolist() == [[0, 255, 128, 51, 0, 255, 255]] * 3
+    rgb = torch.rand(2, 3, 4, 4)
+    assert torch.equal(to_uint8_images(rgb), (rgb * 255).round().to(torch.uint8))
+    with pytest.raises(NonFiniteSamplesError, match="1 of the 2"):
+        to_uint8_images(torch.tensor([[[[0.1]]], [[[float("nan")]]]]))
+    with pytest.raises(ConfigError, match="1 or 3"):
+        to_uint8_images(torch.rand(2, 2, 4, 4))
+
+
+def test_metrics_equal_a_direct_torch_fidelity_call(registries, random_extractor, tmp_path):
+    g = torch.Generator().manual_seed(0)
+    gen_u8 = torch.randint(0, 256, (200, 1, 8, 8), dtype=torch.uint8, generator=g)
+    ref_u8 = (torch.rand(150, 1, 8, 8, generator=g) ** 2 * 255).round().to(torch.uint8)
+    info = DataInfo("toy", "image", (1, 8, 8), fingerprint="toy-v1")
+    model = FixedSamples(info, gen_u8.float() / 255.0)   # exactly k / 255: uint8 again is k
+    ctx = make_ctx(model, info, (ref_u8.float() / 255.0, None), registries, tmp_path,
+                   n=200, extractor=random_extractor)
+    ours = compute_all(registries, ctx)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # DataLoader worker-count advice
+        direct = torch_fidelity.calculate_metrics(
+            input1=_UInt8Set(gen_u8.repeat(1, 3, 1, 1)), input2=_UInt8Set(ref_u8.repeat(1, 3, 1, 1)),
+            cuda=False, isc=True, fid=True, kid=True, prc=True, feature_extractor=random_extractor,
+            batch_size=256, isc_splits=10, samples_shuffle=True, rng_seed=2020, kid_subsets=100,
+            kid_subset_size=150, prc_neighborhood=3, cache=False, verbose=False)
+
+    pairs = {
+        "frechet_inception_distance": ours["fid"].values["fid"],
+        "inception_score_mean": ours["isc"].values["mean"],
+        "inception_score_std": ours["isc"].values["std"],
+        "kernel_inception_distance_mean": ours["kid"].values["mean"],
+        "kernel_inception_distance_std": ours["kid"].values["std"],
+        "precision": ours["prc"].values["precision"],
+        "recall": ours["prc"].values["recall"],
+        "f_score": ours["prc"].values["f_score"],
+    }
+    for key, value in pairs.items():
+        assert value == pytest.approx(direct[key], rel=1e-6, abs=1e-12), key
+    assert ours["kid"].details["kid_subset_size"] == 150
+    assert 0 < direct["frechet_inception_distance"] and 0 < direct["precision"] < 1
+
+
+def test_fid_equals_the_frechet_distance_definition(registries, tmp_path):
+    """raw features of 2D points: FID = |mu1 - mu2|^2 + Tr(S1 + S2 - 2 (S1 S2)^(1/2))."""
+    from scipy import linalg
+
+    g = torch.Generator().manual_seed(3)
+    a = torch.randn(400, 2, generator=g) @ torch.tensor([[1.0, 0.3], [0.0, 0.5]]) + 1.0
+    b = torch.randn(300, 2, generator=g) * 0.7
+    info = DataInfo("pts", "vector", (2,), fingerprint="pts-v1")
+    ctx = make_ctx(FixedSamples(info, a), info, (b, None), registries, tmp_path, n=400)
+    result = registries.metrics.get("fid")().compute(ctx)
+
+    a64, b64 = a.double().numpy(), b.double().numpy()
+    s1, s2 = np.cov(a64, rowvar=False), np.cov(b64, rowvar=False)
+    expected = (np.sum((a64.mean(0) - b64.mean(0)) ** 2) + np.trace(s1) + np.trace(s2)
+                - 2 * np.trace(linalg.sqrtm(s1 @ s2).real))
+    assert result.values["fid"] == pytest.approx(expected, rel=1e-5)
+    assert result.details["feature_extractor"] == "raw" and result.details["weights_sha256"] is None
+    isc = registries.metrics.get("isc")()
+    assert "no class logits" in isc.skip_reason(ctx)
+
+
+def test_one_feature_pass_per_set_shared_by_all_metrics(registries, digits, tmp_path, monkeypatch):
+    cls = registries.extractors.get("digits-cnn")
+    calls = []
+    original = cls.forward
+
+    def counting(self, x):
+        calls.append(len(x))
+        return original(self, x)
+
+    monkeypatch.setattr(cls, "forward", counting)
+    info = digits.info()
+    x_test = digits.tensors("test")[0]
+    model = FixedSamples(info, digits.tensors("train")[0][:300])
+    ctx = make_ctx(model, info, digits.tensors("test"), registries, tmp_path, n=300, batch_size=512)
+    fast_kid = {"kid": {"subsets": 10}}  # KID's kernels dominate the time; the pass count is the point
+    results = compute_all(registries, ctx, **fast_kid)
+    assert sorted(calls) == [300, len(x_test)]  # generated once, reference once, four metrics
+    assert isinstance(ctx.extras[FidelityJob.EXTRAS_KEY], dict)
+    for r in results.values():
+        d = r.details
+        assert d["feature_extractor"] == "digits-cnn" and d["n_generated"] == 300
+        assert d["weights_sha256"] == cls.weights_sha256
+    assert results["fid"].details["n_reference"] == len(x_test)
+    assert results["kid"].details["kid_subset_size"] == min(1000, 300, len(x_test))
+
+    calls.clear()
+    ctx2 = make_ctx(model, info, digits.tensors("test"), registries, tmp_path, n=300, batch_size=512)
+    again = compute_all(registries, ctx2, **fast_kid)
+    assert calls == [300]                        # reference read from the cache
+    assert again["fid"].details["reference_cache"] == "hit"
+    assert again["fid"].values == results["fid"].values
+    assert again["prc"].values == results["prc"].values
+
+
+def _fid_cache_state(registries, data, tmp_path, *, n=200, weights=None, max_reference=10000):
+    info = data.info()
+    model = FixedSamples(info, data.tensors("train")[0][:n])
+    ctx = make_ctx(model, info, data.tensors("test"), registries, tmp_path, n=n, weights=weights)
+    return registries.metrics.get("fid")(max_reference=max_reference).compute(ctx).details
+
+
+def test_reference_cache_is_keyed_by_content(registries, digits, tmp_path):
+    first = _fid_cache_state(registries, digits, tmp_path)
+    assert first["reference_cache"] == "miss"
+    path = tmp_path / "fidelity" / f"reference-digits-cnn-{first['reference_key']}.pt"
+    mtime = path.stat().st_mtime_ns
+    assert _fid_cache_state(registries, digits, tmp_path)["reference_cache"] == "hit"
+    assert _fid_cache_state(registries, digits, tmp_path, n=150)["reference_cache"] == "hit"
+    assert path.stat().st_mtime_ns == mtime
+
+    # other data (another split of the digits), other weights, another reference count: misses
+    other_data = registries.datasets.get("digits")(split_seed=1)
+    assert _fid_cache_state(registries, other_data, tmp_path)["reference_cache"] == "miss"
+    assert _fid_cache_state(registries, digits, tmp_path, max_reference=100)["reference_cache"] == "miss"
+    cls = registries.extractors.get("digits-cnn")
+    state = torch.load(cls.default_weights_path(), weights_only=True)
+    state["head.bias"] = state["head.bias"] + 0.5
+    perturbed = tmp_path / "perturbed.pt"
+    torch.save(state, perturbed)
+    d = _fid_cache_state(registries, digits, tmp_path, weights=str(perturbed))
+    assert d["reference_cache"] == "miss" and d["weights_verified"] is False
+    assert d["weights_sha256"] != cls.weights_sha256
+    assert len(list((tmp_path / "fidelity").glob("reference-*.pt"))) == 4
+
+
+def test_reference_cache_survives_a_process_restart(registries, digits, tmp_path):
+    first = _fid_cache_state(registries, digits, tmp_path)
+    assert first["reference_cache"] == "miss"
+    script = textwrap.dedent(f"""
+        import sys, torch
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from pathlib import Path
+        from genbench import EvalContext
+        from genbench.plugin_manager import build_registries, create_plugin_manager
+        from test_fidelity import FixedSamples, make_ctx
+        regs = build_registries(create_plugin_manager(load_entrypoints=False))
+        data = regs.datasets.get("digits")()
+        info = data.info()
+        ctx = make_ctx(FixedSamples(info, data.tensors("train")[0][:200]), info,
+                       data.tensors("test"), regs, {str(tmp_path)!r}, n=200)
+        r = regs.metrics.get("fid")().compute(ctx)
+        print(r.details["reference_cache"], repr(r.values["fid"]))
+    """)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
+                         cwd=REPO, timeout=120)
+    assert out.returncode == 0, out.stderr
+    status, fid = out.stdout.split()
+    assert status == "hit"
+    info = digits.info()
+    ctx = make_ctx(FixedSamples(info, digits.tensors("train")[0][:200]), info,
+                   digits.tensors("test"), registries, tmp_path, n=200)
+    assert float(fid) == registries.metrics.get("fid")().compute(ctx).values["fid"]
+
+
+def test_kid_subset_size_adapts_to_small_sets(registries, random_extractor, tmp_path):
+    assert kid_subset_size(5000, 10000) == 1000 and kid_subset_size(50, 30) == 30
+    info = DataInfo("toy", "image", (1, 8, 8), fingerprint="toy-small")
+    g = torch.Generator().manual_seed(1)
+    ctx = make_ctx(FixedSamples(info, torch.rand(50, 1, 8, 8, generator=g)), info,
+                   (torch.rand(30, 1, 8, 8, generator=g), None), registries, tmp_path, n=50,
+                   extractor=random_extractor)
+    r = registries.metrics.get("kid")().compute(ctx)
+    assert r.details["kid_subset_size"] == 30 and r.details["n_reference"] == 30
+    assert math.isfinite(r.values["mean"])
+
+
+# -- inception-v3-compat offline ----------------------------------------------------------
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Any download attempt fails the test loudly (and nothing reaches the network)."""
+    import socket
+
+    import torch_fidelity.feature_extractor_inceptionv3 as tf_inception
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"tried to download: {args[:1]}")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", refuse)
+    monkeypatch.setattr(tf_inception, "load_state_dict_from_url", refuse)
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+
+
+def test_missing_inception_weights_is_a_clear_error(registries, digits, tmp_path, no_network):
+    info = digits.info()
+    ctx = make_ctx(FixedSamples(info, digits.tensors("train")[0][:20]), info, digits.tensors("test"),
+                   registries, tmp_path, n=20, extractor="inception-v3-compat")
+    metric = registries.metrics.get("fid")()
+    assert metric.skip_reason(ctx) is None
+    with pytest.raises(AssetMissingError) as err:
+        metric.compute(ctx)
+    msg = str(err.value)
+    expected_path = Path(os.environ["TORCH_HOME"]) / "hub" / "checkpoints" / \
+        "weights-inception-2015-12-05-6726825d.pth"
+    assert not isinstance(err.value, AssetChecksumError)
+    assert "weights-inception-2015-12-05-6726825d.pth" in msg
+    assert "6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2" in msg
+    assert ("https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/"
+            "weights-inception-2015-12-05-6726825d.pth") in msg
+    assert str(expected_path) in msg and "genbench assets add inception-v3-compat" in msg
+    assert not expected_path.exists()
+
+
+def test_inception_weights_checked_and_explicit_path_honoured(registries, digits, tmp_path, no_network):
+    cls = registries.extractors.get("inception-v3-compat")
+    wrong = cls.default_weights_path()
+    wrong.parent.mkdir(parents=True)
+    wrong.write_bytes(b"not the weights")
+    with pytest.raises(AssetChecksumError, match="expected 6726825d0af5"):
+        load_extractor("inception-v3-compat", cls, digits.info())
+    with pytest.raises(AssetMissingError, match="does not exist"):
+        load_extractor("inception-v3-compat", cls, digits.info(), weights=tmp_path / "nope.pth")
+
+
+# -- reference models on digits ----------------------------------------------------------
+
+def test_train_data_beats_vae_beats_uniform_noise_on_digits(registries, digits, tmp_path):
+    info, split = digits.info(), digits.split("train")
+    fids = {}
+    for name, budget in [("train-data", Budget(steps=1)), ("vae", Budget(steps=1000)),
+                         ("uniform-noise", Budget(steps=1))]:
+        model = registries.models.get(name)(info)
+        train(model, split, budget, device="cpu", seed=0, progress=False)
+        ctx = make_ctx(model, info, digits.tensors("test"), registries, tmp_path, n=1000,
+                       train=digits.tensors("train"), name=name)
+        fids[name] = registries.metrics.get("fid")().compute(ctx).values["fid"]
+    assert fids["train-data"] < 15.0, fids
+    assert fids["train-data"] < 0.5 * fids["vae"] and fids["vae"] < 0.9 * fids["uniform-noise"], fids
