@@ -94,6 +94,9 @@ class GenerativeModel(nn.Module, abc.ABC):
         else:
             scaler.scale(loss).backward(retain_graph=retain_graph)
             scaler.step(optimizer)
+            # Updating after every step (not once per train_step) lets a model step the same
+            # optimizer several times in one train_step, e.g. a critic trained n times per G step.
+            scaler.update()
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         """The model's optimizers by attribute name (saved in checkpoints)."""

@@ -281,8 +281,6 @@ class Trainer:
                 batch = next(it)
                 with autocast:
                     out = model.train_step(batch, step)
-                if scaler is not None:
-                    scaler.update()
                 losses = {k: float(v) for k, v in out.items()}
                 step += 1
                 if not all(math.isfinite(v) for v in losses.values()):

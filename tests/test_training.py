@@ -108,3 +108,17 @@ def test_epoch_budget_counts_steps(registries, digits):
     r = train(_vae(registries, digits), data, Budget(epochs=2, batch_size=256), device="cpu",
               progress=False)
     assert r.steps == 2 * (len(data) // 256)
+
+
+def test_optimizer_step_through_a_grad_scaler_can_repeat_an_optimizer(registries, digits):
+    """The fp16 path (CUDA) steps through a GradScaler; its CPU twin runs the same calls."""
+    model = _vae(registries, digits)
+    model._grad_scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10)
+    x = digits.tensors("train")[0][:32]
+    before = [p.detach().clone() for p in model.parameters()]
+    for _ in range(2):  # the same optimizer twice in one training step (n_critic style)
+        parts = model.elbo(x)
+        model.optimizer_step((parts["recon"] + parts["kl"]).mean(), model.optimizer)
+    changed = [not torch.equal(a, b) for a, b in zip(before, model.parameters()) if b.requires_grad]
+    assert any(changed)
+    assert model._grad_scaler.get_scale() == 2.0**10  # finite grads: the scale is kept
