@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
+    from .data import DataInfo
     from .evaluation import EvalContext
 
 
@@ -46,6 +47,14 @@ class Metric(abc.ABC):
         if missing:
             return f"model {ctx.model_name!r} has no {', '.join(missing)}"
         return None
+
+    def preflight(self, data_info: "DataInfo", *, feature_extractor: str | None,
+                  feature_weights: str | None, registries) -> None:
+        """Called once per dataset before anything trains: raise a
+        :class:`~genbench.errors.GenbenchError` if this metric can never run on this data
+        (its weights file is missing, say), so a suite fails in seconds, not after training.
+        ``feature_extractor`` is the extractor chosen for the run (the spec's override or the
+        dataset's default). Default: nothing to check."""
 
     @abc.abstractmethod
     def compute(self, ctx: "EvalContext") -> dict[str, float] | MetricResult:
