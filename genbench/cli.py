@@ -32,8 +32,12 @@ def _seeds(ctx, param, value: str | None) -> list[int] | None:
         seeds = [int(s) for s in items]
     except ValueError:
         raise click.BadParameter(f"seeds must be comma-separated integers, got {value!r}")
-    if any(s < 0 for s in seeds):
-        raise click.BadParameter("seeds must be non-negative")
+    from .spec import MAX_SEED
+
+    if any(not 0 <= s <= MAX_SEED for s in seeds):
+        raise click.BadParameter(f"seeds must lie between 0 and {MAX_SEED}")
+    if len(set(seeds)) != len(seeds):
+        raise click.BadParameter(f"seeds has duplicates: {value}")
     return seeds
 
 
@@ -163,12 +167,16 @@ def run(spec, out_dir, models, datasets, metrics, seeds, device, data_root, down
     finally:
         signal.signal(signal.SIGTERM, previous)
 
-    boards = build_leaderboards(runner.store, suite=suite.name, primary=suite.primary_metric)
+    try:
+        boards = build_leaderboards(runner.store, suite=suite.name,
+                                    fingerprints=report.fingerprints, primary=suite.primary_metric)
+    except GenbenchError as exc:
+        raise click.UsageError(str(exc)) from None
     written = write_leaderboards(boards, out_dir / "leaderboards")
     for board in boards.values():
         click.echo(board.to_markdown())
     if not quiet:
-        click.echo(f"leaderboards written to {out_dir / 'leaderboards'} "
+        click.echo(f"leaderboards written to {out_dir / 'leaderboards' / suite.name} "
                    f"({len(written)} files)", err=True)
     problems = len(report.failed) + len(report.metric_failures)
     if problems:
@@ -197,12 +205,19 @@ def leaderboard(out_dir, fmt, suite, primary):
     """Print the leaderboards (one per dataset) from OUT/results.db."""
     from .leaderboard import FORMATS, build_leaderboards
 
-    boards = build_leaderboards(_open_store(out_dir), suite=suite, primary=primary)
+    store = _open_store(out_dir)
+    try:
+        boards = build_leaderboards(store, suite=suite, primary=primary)
+    except GenbenchError as exc:
+        raise click.UsageError(str(exc)) from None
     if not boards:
-        raise click.ClickException("no jobs stored yet")
-    for name, board in boards.items():
+        suites = sorted(set(store.jobs()["suite"]))
+        raise click.ClickException(
+            f"no jobs of suite {suite!r}; suites stored: {', '.join(suites)}" if suite and suites
+            else "no jobs stored yet")
+    for (suite_name, dataset), board in boards.items():
         if fmt != "md" and len(boards) > 1:
-            click.echo(f"# {name}")
+            click.echo(f"# {suite_name} / {dataset}")
         click.echo(getattr(board, FORMATS[fmt])())
 
 
@@ -217,7 +232,7 @@ def results(out_dir, fmt):
 
     rows = _open_store(out_dir).results()
     if fmt == "json":
-        click.echo(json.dumps(rows, indent=2, default=str))
+        click.echo(json.dumps(rows, indent=2, default=str, allow_nan=False))
         return
     flat = []
     for r in rows:

@@ -13,6 +13,8 @@ _FRAMEWORK_PARAMS = {"self", "data_info"}
 
 def hyperparameters(cls: type) -> dict[str, Any]:
     """The keyword arguments of ``cls.__init__`` with their defaults (``inspect._empty`` if none)."""
+    if cls.__init__ is object.__init__:  # no __init__ of its own: takes nothing
+        return {}
     sig = inspect.signature(cls.__init__)
     out = {}
     for name, p in sig.parameters.items():
@@ -23,6 +25,8 @@ def hyperparameters(cls: type) -> dict[str, Any]:
 
 
 def accepts_any_keyword(cls: type) -> bool:
+    if cls.__init__ is object.__init__:  # object.__init__(*args, **kwargs) rejects them all
+        return False
     sig = inspect.signature(cls.__init__)
     return any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
 

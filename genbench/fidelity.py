@@ -66,10 +66,11 @@ if TYPE_CHECKING:
 __all__ = [
     "AssetChecksumError", "AssetStatus", "CACHE_FORMAT", "Extractor", "ExtractorMixin",
     "FeatureExtractorBase", "FidelityJob", "METRICS", "NonFiniteSamplesError", "ReferenceSet",
-    "WeightsAsset", "asset_status", "extractor_skip_reason", "feature_layer", "fid_from_statistics",
-    "fid_statistics", "isc_from_logits", "kid_from_features", "kid_subset_size", "load_extractor",
-    "prc_from_features", "reference_cache_key", "reference_indices", "resolve_extractor_name",
-    "resolve_weights", "sha256_file", "skip_reason", "to_uint8_images", "weights_asset",
+    "WeightsAsset", "asset_status", "choose_extractor", "extractor_skip_reason", "feature_layer",
+    "fid_from_statistics", "fid_statistics", "isc_from_logits", "kid_from_features",
+    "kid_subset_size", "load_extractor", "preflight", "prc_from_features", "reference_cache_key",
+    "reference_indices", "resolve_extractor_name", "resolve_weights", "sha256_file", "skip_reason",
+    "to_uint8_images", "weights_asset",
 ]
 
 #: The sample-quality metrics, in torch-fidelity's names.
@@ -543,13 +544,43 @@ def _load_reference(path: Path, key: str, layers: list[str]) -> ReferenceSet | N
 
 # -- one job's shared state ----------------------------------------------------------------
 
+def choose_extractor(data_info: DataInfo, requested: str | None = None) -> str | None:
+    """``requested`` if given, else the dataset's default extractor, else ``raw`` for vectors."""
+    if requested:
+        return requested
+    if data_info.feature_extractor:
+        return data_info.feature_extractor
+    return "raw" if data_info.kind == "vector" else None
+
+
 def resolve_extractor_name(ctx: "EvalContext") -> str | None:
     """The extractor for this job: the runner's choice, else the dataset's, else ``raw`` for vectors."""
-    if ctx.feature_extractor:
-        return ctx.feature_extractor
-    if ctx.data_info.feature_extractor:
-        return ctx.data_info.feature_extractor
-    return "raw" if ctx.data_info.kind == "vector" else None
+    return choose_extractor(ctx.data_info, ctx.feature_extractor)
+
+
+def preflight(metric: str, data_info: DataInfo, *, feature_extractor: str | None = None,
+              feature_weights: str | os.PathLike | None = None, registries=None) -> None:
+    """Fail before training if ``metric`` (one of :data:`METRICS`) can never run on this data.
+
+    Raises :class:`~genbench.errors.UnknownNameError` for an unknown extractor and
+    :class:`AssetMissingError` / :class:`AssetChecksumError` for a missing or damaged weights
+    file (see :func:`resolve_weights`). Cases :func:`skip_reason` turns into a recorded skip
+    (no extractor chosen, one that does not apply to the data or has no layer for ``metric``)
+    pass. Cheap: no model is built; a weights file is hashed once per path, size and mtime.
+    """
+    if metric not in METRICS:
+        raise ConfigError(f"unknown sample-quality metric {metric!r}; valid: {', '.join(METRICS)}")
+    name = choose_extractor(data_info, feature_extractor)
+    if name is None:
+        return
+    if registries is None:
+        from .plugin_manager import default_registries
+
+        registries = default_registries()
+    cls = registries.extractors.get(name)
+    if extractor_skip_reason(name, cls, data_info) is not None or feature_layer(cls, metric) is None:
+        return
+    resolve_weights(name, cls, feature_weights)
 
 
 def _registries(ctx: "EvalContext"):

@@ -26,12 +26,11 @@ def save_sample_grid(samples: torch.Tensor, info: DataInfo, path: str | Path,
         save_image(items, path, nrow=nrow, padding=2, pad_value=1.0)
         return path
     if info.kind == "vector" and info.shape[0] >= 2:
-        import matplotlib
+        # A bare Figure (no pyplot) draws off-screen without touching the user's backend.
+        from matplotlib.figure import Figure
 
-        matplotlib.use("Agg")
-        from matplotlib import pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(4, 4), dpi=100)
+        fig = Figure(figsize=(4, 4), dpi=100)
+        ax = fig.subplots()
         if reference is not None:
             ax.scatter(reference[:, 0], reference[:, 1], s=2, c="0.7", label="data")
         ax.scatter(samples[:, 0], samples[:, 1], s=2, c="tab:red", label="samples")
@@ -42,6 +41,5 @@ def save_sample_grid(samples: torch.Tensor, info: DataInfo, path: str | Path,
         ax.legend(loc="upper right", fontsize=7, markerscale=3)
         fig.tight_layout()
         fig.savefig(path)
-        plt.close(fig)
         return path
     return None

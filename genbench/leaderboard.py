@@ -14,14 +14,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .errors import GenbenchError
 from .store import ResultStore
 
 
 @dataclass
 class Leaderboard:
-    """One dataset's table: ``stats`` holds numbers (``<col> mean``/``<col> std``), ``primary``
-    the sort column, ``directions`` each column's better direction (True = higher)."""
+    """One suite's table for one dataset: ``stats`` holds numbers (``<col> mean``/``<col>
+    std``), ``primary`` the sort column, ``directions`` each column's better direction."""
 
+    suite: str
     dataset: str
     stats: pd.DataFrame
     primary: str | None
@@ -50,7 +52,7 @@ class Leaderboard:
         return [c[: -len(" mean")] for c in self.stats.columns if c.endswith(" mean")]
 
     def to_markdown(self) -> str:
-        title = f"### {self.dataset}"
+        title = f"### {self.dataset} — suite {self.suite}"
         if self.primary:
             title += f" (sorted by {self.primary})"
         body = self.display().to_markdown(index=False, disable_numparse=True)
@@ -101,11 +103,28 @@ def _num(x: float) -> str:
     return f"{x:.4g}"
 
 
+class UnknownColumnError(GenbenchError, KeyError):
+    """A ``--primary`` column that no leaderboard has."""
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
 def build_leaderboards(store: ResultStore, *, suite: str | None = None,
-                       primary: str | None = None) -> dict[str, Leaderboard]:
-    """Leaderboards from every stored job (of ``suite`` if given), keyed by dataset label."""
+                       fingerprints: list[str] | None = None,
+                       primary: str | None = None) -> dict[tuple[str, str], Leaderboard]:
+    """Leaderboards keyed by ``(suite, dataset label)``.
+
+    ``fingerprints`` selects exactly those jobs (a run's own, including jobs another suite
+    stored first) and files them under ``suite``; otherwise every stored job (of ``suite``
+    if given) counts, under the suite that stored it.
+    """
     jobs = store.jobs()
-    if suite is not None:
+    if fingerprints is not None:
+        jobs = jobs[jobs["fingerprint"].isin(fingerprints)]
+        if suite is not None:
+            jobs = jobs.assign(suite=suite)
+    elif suite is not None:
         jobs = jobs[jobs["suite"] == suite]
     if jobs.empty:
         return {}
@@ -113,13 +132,16 @@ def build_leaderboards(store: ResultStore, *, suite: str | None = None,
     values = values[values["job_id"].isin(jobs["id"]) & values["key"].notna()]
     values = values.assign(column=values["metric"] + "." + values["key"])
     boards = {}
-    for dataset, djobs in jobs.groupby("dataset", sort=False):
-        dvals = values[values["dataset"] == dataset]
-        boards[dataset] = _board(dataset, djobs, dvals, primary)
+    for (suite_name, dataset), djobs in jobs.groupby(["suite", "dataset"], sort=False):
+        dvals = values[values["job_id"].isin(djobs["id"])]
+        boards[(suite_name, dataset)] = _board(suite_name, dataset, djobs, dvals, primary)
+    if primary is not None and not any(primary in b.metric_columns for b in boards.values()):
+        columns = sorted({c for b in boards.values() for c in b.metric_columns})
+        raise UnknownColumnError(f"no leaderboard has a column {primary!r}; columns: {', '.join(columns)}")
     return boards
 
 
-def _board(dataset: str, jobs: pd.DataFrame, values: pd.DataFrame,
+def _board(suite: str, dataset: str, jobs: pd.DataFrame, values: pd.DataFrame,
            primary: str | None) -> Leaderboard:
     # metric order of the suite, then each metric's own key order
     order = values.sort_values("position", kind="stable").drop_duplicates("column")["column"].tolist()
@@ -158,22 +180,25 @@ def _board(dataset: str, jobs: pd.DataFrame, values: pd.DataFrame,
         ascending.append(not directions.get(chosen, False))
     stats = stats.sort_values(sort_cols, ascending=ascending, na_position="last", kind="stable")
     stats = stats.drop(columns=[c for c in ("_ref", "_key") if c in stats]).reset_index(drop=True)
-    return Leaderboard(dataset, stats, chosen, directions, notes)
+    return Leaderboard(suite, dataset, stats, chosen, directions, notes)
 
 
 FORMATS = {"md": "to_markdown", "csv": "to_csv", "html": "to_html", "tex": "to_latex"}
 
 
-def write_leaderboards(boards: dict[str, Leaderboard], directory: str | Path,
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_.+=" else "_" for c in name)
+
+
+def write_leaderboards(boards: dict[tuple[str, str], Leaderboard], directory: str | Path,
                        formats: tuple[str, ...] = ("md", "csv")) -> list[Path]:
-    """Write each board as ``<directory>/<dataset>.<ext>``; returns the paths written."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    """Write each board as ``<directory>/<suite>/<dataset>.<ext>``; returns the paths."""
     written = []
-    for name, board in boards.items():
-        stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+    for board in boards.values():
+        folder = Path(directory) / _safe(board.suite)
+        folder.mkdir(parents=True, exist_ok=True)
         for fmt in formats:
-            path = directory / f"{stem}.{fmt}"
+            path = folder / f"{_safe(board.dataset)}.{fmt}"
             path.write_text(getattr(board, FORMATS[fmt])())
             written.append(path)
     return written

@@ -59,8 +59,13 @@ def _load_entrypoints(pm: "GenbenchPluginManager") -> None:
             dist_name = dist.metadata["Name"]
             if wanted is not None and ep.name not in wanted and dist_name not in wanted:
                 continue
-            if pm.get_plugin(ep.name) is not None or pm.is_blocked(ep.name):
+            if pm.is_blocked(ep.name):
                 continue
+            if pm.get_plugin(ep.name) is not None:
+                owner = pm.distributions.get(ep.name, ("genbench", ""))[0]
+                raise PluginError(
+                    f'plugin name "{ep.name}" is used by two distributions: {owner} and '
+                    f"{dist_name}; uninstall one of them")
             try:
                 plugin = ep.load()
             except Exception as exc:  # any import failure is reported with the plugin's name

@@ -23,7 +23,7 @@ import torch
 from . import __version__
 from .config import validate_config
 from .data import BenchmarkDataset, DataInfo
-from .errors import GenbenchError
+from .errors import ConfigError, GenbenchError
 from .evaluation import EvalContext
 from .figures import save_sample_grid
 from .metric import MetricResult
@@ -53,9 +53,17 @@ def safe_dirname(text: str) -> str:
 
 @dataclass
 class PreparedDataset:
+    """A built dataset, its info, and its splits as tensors (materialised once per run)."""
+
     entry: Entry
     dataset: BenchmarkDataset
     info: DataInfo
+    _tensors: dict = field(default_factory=dict, repr=False)
+
+    def tensors(self, split: str):
+        if split not in self._tensors:
+            self._tensors[split] = self.dataset.tensors(split)
+        return self._tensors[split]
 
 
 @dataclass
@@ -76,7 +84,10 @@ class Job:
 
     @property
     def dirname(self) -> str:
-        return safe_dirname(f"{self.data.entry.label}__{self.model.label}__seed{self.seed}")
+        # The training fingerprint keeps two configurations under one label (another suite,
+        # another budget) from overwriting each other's checkpoints and samples.
+        return safe_dirname(f"{self.data.entry.label}__{self.model.label}__seed{self.seed}"
+                            f"__{self.train_fingerprint[:8]}")
 
 
 @dataclass
@@ -93,6 +104,8 @@ class SuiteReport:
     ran: list[JobRecord] = field(default_factory=list)
     already_stored: list[str] = field(default_factory=list)
     impossible: list[SkippedPair] = field(default_factory=list)
+    #: Fingerprints of every job of the suite, run now or found stored: its leaderboard.
+    fingerprints: list[str] = field(default_factory=list)
 
     @property
     def failed(self) -> list[JobRecord]:
@@ -126,13 +139,32 @@ def build_dataset(registries, entry: Entry, spec: SuiteSpec,
     return cls(**params)
 
 
+def chosen_extractor(spec: SuiteSpec, info: DataInfo) -> str | None:
+    """The feature extractor of a run on this data: the spec's override, else the dataset's."""
+    return spec.feature_extractor or info.feature_extractor
+
+
+def _extractor_identity(spec: SuiteSpec, registries, info: DataInfo) -> dict[str, Any]:
+    name = chosen_extractor(spec, info)
+    cls = registries.extractors.get(name) if name in registries.extractors else None
+    return {"name": name, "weights_sha256": getattr(cls, "weights_sha256", None),
+            "weights_path": spec.feature_weights}
+
+
 def expand_jobs(spec: SuiteSpec, registries, datasets: list[PreparedDataset],
                 device: torch.device) -> tuple[list[Job], list[SkippedPair]]:
-    """model x dataset x seed; pairs a model cannot train on are returned with the reason."""
+    """model x dataset x seed; pairs a model cannot train on are returned with the reason.
+
+    Two fingerprints identify a job: the training one (data content, model and
+    hyper-parameters, seed, budget, device type) names its checkpoint; the job one adds
+    everything that changes the evaluation (metrics and their options, sample count and
+    batch, the feature extractor and its recorded weights hash).
+    """
     jobs, impossible = [], []
     spec_models = list(spec.models) + spec.baseline_entries(registries)
     metrics_part = [m.to_dict() for m in spec.metrics]
     for pd_ in datasets:
+        extractor = _extractor_identity(spec, registries, pd_.info)
         for entry in spec_models:
             cls = registries.models.get(entry.name)
             reason = cls.supports(pd_.info)
@@ -144,11 +176,11 @@ def expand_jobs(spec: SuiteSpec, registries, datasets: list[PreparedDataset],
                 train_fp = canonical_hash({
                     "dataset": pd_.entry.name, "dataset_params": pd_.entry.params,
                     "data": pd_.info.fingerprint, "model": entry.name, "params": entry.params,
-                    "seed": seed, "budget": budget.to_dict(), "device": device.type,
+                    "seed": seed, "budget": budget.outcome_dict(), "device": device.type,
                 })
                 fp = canonical_hash({
                     "train": train_fp, "metrics": metrics_part, "num_samples": spec.num_samples,
-                    "extractor": spec.feature_extractor, "feature_weights": spec.feature_weights,
+                    "eval_batch_size": spec.eval_batch_size, "extractor": extractor,
                     "dataset_label": pd_.entry.label, "model_label": entry.label,
                 })
                 jobs.append(Job(pd_, entry, seed, budget, spec.metrics, train_fp, fp))
@@ -172,16 +204,39 @@ class SuiteRunner:
         self.echo = echo
 
     def prepare(self) -> tuple[list[Job], list[SkippedPair]]:
-        """Load every dataset (a missing one fails here, before anything trains) and expand."""
+        """Load every dataset, build every model once and run every metric's preflight, so
+        that missing data or weights and rejected hyper-parameter values fail here, before
+        anything trains; then expand the jobs."""
         datasets = []
         for entry in self.spec.datasets:
             ds = build_dataset(self.registries, entry, self.spec, self.data_root, self.download)
             datasets.append(PreparedDataset(entry, ds, ds.info()))
-        return expand_jobs(self.spec, self.registries, datasets, self.device)
+        jobs, impossible = expand_jobs(self.spec, self.registries, datasets, self.device)
+        metrics = [self.spec.build_metric(self.registries.metrics.get(m.name), m.label, m.params)
+                   for m in self.spec.metrics]
+        checked = set()
+        for job in jobs:
+            info = job.data.info
+            if (job.data.entry.label, job.model.label) not in checked:
+                checked.add((job.data.entry.label, job.model.label))
+                try:
+                    self.registries.models.get(job.model.name)(info, **job.model.params)
+                except ConfigError as exc:
+                    msg = str(exc)
+                    raise ConfigError(msg if job.model.label in msg
+                                      else f"model {job.model.label!r}: {msg}") from None
+            if job.data.entry.label not in checked:
+                checked.add(job.data.entry.label)
+                for metric in metrics:
+                    if info.kind in metric.data_kinds:
+                        metric.preflight(info, feature_extractor=chosen_extractor(self.spec, info),
+                                         feature_weights=self.spec.feature_weights,
+                                         registries=self.registries)
+        return jobs, impossible
 
     def run(self, executor: LocalExecutor | None = None) -> SuiteReport:
         jobs, impossible = self.prepare()
-        report = SuiteReport(impossible=impossible)
+        report = SuiteReport(impossible=impossible, fingerprints=[j.fingerprint for j in jobs])
         for pair in impossible:
             self.echo(f"skip {pair.dataset} x {pair.model}: {pair.reason}")
         todo = []
@@ -232,6 +287,8 @@ class SuiteRunner:
             trainer = Trainer(self.device, seed=job.seed, checkpoint_path=run_dir / "checkpoint.pt",
                               fingerprint=job.train_fingerprint, progress=self.progress,
                               description=job.key)
+            if self.force:
+                trainer.discard_checkpoint()
             result = trainer.fit(model, job.data.dataset.split("train"), job.budget)
             record.train_steps, record.train_seconds = result.steps, result.seconds
             prov["train"] = {"steps": result.steps, "seconds": result.seconds,
@@ -261,12 +318,11 @@ class SuiteRunner:
         return record
 
     def _evaluate(self, job: Job, model, run_dir: Path) -> tuple[list[MetricRecord], dict]:
-        ds = job.data.dataset
         ctx = EvalContext(
             model=model, model_name=job.model.label, data_info=job.data.info,
-            train=ds.tensors("train"), test=ds.tensors("test"), device=self.device,
+            train=job.data.tensors("train"), test=job.data.tensors("test"), device=self.device,
             seed=job.seed, num_samples=self.spec.num_samples, cache_dir=self.cache_dir,
-            feature_extractor=self.spec.feature_extractor or job.data.info.feature_extractor,
+            feature_extractor=chosen_extractor(self.spec, job.data.info),
             feature_weights=self.spec.feature_weights, batch_size=self.spec.eval_batch_size,
             registries=self.registries,
         )

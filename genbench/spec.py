@@ -31,6 +31,7 @@ from .errors import ConfigError, SpecError
 from .training import Budget
 
 DEFAULT_BASELINE = "train-data"
+MAX_SEED = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -41,11 +42,13 @@ class Entry:
     params: dict[str, Any] = field(default_factory=dict)
     label: str = ""
     budget: Budget | None = None
+    #: The entry's own budget keys, merged over the suite's budget (models only).
+    budget_overrides: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = {"name": self.name, "label": self.label, "params": self.params}
-        if self.budget is not None:
-            d["budget"] = self.budget.to_dict()
+        if self.budget_overrides is not None:
+            d["budget"] = self.budget_overrides
         return d
 
 
@@ -111,9 +114,22 @@ def _entries(value: Any, section: str, allow_budget: bool) -> list[Entry]:
         if label in seen:
             raise SpecError(f"{section}: two entries are labelled {label!r}; give each a distinct 'label'")
         seen[label] = True
-        b = _budget(budget, f"{section} {label!r} budget") if budget is not None else None
-        out.append(Entry(name, params, label, b))
+        if budget is not None and not isinstance(budget, dict):
+            raise SpecError(f"{section} {label!r} budget must be a table such as {{ steps = 2000 }}")
+        out.append(Entry(name, params, label, None, dict(budget) if budget is not None else None))
     return out
+
+
+def _with_budget(entry: Entry, suite_budget: Budget) -> Entry:
+    """The entry with its budget: the suite's, with the entry's own keys on top."""
+    if entry.budget_overrides is None:
+        return entry
+    merged = suite_budget.to_dict()
+    if {"steps", "epochs"} & set(entry.budget_overrides):
+        merged.pop("steps", None)
+        merged.pop("epochs", None)
+    merged.update(entry.budget_overrides)
+    return replace(entry, budget=_budget(merged, f"models {entry.label!r} budget"))
 
 
 @dataclass(frozen=True)
@@ -164,8 +180,10 @@ class SuiteSpec:
                 if isinstance(seeds, int) and not isinstance(seeds, bool):
                     seeds = [seeds]
                 if (not isinstance(seeds, list) or not seeds
-                        or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds)):
-                    raise SpecError(f"'seeds' must be a non-empty list of non-negative integers, got {d['seeds']!r}")
+                        or not all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s <= MAX_SEED
+                                   for s in seeds)):
+                    raise SpecError("'seeds' must be a non-empty list of integers from 0 to "
+                                    f"{MAX_SEED}, got {d['seeds']!r}")
                 if len(set(seeds)) != len(seeds):
                     raise SpecError(f"'seeds' has duplicates: {seeds}")
                 kw["seeds"] = tuple(seeds)
@@ -193,6 +211,8 @@ class SuiteSpec:
                 if not isinstance(b, list) or not all(isinstance(x, str) for x in b):
                     raise SpecError(f"'baselines' must be a list of model names, got {b!r}")
                 kw["baselines"] = tuple(b)
+            budget = kw.get("budget", Budget(steps=600))
+            kw["models"] = tuple(_with_budget(e, budget) for e in kw["models"])
         except SpecError as exc:
             msg = str(exc)
             raise SpecError(msg if msg.startswith(source) else f"{source}: {msg}") from None
@@ -224,11 +244,25 @@ class SuiteSpec:
                              ("metrics", registries.metrics)):
             for e in getattr(self, section):
                 cls = reg.get(e.name)
-                validate_config(cls, e.params, f"{reg.kind} {e.label!r}")
+                params = validate_config(cls, e.params, f"{reg.kind} {e.label!r}")
+                if section == "metrics":
+                    self.build_metric(cls, e.label, params)  # value checks happen in __init__
         for name in self.baselines or ():
             registries.models.get(name)
         if self.feature_extractor is not None:
             registries.extractors.get(self.feature_extractor)
+        elif self.feature_weights is not None:
+            raise SpecError(f"{self.source}: feature_weights is set but feature_extractor is not; "
+                            "name the extractor the weights are for (--extractor NAME)")
+
+    @staticmethod
+    def build_metric(cls, label: str, params: dict[str, Any]):
+        """Instantiate a metric entry; a value it rejects becomes a ConfigError naming it."""
+        try:
+            return cls(**params)
+        except ConfigError as exc:
+            msg = str(exc)
+            raise ConfigError(msg if label in msg else f"metric {label!r}: {msg}") from None
 
     def baseline_entries(self, registries) -> list[Entry]:
         """Reference models added to every dataset (``train-data`` when it is registered)."""

@@ -138,10 +138,13 @@ class ResultStore:
         return self.status_of(fingerprint) in FINISHED
 
     def write(self, job: JobRecord) -> None:
-        """Store ``job`` and its metrics atomically, replacing a row with the same fingerprint."""
+        """Store ``job`` and its metrics atomically. It replaces a row with the same
+        fingerprint, and the suite's earlier result for the same dataset, model and seed (a
+        changed configuration), so a leaderboard never counts one seed twice."""
         created = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         with closing(self._connect()) as con, con:
-            con.execute("DELETE FROM jobs WHERE fingerprint = ?", (job.fingerprint,))
+            con.execute("DELETE FROM jobs WHERE fingerprint = ? OR (suite = ? AND job_key = ?)",
+                        (job.fingerprint, job.suite, job.job_key))
             cur = con.execute(
                 """INSERT INTO jobs (fingerprint, job_key, suite, dataset, dataset_name, model,
                    model_name, model_family, seed, status, error, diverged_step, train_steps,
@@ -191,15 +194,17 @@ class ResultStore:
         jobs = self.jobs()
         metrics = self.metric_values()
         out = []
+        jobs = jobs.astype(object).where(jobs.notna(), None)  # NaN -> None (JSON null)
         for job in jobs.to_dict("records"):
             rows = metrics[metrics["job_id"] == job["id"]]
             job["metrics"] = {}
             job["metric_status"] = {}
             for r in rows.to_dict("records"):
-                if r["key"] is not None:
-                    job["metrics"][f"{r['metric']}.{r['key']}"] = r["value"]
+                if pd.notna(r["key"]):
+                    value = r["value"]
+                    job["metrics"][f"{r['metric']}.{r['key']}"] = None if pd.isna(value) else float(value)
                 job["metric_status"][r["metric"]] = (
-                    r["status"] if r["message"] is None else f"{r['status']}: {r['message']}")
+                    r["status"] if pd.isna(r["message"]) else f"{r['status']}: {r['message']}")
             out.append(job)
         return out
 

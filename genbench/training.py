@@ -6,6 +6,7 @@ import contextlib
 import math
 import os
 import random
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,12 +39,10 @@ class Budget:
     def __post_init__(self):
         if (self.steps is None) == (self.epochs is None):
             raise ConfigError("a training budget needs exactly one of 'steps' or 'epochs'")
-        for name in ("steps", "epochs", "batch_size", "checkpoint_every"):
+        for name, least in (("steps", 1), ("epochs", 1), ("batch_size", 1), ("checkpoint_every", 0)):
             v = getattr(self, name)
-            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 0):
-                raise ConfigError(f"budget.{name} must be a non-negative integer, got {v!r}")
-        if self.batch_size < 1:
-            raise ConfigError(f"budget.batch_size must be at least 1, got {self.batch_size}")
+            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < least):
+                raise ConfigError(f"budget.{name} must be an integer >= {least}, got {v!r}")
         if self.max_seconds is not None and not self.max_seconds > 0:
             raise ConfigError(f"budget.max_seconds must be positive, got {self.max_seconds!r}")
 
@@ -59,6 +58,12 @@ class Budget:
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if v is not None}
+
+    def outcome_dict(self) -> dict[str, Any]:
+        """The fields that change what is trained (not how often it is checkpointed)."""
+        d = self.to_dict()
+        d.pop("checkpoint_every", None)
+        return d
 
 
 def resolve_device(name: str | torch.device = "auto") -> torch.device:
@@ -187,7 +192,7 @@ class Trainer:
     # -- checkpoints --------------------------------------------------------------------
     def save_checkpoint(self, model: GenerativeModel, step: int, done: bool,
                         scaler: torch.amp.GradScaler | None = None,
-                        losses: dict[str, float] | None = None) -> None:
+                        losses: dict[str, float] | None = None, seconds: float = 0.0) -> None:
         if self.checkpoint_path is None:
             return
         state = {
@@ -199,12 +204,24 @@ class Trainer:
             "optimizers": {k: o.state_dict() for k, o in model.optimizers().items()},
             "scaler": scaler.state_dict() if scaler is not None else None,
             "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
             "losses": dict(losses or {}),
+            "seconds": float(seconds),  # training time over every process that trained it
         }
         self.checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.checkpoint_path.with_suffix(".tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, self.checkpoint_path)
+        fd, tmp = tempfile.mkstemp(dir=self.checkpoint_path.parent, suffix=".tmp")
+        os.close(fd)
+        try:
+            torch.save(state, tmp)
+            os.replace(tmp, self.checkpoint_path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+    def discard_checkpoint(self) -> None:
+        """Forget a saved checkpoint, so that the next fit trains from scratch."""
+        if self.checkpoint_path is not None and self.checkpoint_path.exists():
+            self.checkpoint_path.unlink()
 
     def load_checkpoint(self, model: GenerativeModel,
                         scaler: torch.amp.GradScaler | None = None) -> dict | None:
@@ -221,6 +238,8 @@ class Trainer:
         if scaler is not None and state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
         torch.set_rng_state(state["torch_rng"].cpu())
+        if self.device.type == "cuda" and state.get("cuda_rng"):
+            torch.cuda.set_rng_state_all([t.cpu() for t in state["cuda_rng"]])
         return state
 
     # -- the loop -----------------------------------------------------------------------
@@ -233,14 +252,15 @@ class Trainer:
         if overrides_fit(model):
             state = self.load_checkpoint(model)
             if state is not None and state["done"]:
-                return TrainResult("ok", state["step"], time.perf_counter() - t0,
+                return TrainResult("ok", state["step"], state.get("seconds", 0.0),
                                    losses=state["losses"], resumed_from=state["step"])
             seed_everything(self.seed)
             model.train()
             model.fit(data, budget)
             model.eval()
-            self.save_checkpoint(model, 0, done=True)  # step 0: fit() has no steps
-            return TrainResult("ok", 0, time.perf_counter() - t0)
+            seconds = time.perf_counter() - t0
+            self.save_checkpoint(model, 0, done=True, seconds=seconds)  # fit() has no steps
+            return TrainResult("ok", 0, seconds)
         if not callable(getattr(model, "train_step", None)):
             raise ConfigError(f"{type(model).__name__} defines neither train_step nor fit")
 
@@ -257,11 +277,11 @@ class Trainer:
         state = self.load_checkpoint(model, scaler)
         start = state["step"] if state is not None else 0
         losses: dict[str, float] = dict(state["losses"]) if state is not None else {}
+        earlier = state.get("seconds", 0.0) if state is not None else 0.0
         if state is not None and state["done"]:
             model._grad_scaler = None
             model.eval()
-            return TrainResult("ok", start, time.perf_counter() - t0, losses=losses,
-                               resumed_from=start)
+            return TrainResult("ok", start, earlier, losses=losses, resumed_from=start)
 
         if isinstance(data, TensorSplit):
             batches = _TensorBatches(data.x, budget.batch_size, self.device, self.seed)
@@ -274,7 +294,8 @@ class Trainer:
         model.train()
         step = start
         result = TrainResult("ok", start, 0.0, resumed_from=start)
-        deadline = None if budget.max_seconds is None else t0 + budget.max_seconds
+        # the time budget counts training done by earlier (interrupted) processes too
+        deadline = None if budget.max_seconds is None else t0 + budget.max_seconds - earlier
         try:
             it = batches.from_step(start)
             while step < total:
@@ -293,7 +314,8 @@ class Trainer:
                 if bar is not None:
                     bar.update(1)
                 if budget.checkpoint_every and step % budget.checkpoint_every == 0 and step < total:
-                    self.save_checkpoint(model, step, done=False, scaler=scaler, losses=losses)
+                    self.save_checkpoint(model, step, done=False, scaler=scaler, losses=losses,
+                                         seconds=earlier + time.perf_counter() - t0)
                 if deadline is not None and time.perf_counter() > deadline:
                     result.stopped_by_time = True
                     break
@@ -305,8 +327,9 @@ class Trainer:
         result.steps, result.losses, result.history = step, losses, history
         if result.status == "ok":
             model.on_train_end(data)
-            self.save_checkpoint(model, step, done=True, losses=losses)
-        result.seconds = time.perf_counter() - t0
+        result.seconds = earlier + time.perf_counter() - t0
+        if result.status == "ok":
+            self.save_checkpoint(model, step, done=True, losses=losses, seconds=result.seconds)
         return result
 
     def _progress_bar(self, total: int, start: int):

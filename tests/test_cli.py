@@ -51,6 +51,7 @@ def test_version_and_help():
     (["--datasets", "nope"], "unknown dataset 'nope'; valid datasets: "),
     (["--metrics", "nope"], "unknown metric 'nope'; valid metrics:"),
     (["--seeds", "a,b"], "seeds must be comma-separated integers"),
+    (["--seeds", "0,0"], "seeds has duplicates"),
     (["--device", "tpu9"], "unknown device 'tpu9'"),
 ])
 def test_usage_errors_exit_2(tmp_path, args, needle):
@@ -80,8 +81,8 @@ def test_run_leaderboard_results(tmp_path):
     r = invoke("run", str(spec), "--out", str(out), "-q")
     assert r.exit_code == 0, r.output
     assert "| vae " in r.output and "recon.mse" in r.output and "speed.samples_per_s" in r.output
-    assert (out / "leaderboards" / "digits.md").read_text().startswith("### digits")
-    csv_text = (out / "leaderboards" / "digits.csv").read_text()
+    assert (out / "leaderboards" / "t" / "digits.md").read_text().startswith("### digits — suite t")
+    csv_text = (out / "leaderboards" / "t" / "digits.csv").read_text()
     assert csv_text.startswith("model,family,n,status,recon.mse mean,recon.mse std")
 
     again = invoke("run", str(spec), "--out", str(out))
@@ -92,6 +93,9 @@ def test_run_leaderboard_results(tmp_path):
     board = invoke("leaderboard", "--out", str(out))
     assert board.exit_code == 0 and "| vae " in board.output
     assert invoke("leaderboard", "--out", str(out), "--format", "csv").output.startswith("model,")
+    assert invoke("leaderboard", "--out", str(out), "--suite", "zz").output.endswith("suites stored: t\n")
+    bad = invoke("leaderboard", "--out", str(out), "--primary", "recon.nope")
+    assert bad.exit_code == 2 and "no leaderboard has a column 'recon.nope'; columns: recon.mse" in bad.output
     rows = json.loads(invoke("results", "--out", str(out), "--format", "json").output)
     assert len(rows) == 1 and rows[0]["provenance"]["num_samples"] == 64
     assert rows[0]["metrics"]["recon.mse"] > 0

@@ -27,7 +27,7 @@ def test_registry_lists_every_dataset(registries):
 
 @pytest.mark.parametrize("name, kind, shape, classes, modes", [
     ("digits", "image", (1, 8, 8), 10, None),
-    ("stacked-digits", "image", (3, 8, 8), 1000, None),
+    ("stacked-digits", "image", (3, 8, 8), 1000, 1000),
     ("ring8", "vector", (2,), 8, 8),
     ("grid25", "vector", (2,), 25, 25),
     ("swissroll", "vector", (2,), None, None),
@@ -35,6 +35,19 @@ def test_registry_lists_every_dataset(registries):
 def test_describe(registries, name, kind, shape, classes, modes):
     d = registries.datasets.get(name).describe()
     assert (d["kind"], tuple(d["shape"]), d["classes"], d["modes"]) == (kind, shape, classes, modes)
+
+
+def test_stacked_sets_describe_their_1000_modes_without_building(registries, monkeypatch):
+    """``genbench list datasets`` shows 1,000 modes for both stacked sets, cheaply: nothing is
+    stacked and no MNIST file is needed (GENBENCH_DATA is an empty temp dir)."""
+    import genbench_plugins.datasets.embedded as embedded
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("describe() must not load or stack digits")
+
+    monkeypatch.setattr(embedded, "_digits_arrays", refuse)
+    for name in ("stacked-digits", "stacked-mnist"):
+        assert registries.datasets.get(name).describe()["modes"] == 1000, name
 
 
 # -- digits ---------------------------------------------------------------------------------

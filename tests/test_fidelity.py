@@ -17,7 +17,7 @@ import torch_fidelity
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
 from genbench import Budget, DataInfo, EvalContext, GenerativeModel
-from genbench.errors import AssetMissingError, ConfigError
+from genbench.errors import AssetMissingError, ConfigError, UnknownNameError
 from genbench.fidelity import (
     AssetChecksumError,
     FeatureExtractorBase,
@@ -348,6 +348,87 @@ def test_inception_weights_checked_and_explicit_path_honoured(registries, digits
         load_extractor("inception-v3-compat", cls, digits.info())
     with pytest.raises(AssetMissingError, match="does not exist"):
         load_extractor("inception-v3-compat", cls, digits.info(), weights=tmp_path / "nope.pth")
+
+
+# -- preflight: fail before training --------------------------------------------------------
+
+FIDELITY_METRICS = ("fid", "isc", "kid", "prc")
+MNIST_INFO = DataInfo(name="mnist", kind="image", shape=(1, 28, 28), num_classes=10,
+                      feature_extractor="inception-v3-compat")
+
+
+def preflight_all(registries, info, extractor=None, weights=None):
+    for m in FIDELITY_METRICS:
+        registries.metrics.get(m)().preflight(info, feature_extractor=extractor,
+                                              feature_weights=weights, registries=registries)
+
+
+@pytest.mark.parametrize("metric", FIDELITY_METRICS)
+def test_preflight_fails_fast_without_inception_weights(registries, no_network, metric):
+    expected_path = Path(os.environ["TORCH_HOME"]) / "hub" / "checkpoints" / \
+        "weights-inception-2015-12-05-6726825d.pth"
+    with pytest.raises(AssetMissingError) as err:
+        registries.metrics.get(metric)().preflight(
+            MNIST_INFO, feature_extractor="inception-v3-compat", feature_weights=None,
+            registries=registries)
+    msg = str(err.value)
+    assert not isinstance(err.value, AssetChecksumError)
+    assert str(expected_path) in msg
+    assert "6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2" in msg
+    assert "genbench assets add inception-v3-compat" in msg and "--feature-weights" in msg
+    assert not expected_path.exists()
+
+
+def test_preflight_uses_the_dataset_default_and_an_explicit_weights_path(registries, tmp_path,
+                                                                         no_network):
+    with pytest.raises(AssetMissingError, match="inception-v3-compat"):
+        preflight_all(registries, MNIST_INFO)  # no override: the dataset's default extractor
+    with pytest.raises(AssetMissingError, match="does not exist"):
+        preflight_all(registries, MNIST_INFO, "inception-v3-compat", str(tmp_path / "nope.pth"))
+
+
+def test_preflight_passes_for_digits_cnn_on_digits_and_raw_on_ring8(registries, digits):
+    preflight_all(registries, digits.info())  # the default: digits-cnn, shipped weights
+    preflight_all(registries, digits.info(), "digits-cnn")
+    ring8 = registries.datasets.get("ring8")().info()
+    preflight_all(registries, ring8)  # vectors default to raw (no weights; isc is a skip)
+    preflight_all(registries, ring8, "raw")
+
+
+def test_preflight_leaves_skips_to_evaluation(registries, no_network):
+    """An extractor that does not apply to the data is a recorded skip, not a preflight error,
+    even when its weights are missing."""
+    cifar_like = DataInfo(name="cifar10", kind="image", shape=(3, 32, 32), num_classes=10)
+    preflight_all(registries, cifar_like, "digits-cnn")
+    preflight_all(registries, cifar_like)  # no extractor chosen at all
+    vectors = DataInfo(name="ring8", kind="vector", shape=(2,))
+    preflight_all(registries, vectors, "inception-v3-compat")
+
+
+def test_preflight_unknown_extractor_lists_the_valid_ones(registries):
+    with pytest.raises(UnknownNameError, match="unknown feature extractor 'inceptoin'.*digits-cnn"):
+        preflight_all(registries, MNIST_INFO, "inceptoin")
+
+
+def test_preflight_checks_the_checksum_and_hashes_once(registries, monkeypatch, no_network):
+    from genbench import fidelity
+
+    class CountingMemo(dict):
+        stores = 0
+
+        def __setitem__(self, key, value):
+            CountingMemo.stores += 1
+            super().__setitem__(key, value)
+
+    monkeypatch.setattr(fidelity, "_SHA256_MEMO", CountingMemo())
+    wrong = registries.extractors.get("inception-v3-compat").default_weights_path()
+    wrong.parent.mkdir(parents=True)
+    wrong.write_bytes(b"not the weights")
+    for m in FIDELITY_METRICS:
+        with pytest.raises(AssetChecksumError, match="expected 6726825d0af5"):
+            registries.metrics.get(m)().preflight(MNIST_INFO, feature_extractor=None,
+                                                  feature_weights=None, registries=registries)
+    assert CountingMemo.stores == 1
 
 
 # -- reference models on digits ----------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 
 import numpy as np
@@ -104,6 +105,29 @@ def test_fingerprint_follows_files_and_options(tmp_path):
     assert ImageFolder(str(tmp_path), size=12).info().fingerprint != fp
     save(tmp_path / "0.png", random_rgb(rng, 30, 30))
     assert ImageFolder(str(tmp_path), size=8).info().fingerprint != fp
+
+
+def test_fingerprint_hashes_file_content_not_metadata(tmp_path):
+    """An edit that keeps the file's size and mtime still changes the fingerprint."""
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        save(tmp_path / f"{i}.png", random_rgb(rng))
+    target, pixels = tmp_path / "3.png", random_rgb(rng)
+    Image.fromarray(pixels).save(target, compress_level=0)  # stored: length fixed by the size
+    ds = ImageFolder(str(tmp_path), size=8)
+    fp = ds.fingerprint()
+    assert ds.info().fingerprint == fp and ImageFolder(str(tmp_path), size=8).fingerprint() == fp
+
+    st = target.stat()
+    pixels[0, 0] = 255 - pixels[0, 0]
+    Image.fromarray(pixels).save(target, compress_level=0)  # a valid PNG, one pixel changed
+    os.utime(target, ns=(st.st_atime_ns, st.st_mtime_ns))
+    after = target.stat()
+    assert (after.st_size, after.st_mtime_ns) == (st.st_size, st.st_mtime_ns)
+    edited = ImageFolder(str(tmp_path), size=8)
+    assert edited.split_files("test") == ds.split_files("test")
+    assert edited.fingerprint() != fp
+    assert ds.fingerprint() == fp  # cached on the instance
 
 
 def test_centre_crop_and_resize(tmp_path):

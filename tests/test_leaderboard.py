@@ -34,8 +34,8 @@ def store(tmp_path):
 
 def test_mean_std_over_seeds_and_sorting(store):
     boards = build_leaderboards(store)
-    assert list(boards) == ["digits", "ring8"]
-    board = boards["digits"]
+    assert list(boards) == [("s", "digits"), ("s", "ring8")]
+    board = boards[("s", "digits")]
     stats = board.stats.set_index("model")
     assert stats.loc["vae", "n"] == 3
     assert stats.loc["vae", "recon.mse mean"] == pytest.approx(0.05)
@@ -45,14 +45,14 @@ def test_mean_std_over_seeds_and_sorting(store):
     assert board.primary == "recon.mse"
     assert board.stats["model"].tolist() == ["train-data", "ae", "vae", "gan"]
     assert stats.loc["gan", "status"] == "1 diverged" and stats.loc["gan", "n"] == 0
-    by_fid = build_leaderboards(store, primary="fid.fid")["digits"]
+    by_fid = build_leaderboards(store, primary="fid.fid")[("s", "digits")]
     assert by_fid.stats["model"].tolist() == ["train-data", "vae", "ae", "gan"]
 
 
 def test_formats(store, tmp_path):
-    board = build_leaderboards(store)["digits"]
+    board = build_leaderboards(store)[("s", "digits")]
     md = board.to_markdown()
-    assert md.startswith("### digits (sorted by recon.mse)")
+    assert md.startswith("### digits — suite s (sorted by recon.mse)")
     assert "0.050 ± 0.010" in md  # std to two significant digits, mean to match
     assert "recon.mse ↓" in md and "| gan " in md and "1 diverged" in md
     tex = board.to_latex()
@@ -61,8 +61,8 @@ def test_formats(store, tmp_path):
     csv = board.to_csv().splitlines()
     assert csv[0].startswith("model,family,n,status,recon.mse mean,recon.mse std,fid.fid mean")
     paths = write_leaderboards(build_leaderboards(store), tmp_path / "lb", formats=("md", "csv", "tex"))
-    assert sorted(p.name for p in paths) == ["digits.csv", "digits.md", "digits.tex",
-                                             "ring8.csv", "ring8.md", "ring8.tex"]
+    assert sorted(p.relative_to(tmp_path / "lb").as_posix() for p in paths) == [
+        "s/digits.csv", "s/digits.md", "s/digits.tex", "s/ring8.csv", "s/ring8.md", "s/ring8.tex"]
 
 
 def test_results_are_replaced_not_duplicated(tmp_path):
@@ -71,3 +71,16 @@ def test_results_are_replaced_not_duplicated(tmp_path):
     s.write(job("vae", 0, 0.2, 2.0))
     rows = s.results()
     assert len(rows) == 1 and rows[0]["metrics"]["recon.mse"] == 0.2
+
+
+def test_skipped_metrics_and_nan_export_cleanly(tmp_path):
+    import json
+
+    s = ResultStore(tmp_path / "r.db")
+    record = job("vae", 0, float("nan"), 1.0)
+    record.metrics.append(MetricRecord("elbo", "skipped", message="model 'vae' has no elbo"))
+    s.write(record)
+    row = s.results()[0]
+    assert row["metrics"] == {"recon.mse": None, "fid.fid": 1.0}  # no 'elbo.nan' key
+    assert row["metric_status"]["elbo"] == "skipped: model 'vae' has no elbo"
+    json.dumps(row, allow_nan=False, default=str)  # strict JSON: no bare NaN

@@ -1,6 +1,7 @@
 """The runner and the store: jobs, resume, divergence, failures, leaderboards."""
 
 import sqlite3
+from pathlib import Path
 
 import pytest
 
@@ -28,7 +29,8 @@ def test_run_stores_each_job_with_provenance(tmp_path, registries):
         assert key in prov, key
     assert set(prov["versions"]) >= {"genbench", "torch", "torch-fidelity"}
     assert prov["num_samples"] == 64
-    run_dir = tmp_path / "runs" / "digits__vae__seed0"
+    run_dir = Path(results[0]["run_dir"])
+    assert run_dir.parent == tmp_path / "runs" and run_dir.name.startswith("digits__vae__seed0__")
     for f in ("samples.pt", "samples.png", "checkpoint.pt"):
         assert (run_dir / f).exists(), f
     import torch
@@ -40,13 +42,14 @@ def test_run_stores_each_job_with_provenance(tmp_path, registries):
 def test_rerun_trains_nothing_and_force_reruns(tmp_path, registries):
     spec = tiny_spec()
     _run(spec, tmp_path, registries)
-    before = build_leaderboards(SuiteRunner(spec, tmp_path, registries).store)["digits"]
+    before = build_leaderboards(SuiteRunner(spec, tmp_path, registries).store)[("t", "digits")]
     again = _run(spec, tmp_path, registries)
     assert again.ran == [] and again.already_stored == ["digits/vae/seed0"]
-    after = build_leaderboards(SuiteRunner(spec, tmp_path, registries).store)["digits"]
+    after = build_leaderboards(SuiteRunner(spec, tmp_path, registries).store)[("t", "digits")]
     assert before.to_markdown() == after.to_markdown()
     forced = _run(spec, tmp_path, registries, force=True)
     assert len(forced.ran) == 1
+    assert forced.ran[0].provenance["train"]["resumed_from"] == 0  # --force retrains
     con = sqlite3.connect(tmp_path / "results.db")
     assert con.execute("SELECT COUNT(*) FROM jobs").fetchone()[0] == 1  # replaced, not added
 
@@ -67,7 +70,7 @@ def test_diverged_model_is_recorded_and_suite_goes_on(tmp_path):
     assert status["diverging-vae"].diverged_step == 5
     assert "not finite at step 5" in status["diverging-vae"].error
     assert status["vae"].status == "ok"
-    board = build_leaderboards(SuiteRunner(spec, tmp_path, regs).store)["digits"]
+    board = build_leaderboards(SuiteRunner(spec, tmp_path, regs).store)[("t", "digits")]
     row = board.stats.set_index("model").loc["diverging-vae"]
     assert row["n"] == 0 and "1 diverged" in row["status"]
     assert board.stats["model"].tolist()[0] == "vae"  # a real score ranks above none
@@ -136,6 +139,8 @@ def test_validation_happens_before_anything_runs(tmp_path, registries):
     ({"datasets": ["digits"], "models": [{"label": "x"}]}, "must have a 'name'"),
     ({"datasets": ["digits"], "models": ["vae", "vae"]}, "two entries are labelled 'vae'"),
     ({"datasets": ["digits"], "models": ["vae"], "num_samples": 0}, "'num_samples' must be a positive"),
+    ({"datasets": ["digits"], "models": ["vae"], "seeds": [2**62]}, "integers from 0 to 2147483647"),
+    ({"datasets": ["digits"], "models": ["vae"], "budget": {"steps": 0}}, "budget.steps must be an integer >= 1"),
 ])
 def test_malformed_specs(spec, message):
     from genbench.spec import SuiteSpec
@@ -159,3 +164,48 @@ def test_repeated_model_with_labels(tmp_path, registries):
     assert sorted(r.model for r in report.ran) == ["vae-big", "vae[latent_dim=2]"]
     steps = {r.model: r.train_steps for r in report.ran}
     assert steps == {"vae-big": 60, "vae[latent_dim=2]": 30}
+
+
+def test_changed_configuration_replaces_the_seed_it_reruns(tmp_path, registries):
+    _run(tiny_spec(metrics=["recon"]), tmp_path, registries)
+    _run(tiny_spec(metrics=["recon", "speed"], budget={"steps": 60}), tmp_path, registries)
+    store = SuiteRunner(tiny_spec(), tmp_path, registries).store
+    assert store.count() == 1  # one seed, one row: the old configuration's row is gone
+    board = build_leaderboards(store)[("t", "digits")]
+    assert board.stats["n"].tolist() == [1]
+    runs = sorted(p.name for p in (tmp_path / "runs").iterdir())
+    assert len(runs) == 2  # each configuration keeps its own checkpoint and samples
+
+
+def test_suites_sharing_an_output_directory(tmp_path, registries):
+    report_a = _run(tiny_spec(name="a"), tmp_path, registries)
+    report_b = _run(tiny_spec(name="b"), tmp_path, registries)
+    assert report_b.ran == [] and report_b.already_stored == ["digits/vae/seed0"]
+    store = SuiteRunner(tiny_spec(), tmp_path, registries).store
+    mine = build_leaderboards(store, suite="b", fingerprints=report_b.fingerprints)
+    assert list(mine) == [("b", "digits")] and mine[("b", "digits")].stats["n"].tolist() == [1]
+    assert report_a.fingerprints == report_b.fingerprints
+
+
+def test_metric_options_are_validated_before_training(tmp_path, registries):
+    with pytest.raises(ConfigError, match="unknown hyper-parameter 'foo'; valid ones .*: \\(none\\)"):
+        SuiteRunner(tiny_spec(metrics={"recon": {"foo": 1}}), tmp_path, registries)
+    with pytest.raises(ConfigError, match="speed: batch_size and repeats must be >= 1"):
+        SuiteRunner(tiny_spec(metrics={"speed": {"batch_size": 0}}), tmp_path, registries)
+    with pytest.raises(ConfigError, match="vae: latent_dim must be a positive integer, got 0"):
+        SuiteRunner(tiny_spec(models={"vae": {"latent_dim": 0}}), tmp_path, registries).run()
+    assert not (tmp_path / "runs").exists()
+
+
+def test_feature_weights_need_a_named_extractor(tmp_path, registries):
+    with pytest.raises(SpecError, match="feature_weights is set but feature_extractor is not"):
+        SuiteRunner(tiny_spec(feature_weights="w.pt"), tmp_path, registries)
+
+
+def test_missing_extractor_weights_fail_before_training(tmp_path, registries):
+    from genbench.errors import AssetMissingError
+
+    spec = tiny_spec(metrics=["fid"], feature_extractor="inception-v3-compat")
+    with pytest.raises(AssetMissingError, match="genbench assets add inception-v3-compat"):
+        SuiteRunner(spec, tmp_path, registries, progress=False).run()
+    assert not (tmp_path / "runs").exists()

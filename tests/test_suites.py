@@ -32,7 +32,7 @@ def test_vae_on_every_embedded_and_synthetic_dataset(tmp_path, registries):
     extractors = {r.dataset: r.provenance["feature_extractors"] for r in report.ran}
     assert list(extractors["stacked-digits"]) == ["digits-cnn"]
     assert list(extractors["grid25"]) == ["raw"]
-    assert set(build_leaderboards(runner.store)) == {"digits", "stacked-digits", "ring8", "grid25"}
+    assert {d for _, d in build_leaderboards(runner.store)} == {"digits", "stacked-digits", "ring8", "grid25"}
 
 
 def test_all_nine_autoencoders_on_digits_and_ring8(tmp_path, registries):
@@ -55,7 +55,7 @@ def test_all_nine_autoencoders_on_digits_and_ring8(tmp_path, registries):
             assert metrics["elbo"].values["neg_elbo_nats_per_dim"] > 0 or dataset != "digits"
         else:
             assert metrics["elbo"].status == "skipped" and "has no elbo" in metrics["elbo"].message
-    board = build_leaderboards(runner.store)["digits"]
+    board = build_leaderboards(runner.store)[("zoo", "digits")]
     assert sorted(board.stats["model"]) == sorted(AUTOENCODERS)
     assert {"recon.mse", "speed.samples_per_s", "elbo.neg_elbo_nats_per_dim"} <= set(board.metric_columns)
 
@@ -68,7 +68,7 @@ def test_default_suite_reports_sample_quality_with_reference_row(tmp_path, regis
                    budget=Budget(steps=30), num_samples=200)
     runner, report = run(spec, tmp_path, registries)
     assert [(r.model, r.status) for r in report.ran] == [("vae", "ok"), ("train-data", "ok")]
-    board = build_leaderboards(runner.store)["digits"]
+    board = build_leaderboards(runner.store)[("default", "digits")]
     assert {"fid.fid", "isc.mean", "kid.mean", "prc.precision", "prc.recall"} <= set(board.metric_columns)
     assert board.primary == "fid.fid"
     stats = board.stats.set_index("model")

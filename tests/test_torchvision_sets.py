@@ -66,11 +66,12 @@ def hashes(x: torch.Tensor) -> set[str]:
 
 
 def test_describe_needs_no_files(registries, tmp_path):
-    expected = {"mnist": ((1, 28, 28), 10), "fashion-mnist": ((1, 28, 28), 10),
-                "cifar10": ((3, 32, 32), 10), "stacked-mnist": ((3, 28, 28), 1000)}
-    for name, (shape, classes) in expected.items():
+    expected = {"mnist": ((1, 28, 28), 10, None), "fashion-mnist": ((1, 28, 28), 10, None),
+                "cifar10": ((3, 32, 32), 10, None), "stacked-mnist": ((3, 28, 28), 1000, 1000)}
+    for name, (shape, classes, modes) in expected.items():
         d = registries.datasets.get(name).describe()
-        assert (d["kind"], tuple(d["shape"]), d["classes"]) == ("image", shape, classes)
+        assert (d["kind"], tuple(d["shape"]), d["classes"], d["modes"]) == \
+            ("image", shape, classes, modes), name
 
 
 # -- MNIST and Fashion-MNIST ------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import numpy as np
 import torch
@@ -90,6 +91,12 @@ class StackedDigits(BenchmarkDataset):
             raise ConfigError(f"stacked-digits: test_fraction must lie in (0, 1), got {test_fraction}")
         self.n = {"train": n_train, "test": n_test}
         self.seed, self.split_seed, self.test_fraction = seed, split_seed, test_fraction
+
+    @classmethod
+    def describe(cls) -> dict[str, Any]:
+        """Known without stacking anything: 1,000 modes, one per label ``100*d1 + 10*d2 + d3``."""
+        return {"kind": "image", "shape": (3, 8, 8), "classes": STACKED_CLASSES,
+                "modes": STACKED_CLASSES}
 
     @functools.cached_property
     def _built(self) -> dict[str, tuple[TensorSplit, torch.Tensor]]:

@@ -38,6 +38,7 @@ CHANNEL_MODES = {1: "L", 3: "RGB", 4: "RGBA"}
 # 16-bit grayscale PNGs open in these modes; PIL's convert("L") would clip them at 255.
 _HIGH_BIT_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N"}
 _SHOWN_PATHS = 20
+_CHUNK = 1 << 20  # bytes read at a time when fingerprinting
 DEFAULT_SIZE = 64
 
 
@@ -112,11 +113,24 @@ class FolderImages(Dataset):
         return x if self.labels is None else (x, torch.tensor(self.labels[i]))
 
 
+def _file_sha256(path: Path, buffer: memoryview) -> bytes:
+    """Raw sha256 digest of a file's bytes, read in chunks through ``buffer``."""
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb", buffering=0) as f:
+            while n := f.readinto(buffer):
+                h.update(buffer[:n])
+    except OSError as exc:
+        raise DataUnavailableError(
+            f"image-folder: could not read {path} to fingerprint the set ({exc}); the folder "
+            "changed after it was scanned, build the dataset again"
+        ) from exc
+    return h.digest()
+
+
 @dataclass(frozen=True)
 class _Entry:
     rel: str
-    size: int
-    mtime_ns: int
     channels: int
     width: int
     height: int
@@ -175,6 +189,7 @@ class ImageFolder(BenchmarkDataset):
         self._entries, self._labels = entries, labels
         self._split_idx = self._make_split(labels, len(entries))
         self.transform = ImageTransform(size, self.channels, crop)
+        self._fingerprint: str | None = None
 
     @classmethod
     def describe(cls) -> dict[str, Any]:
@@ -200,14 +215,13 @@ class ImageFolder(BenchmarkDataset):
         for rel in self._candidates():
             full = self.path / rel
             try:
-                st = full.stat()
                 with Image.open(full) as image:
                     channels, (w, h) = native_channels(image), image.size
                     image.verify()
             except Exception as exc:  # PIL raises many types for malformed files
                 bad.append((rel, f"{type(exc).__name__}: {exc}"))
                 continue
-            entries.append(_Entry(rel, st.st_size, st.st_mtime_ns, channels, w, h))
+            entries.append(_Entry(rel, channels, w, h))
         if bad:
             listing = "\n".join(f"  {self.path / rel}: {why}" for rel, why in bad[:_SHOWN_PATHS])
             more = f"\n  ... and {len(bad) - _SHOWN_PATHS} more" if len(bad) > _SHOWN_PATHS else ""
@@ -279,15 +293,22 @@ class ImageFolder(BenchmarkDataset):
         return [self._entries[i].rel for i in self._split_idx[name]]
 
     def fingerprint(self) -> str:
-        """sha256 (16 hex chars) of every kept file's relative path, size and mtime, its
-        split and label, and the conversion options."""
-        h = hashlib.sha256(f"image-folder|{self.size}|{self.channels}|{self.crop}".encode())
-        for name, idx in self._split_idx.items():
-            for i in idx:
-                e = self._entries[i]
-                label = "" if self._labels is None else self._labels[i]
-                h.update(f"\n{name}|{e.rel}|{e.size}|{e.mtime_ns}|{label}".encode())
-        return h.hexdigest()[:16]
+        """sha256 (16 hex chars) of every kept file's bytes and relative path, its split and
+        label, and the options (conversion and split). Computed once per instance."""
+        if self._fingerprint is None:
+            h = hashlib.sha256(
+                f"image-folder|{self.size}|{self.channels}|{self.crop}|{self.test_fraction}|"
+                f"{self.split_seed}".encode())
+            buffer = bytearray(_CHUNK)
+            view = memoryview(buffer)
+            for name, idx in self._split_idx.items():
+                for i in idx:
+                    e = self._entries[i]
+                    label = "" if self._labels is None else self._labels[i]
+                    h.update(f"\n{name}|{e.rel}|{label}|".encode())
+                    h.update(_file_sha256(self.path / e.rel, view))
+            self._fingerprint = h.hexdigest()[:16]
+        return self._fingerprint
 
     def info(self) -> DataInfo:
         return DataInfo(

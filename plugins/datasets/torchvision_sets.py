@@ -296,6 +296,11 @@ class StackedMNIST(MNIST):
         self.seed = seed
         self._source_indices: dict[str, torch.Tensor] = {}
 
+    @classmethod
+    def describe(cls) -> dict[str, Any]:
+        """Known without the files: 1,000 modes, one per label ``100*d1 + 10*d2 + d3``."""
+        return {**super().describe(), "modes": STACKED_CLASSES}
+
     def _load_split(self, name):
         digits, labels = super()._load_split(name)
         idx = stacked_indices(len(digits), self.n[name], self.seed, name)

@@ -37,6 +37,15 @@ class _FidelityMetric(Metric):
 
         return skip_reason(ctx, self.fidelity_name)
 
+    def preflight(self, data_info, *, feature_extractor, feature_weights, registries) -> None:
+        """Before training: the extractor must exist and its weights file be present and intact."""
+        if data_info.kind not in self.data_kinds:
+            return
+        from genbench.fidelity import preflight
+
+        preflight(self.fidelity_name, data_info, feature_extractor=feature_extractor,
+                  feature_weights=feature_weights, registries=registries)
+
     @staticmethod
     def job(ctx: EvalContext):
         from genbench.fidelity import FidelityJob
