@@ -43,6 +43,10 @@ class GenerativeModel(nn.Module, abc.ABC):
     family: ClassVar[str] = ""
     #: Kinds of data (see :data:`genbench.data.DATA_KINDS`) the model can be trained on.
     data_kinds: ClassVar[tuple[str, ...]] = ("image", "vector")
+    #: For models that override ``fit``: True when fitting is cheap and deterministic (a
+    #: copy, a closed form), so the engine refits every time instead of checkpointing state
+    #: that may be as large as the data.
+    refit_instead_of_checkpoint: ClassVar[bool] = False
 
     def __init__(self) -> None:
         super().__init__()

@@ -250,6 +250,11 @@ class Trainer:
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
         if overrides_fit(model):
+            if model.refit_instead_of_checkpoint:
+                seed_everything(self.seed)
+                model.fit(data, budget)
+                model.eval()
+                return TrainResult("ok", 0, time.perf_counter() - t0)
             state = self.load_checkpoint(model)
             if state is not None and state["done"]:
                 return TrainResult("ok", state["step"], state.get("seconds", 0.0),
