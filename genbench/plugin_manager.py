@@ -13,6 +13,7 @@ import functools
 import importlib
 import importlib.metadata
 import os
+import warnings
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -52,11 +53,13 @@ def _env_flag(name: str) -> bool:
 def _load_entrypoints(pm: "GenbenchPluginManager") -> None:
     only = os.environ.get("GENBENCH_LOAD_PLUGINS")
     wanted = {p.strip() for p in only.split(",") if p.strip()} if only is not None else None
+    seen: set[str] = set()
     for dist in importlib.metadata.distributions():
         for ep in dist.entry_points:
             if ep.group != ENTRY_POINT_GROUP:
                 continue
             dist_name = dist.metadata["Name"]
+            seen.update((ep.name, dist_name))
             if wanted is not None and ep.name not in wanted and dist_name not in wanted:
                 continue
             if pm.is_blocked(ep.name):
@@ -75,6 +78,10 @@ def _load_entrypoints(pm: "GenbenchPluginManager") -> None:
                 ) from exc
             pm.register(plugin, name=ep.name)
             pm.distributions[ep.name] = (dist_name, dist.version)
+    missing = sorted((wanted or set()) - seen)
+    if missing:
+        warnings.warn(f"GENBENCH_LOAD_PLUGINS names {', '.join(missing)}, but no installed "
+                      f"distribution provides a genbench plugin of that name", stacklevel=2)
 
 
 class GenbenchPluginManager(pluggy.PluginManager):

@@ -208,6 +208,7 @@ def test_third_party_plugin_in_list_and_run(tmp_path):
     assert "ppca" not in disabled.stdout
     only_other = genbench_process(["list", "models"], {**env, "GENBENCH_LOAD_PLUGINS": "something-else"})
     assert "ppca" not in only_other.stdout
+    assert "GENBENCH_LOAD_PLUGINS names something-else, but no installed" in only_other.stderr
     only_it = genbench_process(["list", "models"], {**env, "GENBENCH_LOAD_PLUGINS": "genbench-ppca"})
     assert "ppca" in only_it.stdout
 

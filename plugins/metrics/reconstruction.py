@@ -31,7 +31,9 @@ def mean_ssim(x: torch.Tensor, y: torch.Tensor) -> float:
 class Reconstruction(Metric):
     """Reconstruct the test split and compare with it."""
 
-    description = "test-split reconstruction: MSE (per element), PSNR (dB) and SSIM for images"
+    description = ("test-split reconstruction: MSE (per element), PSNR (dB, from the split's "
+                   "MSE) and mean SSIM for images (scikit-image, uniform 7x7 window, smaller "
+                   "for images under 7 pixels)")
     requires = ("reconstruct",)
     higher_is_better = {"mse": False, "psnr": True, "ssim": True}
     primary = "mse"
