@@ -19,6 +19,16 @@ def _isolated_environment(tmp_path_factory, monkeypatch):
     torch.manual_seed(0)
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One intra-op thread: the test networks are tiny, so it is as fast, deterministic, and
+    immune to the oversubscription that several torch processes on two cores suffer."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 @pytest.fixture
 def registries():
     """Registries from a fresh plugin manager with only the built-in plugins."""

@@ -15,13 +15,6 @@ from genbench.fidelity import FeatureExtractorBase, load_extractor, to_uint8_ima
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
 
 def _train_script():
     spec = importlib.util.spec_from_file_location(

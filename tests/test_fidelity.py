@@ -32,14 +32,6 @@ from genbench.training import train
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Two cores are shared by several processes: one thread is far faster and deterministic."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
 
 class FixedSamples(GenerativeModel):
     """Returns the rows of ``x`` in order; :func:`make_ctx` rewinds it for each evaluation."""

@@ -43,7 +43,7 @@ def test_training_reduces_loss_and_is_seeded(registries, digits):
     torch.rand(7)
     rb = train(b, data, Budget(steps=60), device="cpu", seed=3, progress=False, log_every=10)
     assert ra.status == "ok" and ra.steps == 60
-    assert params_equal(a, b)
+    assert params_equal(a, b) and ra.history == rb.history
     assert ra.history[-1]["loss"] < ra.history[0]["loss"]
     assert [h["step"] for h in ra.history] == [10, 20, 30, 40, 50, 60]
 
