@@ -130,7 +130,7 @@ def run(spec, out_dir, models, datasets, metrics, seeds, device, data_root, down
     goes on. Exit status: 0 when every job and metric succeeded (diverged models are a
     result, not an error), 1 when some failed, 2 for usage errors.
     """
-    from .leaderboard import build_leaderboards, write_leaderboards
+    from .leaderboard import build_leaderboards, save_sample_figures, write_leaderboards
     from .runner import SuiteRunner
     from .spec import SuiteSpec
 
@@ -173,6 +173,8 @@ def run(spec, out_dir, models, datasets, metrics, seeds, device, data_root, down
     except GenbenchError as exc:
         raise click.UsageError(str(exc)) from None
     written = write_leaderboards(boards, out_dir / "leaderboards")
+    written += save_sample_figures(boards, runner.store, out_dir / "leaderboards",
+                                   fingerprints=report.fingerprints)
     for board in boards.values():
         click.echo(board.to_markdown())
     if not quiet:

@@ -43,3 +43,46 @@ def save_sample_grid(samples: torch.Tensor, info: DataInfo, path: str | Path,
         fig.savefig(path)
         return path
     return None
+
+
+def save_model_comparison(samples: dict[str, torch.Tensor], path: str | Path,
+                          per_model: int = 16) -> Path | None:
+    """One picture comparing models: a strip of image samples per model (a row each, in the
+    given order), or a scatter per model for 2-D vectors. None if there is nothing to show."""
+    samples = {k: v for k, v in samples.items() if v is not None and len(v)}
+    if not samples:
+        return None
+    from matplotlib.figure import Figure
+
+    first = next(iter(samples.values()))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if first.dim() == 4:
+        from torchvision.utils import make_grid
+
+        fig = Figure(figsize=(per_model * 0.6 + 1.5, 0.7 * len(samples) + 0.3), dpi=100)
+        axes = fig.subplots(len(samples), 1, squeeze=False)[:, 0]
+        for ax, (name, x) in zip(axes, samples.items()):
+            strip = make_grid(x[:per_model].float().clamp(0, 1), nrow=per_model, padding=1,
+                              pad_value=1.0)
+            ax.imshow(strip.permute(1, 2, 0).numpy(), interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=8)
+    elif first.dim() == 2 and first.shape[1] >= 2:
+        cols = min(4, len(samples))
+        rows = -(-len(samples) // cols)
+        fig = Figure(figsize=(2.5 * cols, 2.5 * rows), dpi=100)
+        axes = fig.subplots(rows, cols, squeeze=False).ravel()
+        for ax, (name, x) in zip(axes, samples.items()):
+            ax.scatter(x[:, 0], x[:, 1], s=1, c="tab:red")
+            ax.set_title(name, fontsize=8)
+            ax.set_aspect("equal", adjustable="datalim")
+            ax.tick_params(labelsize=6)
+        for ax in axes[len(samples):]:
+            ax.axis("off")
+    else:
+        return None
+    fig.tight_layout()
+    fig.savefig(path)
+    return path

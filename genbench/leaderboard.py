@@ -186,6 +186,37 @@ def _board(suite: str, dataset: str, jobs: pd.DataFrame, values: pd.DataFrame,
 FORMATS = {"md": "to_markdown", "csv": "to_csv", "html": "to_html", "tex": "to_latex"}
 
 
+def save_sample_figures(boards: dict[tuple[str, str], Leaderboard], store: ResultStore,
+                        directory: str | Path, fingerprints: list[str] | None = None) -> list[Path]:
+    """Beside each board, ``<dataset>-samples.png``: each model's samples (its lowest
+    finished seed), in the board's order. Returns the paths written."""
+    import torch
+
+    from .figures import save_model_comparison
+
+    jobs = store.jobs()
+    if fingerprints is not None:
+        jobs = jobs[jobs["fingerprint"].isin(fingerprints)]
+    jobs = jobs[jobs["status"] == "ok"].sort_values("seed")
+    written = []
+    for board in boards.values():
+        mine = jobs[jobs["dataset"] == board.dataset]
+        if fingerprints is None:
+            mine = mine[mine["suite"] == board.suite]
+        samples = {}
+        for model in board.stats["model"]:
+            rows = mine[mine["model"] == model]
+            # run directories are stored relative to the output directory (results.db's)
+            path = store.path.parent / rows["run_dir"].iloc[0] / "samples.pt" if len(rows) else None
+            if path is not None and path.exists():
+                samples[model] = torch.load(path, weights_only=True)
+        out = save_model_comparison(
+            samples, Path(directory) / _safe(board.suite) / f"{_safe(board.dataset)}-samples.png")
+        if out is not None:
+            written.append(out)
+    return written
+
+
 def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_.+=" else "_" for c in name)
 

@@ -268,7 +268,7 @@ class SuiteRunner:
             model=job.model.label, model_name=job.model.name,
             model_family=model_cls.family or "", seed=job.seed, status="failed",
             provenance={}, device=device_description(self.device),
-            num_samples=self.spec.num_samples, run_dir=str(run_dir),
+            num_samples=self.spec.num_samples, run_dir=run_dir.relative_to(self.out_dir).as_posix(),
         )
         prov = record.provenance
         prov.update({

@@ -99,6 +99,7 @@ class JobRecord:
     total_seconds: float | None = None
     device: str | None = None
     num_samples: int | None = None
+    #: The job's folder, relative to the output directory that holds results.db.
     run_dir: str | None = None
 
 

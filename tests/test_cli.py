@@ -82,6 +82,9 @@ def test_run_leaderboard_results(tmp_path):
     assert r.exit_code == 0, r.output
     assert "| vae " in r.output and "recon.mse" in r.output and "speed.samples_per_s" in r.output
     assert (out / "leaderboards" / "t" / "digits.md").read_text().startswith("### digits — suite t")
+    from PIL import Image
+    with Image.open(out / "leaderboards" / "t" / "digits-samples.png") as picture:
+        assert picture.size[0] > 300  # a strip of 16 samples for the one model
     csv_text = (out / "leaderboards" / "t" / "digits.csv").read_text()
     assert csv_text.startswith("model,family,n,status,recon.mse mean,recon.mse std")
 

@@ -29,7 +29,7 @@ def test_run_stores_each_job_with_provenance(tmp_path, registries):
         assert key in prov, key
     assert set(prov["versions"]) >= {"genbench", "torch", "torch-fidelity"}
     assert prov["num_samples"] == 64
-    run_dir = Path(results[0]["run_dir"])
+    run_dir = tmp_path / results[0]["run_dir"]  # relative to the output directory
     assert run_dir.parent == tmp_path / "runs" and run_dir.name.startswith("digits__vae__seed0__")
     for f in ("samples.pt", "samples.png", "checkpoint.pt"):
         assert (run_dir / f).exists(), f
