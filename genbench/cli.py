@@ -118,10 +118,13 @@ def _terminate_as_interrupt(signum, frame):
               "each dataset's default).")
 @click.option("--feature-weights", type=click.Path(dir_okay=False),
               help="Weights file for the feature extractor.")
-@click.option("--force", is_flag=True, help="Rerun jobs that are already stored.")
+@click.option("--force", is_flag=True, help="Rerun (and retrain) jobs that are already stored.")
+@click.option("--threads", type=click.IntRange(min=1),
+              help="CPU threads for torch (default: torch's own choice, all cores). Use 1 when "
+              "other processes share a small machine: tiny models train many times faster.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars or per-job lines.")
 def run(spec, out_dir, models, datasets, metrics, seeds, device, data_root, download,
-        extractor, feature_weights, force, quiet):
+        extractor, feature_weights, force, threads, quiet):
     """Run a suite SPEC (TOML; default: the embedded default suite) and print leaderboards.
 
     Each dataset x model x seed is a job: trained, sampled once, measured by every metric
@@ -134,6 +137,10 @@ def run(spec, out_dir, models, datasets, metrics, seeds, device, data_root, down
     from .runner import SuiteRunner
     from .spec import SuiteSpec
 
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
     registries = _registries()
     try:
         suite = SuiteSpec.from_toml(spec) if spec is not None else SuiteSpec.default()

@@ -13,6 +13,16 @@ from .data import DataInfo
 from .model import GenerativeModel
 
 
+def choose_feature_extractor(data_info: DataInfo, requested: str | None = None) -> str | None:
+    """The extractor for sample-quality metrics: ``requested`` (the spec's or ``--extractor``),
+    else the dataset's declared default, else ``raw`` for vector data, else None."""
+    if requested:
+        return requested
+    if data_info.feature_extractor:
+        return data_info.feature_extractor
+    return "raw" if data_info.kind == "vector" else None
+
+
 @dataclass
 class EvalContext:
     """The trained model, the real data and lazily generated samples for one job.

@@ -546,11 +546,9 @@ def _load_reference(path: Path, key: str, layers: list[str]) -> ReferenceSet | N
 
 def choose_extractor(data_info: DataInfo, requested: str | None = None) -> str | None:
     """``requested`` if given, else the dataset's default extractor, else ``raw`` for vectors."""
-    if requested:
-        return requested
-    if data_info.feature_extractor:
-        return data_info.feature_extractor
-    return "raw" if data_info.kind == "vector" else None
+    from .evaluation import choose_feature_extractor
+
+    return choose_feature_extractor(data_info, requested)
 
 
 def resolve_extractor_name(ctx: "EvalContext") -> str | None:

@@ -157,6 +157,15 @@ def _board(suite: str, dataset: str, jobs: pd.DataFrame, values: pd.DataFrame,
     rows = []
     notes: list[str] = []
     for model, mjobs in jobs.groupby("model", sort=False):
+        # Seeds of an earlier configuration under the same label (a rerun of some seeds
+        # with changed settings) are never averaged with the current one.
+        latest = mjobs.loc[mjobs["id"].idxmax(), "config_fingerprint"]
+        stale = mjobs[mjobs["config_fingerprint"] != latest]
+        if len(stale):
+            notes.append(f"{model}: {len(stale)} result(s) of an earlier configuration left out "
+                         f"(seeds {', '.join(map(str, sorted(stale['seed'])))}); rerun the suite "
+                         "to bring them up to date")
+            mjobs = mjobs[mjobs["config_fingerprint"] == latest]
         ok = mjobs[mjobs["status"] == "ok"]
         row = {"model": model, "family": mjobs["model_family"].iloc[0], "n": len(ok)}
         counts = mjobs["status"].value_counts()
@@ -193,6 +202,7 @@ def save_sample_figures(boards: dict[tuple[str, str], Leaderboard], store: Resul
     import torch
 
     from .figures import save_model_comparison
+    from .runner import evaluation_dirname
 
     jobs = store.jobs()
     if fingerprints is not None:
@@ -206,8 +216,11 @@ def save_sample_figures(boards: dict[tuple[str, str], Leaderboard], store: Resul
         samples = {}
         for model in board.stats["model"]:
             rows = mine[mine["model"] == model]
-            # run directories are stored relative to the output directory (results.db's)
-            path = store.path.parent / rows["run_dir"].iloc[0] / "samples.pt" if len(rows) else None
+            path = None
+            if len(rows):  # run directories are stored relative to results.db's folder
+                row = rows.iloc[0]
+                path = (store.path.parent / row["run_dir"] / evaluation_dirname(row["fingerprint"])
+                        / "samples.pt")
             if path is not None and path.exists():
                 samples[model] = torch.load(path, weights_only=True)
         out = save_model_comparison(

@@ -24,7 +24,7 @@ from . import __version__
 from .config import validate_config
 from .data import BenchmarkDataset, DataInfo
 from .errors import ConfigError, GenbenchError
-from .evaluation import EvalContext
+from .evaluation import EvalContext, choose_feature_extractor
 from .figures import save_sample_grid
 from .metric import MetricResult
 from .paths import cache_dir as default_cache_dir
@@ -45,6 +45,11 @@ def environment_versions() -> dict[str, str | None]:
     return {"genbench": __version__, "torch": torch.__version__,
             "torch-fidelity": _version("torch-fidelity"), "numpy": _version("numpy"),
             "python": platform.python_version()}
+
+
+def evaluation_dirname(fingerprint: str) -> str:
+    """The folder, inside a job's run directory, of one evaluation's samples."""
+    return f"eval-{fingerprint[:8]}"
 
 
 def safe_dirname(text: str) -> str:
@@ -77,6 +82,8 @@ class Job:
     metrics: tuple[Entry, ...]
     train_fingerprint: str
     fingerprint: str
+    #: The fingerprint without the seed: seeds of one configuration share it.
+    config_fingerprint: str = ""
 
     @property
     def key(self) -> str:
@@ -140,8 +147,8 @@ def build_dataset(registries, entry: Entry, spec: SuiteSpec,
 
 
 def chosen_extractor(spec: SuiteSpec, info: DataInfo) -> str | None:
-    """The feature extractor of a run on this data: the spec's override, else the dataset's."""
-    return spec.feature_extractor or info.feature_extractor
+    """The feature extractor of a run on this data (see :func:`choose_feature_extractor`)."""
+    return choose_feature_extractor(info, spec.feature_extractor)
 
 
 def _extractor_identity(spec: SuiteSpec, registries, info: DataInfo) -> dict[str, Any]:
@@ -178,12 +185,17 @@ def expand_jobs(spec: SuiteSpec, registries, datasets: list[PreparedDataset],
                     "data": pd_.info.fingerprint, "model": entry.name, "params": entry.params,
                     "seed": seed, "budget": budget.outcome_dict(), "device": device.type,
                 })
-                fp = canonical_hash({
-                    "train": train_fp, "metrics": metrics_part, "num_samples": spec.num_samples,
+                evaluation = {
+                    "metrics": metrics_part, "num_samples": spec.num_samples,
                     "eval_batch_size": spec.eval_batch_size, "extractor": extractor,
                     "dataset_label": pd_.entry.label, "model_label": entry.label,
-                })
-                jobs.append(Job(pd_, entry, seed, budget, spec.metrics, train_fp, fp))
+                }
+                fp = canonical_hash({"train": train_fp, **evaluation})
+                config_fp = canonical_hash({
+                    "dataset": pd_.entry.name, "dataset_params": pd_.entry.params,
+                    "data": pd_.info.fingerprint, "model": entry.name, "params": entry.params,
+                    "budget": budget.outcome_dict(), "device": device.type, **evaluation})
+                jobs.append(Job(pd_, entry, seed, budget, spec.metrics, train_fp, fp, config_fp))
     return jobs, impossible
 
 
@@ -263,7 +275,8 @@ class SuiteRunner:
         model_cls = self.registries.models.get(job.model.name)
         info = job.data.info
         record = JobRecord(
-            fingerprint=job.fingerprint, job_key=job.key, suite=self.spec.name,
+            fingerprint=job.fingerprint, config_fingerprint=job.config_fingerprint,
+            job_key=job.key, suite=self.spec.name,
             dataset=job.data.entry.label, dataset_name=job.data.entry.name,
             model=job.model.label, model_name=job.model.name,
             model_family=model_cls.family or "", seed=job.seed, status="failed",
@@ -327,8 +340,11 @@ class SuiteRunner:
             registries=self.registries,
         )
         samples = ctx.samples  # generated once, shared by every metric
-        torch.save(samples, run_dir / "samples.pt")
-        save_sample_grid(samples, job.data.info, run_dir / "samples.png", reference=ctx.test[0])
+        # Evaluations of one training (another sample count, another suite) keep their own.
+        eval_dir = run_dir / evaluation_dirname(job.fingerprint)
+        eval_dir.mkdir(exist_ok=True)
+        torch.save(samples, eval_dir / "samples.pt")
+        save_sample_grid(samples, job.data.info, eval_dir / "samples.png", reference=ctx.test[0])
         records, metric_seconds = [], {}
         for entry in job.metrics:
             cls = self.registries.metrics.get(entry.name)

@@ -110,6 +110,10 @@ def _entries(value: Any, section: str, allow_budget: bool) -> list[Entry]:
     for name, params, label, budget in raw:
         if not isinstance(name, str) or not name:
             raise SpecError(f"{section}: every entry needs a non-empty string name, got {name!r}")
+        if label is not None and (not isinstance(label, str) or not label.strip()
+                                  or len(label) > 100 or "/" in label):
+            raise SpecError(f"{section} {name!r}: label must be a string of 1 to 100 characters "
+                            f"without '/', got {label!r}")
         label = label or _default_label(name, params)
         if label in seen:
             raise SpecError(f"{section}: two entries are labelled {label!r}; give each a distinct 'label'")
@@ -249,6 +253,13 @@ class SuiteSpec:
                     self.build_metric(cls, e.label, params)  # value checks happen in __init__
         for name in self.baselines or ():
             registries.models.get(name)
+        if self.primary_metric is not None:
+            metric = self.primary_metric.split(".")[0]
+            labels = [m.label for m in self.metrics]
+            if metric not in labels or "." not in self.primary_metric:
+                raise SpecError(f"{self.source}: primary_metric {self.primary_metric!r} must be "
+                                f"'<metric>.<key>' with <metric> one of the suite's metrics: "
+                                f"{', '.join(labels) or '(none)'}")
         if self.feature_extractor is not None:
             registries.extractors.get(self.feature_extractor)
         elif self.feature_weights is not None:

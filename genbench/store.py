@@ -27,6 +27,7 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS jobs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     fingerprint TEXT NOT NULL UNIQUE,
+    config_fingerprint TEXT NOT NULL,
     job_key TEXT NOT NULL,
     suite TEXT NOT NULL,
     dataset TEXT NOT NULL,
@@ -101,6 +102,8 @@ class JobRecord:
     num_samples: int | None = None
     #: The job's folder, relative to the output directory that holds results.db.
     run_dir: str | None = None
+    #: The fingerprint without the seed: the seeds of one configuration share it.
+    config_fingerprint: str = ""
 
 
 def _json(obj: Any) -> str:
@@ -147,11 +150,12 @@ class ResultStore:
             con.execute("DELETE FROM jobs WHERE fingerprint = ? OR (suite = ? AND job_key = ?)",
                         (job.fingerprint, job.suite, job.job_key))
             cur = con.execute(
-                """INSERT INTO jobs (fingerprint, job_key, suite, dataset, dataset_name, model,
-                   model_name, model_family, seed, status, error, diverged_step, train_steps,
-                   train_seconds, total_seconds, device, num_samples, run_dir, created_at, provenance)
-                   VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)""",
-                (job.fingerprint, job.job_key, job.suite, job.dataset, job.dataset_name, job.model,
+                """INSERT INTO jobs (fingerprint, config_fingerprint, job_key, suite, dataset,
+                   dataset_name, model, model_name, model_family, seed, status, error,
+                   diverged_step, train_steps, train_seconds, total_seconds, device, num_samples,
+                   run_dir, created_at, provenance)
+                   VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)""",
+                (job.fingerprint, job.config_fingerprint or job.fingerprint, job.job_key, job.suite, job.dataset, job.dataset_name, job.model,
                  job.model_name, job.model_family, job.seed, job.status, job.error,
                  job.diverged_step, job.train_steps, job.train_seconds, job.total_seconds,
                  job.device, job.num_samples, job.run_dir, created, _json(job.provenance)),

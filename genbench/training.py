@@ -43,8 +43,10 @@ class Budget:
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < least):
                 raise ConfigError(f"budget.{name} must be an integer >= {least}, got {v!r}")
-        if self.max_seconds is not None and not self.max_seconds > 0:
-            raise ConfigError(f"budget.max_seconds must be positive, got {self.max_seconds!r}")
+        if self.max_seconds is not None and (
+                not isinstance(self.max_seconds, (int, float)) or isinstance(self.max_seconds, bool)
+                or not self.max_seconds > 0):
+            raise ConfigError(f"budget.max_seconds must be a positive number, got {self.max_seconds!r}")
 
     def steps_per_epoch(self, n_items: int) -> int:
         # Drop the last partial batch (batch-norm layers fail on a batch of one) unless the
@@ -257,6 +259,7 @@ class Trainer:
                 return TrainResult("ok", 0, time.perf_counter() - t0)
             state = self.load_checkpoint(model)
             if state is not None and state["done"]:
+                model.eval()
                 return TrainResult("ok", state["step"], state.get("seconds", 0.0),
                                    losses=state["losses"], resumed_from=state["step"])
             seed_everything(self.seed)

@@ -13,7 +13,8 @@ def job(model, seed, mse, fid, family="vae", status="ok", dataset="digits"):
         MetricRecord("recon", "ok", {"mse": mse}, higher_is_better={"mse": False}, primary="mse"),
         MetricRecord("fid", "ok", {"fid": fid}, higher_is_better={"fid": False}, primary="fid"),
     ]
-    return JobRecord(fingerprint=f"{dataset}{model}{seed}", job_key=f"{dataset}/{model}/seed{seed}",
+    return JobRecord(fingerprint=f"{dataset}{model}{seed}", config_fingerprint=f"{dataset}{model}",
+                     job_key=f"{dataset}/{model}/seed{seed}",
                      suite="s", dataset=dataset, dataset_name=dataset, model=model, model_name=model,
                      model_family=family, seed=seed, status=status, provenance={"seed": seed},
                      metrics=metrics)

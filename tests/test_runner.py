@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from genbench import Budget
 from genbench.errors import ConfigError, SpecError, UnknownNameError
 from genbench.leaderboard import build_leaderboards
 from genbench.runner import SuiteRunner
@@ -31,10 +32,12 @@ def test_run_stores_each_job_with_provenance(tmp_path, registries):
     assert prov["num_samples"] == 64
     run_dir = tmp_path / results[0]["run_dir"]  # relative to the output directory
     assert run_dir.parent == tmp_path / "runs" and run_dir.name.startswith("digits__vae__seed0__")
-    for f in ("samples.pt", "samples.png", "checkpoint.pt"):
-        assert (run_dir / f).exists(), f
+    eval_dir = run_dir / f"eval-{results[0]['fingerprint'][:8]}"
+    for f in (eval_dir / "samples.pt", eval_dir / "samples.png", run_dir / "checkpoint.pt",
+              run_dir / "losses.csv"):
+        assert f.exists(), f
     import torch
-    assert torch.load(run_dir / "samples.pt", weights_only=True).shape == (64, 1, 8, 8)
+    assert torch.load(eval_dir / "samples.pt", weights_only=True).shape == (64, 1, 8, 8)
     m = results[0]["metrics"]
     assert 0 < m["recon.mse"] < 0.1 and m["speed.samples_per_s"] > 0
 
@@ -141,6 +144,9 @@ def test_validation_happens_before_anything_runs(tmp_path, registries):
     ({"datasets": ["digits"], "models": ["vae"], "num_samples": 0}, "'num_samples' must be a positive"),
     ({"datasets": ["digits"], "models": ["vae"], "seeds": [2**62]}, "integers from 0 to 2147483647"),
     ({"datasets": ["digits"], "models": ["vae"], "budget": {"steps": 0}}, "budget.steps must be an integer >= 1"),
+    ({"datasets": ["digits"], "models": ["vae"], "budget": {"steps": 5, "max_seconds": "5"}},
+     "budget.max_seconds must be a positive number"),
+    ({"datasets": ["digits"], "models": [{"name": "vae", "label": 3}]}, "label must be a string"),
 ])
 def test_malformed_specs(spec, message):
     from genbench.spec import SuiteSpec
@@ -164,6 +170,9 @@ def test_repeated_model_with_labels(tmp_path, registries):
     assert sorted(r.model for r in report.ran) == ["vae-big", "vae[latent_dim=2]"]
     steps = {r.model: r.train_steps for r in report.ran}
     assert steps == {"vae-big": 60, "vae[latent_dim=2]": 30}
+    merged = SuiteSpec.from_dict({"datasets": ["digits"], "budget": {"steps": 30, "batch_size": 16},
+                                  "models": [{"name": "vae", "budget": {"epochs": 2}}]})
+    assert merged.models[0].budget == Budget(epochs=2, batch_size=16)  # the suite's batch size kept
 
 
 def test_changed_configuration_replaces_the_seed_it_reruns(tmp_path, registries):
@@ -209,3 +218,28 @@ def test_missing_extractor_weights_fail_before_training(tmp_path, registries):
     with pytest.raises(AssetMissingError, match="genbench assets add inception-v3-compat"):
         SuiteRunner(spec, tmp_path, registries, progress=False).run()
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_partial_rerun_never_averages_two_configurations(tmp_path, registries):
+    _run(tiny_spec(seeds=[0, 1]), tmp_path, registries)
+    _run(tiny_spec(seeds=[0], budget={"steps": 60}), tmp_path, registries)
+    store = SuiteRunner(tiny_spec(), tmp_path, registries).store
+    assert store.count() == 2  # seed 1 of the old configuration is still stored...
+    board = build_leaderboards(store)[("t", "digits")]
+    assert board.stats["n"].tolist() == [1]  # ...but not counted with the new one
+    assert board.notes == ["vae: 1 result(s) of an earlier configuration left out (seeds 1); "
+                           "rerun the suite to bring them up to date"]
+    assert "earlier configuration" in board.to_markdown()
+
+
+def test_primary_metric_is_checked_before_training(tmp_path, registries):
+    with pytest.raises(SpecError, match="primary_metric 'recon_mse' must be '<metric>.<key>'"):
+        SuiteRunner(tiny_spec(primary_metric="recon_mse"), tmp_path, registries)
+    with pytest.raises(SpecError, match="one of the suite's metrics: recon, speed"):
+        SuiteRunner(tiny_spec(primary_metric="fid.fid"), tmp_path, registries)
+
+
+def test_published_default_spec_is_the_embedded_one():
+    root = Path(__file__).resolve().parents[1]
+    assert ((root / "leaderboards" / "default" / "suite.toml").read_text()
+            == (root / "genbench" / "suites" / "default.toml").read_text())

@@ -122,3 +122,41 @@ def test_optimizer_step_through_a_grad_scaler_can_repeat_an_optimizer(registries
     changed = [not torch.equal(a, b) for a, b in zip(before, model.parameters()) if b.requires_grad]
     assert any(changed)
     assert model._grad_scaler.get_scale() == 2.0**10  # finite grads: the scale is kept
+
+
+def test_a_fitted_model_resumed_from_its_checkpoint_is_in_eval_mode(registries, digits, tmp_path):
+    from genbench_plugins.models.reference import UniformNoise
+
+    class Noise(UniformNoise):  # checkpointed, unlike train-data
+        pass
+
+    for _ in range(2):
+        model = Noise(digits.info())
+        result = Trainer("cpu", checkpoint_path=tmp_path / "c.pt", progress=False).fit(
+            model, digits.split("train"), Budget(steps=1))
+        assert not model.training
+    assert result.resumed_from == 0 and (tmp_path / "c.pt").exists()
+
+
+def test_time_budget_and_seconds_accumulate_across_a_resume(registries, digits, tmp_path):
+    ckpt = tmp_path / "c.pt"
+    t = Trainer("cpu", seed=0, progress=False, checkpoint_path=ckpt, fingerprint="f")
+    model = _vae(registries, digits)
+    original = model.train_step
+
+    class Stop(Exception):
+        pass
+
+    def slow_then_stop(batch, step):
+        if step == 20:
+            raise Stop
+        return original(batch, step)
+
+    model.train_step = slow_then_stop
+    with pytest.raises(Stop):
+        t.fit(model, digits.split("train"), Budget(steps=10_000, checkpoint_every=20, max_seconds=3600))
+    first = torch.load(ckpt, weights_only=True)["seconds"]
+    assert first > 0
+    resumed = t.fit(_vae(registries, digits), digits.split("train"),
+                    Budget(steps=40, checkpoint_every=20, max_seconds=3600))
+    assert resumed.resumed_from == 20 and resumed.seconds > first
