@@ -194,7 +194,8 @@ class Trainer:
     # -- checkpoints --------------------------------------------------------------------
     def save_checkpoint(self, model: GenerativeModel, step: int, done: bool,
                         scaler: torch.amp.GradScaler | None = None,
-                        losses: dict[str, float] | None = None, seconds: float = 0.0) -> None:
+                        losses: dict[str, float] | None = None, seconds: float = 0.0,
+                        history: list[dict[str, float]] | None = None) -> None:
         if self.checkpoint_path is None:
             return
         state = {
@@ -209,6 +210,7 @@ class Trainer:
             "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
             "losses": dict(losses or {}),
             "seconds": float(seconds),  # training time over every process that trained it
+            "history": list(history or []),  # the logged losses, so a resumed curve is whole
         }
         self.checkpoint_path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.checkpoint_path.parent, suffix=".tmp")
@@ -289,7 +291,8 @@ class Trainer:
         if state is not None and state["done"]:
             model._grad_scaler = None
             model.eval()
-            return TrainResult("ok", start, earlier, losses=losses, resumed_from=start)
+            return TrainResult("ok", start, earlier, losses=losses, resumed_from=start,
+                               history=list(state.get("history", [])))
 
         if isinstance(data, TensorSplit):
             batches = _TensorBatches(data.x, budget.batch_size, self.device, self.seed)
@@ -297,7 +300,7 @@ class Trainer:
             batches = _LoaderBatches(data, budget.batch_size, self.device, self.seed)
         autocast = (torch.autocast(self.device.type, dtype=amp_dtype) if amp_dtype is not None
                     else contextlib.nullcontext())
-        history: list[dict[str, float]] = []
+        history: list[dict[str, float]] = list(state.get("history", [])) if state is not None else []
         bar = self._progress_bar(total, start)
         model.train()
         step = start
@@ -323,7 +326,8 @@ class Trainer:
                     bar.update(1)
                 if budget.checkpoint_every and step % budget.checkpoint_every == 0 and step < total:
                     self.save_checkpoint(model, step, done=False, scaler=scaler, losses=losses,
-                                         seconds=earlier + time.perf_counter() - t0)
+                                         seconds=earlier + time.perf_counter() - t0,
+                                         history=history)
                 if deadline is not None and time.perf_counter() > deadline:
                     result.stopped_by_time = True
                     break
@@ -337,7 +341,8 @@ class Trainer:
             model.on_train_end(data)
         result.seconds = earlier + time.perf_counter() - t0
         if result.status == "ok":
-            self.save_checkpoint(model, step, done=True, losses=losses, seconds=result.seconds)
+            self.save_checkpoint(model, step, done=True, losses=losses, seconds=result.seconds,
+                                 history=history)
         return result
 
     def _progress_bar(self, total: int, start: int):

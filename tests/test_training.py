@@ -84,6 +84,7 @@ def test_resume_from_checkpoint_matches_uninterrupted(registries, digits, tmp_pa
     resumed = _vae(registries, digits)
     result = t2.fit(resumed, data, Budget(steps=80, checkpoint_every=40))
     assert result.resumed_from == 40 and result.steps == 80
+    assert [h["step"] for h in result.history] == [25, 50, 75, 80]  # the whole curve
     assert params_equal(resumed, full)
     assert params_equal(first, full)
 
