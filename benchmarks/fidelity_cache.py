@@ -5,7 +5,8 @@
 On ``digits`` with ``digits-cnn`` (shipped weights, no network), samples from ``train-data``:
 
 1. first evaluation (FID, IS, KID, PRC; empty cache) vs a second one in a new job against the
-   cached reference: times and ratio, for the whole evaluation and for the reference stage;
+   cached reference features (``ctx.features().test()``): times and ratio, for the whole
+   evaluation and for the reference stage;
 2. genbench's uncached evaluation vs ``torch_fidelity.calculate_metrics`` called directly on
    the same uint8 images with the same extractor and settings (target: within 1.05x).
 
@@ -30,7 +31,7 @@ import torch_fidelity  # noqa: E402
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY  # noqa: E402
 
 from genbench import Budget, EvalContext  # noqa: E402
-from genbench.fidelity import FidelityJob, to_uint8_images  # noqa: E402
+from genbench.features import to_uint8_images  # noqa: E402
 from genbench.plugin_manager import build_registries, create_plugin_manager  # noqa: E402
 from genbench.training import train  # noqa: E402
 
@@ -70,8 +71,7 @@ def main() -> None:
 
     def genbench_eval(ctx: EvalContext) -> tuple[float, float, dict]:
         t0 = time.perf_counter()
-        job = FidelityJob.of(ctx)
-        job.reference(10000)
+        ctx.features().test(10000)
         t_ref = time.perf_counter() - t0
         values = {m: regs.metrics.get(m)().compute(ctx) for m in METRICS}
         return time.perf_counter() - t0, t_ref, values

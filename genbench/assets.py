@@ -1,10 +1,14 @@
-"""``genbench assets``: the feature extractors' weights files, listed and installed offline.
+"""Weights files of feature extractors: where they live, their sha256, ``genbench assets``.
 
-Works through the extractor registry: each extractor class says what file it needs
-(``weights_filename``, ``weights_sha256``, ``weights_url``, ``default_weights_path()``; see
-:class:`genbench.fidelity.ExtractorMixin`), so no extractor is special-cased here.
+Each extractor class says what file it needs (``weights_filename``, ``weights_sha256``,
+``weights_url``, ``default_weights_path()``; see :class:`genbench.features.ExtractorMixin`),
+so no extractor is special-cased here. Nothing is ever downloaded.
 
-* :func:`list_assets` — one :class:`~genbench.fidelity.AssetStatus` per extractor.
+* :func:`weights_asset` / :class:`WeightsAsset` — the file an extractor declares.
+* :func:`resolve_weights` — the file an extractor will load, checked against its sha256
+  (:class:`AssetChecksumError`, :class:`~genbench.errors.AssetMissingError`).
+* :func:`asset_status` / :class:`AssetStatus` and :func:`list_assets` — what ``genbench assets
+  list`` reports per extractor.
 * :func:`add_asset` — copy a local file to where the extractor looks for it, after checking
   its sha256 where one is recorded.
 * :data:`assets` — the click group (``genbench assets``, ``assets list``, ``assets add``).
@@ -15,13 +19,141 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import click
+import torch
 
 from .errors import AssetMissingError, ConfigError
+from .paths import atomic_write, sha256_file
 
+__all__ = [
+    "AssetChecksumError", "AssetStatus", "WeightsAsset", "add_asset", "asset_status", "assets",
+    "list_assets", "resolve_weights", "sha256_file", "weights_asset",
+]
+
+
+class AssetChecksumError(AssetMissingError):
+    """A weights file is where genbench looks for it, but its sha256 is not the expected one."""
+
+
+@dataclass(frozen=True)
+class WeightsAsset:
+    """The weights file an extractor needs: name, expected sha256, source URL, default place."""
+
+    extractor: str
+    filename: str
+    sha256: str | None
+    url: str | None
+    default_path: Path
+
+    def missing_message(self, path: Path | None = None) -> str:
+        """What to do when the file is not at ``path`` (default: :attr:`default_path`)."""
+        path = path or self.default_path
+        sha = self.sha256 or "not recorded"
+        source = (f"download it from {self.url} (on a machine with internet access) and "
+                  if self.url else "obtain it and ")
+        return (
+            f"feature extractor {self.extractor!r} needs its weights file {self.filename} "
+            f"(sha256 {sha}), which is not at {path}. Nothing is downloaded: {source}"
+            f"copy it to {self.default_path}, or run `genbench assets add {self.extractor} FILE`, "
+            f"or pass the file's path with --feature-weights (spec: feature_weights)."
+        )
+
+
+def weights_asset(name: str, cls: type) -> WeightsAsset | None:
+    """The weights file extractor ``name`` declares, or ``None`` if it declares none."""
+    filename = getattr(cls, "weights_filename", None)
+    if not filename:
+        return None
+    default = getattr(cls, "default_weights_path", None)
+    path = default() if default is not None else None
+    if path is None:
+        path = Path(torch.hub.get_dir()) / "checkpoints" / filename
+    return WeightsAsset(name, filename, getattr(cls, "weights_sha256", None),
+                        getattr(cls, "weights_url", None), Path(path))
+
+
+def resolve_weights(name: str, cls: type, explicit: str | os.PathLike | None = None
+                    ) -> tuple[Path | None, str | None, bool | None]:
+    """``(path, sha256, verified)`` of the weights extractor ``name`` will load.
+
+    ``explicit`` (spec / ``--feature-weights``) wins and is used as given; its sha256 is
+    recorded and ``verified`` says whether it matches the expected one (``None``: unknown).
+    Otherwise the declared default location is used and must hold the expected file.
+    ``(None, None, None)`` for an extractor that declares no weights file. Raises
+    :class:`AssetMissingError` / :class:`AssetChecksumError`; never downloads.
+    """
+    asset = weights_asset(name, cls)
+    if explicit is not None:
+        path = Path(explicit).expanduser()
+        if not path.is_file():
+            hint = f" {asset.missing_message(path)}" if asset is not None else ""
+            raise AssetMissingError(
+                f"feature weights file {str(path)!r} given for extractor {name!r} does not exist.{hint}")
+        sha = sha256_file(path)
+        expected = asset.sha256 if asset is not None else None
+        return path, sha, (None if expected is None else sha == expected)
+    if asset is None:
+        return None, None, None
+    path = asset.default_path
+    if not path.is_file():
+        raise AssetMissingError(asset.missing_message())
+    sha = sha256_file(path)
+    if asset.sha256 is not None and sha != asset.sha256:
+        raise AssetChecksumError(
+            f"feature extractor {name!r}: {path} has sha256 {sha}, expected {asset.sha256}. "
+            f"The file is damaged or a different one; replace it (`genbench assets add {name} FILE`)"
+            + (f", the original is at {asset.url}" if asset.url else "")
+            + ", or pass another file deliberately with --feature-weights.")
+    return path, sha, asset.sha256 is not None
+
+
+@dataclass(frozen=True)
+class AssetStatus:
+    """One extractor's weights as ``genbench assets list`` reports them."""
+
+    extractor: str
+    status: str  # "ok", "missing", "checksum mismatch", "present (sha256 not recorded)", "none needed"
+    filename: str | None = None
+    path: str | None = None
+    sha256_expected: str | None = None
+    sha256_actual: str | None = None
+    url: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True if the extractor can be used as is."""
+        return self.status in ("ok", "present (sha256 not recorded)", "none needed")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The row as JSON-ready values (``genbench assets list --json``)."""
+        return {"extractor": self.extractor, "status": self.status, "ok": self.ok,
+                "filename": self.filename, "path": self.path,
+                "sha256_expected": self.sha256_expected, "sha256_actual": self.sha256_actual,
+                "url": self.url}
+
+
+def asset_status(name: str, cls: type) -> AssetStatus:
+    """Whether extractor ``name``'s weights are at their default place and intact."""
+    asset = weights_asset(name, cls)
+    if asset is None:
+        return AssetStatus(name, "none needed")
+    common = dict(filename=asset.filename, path=str(asset.default_path),
+                  sha256_expected=asset.sha256, url=asset.url)
+    if not asset.default_path.is_file():
+        return AssetStatus(name, "missing", **common)
+    actual = sha256_file(asset.default_path)
+    if asset.sha256 is None:
+        status = "present (sha256 not recorded)"
+    else:
+        status = "ok" if actual == asset.sha256 else "checksum mismatch"
+    return AssetStatus(name, status, sha256_actual=actual, **common)
+
+
+# -- `genbench assets` ----------------------------------------------------------------------
 
 def _registries(registries=None):
     if registries is not None:
@@ -31,10 +163,8 @@ def _registries(registries=None):
     return default_registries()
 
 
-def list_assets(registries=None) -> list:
+def list_assets(registries=None) -> list[AssetStatus]:
     """The weights status of every registered extractor (present, missing, checksum), by name."""
-    from .fidelity import asset_status
-
     return [asset_status(e.name, e.obj) for e in _registries(registries).extractors]
 
 
@@ -45,8 +175,6 @@ def add_asset(name: str, source: str | os.PathLike, registries=None) -> tuple[Pa
     recorded one, and an extractor that needs no file. ``copied`` is False when an identical
     file was already in place. The copy is atomic.
     """
-    from .fidelity import sha256_file, weights_asset
-
     cls = _registries(registries).extractors.get(name)
     asset = weights_asset(name, cls)
     if asset is None:
@@ -63,15 +191,7 @@ def add_asset(name: str, source: str | os.PathLike, registries=None) -> tuple[Pa
     dest = asset.default_path
     if dest.is_file() and sha256_file(dest) == sha:
         return dest, sha, False
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=dest.name, suffix=".tmp", dir=dest.parent)
-    os.close(fd)
-    try:
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    atomic_write(dest, lambda tmp: shutil.copyfile(src, tmp))
     return dest, sha, True
 
 

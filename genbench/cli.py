@@ -10,8 +10,7 @@ from pathlib import Path
 import click
 
 from . import __version__
-from .errors import (ConfigError, DataUnavailableError, GenbenchError, PluginError, SpecError,
-                     UnknownNameError)
+from .errors import ConfigError, DataUnavailableError, GenbenchError, SpecError, UnknownNameError
 
 DEFAULT_OUT = "genbench-out"
 USAGE_ERRORS = (UnknownNameError, ConfigError, SpecError)
@@ -41,31 +40,58 @@ def _seeds(ctx, param, value: str | None) -> list[int] | None:
     return seeds
 
 
+#: (plugin, error) pairs already reported on stderr by this process.
+_reported: set[tuple[str, str]] = set()
+
+
+def _report_broken(broken) -> None:
+    """One stderr line per plugin left out, each reported once per process."""
+    for b in broken.values():
+        if (b.name, b.error) not in _reported:
+            _reported.add((b.name, b.error))
+            click.echo(f'warning: plugin "{b.name}" left out: {" ".join(b.error.split())}',
+                       err=True)
+
+
 def _registries():
+    """The process's registries (one plugin manager per process); reports broken plugins."""
     from .plugin_manager import default_registries
 
-    try:
-        return default_registries()
-    except PluginError as exc:
-        raise click.ClickException(str(exc)) from None
+    registries = default_registries()
+    _report_broken(registries.broken)
+    return registries
 
 
 class _Group(click.Group):
-    """Adds plugin commands lazily, so that ``--help`` of a broken plugin still explains."""
+    """Adds plugin commands lazily (from the process's one plugin manager), so that
+    ``genbench run`` never pays for them and a broken plugin cannot hide ``--help``."""
 
     _plugins_added = False
 
     def _add_plugin_commands(self):
+        """Call each plugin's ``register_commands``, oldest first; a plugin that raises or
+        redefines an existing command is left out and its commands are taken back."""
         if self._plugins_added:
             return
         self._plugins_added = True
-        from .plugin_manager import create_plugin_manager
+        from .plugin_manager import default_plugin_manager
 
-        try:
-            pm = create_plugin_manager()
-        except PluginError:
-            return  # reported by the command that needs the plugins
-        pm.hook.register_commands(cli=self)
+        pm = default_plugin_manager()
+        for impl in pm.hook.register_commands.get_hookimpls():
+            name, before = impl.plugin_name, dict(self.commands)
+            try:
+                impl.function(**{a: self for a in impl.argnames})
+            except Exception as exc:
+                error = f'plugin "{name}" failed in register_commands: {type(exc).__name__}: {exc}'
+            else:
+                replaced = sorted(n for n, c in before.items() if self.commands.get(n) is not c)
+                error = (f'plugin "{name}" redefines or removes the command(s) '
+                         f"{', '.join(replaced)}, defined by genbench or an earlier plugin; "
+                         "uninstall or disable one of them") if replaced else None
+            if error is not None:
+                self.commands = before
+                pm.leave_out(name, error)
+        _report_broken(pm.broken)
 
     def list_commands(self, ctx):
         self._add_plugin_commands()
@@ -119,28 +145,31 @@ def _terminate_as_interrupt(signum, frame):
 @click.option("--feature-weights", type=click.Path(dir_okay=False),
               help="Weights file for the feature extractor.")
 @click.option("--force", is_flag=True, help="Rerun (and retrain) jobs that are already stored.")
+@click.option("--jobs", "-j", "jobs", type=click.IntRange(min=0),
+              help="Jobs run at once, each in its own worker process (default: one per "
+              "available core on the CPU, one per GPU on CUDA; 0 runs in this process, for "
+              "debuggers).")
 @click.option("--threads", type=click.IntRange(min=1),
-              help="CPU threads for torch (default: torch's own choice, all cores). Use 1 when "
-              "other processes share a small machine: tiny models train many times faster.")
+              help="torch CPU threads per worker (default: the worker's share of the cores, "
+              "so that workers never oversubscribe them).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars or per-job lines.")
 def run(spec, out_dir, models, datasets, metrics, seeds, device, data_root, download,
-        extractor, feature_weights, force, threads, quiet):
+        extractor, feature_weights, force, jobs, threads, quiet):
     """Run a suite SPEC (TOML; default: the embedded default suite) and print leaderboards.
 
-    Each dataset x model x seed is a job: trained, sampled once, measured by every metric
-    and stored in OUT/results.db with its provenance; samples, a sample grid, the loss curve
-    and the checkpoint go to OUT/runs/<job>/. A job that fails is recorded and the suite
-    goes on. Exit status: 0 when every job and metric succeeded (diverged models are a
+    Each dataset x model x sampling setting x seed is a row: its model is trained once
+    (rows that differ only in label or evaluation share the training), sampled once,
+    measured by every metric and stored in OUT/results.db with its provenance; the
+    checkpoint and loss curve go to OUT/runs/<training>/, samples and a sample grid to
+    OUT/runs/<training>/eval-<id>/. Jobs run in parallel worker processes (--jobs). A job
+    that fails, or whose worker dies, is recorded and the suite goes on; Ctrl-C keeps every
+    finished job, and running the same command again resumes. Exit status: 0 when every job and metric succeeded (diverged models are a
     result, not an error), 1 when some failed, 2 for usage errors.
     """
     from .leaderboard import build_leaderboards, save_sample_figures, write_leaderboards
     from .runner import SuiteRunner
     from .spec import SuiteSpec
 
-    if threads is not None:
-        import torch
-
-        torch.set_num_threads(threads)
     registries = _registries()
     try:
         suite = SuiteSpec.from_toml(spec) if spec is not None else SuiteSpec.default()
@@ -148,7 +177,7 @@ def run(spec, out_dir, models, datasets, metrics, seeds, device, data_root, down
             registries, models=_csv(models), datasets=_csv(datasets), metrics=_csv(metrics),
             seeds=seeds, device=device, feature_extractor=extractor,
             feature_weights=feature_weights, download=download, data_root=data_root)
-        runner = SuiteRunner(suite, out_dir, registries, force=force,
+        runner = SuiteRunner(suite, out_dir, registries, force=force, jobs=jobs, threads=threads,
                              progress=False if quiet else None,
                              echo=(lambda s: None) if quiet else
                              (lambda s: click.echo(s, err=True)))
@@ -252,55 +281,218 @@ def results(out_dir, fmt):
     click.echo(pd.DataFrame(flat).to_csv(index=False), nl=False)
 
 
+def _description(cls: type) -> str:
+    return getattr(cls, "description", "") or (cls.__doc__ or "").strip().split("\n")[0]
+
+
+def _model_row(e) -> list:
+    cls = e.obj
+    return [e.name, cls.family, ",".join(cls.data_kinds), ",".join(cls.capabilities()), e.plugin,
+            _description(cls)]
+
+
+def _dataset_row(e) -> list:
+    cls = e.obj
+    try:
+        d = cls.describe()
+    except Exception as exc:  # a dataset that cannot describe itself is still listed
+        return [e.name, "?", "?", "?", "?", e.plugin, f"{_description(cls)} [{exc}]"]
+    shape = "x".join(map(str, d["shape"])) if d.get("shape") else "?"
+    return [e.name, d.get("kind"), shape, d.get("classes") or "-", d.get("modes") or "-",
+            e.plugin, _description(cls)]
+
+
+def _metric_row(e) -> list:
+    cls = e.obj
+    return [e.name, ",".join(cls.data_kinds), ",".join(cls.requires), e.plugin, _description(cls)]
+
+
+def _plain_row(e) -> list:
+    return [e.name, e.plugin, _description(e.obj)]
+
+
+#: ``genbench list KIND``: the table's headers and how a registry entry becomes a row.
+_LIST_TABLES = {
+    "models": (["name", "family", "data", "capabilities", "plugin", "description"], _model_row),
+    "datasets": (["name", "kind", "shape", "classes", "modes", "plugin", "description"],
+                 _dataset_row),
+    "metrics": (["name", "data", "needs", "plugin", "description"], _metric_row),
+    "samplers": (["name", "plugin", "description"], _plain_row),
+    "extractors": (["name", "plugin", "description"], _plain_row),
+}
+
+
 @cli.command(name="list")
-@click.argument("kind", type=click.Choice(["models", "datasets", "metrics", "extractors"]))
+@click.argument("kind", type=click.Choice(list(_LIST_TABLES)))
 def list_(kind):
-    """List the registered models, datasets, metrics or feature extractors."""
+    """List the registered models, datasets, metrics, samplers or feature extractors."""
     from tabulate import tabulate
 
+    headers, row = _LIST_TABLES[kind]
+    rows = [row(e) for e in _registries().by_kind(kind)]
+    click.echo(tabulate(rows, headers=headers, tablefmt="simple",
+                        maxcolwidths=[None] * (len(headers) - 1) + [60]))
+
+
+# -- genbench show ------------------------------------------------------------------------
+
+#: Constructor arguments genbench passes to every feature extractor itself (torch-fidelity's
+#: own), so they are not options a user sets.
+_EXTRACTOR_FRAMEWORK_PARAMS = ("name", "features_list", "feature_extractor_weights_path",
+                               "verbose")
+
+
+def _type_name(annotation, default) -> str:
+    import inspect
+
+    from .model import ModelRef
+
+    if isinstance(default, ModelRef):
+        return "model"
+    if annotation is not inspect.Parameter.empty:
+        if isinstance(annotation, str):  # postponed annotations are kept as written
+            return annotation
+        if isinstance(annotation, type):
+            return annotation.__name__
+        return str(annotation).replace("typing.", "")
+    if default is inspect.Parameter.empty or default is None:
+        return "-"
+    return type(default).__name__
+
+
+def _parameters(func, defaults: dict, skip: tuple[str, ...] = ()) -> list[dict]:
+    """Rows ``{name, default, type, required}`` for the parameters of ``func`` in ``defaults``."""
+    import inspect
+
+    params = inspect.signature(func).parameters
+    rows = []
+    for name, default in defaults.items():
+        if name in skip:
+            continue
+        required = default is inspect.Parameter.empty
+        rows.append({"name": name, "default": None if required else default,
+                     "type": _type_name(params[name].annotation, default), "required": required})
+    return rows
+
+
+def _options(cls: type, skip: tuple[str, ...] = ()) -> list[dict]:
     from .config import hyperparameters
 
-    registries = _registries()
-    rows = []
-    for e in registries.by_kind(kind):
-        cls = e.obj
-        desc = (getattr(cls, "description", "") or (cls.__doc__ or "").strip().split("\n")[0])
-        if kind == "models":
-            rows.append([e.name, cls.family, ",".join(cls.data_kinds),
-                         ",".join(cls.capabilities()), e.plugin, desc])
-        elif kind == "datasets":
-            try:
-                d = cls.describe()
-                shape = "x".join(map(str, d["shape"])) if d.get("shape") else "?"
-                rows.append([e.name, d.get("kind"), shape, d.get("classes") or "-",
-                             d.get("modes") or "-", e.plugin, desc])
-            except Exception as exc:  # a dataset that cannot describe itself is still listed
-                rows.append([e.name, "?", "?", "?", "?", e.plugin, f"{desc} [{exc}]"])
-        elif kind == "metrics":
-            rows.append([e.name, ",".join(cls.data_kinds), ",".join(cls.requires), e.plugin, desc])
-        else:
-            params = ", ".join(hyperparameters(cls)) if hasattr(cls, "__init__") else ""
-            rows.append([e.name, e.plugin, desc or params])
-    headers = {
-        "models": ["name", "family", "data", "capabilities", "plugin", "description"],
-        "datasets": ["name", "kind", "shape", "classes", "modes", "plugin", "description"],
-        "metrics": ["name", "data", "needs", "plugin", "description"],
-        "extractors": ["name", "plugin", "description"],
-    }[kind]
-    click.echo(tabulate(rows, headers=headers, tablefmt="simple", maxcolwidths=[None] * (len(headers) - 1) + [60]))
+    return _parameters(cls.__init__, hyperparameters(cls), skip)
+
+
+def _model_details(cls: type) -> dict:
+    from .config import hyperparameters, sampling_settings
+
+    return {"family": cls.family, "data_kinds": list(cls.data_kinds),
+            "capabilities": list(cls.capabilities()),
+            "hyperparameters": _parameters(cls.__init__, hyperparameters(cls)),
+            "sampling_settings": _parameters(cls.sample, sampling_settings(cls))}
+
+
+def _dataset_details(cls: type) -> dict:
+    try:
+        data = dict(cls.describe())
+    except Exception as exc:  # data that is absent is still shown, with the reason
+        data = f"unavailable: {type(exc).__name__}: {exc}"
+    return {"data": data, "options": _options(cls)}
+
+
+def _metric_details(cls: type) -> dict:
+    return {"data_kinds": list(cls.data_kinds), "requires": list(cls.requires),
+            "higher_is_better": dict(cls.higher_is_better), "primary": cls.primary,
+            "options": _options(cls)}
+
+
+def _sampler_details(cls: type) -> dict:
+    return {"options": _options(cls)}
+
+
+def _extractor_details(cls: type) -> dict:
+    details = {"input_format": getattr(cls, "input_format", "uint8")}
+    for attr in ("weights_filename", "weights_sha256", "weights_url"):
+        if getattr(cls, attr, None):
+            details[attr] = getattr(cls, attr)
+    details["options"] = _options(cls, skip=_EXTRACTOR_FRAMEWORK_PARAMS)
+    return details
+
+
+#: ``genbench show KIND NAME``: what is shown beyond name, description, plugin and class.
+_SHOW_DETAILS = {"model": _model_details, "dataset": _dataset_details,
+                 "metric": _metric_details, "sampler": _sampler_details,
+                 "extractor": _extractor_details}
+#: Details shown as tables of parameters.
+_PARAMETER_TABLES = ("hyperparameters", "sampling_settings", "options")
+
+
+def _show_value(value) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v}" for k, v in value.items()) or "-"
+    if isinstance(value, list):
+        return ", ".join(map(str, value)) or "-"
+    return "-" if value is None or value == "" else str(value)
+
+
+def _render(info: dict) -> str:
+    """``info`` as text: a two-column table of its fields, then one table per parameter list."""
+    from tabulate import tabulate
+
+    origin = f" ({info['distribution']} {info['version']})" if info["distribution"] else ""
+    shown = {**info, "plugin": info["plugin"] + origin}
+    fields = [[k.replace("_", " "), _show_value(v)] for k, v in shown.items()
+              if k not in _PARAMETER_TABLES + ("kind", "name", "distribution", "version")]
+    parts = [f"{info['kind']} {info['name']}",
+             tabulate(fields, tablefmt="plain", maxcolwidths=[None, 80], disable_numparse=True)]
+    for key in _PARAMETER_TABLES:
+        if key not in info:
+            continue
+        title = key.replace("_", " ").replace("hyperparameters", "hyper-parameters")
+        rows = [[r["name"], "<required>" if r["required"] else repr(r["default"]), r["type"]]
+                for r in info[key]]
+        parts.append(f"\n{title}:\n" + (tabulate(rows, headers=["name", "default", "type"],
+                                                   tablefmt="simple", disable_numparse=True)
+                                          if rows else "(none)"))
+    return "\n".join(parts)
+
+
+def _json_default(value):
+    to_dict = getattr(value, "to_dict", None)  # a ModelRef: {"name": ..., "params": ...}
+    return to_dict() if callable(to_dict) else repr(value)
+
+
+@cli.command()
+@click.argument("kind", type=click.Choice(list(_SHOW_DETAILS)))
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+def show(kind, name, as_json):
+    """Everything about one registered model, dataset, metric, sampler or extractor: its
+    plugin and class, and every hyper-parameter, option or sampling setting with its
+    default and type."""
+    from .plugin_manager import default_plugin_manager
+
+    try:
+        entry = _registries().by_kind(kind + "s").entry(name)
+    except UnknownNameError as exc:
+        raise click.UsageError(str(exc)) from None
+    cls = entry.obj
+    distribution, version = default_plugin_manager().origin(entry.plugin)
+    info = {"kind": kind, "name": entry.name, "description": _description(cls),
+            "plugin": entry.plugin, "distribution": distribution, "version": version,
+            "class": f"{cls.__module__}:{cls.__qualname__}", **_SHOW_DETAILS[kind](cls)}
+    click.echo(json.dumps(info, indent=2, default=_json_default) if as_json else _render(info))
 
 
 @cli.command()
 @click.option("--all", "show_all", is_flag=True, help="Include the built-in plugins.")
 def plugins(show_all):
-    """Installed plugins as JSON: name, version, distribution and hooks."""
-    from .plugin_manager import create_plugin_manager, plugin_info
+    """Installed plugins as JSON: name, version, distribution, hooks and status ("ok", or
+    "broken" with the error that left it out)."""
+    from .plugin_manager import default_plugin_manager, plugin_info
 
-    try:
-        pm = create_plugin_manager()
-    except PluginError as exc:
-        raise click.ClickException(str(exc)) from None
-    click.echo(json.dumps(plugin_info(pm, include_builtins=show_all), indent=2))
+    cli._add_plugin_commands()  # where a plugin's register_commands can fail
+    _registries()  # where its register_* hooks can fail
+    click.echo(json.dumps(plugin_info(default_plugin_manager(), include_builtins=show_all),
+                          indent=2))
 
 
 def main(argv: list[str] | None = None) -> None:

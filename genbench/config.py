@@ -24,6 +24,38 @@ def hyperparameters(cls: type) -> dict[str, Any]:
     return out
 
 
+def sampling_settings(model_cls: type) -> dict[str, Any]:
+    """A model's sampling settings: the keyword-only parameters of ``sample`` with defaults.
+
+    They are the parameters after ``generator`` (``def sample(self, n, generator=None, *,
+    steps=50)``); every one must have a default.
+    """
+    sig = inspect.signature(model_cls.sample)
+    return {name: p.default for name, p in sig.parameters.items() if p.kind is p.KEYWORD_ONLY}
+
+
+def validate_sampling(model_cls: type, settings: Mapping[str, Any], what: str) -> dict[str, Any]:
+    """Reject unknown keys or wrongly typed values of a model's sampling ``settings``."""
+    valid = sampling_settings(model_cls)
+    unknown = sorted(set(settings) - set(valid))
+    if unknown:
+        shown = ", ".join(f"{k}={_show(v)}" for k, v in valid.items()) or "(none: its sample() takes none)"
+        raise ConfigError(f"{what}: unknown sampling setting{'s' if len(unknown) > 1 else ''} "
+                          f"{', '.join(map(repr, unknown))}; valid ones (with defaults): {shown}")
+    out = dict(settings)
+    for key, value in settings.items():
+        default = valid[key]
+        if default is inspect.Parameter.empty:
+            raise ConfigError(f"{what}: sampling setting {key!r} of {model_cls.__name__}.sample has "
+                              "no default; every setting after generator needs one")
+        if default is not None and value is not None and not _type_ok(default, value):
+            raise ConfigError(f"{what}: sampling setting {key!r} should be a {type(default).__name__} "
+                              f"(default {default!r}), got {value!r}")
+        if isinstance(default, tuple) and isinstance(value, list):
+            out[key] = tuple(value)
+    return out
+
+
 def accepts_any_keyword(cls: type) -> bool:
     if cls.__init__ is object.__init__:  # object.__init__(*args, **kwargs) rejects them all
         return False

@@ -112,19 +112,23 @@ class BenchmarkDataset(abc.ABC):
         """The whole split as ``(x, labels or None)`` tensors on the CPU."""
         if name not in SPLITS:
             raise ConfigError(f"unknown split {name!r}; valid splits: {', '.join(SPLITS)}")
-        ds = self.split(name)
-        if isinstance(ds, TensorSplit):
-            return ds.x, ds.labels
-        xs, ys = [], []
-        loader = torch.utils.data.DataLoader(ds, batch_size=256, shuffle=False)
-        for batch in loader:
-            if isinstance(batch, (tuple, list)):
-                xs.append(batch[0])
-                ys.append(batch[1])
-            else:
-                xs.append(batch)
-        x = torch.cat(xs).float()
-        return x, (torch.cat(ys).long() if ys else None)
+        return split_tensors(self.split(name))
+
+
+def split_tensors(data: Dataset) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A split (a torch Dataset of ``x`` or ``(x, label)`` items, as ``fit`` receives it)
+    as whole ``(x, labels or None)`` CPU tensors, in order."""
+    if isinstance(data, TensorSplit):
+        return data.x, data.labels
+    xs, ys = [], []
+    for batch in torch.utils.data.DataLoader(data, batch_size=256, shuffle=False):
+        if isinstance(batch, (tuple, list)):
+            xs.append(batch[0])
+            ys.append(batch[1])
+        else:
+            xs.append(batch)
+    x = torch.cat(xs).float()
+    return x, (torch.cat(ys).long() if ys else None)
 
 
 def tensor_fingerprint(*tensors: torch.Tensor | None, extra: str = "") -> str:

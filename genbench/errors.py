@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Iterable
+
 
 class GenbenchError(Exception):
     """Base class of every error genbench raises on purpose."""
@@ -16,12 +18,23 @@ class RegistrationError(PluginError, ValueError):
 
 
 class UnknownNameError(GenbenchError, KeyError):
-    """A model, dataset, metric or extractor name that no plugin registered."""
+    """A model, dataset, metric or extractor name that no plugin registered.
 
-    def __init__(self, kind: str, name: str, valid: list[str]):
+    ``broken`` names plugins that failed to load: the name may have been one of theirs.
+    """
+
+    def __init__(self, kind: str, name: str, valid: list[str], broken: Iterable[str] = ()):
         self.kind, self.name, self.valid = kind, name, sorted(valid)
+        self.broken = sorted(broken)
         choices = ", ".join(self.valid) or "(none registered)"
-        super().__init__(f"unknown {kind} {name!r}; valid {kind}s: {choices}")
+        message = f"unknown {kind} {name!r}; valid {kind}s: {choices}"
+        if self.broken:
+            quoted = ", ".join(f'"{b}"' for b in self.broken)
+            message += (f"; note: plugin {quoted} failed to load (see above), the name may "
+                        "have been its" if len(self.broken) == 1 else
+                        f"; note: plugins {quoted} failed to load (see above), the name may "
+                        "have been one of theirs")
+        super().__init__(message)
 
     def __str__(self) -> str:  # KeyError would repr() the message
         return self.args[0]

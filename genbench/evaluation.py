@@ -1,26 +1,21 @@
-"""EvalContext: what every metric sees. Samples are generated once and shared."""
+"""EvalContext: what every metric sees. Samples and features are made once and shared."""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from .data import DataInfo
+from .errors import ConfigError
+from .features import JobFeatures, choose_feature_extractor, skip_reason
 from .model import GenerativeModel
 
-
-def choose_feature_extractor(data_info: DataInfo, requested: str | None = None) -> str | None:
-    """The extractor for sample-quality metrics: ``requested`` (the spec's or ``--extractor``),
-    else the dataset's declared default, else ``raw`` for vector data, else None."""
-    if requested:
-        return requested
-    if data_info.feature_extractor:
-        return data_info.feature_extractor
-    return "raw" if data_info.kind == "vector" else None
+if TYPE_CHECKING:
+    from .plugin_manager import Registries
 
 
 @dataclass
@@ -31,6 +26,8 @@ class EvalContext:
     ``test``. :attr:`samples` are generated on first access (``num_samples`` of them, from a
     generator seeded with ``seed``), kept on the CPU as float32 and shared by every metric;
     :attr:`reconstructions` likewise for ``model.reconstruct`` on the test split.
+    :meth:`features` gives the features of the samples and of the real splits, per extractor.
+    ``registries`` (keyword, required) are the run's: extractors are looked up there.
     """
 
     model: GenerativeModel
@@ -46,11 +43,13 @@ class EvalContext:
     feature_weights: str | None = None
     batch_size: int = 256
     #: The run's :class:`genbench.plugin_manager.Registries` (extractors are looked up there).
-    registries: Any = None
+    registries: "Registries" = field(kw_only=True)
+    #: The sampling settings of this evaluation: keyword-only arguments of ``model.sample``.
+    sampling: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
-    extras: dict[str, Any] = field(default_factory=dict)
     _samples: torch.Tensor | None = None
     _reconstructions: torch.Tensor | None = None
+    _features: dict[str, JobFeatures] = field(default_factory=dict, init=False, repr=False)
 
     def generator(self, offset: int = 0) -> torch.Generator:
         """A fresh CPU generator seeded from the job seed (+ ``offset`` for independent streams)."""
@@ -68,11 +67,45 @@ class EvalContext:
             self._reconstructions = self._timed("reconstruct_seconds", self._reconstruct)
         return self._reconstructions
 
+    @property
+    def extractor_name(self) -> str | None:
+        """The run's feature extractor: ``feature_extractor`` (spec / ``--extractor``), else the
+        dataset's default, else ``raw`` for vector data, else ``None``."""
+        return choose_feature_extractor(self.data_info, self.feature_extractor)
+
+    def features(self, extractor: str | None = None) -> JobFeatures:
+        """The features of this job for ``extractor`` (default: :attr:`extractor_name`).
+
+        Built once per job and extractor and kept here, so every metric shares one extractor
+        load, one pass over :attr:`samples` and one pass (or one cache read) per real split;
+        see :class:`genbench.features.JobFeatures` for what it offers. ``feature_weights``
+        apply to the run's extractor only. Raises :class:`~genbench.errors.ConfigError` when no
+        extractor is chosen or it does not apply to the data, and
+        :class:`~genbench.errors.UnknownNameError` for an unregistered name; call
+        :func:`genbench.features.skip_reason` first to turn those into a recorded skip.
+        """
+        name = extractor or self.extractor_name
+        if name is None:
+            raise ConfigError(skip_reason(self, "fid"))
+        if name not in self._features:
+            self._features[name] = JobFeatures(self, name)
+        return self._features[name]
+
     def _timed(self, key: str, fn):
         t0 = time.perf_counter()
         out = fn()
         self.timings[key] = time.perf_counter() - t0
         return out
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``model.sample(n, generator)`` under this evaluation's sampling settings."""
+        return self.model.sample(n, generator=generator, **self.sampling)
+
+    def nfe(self) -> float | None:
+        """Network evaluations per sample under these settings: the model's ``nfe``
+        attribute, or ``nfe(**settings)`` when it is a method; ``None`` if it has none."""
+        nfe = getattr(self.model, "nfe", None)
+        return nfe(**self.sampling) if callable(nfe) else nfe
 
     @torch.no_grad()
     def _generate(self) -> torch.Tensor:
@@ -81,7 +114,7 @@ class EvalContext:
         chunks, left = [], self.num_samples
         while left > 0:
             n = min(self.batch_size, left)
-            chunks.append(self.model.sample(n, generator=gen).detach().float().cpu())
+            chunks.append(self.sample(n, gen).detach().float().cpu())
             left -= n
         return torch.cat(chunks).reshape(self.num_samples, *self.data_info.shape)
 

@@ -13,6 +13,11 @@ A plugin is a module (or object) with functions decorated by :data:`hookimpl`::
         register("pca", PCAModel)
 
 Third-party plugins are found through the ``genbench`` entry-point group.
+
+A plugin that fails is left out whole and reported by name, and every other plugin keeps
+working: one that cannot be imported or implements a hook not listed here, one whose
+``register_*`` hook raises or registers an invalid or already taken name (none of its
+registrations is kept), and one whose :func:`register_commands` raises or redefines a command.
 """
 
 from __future__ import annotations
@@ -59,6 +64,17 @@ def register_feature_extractors(register):
 
     Call ``register(name, extractor_cls)`` once per extractor, where ``extractor_cls`` is a
     subclass of torch-fidelity's ``FeatureExtractorBase``. Returns nothing.
+    """
+
+
+@hookspec
+def register_samplers(register):
+    """Register diffusion samplers (DDPM, DDIM, third-party solvers).
+
+    Call ``register(name, sampler_cls)`` once per sampler, where ``sampler_cls`` is a subclass
+    of :class:`genbench.Sampler`. Diffusion models look samplers up by the name their
+    ``sampler`` sampling setting gives. Same naming rules as :func:`register_models`.
+    Returns nothing.
     """
 
 

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import GenbenchError
+from .jobs import evaluation_dirname, safe_dirname
 from .store import ResultStore
 
 
@@ -202,7 +203,6 @@ def save_sample_figures(boards: dict[tuple[str, str], Leaderboard], store: Resul
     import torch
 
     from .figures import save_model_comparison
-    from .runner import evaluation_dirname
 
     jobs = store.jobs()
     if fingerprints is not None:
@@ -224,14 +224,10 @@ def save_sample_figures(boards: dict[tuple[str, str], Leaderboard], store: Resul
             if path is not None and path.exists():
                 samples[model] = torch.load(path, weights_only=True)
         out = save_model_comparison(
-            samples, Path(directory) / _safe(board.suite) / f"{_safe(board.dataset)}-samples.png")
+            samples, Path(directory) / safe_dirname(board.suite) / f"{safe_dirname(board.dataset)}-samples.png")
         if out is not None:
             written.append(out)
     return written
-
-
-def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_.+=" else "_" for c in name)
 
 
 def write_leaderboards(boards: dict[tuple[str, str], Leaderboard], directory: str | Path,
@@ -239,10 +235,10 @@ def write_leaderboards(boards: dict[tuple[str, str], Leaderboard], directory: st
     """Write each board as ``<directory>/<suite>/<dataset>.<ext>``; returns the paths."""
     written = []
     for board in boards.values():
-        folder = Path(directory) / _safe(board.suite)
+        folder = Path(directory) / safe_dirname(board.suite)
         folder.mkdir(parents=True, exist_ok=True)
         for fmt in formats:
-            path = folder / f"{_safe(board.dataset)}.{fmt}"
+            path = folder / f"{safe_dirname(board.dataset)}.{fmt}"
             path.write_text(getattr(board, FORMATS[fmt])())
             written.append(path)
     return written

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import abc
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import nn
@@ -11,6 +11,36 @@ from torch import nn
 if TYPE_CHECKING:
     from .data import DataInfo
     from .training import Budget
+
+class ModelRef:
+    """A hyper-parameter default that takes another, trained model.
+
+    ``def __init__(self, data_info, autoencoder=ModelRef("conv-ae", latent_dim=8))``: the
+    runner trains the referenced model (same dataset and seed) as its own job and passes the
+    trained instance, in eval mode, in place of this marker. A spec overrides it with a name
+    (``autoencoder = "ae"``) or a table (``autoencoder = { name = "ae", params = { ... } }``).
+    """
+
+    __slots__ = ("name", "params")
+
+    def __init__(self, name: str, **params: Any):
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"ModelRef needs a model name, got {name!r}")
+        self.name, self.params = name, dict(params)
+
+    def __repr__(self) -> str:
+        inner = "".join(f", {k}={v!r}" for k, v in sorted(self.params.items()))
+        return f"ModelRef({self.name!r}{inner})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ModelRef) and (self.name, self.params) == (other.name, other.params)
+
+    def __hash__(self) -> int:
+        return hash((self.name, repr(sorted(self.params.items()))))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "params": dict(self.params)}
+
 
 #: Optional methods a model may define; found by looking, never declared.
 OPTIONAL_CAPABILITIES = ("reconstruct", "encode", "elbo")
@@ -34,8 +64,11 @@ class GenerativeModel(nn.Module, abc.ABC):
 
     :meth:`on_train_end` runs after training with the training split (ex-post density
     estimation, say). Every model implements :meth:`sample`. Optional capabilities, found by
-    looking for them: ``reconstruct(x)``, ``encode(x)``, ``elbo(x)`` and an ``nfe`` attribute
-    (network evaluations per sample).
+    looking for them: ``reconstruct(x)``, ``encode(x)``, ``elbo(x)`` and ``nfe`` (network
+    evaluations per sample: an attribute, or a method taking the sampling settings).
+
+    A hyper-parameter whose default is a :class:`ModelRef` takes another model: the runner
+    trains that model first and passes the trained instance, in eval mode.
     """
 
     description: ClassVar[str] = ""
@@ -112,7 +145,11 @@ class GenerativeModel(nn.Module, abc.ABC):
         """``n`` samples in data space (images in [0, 1]) as a float tensor.
 
         ``generator`` is a CPU :class:`torch.Generator`; draw noise with :meth:`randn` so that
-        samples are the same on every device for the same seed.
+        samples are the same on every device for the same seed. Keyword-only parameters
+        after ``generator``, each with a default, are the model's *sampling settings*
+        (``def sample(self, n, generator=None, *, steps=50)``): a spec sets them per row
+        (``sampling = { steps = 10 }``) and one training serves every setting. ``nfe`` may
+        then be a method taking the same keywords.
         """
 
     @property

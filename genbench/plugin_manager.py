@@ -5,6 +5,10 @@ same way a third-party plugin is; then the ``genbench`` entry points are loaded 
 ``GENBENCH_DISABLE_PLUGIN_AUTOLOAD`` is set; ``GENBENCH_LOAD_PLUGINS=a,b`` loads only those),
 then pending hooks are checked. pluggy calls the most recently registered plugin first, so
 third-party implementations run before the built-ins.
+
+A plugin that fails (import error, unknown hook, a ``register_*`` hook that raises or
+registers something invalid) is left out whole and recorded in ``pm.broken``; nothing here
+raises because of one plugin.
 """
 
 from __future__ import annotations
@@ -14,17 +18,18 @@ import importlib
 import importlib.metadata
 import os
 import warnings
-from dataclasses import dataclass
-from typing import Iterable
+from dataclasses import dataclass, field
+from typing import Iterable, Mapping
 
 import pluggy
 
 from . import hookspecs
 from .data import BenchmarkDataset
-from .errors import PluginError
+from .errors import PluginError, RegistrationError, UnknownNameError
 from .metric import Metric
 from .model import GenerativeModel
-from .registry import Registry
+from .registry import Entry, Registry
+from .sampler import Sampler
 
 #: Built-in plugin modules, registered before any entry point.
 DEFAULT_PLUGINS: tuple[str, ...] = (
@@ -45,12 +50,95 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
 
 ENTRY_POINT_GROUP = "genbench"
 
+#: Each ``register_*`` hook and the :class:`Registries` field it fills.
+REGISTRY_HOOKS: tuple[tuple[str, str], ...] = (
+    ("register_models", "models"),
+    ("register_datasets", "datasets"),
+    ("register_metrics", "metrics"),
+    ("register_samplers", "samplers"),
+    ("register_feature_extractors", "extractors"),
+)
+
+
+@dataclass(frozen=True)
+class BrokenPlugin:
+    """A plugin left out because it failed: where it came from and why."""
+
+    name: str
+    distribution: str | None
+    version: str | None
+    error: str
+    #: The hooks it implements, where known (not for one that failed to import).
+    hooks: tuple[str, ...] = ()
+
 
 def _env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no")
 
 
-def _load_entrypoints(pm: "GenbenchPluginManager") -> None:
+class GenbenchPluginManager(pluggy.PluginManager):
+    """A PluginManager that remembers where each plugin came from and which ones failed.
+
+    ``distributions`` maps the names of built-in and entry-point plugins to their
+    ``(distribution, version)``; ``broken`` maps the names of plugins left out to their
+    :class:`BrokenPlugin` record.
+    """
+
+    def __init__(self) -> None:
+        super().__init__("genbench")
+        self.distributions: dict[str, tuple[str, str]] = {}
+        self.broken: dict[str, BrokenPlugin] = {}
+
+    def origin(self, name: str) -> tuple[str | None, str | None]:
+        """``(distribution, version)`` of plugin ``name``; ``(None, None)`` for a plugin
+        registered directly (a test's, say), whose distribution is not known."""
+        return self.distributions.get(name, (None, None))
+
+    def hook_names(self, plugin: object) -> list[str]:
+        """The hooks ``plugin`` implements, sorted."""
+        return sorted(h.name for h in self.get_hookcallers(plugin) or [])
+
+    def leave_out(self, name: str, error: str) -> BrokenPlugin:
+        """Unregister plugin ``name`` (no hook calls it again) and record it as broken."""
+        plugin = self.get_plugin(name)
+        hooks = tuple(self.hook_names(plugin)) if plugin is not None else ()
+        if plugin is not None:
+            self.unregister(plugin)
+        return self._record(name, error, self.origin(name), hooks)
+
+    def _record(self, name: str, error: str, origin: tuple[str | None, str | None],
+                hooks: tuple[str, ...] = ()) -> BrokenPlugin:
+        broken = BrokenPlugin(name, origin[0], origin[1], error, hooks)
+        self.broken.setdefault(name, broken)
+        return broken
+
+    def _add(self, plugin: object, name: str, origin: tuple[str, str]) -> None:
+        """Register ``plugin``, recording it as broken if pluggy rejects its hooks."""
+        try:
+            self.register(plugin, name=name)
+        except (pluggy.PluginValidationError, ValueError) as exc:
+            self._record(name, _import_failure(name, origin[0], exc), origin)
+            return
+        self.distributions[name] = origin
+
+    def drop_unknown_hooks(self) -> None:
+        """Leave out every plugin that implements a hook genbench does not have."""
+        while True:
+            try:
+                self.check_pending()
+                return
+            except pluggy.PluginValidationError as exc:
+                name = self.get_name(exc.plugin) or repr(exc.plugin)
+                valid = sorted(h for h in vars(hookspecs) if h.startswith("register_"))
+                self.leave_out(name, f'plugin "{name}" implements a hook genbench does not '
+                                     f"have: {exc}; valid hooks: {', '.join(valid)}")
+
+
+def _import_failure(name: str, dist_name: str, exc: BaseException) -> str:
+    return f'Error loading plugin "{name}" (from {dist_name}): {type(exc).__name__}: {exc}'
+
+
+def _load_entrypoints(pm: GenbenchPluginManager) -> None:
     only = os.environ.get("GENBENCH_LOAD_PLUGINS")
     wanted = {p.strip() for p in only.split(",") if p.strip()} if only is not None else None
     seen: set[str] = set()
@@ -59,37 +147,27 @@ def _load_entrypoints(pm: "GenbenchPluginManager") -> None:
             if ep.group != ENTRY_POINT_GROUP:
                 continue
             dist_name = dist.metadata["Name"]
+            origin = (dist_name, dist.version)
             seen.update((ep.name, dist_name))
             if wanted is not None and ep.name not in wanted and dist_name not in wanted:
                 continue
             if pm.is_blocked(ep.name):
                 continue
             if pm.get_plugin(ep.name) is not None:
-                owner = pm.distributions.get(ep.name, ("genbench", ""))[0]
-                raise PluginError(
-                    f'plugin name "{ep.name}" is used by two distributions: {owner} and '
-                    f"{dist_name}; uninstall one of them")
+                owner = pm.origin(ep.name)[0]
+                pm._record(ep.name, f'plugin name "{ep.name}" is used by two distributions: '
+                                    f"{owner} and {dist_name}; uninstall one of them", origin)
+                continue
             try:
                 plugin = ep.load()
             except Exception as exc:  # any import failure is reported with the plugin's name
-                raise PluginError(
-                    f'Error loading plugin "{ep.name}" (from {dist_name}): '
-                    f"{type(exc).__name__}: {exc}"
-                ) from exc
-            pm.register(plugin, name=ep.name)
-            pm.distributions[ep.name] = (dist_name, dist.version)
+                pm._record(ep.name, _import_failure(ep.name, dist_name, exc), origin)
+                continue
+            pm._add(plugin, ep.name, origin)
     missing = sorted((wanted or set()) - seen)
     if missing:
         warnings.warn(f"GENBENCH_LOAD_PLUGINS names {', '.join(missing)}, but no installed "
                       f"distribution provides a genbench plugin of that name", stacklevel=2)
-
-
-class GenbenchPluginManager(pluggy.PluginManager):
-    """A PluginManager that remembers which distribution each entry-point plugin came from."""
-
-    def __init__(self) -> None:
-        super().__init__("genbench")
-        self.distributions: dict[str, tuple[str, str]] = {}
 
 
 def create_plugin_manager(
@@ -98,103 +176,150 @@ def create_plugin_manager(
 ) -> GenbenchPluginManager:
     """A fresh PluginManager with the built-ins and (by default) the installed plugins.
 
-    ``load_entrypoints=None`` follows ``GENBENCH_DISABLE_PLUGIN_AUTOLOAD``.
+    ``load_entrypoints=None`` follows ``GENBENCH_DISABLE_PLUGIN_AUTOLOAD``. Never raises for
+    a plugin that fails to import or implements an unknown hook: it is left out and recorded
+    in ``pm.broken``, built-ins included.
     """
+    from . import __version__
+
     pm = GenbenchPluginManager()
     pm.add_hookspecs(hookspecs)
+    origin = ("genbench", __version__)
     for module_name in default_plugins:
         try:
             module = importlib.import_module(module_name)
         except Exception as exc:
-            raise PluginError(f'Error loading plugin "{module_name}": {exc}') from exc
-        pm.register(module, name=module_name)
+            pm._record(module_name, _import_failure(module_name, origin[0], exc), origin)
+            continue
+        pm._add(module, module_name, origin)
     if load_entrypoints is None:
         load_entrypoints = not _env_flag("GENBENCH_DISABLE_PLUGIN_AUTOLOAD")
     if load_entrypoints:
         _load_entrypoints(pm)
-    try:
-        pm.check_pending()
-    except pluggy.PluginValidationError as exc:
-        name = pm.get_name(exc.plugin) or repr(exc.plugin)
-        raise PluginError(f'plugin "{name}" implements a hook genbench does not have: {exc}; '
-                          f"valid hooks: {', '.join(sorted(h for h in pm.hook.__dict__ if not h.startswith('_')))}") from exc
+    pm.drop_unknown_hooks()
     return pm
 
 
 def _feature_extractor_base() -> type:
-    from .fidelity import FeatureExtractorBase
+    from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 
     return FeatureExtractorBase
 
 
 @dataclass
 class Registries:
-    """Every registry, filled from one PluginManager."""
+    """Every registry, filled from one PluginManager.
+
+    ``broken`` is the plugin manager's record of the plugins left out (shared, so a lookup
+    that fails mentions them).
+    """
 
     models: Registry
     datasets: Registry
     metrics: Registry
+    samplers: Registry
     extractors: Registry
+    broken: Mapping[str, BrokenPlugin] = field(default_factory=dict)
 
     def by_kind(self, kind: str) -> Registry:
-        return {"models": self.models, "datasets": self.datasets,
-                "metrics": self.metrics, "extractors": self.extractors}[kind]
+        """The registry of ``kind``: "models", "datasets", "metrics", "samplers" or "extractors"."""
+        kinds = [field_name for _, field_name in REGISTRY_HOOKS]
+        if kind not in kinds:
+            raise UnknownNameError("registry kind", kind, kinds)
+        return getattr(self, kind)
 
 
-def build_registries(pm: pluggy.PluginManager) -> Registries:
-    """Call every ``register_*`` hook, one implementation at a time, recording the owner."""
-    regs = Registries(
-        models=Registry("model", GenerativeModel),
-        datasets=Registry("dataset", BenchmarkDataset),
-        metrics=Registry("metric", Metric),
-        extractors=Registry("feature extractor", _feature_extractor_base),
-    )
-    for hook_name, registry in (
-        ("register_models", regs.models),
-        ("register_datasets", regs.datasets),
-        ("register_metrics", regs.metrics),
-        ("register_feature_extractors", regs.extractors),
-    ):
-        hook = getattr(pm.hook, hook_name)
-        # Oldest first: built-ins own their names, and a later duplicate names both plugins.
-        for impl in hook.get_hookimpls():
-            plugin_name = impl.plugin_name
+def _stage(pm: GenbenchPluginManager, plugin: object, plugin_name: str,
+           regs: Registries) -> list[tuple[Registry, Entry]]:
+    """Call every ``register_*`` hook of one plugin; return what it registered, validated.
 
-            def register(name, obj, _plugin=plugin_name, _registry=registry):
-                _registry.register(name, obj, plugin=_plugin)
+    Raises :class:`PluginError` (a :class:`RegistrationError` for an invalid or taken name)
+    when a hook raises or a registration is rejected, even if the plugin caught the error.
+    """
+    staged: list[tuple[Registry, Entry]] = []
+    for hook_name, kind in REGISTRY_HOOKS:
+        registry = regs.by_kind(kind)
+        pending: dict[str, Entry] = {}
+        rejected: list[RegistrationError] = []
 
+        def register(name, obj, _registry=registry, _pending=pending, _rejected=rejected):
+            try:
+                _registry.check(name, obj, plugin_name, _pending)
+            except RegistrationError as exc:
+                _rejected.append(exc)
+                raise
+            _pending[name] = Entry(name, obj, plugin_name)
+
+        for impl in getattr(pm.hook, hook_name).get_hookimpls():
+            if impl.plugin is not plugin:
+                continue
             try:
                 impl.function(**{a: register for a in impl.argnames})
-            except PluginError:
-                raise
             except Exception as exc:
-                raise PluginError(
-                    f'plugin "{plugin_name}" failed in {hook_name}: {type(exc).__name__}: {exc}'
-                ) from exc
+                if rejected:
+                    raise rejected[0] from None
+                raise PluginError(f'plugin "{plugin_name}" failed in {hook_name}: '
+                                  f"{type(exc).__name__}: {exc}") from exc
+        if rejected:
+            raise rejected[0]
+        staged += [(registry, e) for e in pending.values()]
+    return staged
+
+
+def build_registries(pm: GenbenchPluginManager) -> Registries:
+    """Call the ``register_*`` hooks plugin by plugin, oldest first, recording each owner.
+
+    A plugin's registrations are kept only if all its hooks succeed; a plugin that fails is
+    left out whole (unregistered from ``pm`` and recorded in ``pm.broken``), so the built-ins
+    keep their names and a later duplicate marks the later plugin broken, naming both.
+    """
+    regs = Registries(
+        models=Registry("model", GenerativeModel, pm.broken),
+        datasets=Registry("dataset", BenchmarkDataset, pm.broken),
+        metrics=Registry("metric", Metric, pm.broken),
+        samplers=Registry("sampler", Sampler, pm.broken),
+        extractors=Registry("feature extractor", _feature_extractor_base, pm.broken),
+        broken=pm.broken,
+    )
+    pm.drop_unknown_hooks()  # plugins registered after create_plugin_manager, too
+    for plugin_name, plugin in pm.list_name_plugin():
+        if plugin is None:
+            continue
+        try:
+            staged = _stage(pm, plugin, plugin_name, regs)
+        except PluginError as exc:
+            pm.leave_out(plugin_name, str(exc))
+            continue
+        for registry, e in staged:
+            registry.register(e.name, e.obj, e.plugin)
     return regs
 
 
-def plugin_info(pm: GenbenchPluginManager, include_builtins: bool = False) -> list[dict]:
-    """What ``genbench plugins`` prints: name, version and hooks of each plugin."""
-    from . import __version__
+def _info(name: str, hooks: Iterable[str], origin: tuple[str | None, str | None],
+          **extra: str) -> dict:
+    return {"name": name, "hooks": sorted(hooks), "distribution": origin[0],
+            "version": origin[1], **extra}
 
-    out = []
-    for name, plugin in pm.list_name_plugin():
-        if plugin is None:
-            continue
-        if not include_builtins and name in DEFAULT_PLUGINS:
-            continue
-        hooks = sorted(h.name for h in pm.get_hookcallers(plugin) or [])
-        info = {"name": name, "hooks": hooks}
-        if name in pm.distributions:
-            info["distribution"], info["version"] = pm.distributions[name]
-        else:
-            info["distribution"], info["version"] = "genbench", __version__
-        out.append(info)
-    return sorted(out, key=lambda d: d["name"])
+
+def plugin_info(pm: GenbenchPluginManager, include_builtins: bool = False) -> list[dict]:
+    """What ``genbench plugins`` prints: name, hooks, distribution, version and status
+    (``"ok"``, or ``"broken"`` with the ``"error"``) of each plugin."""
+    out = [_info(name, pm.hook_names(plugin), pm.origin(name), status="ok")
+           for name, plugin in pm.list_name_plugin() if plugin is not None]
+    out += [_info(b.name, b.hooks, (b.distribution, b.version), status="broken", error=b.error)
+            for b in pm.broken.values()]
+    if not include_builtins:
+        out = [i for i in out if i["name"] not in DEFAULT_PLUGINS]
+    return sorted(out, key=lambda d: (d["name"], d["status"]))
+
+
+@functools.lru_cache(maxsize=1)
+def default_plugin_manager() -> GenbenchPluginManager:
+    """The process's plugin manager, created on first use and then reused."""
+    return create_plugin_manager()
 
 
 @functools.lru_cache(maxsize=1)
 def default_registries() -> Registries:
-    """Registries of the default plugin manager, built on first use and then reused."""
-    return build_registries(create_plugin_manager())
+    """Registries of :func:`default_plugin_manager`, built on first use and then reused."""
+    return build_registries(default_plugin_manager())

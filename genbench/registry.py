@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Callable, Generic, Iterator, TypeVar
+from typing import Callable, Generic, Iterator, Mapping, TypeVar
 
 from .errors import RegistrationError, UnknownNameError
 
@@ -30,20 +30,28 @@ class Registry(Generic[T]):
     """Name -> class mapping for one kind of plugin object ("model", "dataset", ...).
 
     ``base`` is the required base class, or a zero-argument callable returning it (used for
-    bases that live in optional heavy imports, such as torch-fidelity's).
+    bases that live in optional heavy imports, such as torch-fidelity's). ``broken`` maps the
+    names of plugins that failed to load to their failure; an unknown name mentions them.
     """
 
-    def __init__(self, kind: str, base: type | Callable[[], type]):
+    def __init__(self, kind: str, base: type | Callable[[], type],
+                 broken: Mapping[str, object] | None = None):
         self.kind = kind
         self._base = base
         self._entries: dict[str, Entry[T]] = {}
+        self.broken: Mapping[str, object] = {} if broken is None else broken
 
     @property
     def base(self) -> type:
         return self._base if isinstance(self._base, type) else self._base()
 
-    def register(self, name: str, obj: T, plugin: str = "<direct>") -> None:
-        """Add ``obj`` under ``name``; raise :class:`RegistrationError` if either is invalid."""
+    def check(self, name: str, obj: T, plugin: str,
+              pending: Mapping[str, Entry[T]] | None = None) -> None:
+        """Raise :class:`RegistrationError` unless ``obj`` may be registered as ``name``.
+
+        ``pending`` holds entries staged by ``plugin`` but not added yet; their names count as
+        taken too.
+        """
         who = f"plugin {plugin!r}"
         if not isinstance(name, str) or not _VALID_NAME.match(name):
             raise RegistrationError(
@@ -57,12 +65,16 @@ class Registry(Generic[T]):
                 f"{who} tried to register {self.kind} {name!r} as {obj!r}, which is not a "
                 f"subclass of {base.__module__}.{base.__qualname__}"
             )
-        if name in self._entries:
-            other = self._entries[name].plugin
+        taken = self._entries.get(name) or (pending or {}).get(name)
+        if taken is not None:
             raise RegistrationError(
-                f"{self.kind} {name!r} is registered twice: by plugin {other!r} and by "
+                f"{self.kind} {name!r} is registered twice: by plugin {taken.plugin!r} and by "
                 f"plugin {plugin!r}; uninstall or disable one of them"
             )
+
+    def register(self, name: str, obj: T, plugin: str = "<direct>") -> None:
+        """Add ``obj`` under ``name``; raise :class:`RegistrationError` if either is invalid."""
+        self.check(name, obj, plugin)
         self._entries[name] = Entry(name, obj, plugin)
 
     def get(self, name: str) -> T:
@@ -70,7 +82,8 @@ class Registry(Generic[T]):
         try:
             return self._entries[name].obj
         except KeyError:
-            raise UnknownNameError(self.kind, name, list(self._entries)) from None
+            raise UnknownNameError(self.kind, name, list(self._entries),
+                                  broken=self.broken) from None
 
     def entry(self, name: str) -> Entry[T]:
         self.get(name)

@@ -1,100 +1,31 @@
-"""The runner: suite spec -> jobs -> executor -> results store.
+"""The runner (the driver): suite spec -> plan -> executor -> results store.
 
-Every job (dataset x model x seed) is trained, sampled once, measured by every metric and
-written to the store in one transaction. A job whose fingerprint is stored is skipped, so
-an interrupted suite resumes where it stopped; a job that fails is recorded and the suite
-goes on.
+Planning expands the spec into rows (dataset x model entry x sampling setting x seed, see
+:mod:`genbench.jobs`) and schedules them with the trainings they need. An executor runs
+the jobs (worker processes by default, see :mod:`genbench.executors`); the driver alone
+writes the store, each finished job in one transaction, in completion order. A row whose
+fingerprint is stored is skipped, so an interrupted suite resumes where it stopped; a job
+that fails, or whose worker dies, is recorded as failed and the suite goes on.
 """
 
 from __future__ import annotations
 
-import csv
-import importlib.metadata
-import platform
 import sys
-import time
-import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Callable
 
-import torch
-
-from . import __version__
-from .config import validate_config
-from .data import BenchmarkDataset, DataInfo
-from .errors import ConfigError, GenbenchError
-from .evaluation import EvalContext, choose_feature_extractor
-from .figures import save_sample_grid
-from .metric import MetricResult
+from .errors import ConfigError
+from .executors import Executor, InlineExecutor
+from .jobs import DatasetSource, Job, Training, expand_rows, schedule
 from .paths import cache_dir as default_cache_dir
 from .paths import data_root as default_data_root
-from .spec import Entry, SuiteSpec, canonical_hash
-from .store import JobRecord, MetricRecord, ResultStore
-from .training import Budget, Trainer, device_description, resolve_device, seed_everything
-
-
-def _version(dist: str) -> str | None:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
-def environment_versions() -> dict[str, str | None]:
-    return {"genbench": __version__, "torch": torch.__version__,
-            "torch-fidelity": _version("torch-fidelity"), "numpy": _version("numpy"),
-            "python": platform.python_version()}
-
-
-def evaluation_dirname(fingerprint: str) -> str:
-    """The folder, inside a job's run directory, of one evaluation's samples."""
-    return f"eval-{fingerprint[:8]}"
-
-
-def safe_dirname(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_.+=" else "_" for c in text)
-
-
-@dataclass
-class PreparedDataset:
-    """A built dataset, its info, and its splits as tensors (materialised once per run)."""
-
-    entry: Entry
-    dataset: BenchmarkDataset
-    info: DataInfo
-    _tensors: dict = field(default_factory=dict, repr=False)
-
-    def tensors(self, split: str):
-        if split not in self._tensors:
-            self._tensors[split] = self.dataset.tensors(split)
-        return self._tensors[split]
-
-
-@dataclass
-class Job:
-    """One dataset x model x seed, with everything needed to run and identify it."""
-
-    data: PreparedDataset
-    model: Entry
-    seed: int
-    budget: Budget
-    metrics: tuple[Entry, ...]
-    train_fingerprint: str
-    fingerprint: str
-    #: The fingerprint without the seed: seeds of one configuration share it.
-    config_fingerprint: str = ""
-
-    @property
-    def key(self) -> str:
-        return f"{self.data.entry.label}/{self.model.label}/seed{self.seed}"
-
-    @property
-    def dirname(self) -> str:
-        # The training fingerprint keeps two configurations under one label (another suite,
-        # another budget) from overwriting each other's checkpoints and samples.
-        return safe_dirname(f"{self.data.entry.label}__{self.model.label}__seed{self.seed}"
-                            f"__{self.train_fingerprint[:8]}")
+from .references import ModelConfig
+from .spec import SuiteSpec
+from .store import JobRecord, MetricRecord, ResultStore, TrainingRecord
+from .training import resolve_device
+from .worker import (PreparedDataset, WorkerContext, build_dataset, dataset_key, failed_record,
+                     run_job, setup_worker)
 
 
 @dataclass
@@ -111,8 +42,10 @@ class SuiteReport:
     ran: list[JobRecord] = field(default_factory=list)
     already_stored: list[str] = field(default_factory=list)
     impossible: list[SkippedPair] = field(default_factory=list)
-    #: Fingerprints of every job of the suite, run now or found stored: its leaderboard.
+    #: Fingerprints of every row of the suite, run now or found stored: its leaderboard.
     fingerprints: list[str] = field(default_factory=list)
+    #: Trainings of referenced models that no row evaluated, run now.
+    trainings: list[TrainingRecord] = field(default_factory=list)
 
     @property
     def failed(self) -> list[JobRecord]:
@@ -123,262 +56,210 @@ class SuiteReport:
         return [(j.job_key, m) for j in self.ran for m in j.metrics if m.status == "failed"]
 
 
-class LocalExecutor:
-    """Runs jobs one after another in this process."""
-
-    def map(self, fn: Callable[[Job], Any], jobs: Iterable[Job]):
-        for job in jobs:
-            yield fn(job)
-
-
-def build_dataset(registries, entry: Entry, spec: SuiteSpec,
-                  data_root: str | None = None, download: bool | None = None) -> BenchmarkDataset:
-    """Instantiate a dataset entry, passing ``root``/``download`` to classes that take them."""
-    from .config import hyperparameters
-
-    cls = registries.datasets.get(entry.name)
-    params = validate_config(cls, entry.params, f"dataset {entry.label!r}")
-    accepted = hyperparameters(cls)
-    if "root" in accepted and "root" not in params:
-        params["root"] = str(default_data_root(data_root or spec.data_root))
-    if "download" in accepted and "download" not in params:
-        params["download"] = spec.download if download is None else download
-    return cls(**params)
-
-
-def chosen_extractor(spec: SuiteSpec, info: DataInfo) -> str | None:
-    """The feature extractor of a run on this data (see :func:`choose_feature_extractor`)."""
-    return choose_feature_extractor(info, spec.feature_extractor)
-
-
-def _extractor_identity(spec: SuiteSpec, registries, info: DataInfo) -> dict[str, Any]:
-    name = chosen_extractor(spec, info)
-    cls = registries.extractors.get(name) if name in registries.extractors else None
-    return {"name": name, "weights_sha256": getattr(cls, "weights_sha256", None),
-            "weights_path": spec.feature_weights}
-
-
-def expand_jobs(spec: SuiteSpec, registries, datasets: list[PreparedDataset],
-                device: torch.device) -> tuple[list[Job], list[SkippedPair]]:
-    """model x dataset x seed; pairs a model cannot train on are returned with the reason.
-
-    Two fingerprints identify a job: the training one (data content, model and
-    hyper-parameters, seed, budget, device type) names its checkpoint; the job one adds
-    everything that changes the evaluation (metrics and their options, sample count and
-    batch, the feature extractor and its recorded weights hash).
-    """
-    jobs, impossible = [], []
-    spec_models = list(spec.models) + spec.baseline_entries(registries)
-    metrics_part = [m.to_dict() for m in spec.metrics]
-    for pd_ in datasets:
-        extractor = _extractor_identity(spec, registries, pd_.info)
-        for entry in spec_models:
-            cls = registries.models.get(entry.name)
-            reason = cls.supports(pd_.info)
-            if reason is not None:
-                impossible.append(SkippedPair(pd_.entry.label, entry.label, reason))
-                continue
-            budget = entry.budget or spec.budget
-            for seed in spec.seeds:
-                train_fp = canonical_hash({
-                    "dataset": pd_.entry.name, "dataset_params": pd_.entry.params,
-                    "data": pd_.info.fingerprint, "model": entry.name, "params": entry.params,
-                    "seed": seed, "budget": budget.outcome_dict(), "device": device.type,
-                })
-                evaluation = {
-                    "metrics": metrics_part, "num_samples": spec.num_samples,
-                    "eval_batch_size": spec.eval_batch_size, "extractor": extractor,
-                    "dataset_label": pd_.entry.label, "model_label": entry.label,
-                }
-                fp = canonical_hash({"train": train_fp, **evaluation})
-                config_fp = canonical_hash({
-                    "dataset": pd_.entry.name, "dataset_params": pd_.entry.params,
-                    "data": pd_.info.fingerprint, "model": entry.name, "params": entry.params,
-                    "budget": budget.outcome_dict(), "device": device.type, **evaluation})
-                jobs.append(Job(pd_, entry, seed, budget, spec.metrics, train_fp, fp, config_fp))
-    return jobs, impossible
+def _training_outcome(record: JobRecord | TrainingRecord) -> TrainingRecord | None:
+    return record if isinstance(record, TrainingRecord) else record.training
 
 
 class SuiteRunner:
-    """Runs a validated :class:`SuiteSpec` into ``out_dir`` (results.db, runs/, leaderboards/)."""
+    """Runs a validated :class:`SuiteSpec` into ``out_dir`` (results.db, runs/, leaderboards/).
+
+    ``jobs``: worker processes (``None``: one per available core on the CPU, one per GPU on
+    CUDA; ``0``: run in this process). ``threads``: torch threads per worker (``None``: the
+    worker's share of the cores, so that workers never oversubscribe them).
+    """
 
     def __init__(self, spec: SuiteSpec, out_dir: str | Path, registries, *, force: bool = False,
                  progress: bool | None = None, data_root: str | None = None,
                  download: bool | None = None, cache_dir: str | None = None,
+                 jobs: int | None = None, threads: int | None = None,
                  echo: Callable[[str], None] = lambda s: print(s, file=sys.stderr)):
         spec.validate(registries)
+        for name, value in (("jobs", jobs), ("threads", threads)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                      or value < (0 if name == "jobs" else 1)):
+                raise ConfigError(f"{name} must be an integer >= {0 if name == 'jobs' else 1}, got {value!r}")
         self.spec, self.registries, self.force, self.progress = spec, registries, force, progress
         self.out_dir = Path(out_dir)
         self.store = ResultStore(self.out_dir / "results.db")
         self.device = resolve_device(spec.device)
         self.data_root, self.download = data_root, download
         self.cache_dir = default_cache_dir(cache_dir)
+        self.jobs, self.threads = jobs, threads
         self.echo = echo
 
-    def prepare(self) -> tuple[list[Job], list[SkippedPair]]:
-        """Load every dataset, build every model once and run every metric's preflight, so
-        that missing data or weights and rejected hyper-parameter values fail here, before
-        anything trains; then expand the jobs."""
-        datasets = []
+    # -- planning ---------------------------------------------------------------------
+    def prepare(self) -> tuple[list[Job], list[SkippedPair], dict[str, PreparedDataset]]:
+        """Load every dataset, build every model once (untrained, referenced models
+        included) and run every metric's preflight, so that missing data or weights and
+        rejected hyper-parameter values fail here, before anything trains; then expand the
+        rows."""
+        root = str(default_data_root(self.data_root or self.spec.data_root))
+        download = self.spec.download if self.download is None else self.download
+        sources, prepared = [], {}
         for entry in self.spec.datasets:
-            ds = build_dataset(self.registries, entry, self.spec, self.data_root, self.download)
-            datasets.append(PreparedDataset(entry, ds, ds.info()))
-        jobs, impossible = expand_jobs(self.spec, self.registries, datasets, self.device)
+            source = DatasetSource(entry.name, dict(entry.params), entry.label, root, download, None)
+            ds = build_dataset(self.registries, source)
+            info = ds.info()
+            source = DatasetSource(entry.name, dict(entry.params), entry.label, root, download,
+                                   info.fingerprint)
+            sources.append((source, info))
+            prepared[dataset_key(source)] = PreparedDataset(ds, info)
+        rows, impossible = expand_rows(self.spec, self.registries, sources, self.device.type)
         metrics = [self.spec.build_metric(self.registries.metrics.get(m.name), m.label, m.params)
                    for m in self.spec.metrics]
         checked = set()
-        for job in jobs:
-            info = job.data.info
-            if (job.data.entry.label, job.model.label) not in checked:
-                checked.add((job.data.entry.label, job.model.label))
+        for job in rows:
+            info = prepared[dataset_key(job.training.dataset)].info
+            ev = job.evaluation
+            if (ev.dataset_label, ev.model_label) not in checked:
+                checked.add((ev.dataset_label, ev.model_label))
+                entry = next(e for e in list(self.spec.models) + self.spec.baseline_entries(self.registries)
+                             if e.label == ev.model_label)
                 try:
-                    self.registries.models.get(job.model.name)(info, **job.model.params)
+                    self._build_untrained(self.spec.model_config(self.registries, entry), info)
                 except ConfigError as exc:
                     msg = str(exc)
-                    raise ConfigError(msg if job.model.label in msg
-                                      else f"model {job.model.label!r}: {msg}") from None
-            if job.data.entry.label not in checked:
-                checked.add(job.data.entry.label)
+                    raise ConfigError(msg if ev.model_label in msg
+                                      else f"model {ev.model_label!r}: {msg}") from None
+            if ev.dataset_label not in checked:
+                checked.add(ev.dataset_label)
                 for metric in metrics:
                     if info.kind in metric.data_kinds:
-                        metric.preflight(info, feature_extractor=chosen_extractor(self.spec, info),
+                        metric.preflight(info, feature_extractor=ev.feature_extractor,
                                          feature_weights=self.spec.feature_weights,
                                          registries=self.registries)
-        return jobs, impossible
+        return rows, [SkippedPair(*p) for p in impossible], prepared
 
-    def run(self, executor: LocalExecutor | None = None) -> SuiteReport:
-        jobs, impossible = self.prepare()
-        report = SuiteReport(impossible=impossible, fingerprints=[j.fingerprint for j in jobs])
+    def _build_untrained(self, config: ModelConfig, info):
+        refs = {key: self._build_untrained(ref, info) for key, ref in config.refs}
+        return self.registries.models.get(config.name)(info, **config.params, **refs)
+
+    def _training_status(self, training: Training) -> str | None:
+        status = self.store.training_status(training.fingerprint)
+        if status != "ok":
+            return status
+        cls = self.registries.models.get(training.model)
+        present = (self.out_dir / training.run_dir / "checkpoint.pt").exists()
+        return "ok" if present or cls.refit_instead_of_checkpoint else None
+
+    def default_executor(self, n_jobs: int) -> Executor:
+        """Worker processes as ``jobs``/``threads`` say (in this process for ``jobs=0``)."""
+        from .executors import LocalExecutor, available_cores, default_workers
+
+        workers = default_workers(self.device.type) if self.jobs is None else self.jobs
+        if workers == 0:
+            return InlineExecutor()
+        threads = self.threads or max(1, available_cores() // workers)
+        return LocalExecutor(min(workers, max(1, n_jobs)), threads_per_worker=threads)
+
+    # -- running ----------------------------------------------------------------------
+    def run(self, executor: Executor | None = None) -> SuiteReport:
+        rows, impossible, prepared = self.prepare()
+        report = SuiteReport(impossible=impossible,
+                             fingerprints=[r.evaluation.fingerprint for r in rows])
         for pair in impossible:
             self.echo(f"skip {pair.dataset} x {pair.model}: {pair.reason}")
-        todo = []
-        for job in jobs:
-            if not self.force and self.store.is_finished(job.fingerprint):
-                report.already_stored.append(job.key)
-            else:
-                todo.append(job)
-        if report.already_stored:
-            self.echo(f"{len(report.already_stored)} job(s) already in {self.store.path}; "
+        plan = schedule(rows, is_stored=self.store.is_finished,
+                        training_status=self._training_status, force=self.force)
+        report.already_stored = plan.already_stored
+        if plan.already_stored:
+            self.echo(f"{len(plan.already_stored)} job(s) already in {self.store.path}; "
                       "not run again (--force reruns them)")
-        executor = executor or LocalExecutor()
-        for i, record in enumerate(executor.map(self.run_job, todo), 1):
-            self.store.write(record)
-            report.ran.append(record)
-            self.echo(f"[{i}/{len(todo)}] {record.job_key}: {_summary(record)}")
+        for job, reason in plan.blocked:
+            self._store(failed_record(job, reason), report)
+        if not plan.jobs:
+            return report
+        executor = executor or self.default_executor(len(plan.jobs))
+        context = WorkerContext(self.registries, str(self.out_dir), str(self.cache_dir),
+                                self.spec.device, self.progress,
+                                datasets=prepared if isinstance(executor, InlineExecutor) else {})
+        with executor:
+            executor.start(setup_worker, context)
+            self._drive(executor, plan.jobs, report)
         return report
 
-    # -- one job ------------------------------------------------------------------------
-    def run_job(self, job: Job) -> JobRecord:
-        t0 = time.perf_counter()
-        run_dir = self.out_dir / "runs" / job.dirname
-        run_dir.mkdir(parents=True, exist_ok=True)
-        model_cls = self.registries.models.get(job.model.name)
-        info = job.data.info
-        record = JobRecord(
-            fingerprint=job.fingerprint, config_fingerprint=job.config_fingerprint,
-            job_key=job.key, suite=self.spec.name,
-            dataset=job.data.entry.label, dataset_name=job.data.entry.name,
-            model=job.model.label, model_name=job.model.name,
-            model_family=model_cls.family or "", seed=job.seed, status="failed",
-            provenance={}, device=device_description(self.device),
-            num_samples=self.spec.num_samples, run_dir=run_dir.relative_to(self.out_dir).as_posix(),
-        )
-        prov = record.provenance
-        prov.update({
-            "spec_hash": self.spec.hash(), "spec_source": self.spec.source,
-            "config_hash": canonical_hash({"model": job.model.name, "params": job.model.params}),
-            "train_fingerprint": job.train_fingerprint, "seed": job.seed,
-            "model_params": job.model.params, "dataset_params": job.data.entry.params,
-            "data_fingerprint": info.fingerprint, "budget": job.budget.to_dict(),
-            "versions": environment_versions(), "device": record.device,
-            "num_samples": self.spec.num_samples, "platform": platform.platform(),
-        })
-        try:
-            seed_everything(job.seed)
-            model = model_cls(info, **job.model.params)
-            prov["parameters"] = model.num_parameters()
-            trainer = Trainer(self.device, seed=job.seed, checkpoint_path=run_dir / "checkpoint.pt",
-                              fingerprint=job.train_fingerprint, progress=self.progress,
-                              description=job.key)
-            if self.force:
-                trainer.discard_checkpoint()
-            result = trainer.fit(model, job.data.dataset.split("train"), job.budget)
-            record.train_steps, record.train_seconds = result.steps, result.seconds
-            prov["train"] = {"steps": result.steps, "seconds": result.seconds,
-                             "resumed_from": result.resumed_from,
-                             "stopped_by_time": result.stopped_by_time,
-                             "final_losses": result.losses}
-            _write_history(run_dir / "losses.csv", result.history)
-            if result.status == "diverged":
-                record.status, record.diverged_step = "diverged", result.diverged_step
-                record.error = f"loss not finite at step {result.diverged_step}: {result.losses}"
-                record.metrics = [MetricRecord(m.label, "skipped", message="model diverged")
-                                  for m in job.metrics]
-            else:
-                record.metrics, timings = self._evaluate(job, model, run_dir)
-                prov["timings"] = timings
-                extractors = {m.details.get("feature_extractor"): m.details.get("weights_sha256")
-                              for m in record.metrics if m.details.get("feature_extractor")}
-                if extractors:
-                    prov["feature_extractors"] = extractors
-                record.status = "ok"
-        except (Exception, GenbenchError) as exc:  # the suite goes on; the error is kept
-            record.status = "failed"
-            record.error = f"{type(exc).__name__}: {exc}"
-            prov["traceback"] = traceback.format_exc(limit=20)
-        record.total_seconds = time.perf_counter() - t0
-        prov["total_seconds"] = record.total_seconds
-        return record
-
-    def _evaluate(self, job: Job, model, run_dir: Path) -> tuple[list[MetricRecord], dict]:
-        ctx = EvalContext(
-            model=model, model_name=job.model.label, data_info=job.data.info,
-            train=job.data.tensors("train"), test=job.data.tensors("test"), device=self.device,
-            seed=job.seed, num_samples=self.spec.num_samples, cache_dir=self.cache_dir,
-            feature_extractor=chosen_extractor(self.spec, job.data.info),
-            feature_weights=self.spec.feature_weights, batch_size=self.spec.eval_batch_size,
-            registries=self.registries,
-        )
-        samples = ctx.samples  # generated once, shared by every metric
-        # Evaluations of one training (another sample count, another suite) keep their own.
-        eval_dir = run_dir / evaluation_dirname(job.fingerprint)
-        eval_dir.mkdir(exist_ok=True)
-        torch.save(samples, eval_dir / "samples.pt")
-        save_sample_grid(samples, job.data.info, eval_dir / "samples.png", reference=ctx.test[0])
-        records, metric_seconds = [], {}
-        for entry in job.metrics:
-            cls = self.registries.metrics.get(entry.name)
-            base = MetricRecord(entry.label, "skipped", higher_is_better=dict(cls.higher_is_better),
-                                primary=cls.primary)
-            t0 = time.perf_counter()
-            try:
-                metric = cls(**entry.params)
-                reason = metric.skip_reason(ctx)
-                if reason is not None:
-                    base.message = reason
+    def _drive(self, executor: Executor, jobs: list[Job], report: SuiteReport) -> None:
+        """Submit jobs whose needs are met, store each result as it comes."""
+        pending = {j.key: j for j in jobs}
+        by_key = dict(pending)
+        running: dict[str, Job] = {}
+        done: set[str] = set()
+        broken: dict[str, TrainingRecord] = {}  # key -> the failed or diverged training
+        rows_total = sum(j.evaluation is not None for j in jobs)
+        while pending or running:
+            self._cascade(pending, by_key, broken, report)
+            ready = [j for j in pending.values() if all(n in done for n in j.needs)]
+            for job in ready[:max(0, executor.slots - len(running))]:
+                executor.submit(job.key, run_job, pending.pop(job.key))
+                running[job.key] = job
+            if not running:
+                break
+            for completion in executor.wait():
+                job = running.pop(completion.key)
+                if completion.failure is None:
+                    record = completion.result
                 else:
-                    out = metric.compute(ctx)
-                    if not isinstance(out, MetricResult):
-                        out = MetricResult(dict(out))
-                    base.values = {k: float(v) for k, v in out.values.items()}
-                    base.details, base.status = out.details, "ok"
-            except Exception as exc:  # a failing metric is recorded; the others still run
-                base.status, base.message = "failed", f"{type(exc).__name__}: {exc}"
-                base.details = {"traceback": traceback.format_exc(limit=20)}
-            metric_seconds[entry.label] = time.perf_counter() - t0
-            records.append(base)
-        timings = dict(ctx.timings)
-        timings["metrics"] = metric_seconds
-        return records, timings
+                    record = failed_record(job, completion.failure)
+                    if completion.traceback:
+                        record.provenance["traceback"] = completion.traceback
+                training = _training_outcome(record)
+                if training is None or training.status == "ok":
+                    done.add(job.key)
+                else:
+                    broken[job.key] = training
+                self._store(record, report, rows_total)
+
+    def _cascade(self, pending: dict[str, Job], by_key: dict[str, Job],
+                 broken: dict[str, TrainingRecord], report: SuiteReport) -> None:
+        """Jobs that need a failed or diverged training end without running: the same
+        training shares its outcome, a model built on it fails naming it."""
+        changed = True
+        while changed:
+            changed = False
+            for key, job in list(pending.items()):
+                lost = [n for n in job.needs if n in broken]
+                if not lost:
+                    continue
+                cause = broken[lost[0]]
+                if cause.fingerprint == job.training.fingerprint:
+                    record = failed_record(job, cause.error or cause.status, status=cause.status,
+                                           diverged_step=cause.diverged_step)
+                else:
+                    record = failed_record(job, f"referenced model {cause.label!r} (training "
+                                                f"{cause.fingerprint[:8]}) {cause.status}: {cause.error}")
+                broken[key] = _training_outcome(record)
+                del pending[key]
+                self._store(record, report)
+                changed = True
+
+    def _store(self, record: JobRecord | TrainingRecord, report: SuiteReport,
+               rows_total: int | None = None) -> None:
+        if isinstance(record, TrainingRecord):
+            self.store.write_training(record)
+            report.trainings.append(record)
+            self.echo(f"trained {record.dataset_name}/{record.label}/seed{record.seed} "
+                      f"(referenced; training {record.fingerprint[:8]}): {_training_summary(record)}")
+            return
+        self.store.write(record)
+        report.ran.append(record)
+        counter = f"[{len(report.ran)}/{rows_total}] " if rows_total else ""
+        self.echo(f"{counter}{record.job_key}: {_summary(record)}")
 
 
-def _summary(record: JobRecord) -> str:
+def _training_summary(record: TrainingRecord) -> str:
     if record.status == "failed":
         return f"FAILED: {record.error}"
     if record.status == "diverged":
         return f"diverged at step {record.diverged_step}"
-    parts = [f"trained {record.train_steps} steps in {record.train_seconds:.1f}s"
-             if record.train_steps else f"fitted in {record.train_seconds:.1f}s"]
+    return (f"trained {record.train_steps} steps in {record.train_seconds:.1f}s"
+            if record.train_steps else f"fitted in {record.train_seconds or 0:.1f}s")
+
+
+def _summary(record: JobRecord) -> str:
+    if record.status != "ok":
+        return f"FAILED: {record.error}" if record.status == "failed" else \
+            f"diverged at step {record.diverged_step}"
+    parts = [_training_summary(record.training) if record.training is not None else "evaluated"]
     for m in record.metrics:
         if m.status == "ok" and m.primary in m.values:
             parts.append(f"{m.metric}.{m.primary}={m.values[m.primary]:.4g}")
@@ -387,20 +268,7 @@ def _summary(record: JobRecord) -> str:
     return "; ".join(parts)
 
 
-def _write_history(path: Path, history: list[dict[str, float]]) -> None:
-    if not history:
-        return
-    keys = list(dict.fromkeys(k for row in history for k in row))
-    with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=keys)
-        w.writeheader()
-        w.writerows(history)
-
-
-def run_suite(spec: SuiteSpec, out_dir: str | Path, registries=None, **kwargs) -> SuiteReport:
-    """Validate and run ``spec`` into ``out_dir``; see :class:`SuiteRunner` for options."""
-    if registries is None:
-        from .plugin_manager import default_registries
-
-        registries = default_registries()
+def run_suite(spec: SuiteSpec, out_dir: str | Path, registries, **kwargs) -> SuiteReport:
+    """Validate and run ``spec`` into ``out_dir`` with the run's ``registries``; see
+    :class:`SuiteRunner` for options."""
     return SuiteRunner(spec, out_dir, registries, **kwargs).run()

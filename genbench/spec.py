@@ -14,21 +14,28 @@ Entries (datasets, models, metrics) take three forms::
     label = "beta-vae-4"                        # optional; defaults to name[k=v,...]
     params = { beta = 4.0 }
     budget = { steps = 2000 }                   # optional, models only
+    sampling = [{ steps = 10 }, { steps = 50 }] # optional, models only: one row per setting
+
+A model entry's ``sampling`` (a table, or a list of tables) gives the keyword-only
+arguments of the model's ``sample``; every setting is its own leaderboard row, labelled
+``name[params][sampling]`` unless a label is given, and all of them share one training.
+A hyper-parameter whose default is a :class:`genbench.ModelRef` takes a model name or a
+table ``{ name = "ae", params = { ... }, budget = { ... } }``.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import tomllib
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable
 
-from .config import validate_config
+from .budget import Budget
+from .config import validate_config, validate_sampling
 from .errors import ConfigError, SpecError
-from .training import Budget
+from .identity import canonical_hash
+from .references import ModelConfig, resolve_model
 
 DEFAULT_BASELINE = "train-data"
 MAX_SEED = 2**31 - 1
@@ -44,25 +51,39 @@ class Entry:
     budget: Budget | None = None
     #: The entry's own budget keys, merged over the suite's budget (models only).
     budget_overrides: dict[str, Any] | None = None
+    #: Sampling settings of this row (models only): keyword arguments of ``sample``.
+    sampling: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         d = {"name": self.name, "label": self.label, "params": self.params}
         if self.budget_overrides is not None:
             d["budget"] = self.budget_overrides
+        if self.sampling:
+            d["sampling"] = self.sampling
         return d
 
 
-def canonical_hash(obj: Any, length: int = 16) -> str:
-    """sha256 of the canonical JSON form of ``obj``."""
-    text = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:length]
+def _bracket(values: dict[str, Any]) -> str:
+    def show(v: Any) -> str:
+        if isinstance(v, dict) and "name" in v:  # a model reference given as a table
+            return v["name"] + _bracket(v.get("params") or {})
+        return str(v)
+
+    return "[" + ",".join(f"{k}={show(values[k])}" for k in sorted(values)) + "]" if values else ""
 
 
-def _default_label(name: str, params: dict[str, Any]) -> str:
-    if not params:
-        return name
-    inner = ",".join(f"{k}={params[k]}" for k in sorted(params))
-    return f"{name}[{inner}]"
+def default_label(name: str, params: dict[str, Any], sampling: dict[str, Any] | None = None) -> str:
+    """``name[params][sampling]``, each bracket only when non-empty: ``vae[latent_dim=4]``,
+    ``ddpm[sampler=ddim,steps=50]``."""
+    return name + _bracket(params) + _bracket(sampling or {})
+
+
+def _sampling_list(value: Any, where: str) -> list[dict[str, Any]]:
+    items = value if isinstance(value, list) else [value]
+    if not items or not all(isinstance(s, dict) for s in items):
+        raise SpecError(f"{where}.sampling must be a table such as {{ steps = 50 }} or a "
+                        f"non-empty list of such tables, got {value!r}")
+    return [dict(s) for s in items]
 
 
 def _budget(value: Any, where: str) -> Budget:
@@ -81,18 +102,18 @@ def _budget(value: Any, where: str) -> Budget:
 def _entries(value: Any, section: str, allow_budget: bool) -> list[Entry]:
     if isinstance(value, str):
         value = [value]
-    raw: list[tuple[str, dict, str | None, Any]] = []
+    raw: list[tuple[str, dict, str | None, Any, list[dict[str, Any]]]] = []
     if isinstance(value, dict):
         for name, params in value.items():
             if not isinstance(params, dict):
                 raise SpecError(f"[{section}.{name}] must be a table of hyper-parameters, got {params!r}")
-            raw.append((name, dict(params), None, None))
+            raw.append((name, dict(params), None, None, [{}]))
     elif isinstance(value, list):
         for i, item in enumerate(value):
             if isinstance(item, str):
-                raw.append((item, {}, None, None))
+                raw.append((item, {}, None, None, [{}]))
             elif isinstance(item, dict):
-                keys = {"name", "label", "params"} | ({"budget"} if allow_budget else set())
+                keys = {"name", "label", "params"} | ({"budget", "sampling"} if allow_budget else set())
                 unknown = sorted(set(item) - keys)
                 if unknown or "name" not in item:
                     raise SpecError(
@@ -101,39 +122,57 @@ def _entries(value: Any, section: str, allow_budget: bool) -> list[Entry]:
                 params = item.get("params", {})
                 if not isinstance(params, dict):
                     raise SpecError(f"{section}[{i}].params must be a table, got {params!r}")
-                raw.append((item["name"], dict(params), item.get("label"), item.get("budget")))
+                sampling = (_sampling_list(item["sampling"], f"{section}[{i}]")
+                            if "sampling" in item else [{}])
+                raw.append((item["name"], dict(params), item.get("label"), item.get("budget"),
+                            sampling))
             else:
                 raise SpecError(f"{section}[{i}] must be a name or a table, got {item!r}")
     else:
         raise SpecError(f"'{section}' must be a list of names or tables, got {value!r}")
     out, seen = [], {}
-    for name, params, label, budget in raw:
+    for name, params, given_label, budget, settings in raw:
         if not isinstance(name, str) or not name:
             raise SpecError(f"{section}: every entry needs a non-empty string name, got {name!r}")
-        if label is not None and (not isinstance(label, str) or not label.strip()
-                                  or len(label) > 100 or "/" in label):
+        if given_label is not None and (not isinstance(given_label, str) or not given_label.strip()
+                                        or len(given_label) > 100 or "/" in given_label):
             raise SpecError(f"{section} {name!r}: label must be a string of 1 to 100 characters "
-                            f"without '/', got {label!r}")
-        label = label or _default_label(name, params)
-        if label in seen:
-            raise SpecError(f"{section}: two entries are labelled {label!r}; give each a distinct 'label'")
-        seen[label] = True
+                            f"without '/', got {given_label!r}")
         if budget is not None and not isinstance(budget, dict):
-            raise SpecError(f"{section} {label!r} budget must be a table such as {{ steps = 2000 }}")
-        out.append(Entry(name, params, label, None, dict(budget) if budget is not None else None))
+            raise SpecError(f"{section} {given_label or name!r} budget must be a table such as "
+                            "{ steps = 2000 }")
+        for sampling in settings:
+            if given_label is None:
+                label = default_label(name, params, sampling)
+            else:  # several settings under one label: each row names its setting
+                label = given_label + (_bracket(sampling) if len(settings) > 1 else "")
+            if label in seen:
+                raise SpecError(f"{section}: two entries are labelled {label!r}; give each a distinct 'label'")
+            seen[label] = True
+            out.append(Entry(name, params, label, None,
+                             dict(budget) if budget is not None else None, sampling))
     return out
+
+
+def merged_budget(suite_budget: Budget, overrides: dict[str, Any] | None, where: str) -> Budget:
+    """The suite's budget with an entry's own keys on top (``steps``/``epochs`` replace
+    each other)."""
+    if overrides is None:
+        return suite_budget
+    merged = suite_budget.to_dict()
+    if {"steps", "epochs"} & set(overrides):
+        merged.pop("steps", None)
+        merged.pop("epochs", None)
+    merged.update(overrides)
+    return _budget(merged, where)
 
 
 def _with_budget(entry: Entry, suite_budget: Budget) -> Entry:
     """The entry with its budget: the suite's, with the entry's own keys on top."""
     if entry.budget_overrides is None:
         return entry
-    merged = suite_budget.to_dict()
-    if {"steps", "epochs"} & set(entry.budget_overrides):
-        merged.pop("steps", None)
-        merged.pop("epochs", None)
-    merged.update(entry.budget_overrides)
-    return replace(entry, budget=_budget(merged, f"models {entry.label!r} budget"))
+    return replace(entry, budget=merged_budget(suite_budget, entry.budget_overrides,
+                                               f"models {entry.label!r} budget"))
 
 
 @dataclass(frozen=True)
@@ -244,13 +283,15 @@ class SuiteSpec:
     # -- registry checks ----------------------------------------------------------------
     def validate(self, registries) -> None:
         """Check every name and hyper-parameter against the registries (raises on the first)."""
-        for section, reg in (("datasets", registries.datasets), ("models", registries.models),
-                             ("metrics", registries.metrics)):
+        for section, reg in (("datasets", registries.datasets), ("metrics", registries.metrics)):
             for e in getattr(self, section):
                 cls = reg.get(e.name)
                 params = validate_config(cls, e.params, f"{reg.kind} {e.label!r}")
                 if section == "metrics":
                     self.build_metric(cls, e.label, params)  # value checks happen in __init__
+        for e in self.models:
+            self.model_config(registries, e)
+            validate_sampling(registries.models.get(e.name), e.sampling, f"model {e.label!r}")
         for name in self.baselines or ():
             registries.models.get(name)
         if self.primary_metric is not None:
@@ -265,6 +306,10 @@ class SuiteSpec:
         elif self.feature_weights is not None:
             raise SpecError(f"{self.source}: feature_weights is set but feature_extractor is not; "
                             "name the extractor the weights are for (--extractor NAME)")
+
+    def model_config(self, registries, entry: Entry) -> ModelConfig:
+        """``entry``'s validated hyper-parameters with its referenced models resolved."""
+        return resolve_model(registries, entry.name, entry.params, f"model {entry.label!r}")
 
     @staticmethod
     def build_metric(cls, label: str, params: dict[str, Any]):

@@ -61,6 +61,21 @@ CREATE TABLE IF NOT EXISTS metric_values (
     details TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS metric_values_job ON metric_values(job_id);
+CREATE TABLE IF NOT EXISTS trainings (
+    fingerprint TEXT PRIMARY KEY,
+    dataset_name TEXT NOT NULL,
+    model_name TEXT NOT NULL,
+    label TEXT NOT NULL,
+    seed INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    error TEXT,
+    diverged_step INTEGER,
+    train_steps INTEGER,
+    train_seconds REAL,
+    run_dir TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    provenance TEXT NOT NULL
+);
 """
 
 
@@ -75,6 +90,24 @@ class MetricRecord:
     higher_is_better: dict[str, bool] = field(default_factory=dict)
     primary: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TrainingRecord:
+    """One training's outcome: its checkpoint folder, steps, time and status."""
+
+    fingerprint: str
+    dataset_name: str
+    model_name: str
+    label: str
+    seed: int
+    status: str  # "ok", "diverged" or "failed"
+    run_dir: str
+    error: str | None = None
+    diverged_step: int | None = None
+    train_steps: int | None = None
+    train_seconds: float | None = None
+    provenance: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -104,6 +137,8 @@ class JobRecord:
     run_dir: str | None = None
     #: The fingerprint without the seed: the seeds of one configuration share it.
     config_fingerprint: str = ""
+    #: The training this row evaluated, when the job got as far as training it.
+    training: TrainingRecord | None = None
 
 
 def _json(obj: Any) -> str:
@@ -141,12 +176,43 @@ class ResultStore:
     def is_finished(self, fingerprint: str) -> bool:
         return self.status_of(fingerprint) in FINISHED
 
+    def training_status(self, fingerprint: str) -> str | None:
+        """The stored status of a training (``None``: never stored)."""
+        with closing(self._connect()) as con:
+            row = con.execute("SELECT status FROM trainings WHERE fingerprint = ?",
+                              (fingerprint,)).fetchone()
+        return None if row is None else row[0]
+
+    def trainings(self) -> pd.DataFrame:
+        """Every stored training, one row each."""
+        with closing(self._connect()) as con:
+            df = pd.read_sql_query("SELECT * FROM trainings ORDER BY created_at", con)
+        df["provenance"] = df["provenance"].map(json.loads)
+        return df
+
+    @staticmethod
+    def _write_training(con: sqlite3.Connection, t: TrainingRecord, created: str) -> None:
+        con.execute(
+            """INSERT OR REPLACE INTO trainings (fingerprint, dataset_name, model_name, label,
+               seed, status, error, diverged_step, train_steps, train_seconds, run_dir,
+               created_at, provenance) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)""",
+            (t.fingerprint, t.dataset_name, t.model_name, t.label, t.seed, t.status, t.error,
+             t.diverged_step, t.train_steps, t.train_seconds, t.run_dir, created,
+             _json(t.provenance)))
+
+    def write_training(self, training: TrainingRecord) -> None:
+        """Store a training that no row evaluated (a referenced model's)."""
+        with closing(self._connect()) as con, con:
+            self._write_training(con, training, time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+
     def write(self, job: JobRecord) -> None:
-        """Store ``job`` and its metrics atomically. It replaces a row with the same
-        fingerprint, and the suite's earlier result for the same dataset, model and seed (a
-        changed configuration), so a leaderboard never counts one seed twice."""
+        """Store ``job``, its metrics and its training atomically. It replaces a row with
+        the same fingerprint, and the suite's earlier result for the same dataset, model and
+        seed (a changed configuration), so a leaderboard never counts one seed twice."""
         created = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         with closing(self._connect()) as con, con:
+            if job.training is not None:
+                self._write_training(con, job.training, created)
             con.execute("DELETE FROM jobs WHERE fingerprint = ? OR (suite = ? AND job_key = ?)",
                         (job.fingerprint, job.suite, job.job_key))
             cur = con.execute(

@@ -7,9 +7,20 @@ import json
 
 import pytest
 from click.testing import CliRunner
+from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 
-from genbench.assets import add_asset, assets, list_assets
-from genbench.fidelity import ExtractorMixin, FeatureExtractorBase
+from genbench import ExtractorMixin
+from genbench.assets import (
+    AssetChecksumError,
+    add_asset,
+    asset_status,
+    assets,
+    list_assets,
+    resolve_weights,
+    sha256_file,
+    weights_asset,
+)
+from genbench.errors import AssetMissingError
 
 
 class _FileExtractor(ExtractorMixin, FeatureExtractorBase):
@@ -92,3 +103,27 @@ def test_assets_add_of_the_shipped_digits_weights_is_a_no_op(registries, tmp_pat
     copy.write_bytes(cls.default_weights_path().read_bytes())
     dest, sha, copied = add_asset("digits-cnn", copy, registries)
     assert dest == cls.default_weights_path() and sha == cls.weights_sha256 and not copied
+
+
+def test_resolve_weights_checks_the_file_and_never_downloads(with_throwaway, tmp_path):
+    registries, cls, payload = with_throwaway
+    with pytest.raises(AssetMissingError) as missing:
+        resolve_weights("throwaway", cls)
+    assert not isinstance(missing.value, AssetChecksumError)
+    assert str(cls.default_weights_path()) in str(missing.value)
+    assert "genbench assets add throwaway FILE" in str(missing.value)
+
+    dest = cls.default_weights_path()
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_bytes(b"damaged")
+    with pytest.raises(AssetChecksumError, match=f"expected {cls.weights_sha256}"):
+        resolve_weights("throwaway", cls)
+    assert asset_status("throwaway", cls).status == "checksum mismatch"
+
+    add_asset("throwaway", payload, registries)
+    assert resolve_weights("throwaway", cls) == (dest, cls.weights_sha256, True)
+    other = tmp_path / "other.bin"   # an explicit file is used as given, its sha256 recorded
+    other.write_bytes(b"another file")
+    assert resolve_weights("throwaway", cls, other) == (other, sha256_file(other), False)
+    assert weights_asset("raw", registries.extractors.get("raw")) is None
+    assert resolve_weights("raw", registries.extractors.get("raw")) == (None, None, None)

@@ -24,7 +24,7 @@ SIGMA = torch.tensor([0.5, 1.0, 2.0])
 def ctx_for(model, info, x, tmp_path, seed=0, name="vae"):
     return EvalContext(model=model, model_name=name, data_info=info, train=(x, None),
                        test=(x, None), device=torch.device("cpu"), seed=seed, num_samples=16,
-                       cache_dir=Path(tmp_path))
+                       cache_dir=Path(tmp_path), registries=None)
 
 
 def linear_gaussian_vae(registries):

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 
 from genbench import DataInfo
-from genbench.fidelity import FeatureExtractorBase, load_extractor, to_uint8_images
+from genbench.features import load_extractor, to_uint8_images
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -1,4 +1,5 @@
-"""Sample-quality metrics: equal to torch-fidelity, one feature pass, content-keyed cache."""
+"""Sample-quality metrics and shared features: equal to torch-fidelity, one feature pass per
+set and job, content-keyed cache of real-data features, ``ctx.features(extractor)``."""
 
 from __future__ import annotations
 
@@ -14,19 +15,20 @@ import numpy as np
 import pytest
 import torch
 import torch_fidelity
+from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
 from genbench import Budget, DataInfo, EvalContext, GenerativeModel
+from genbench.assets import AssetChecksumError
 from genbench.errors import AssetMissingError, ConfigError, UnknownNameError
-from genbench.fidelity import (
-    AssetChecksumError,
-    FeatureExtractorBase,
-    FidelityJob,
+from genbench.features import (
+    JobFeatures,
     NonFiniteSamplesError,
-    kid_subset_size,
     load_extractor,
+    reference_indices,
     to_uint8_images,
 )
+from genbench.fidelity import kid_subset_size
 from genbench.training import train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -186,8 +188,8 @@ def test_fid_equals_the_frechet_distance_definition(registries, tmp_path):
     assert "no class logits" in isc.skip_reason(ctx)
 
 
-def test_one_feature_pass_per_set_shared_by_all_metrics(registries, digits, tmp_path, monkeypatch):
-    cls = registries.extractors.get("digits-cnn")
+def count_forward_calls(monkeypatch, cls) -> list[int]:
+    """The batch sizes of every forward pass of extractor class ``cls`` from now on."""
     calls = []
     original = cls.forward
 
@@ -196,6 +198,12 @@ def test_one_feature_pass_per_set_shared_by_all_metrics(registries, digits, tmp_
         return original(self, x)
 
     monkeypatch.setattr(cls, "forward", counting)
+    return calls
+
+
+def test_one_feature_pass_per_set_shared_by_all_metrics(registries, digits, tmp_path, monkeypatch):
+    cls = registries.extractors.get("digits-cnn")
+    calls = count_forward_calls(monkeypatch, cls)
     info = digits.info()
     x_test = digits.tensors("test")[0]
     model = FixedSamples(info, digits.tensors("train")[0][:300])
@@ -203,7 +211,7 @@ def test_one_feature_pass_per_set_shared_by_all_metrics(registries, digits, tmp_
     fast_kid = {"kid": {"subsets": 10}}  # KID's kernels dominate the time; the pass count is the point
     results = compute_all(registries, ctx, **fast_kid)
     assert sorted(calls) == [300, len(x_test)]  # generated once, reference once, four metrics
-    assert isinstance(ctx.extras[FidelityJob.EXTRAS_KEY], dict)
+    assert isinstance(ctx.features(), JobFeatures) and ctx.features() is ctx.features("digits-cnn")
     for r in results.values():
         d = r.details
         assert d["feature_extractor"] == "digits-cnn" and d["n_generated"] == 300
@@ -220,6 +228,15 @@ def test_one_feature_pass_per_set_shared_by_all_metrics(registries, digits, tmp_
     assert again["prc"].values == results["prc"].values
 
 
+def perturbed_digits_weights(cls, tmp_path) -> str:
+    """A copy of digits-cnn's weights with one bias shifted: another sha256, other features."""
+    state = torch.load(cls.default_weights_path(), weights_only=True)
+    state["head.bias"] = state["head.bias"] + 0.5
+    path = tmp_path / "perturbed.pt"
+    torch.save(state, path)
+    return str(path)
+
+
 def _fid_cache_state(registries, data, tmp_path, *, n=200, weights=None, max_reference=10000):
     info = data.info()
     model = FixedSamples(info, data.tensors("train")[0][:n])
@@ -230,7 +247,7 @@ def _fid_cache_state(registries, data, tmp_path, *, n=200, weights=None, max_ref
 def test_reference_cache_is_keyed_by_content(registries, digits, tmp_path):
     first = _fid_cache_state(registries, digits, tmp_path)
     assert first["reference_cache"] == "miss"
-    path = tmp_path / "fidelity" / f"reference-digits-cnn-{first['reference_key']}.pt"
+    path = tmp_path / "features" / f"test-digits-cnn-{first['reference_key']}.pt"
     mtime = path.stat().st_mtime_ns
     assert _fid_cache_state(registries, digits, tmp_path)["reference_cache"] == "hit"
     assert _fid_cache_state(registries, digits, tmp_path, n=150)["reference_cache"] == "hit"
@@ -241,14 +258,10 @@ def test_reference_cache_is_keyed_by_content(registries, digits, tmp_path):
     assert _fid_cache_state(registries, other_data, tmp_path)["reference_cache"] == "miss"
     assert _fid_cache_state(registries, digits, tmp_path, max_reference=100)["reference_cache"] == "miss"
     cls = registries.extractors.get("digits-cnn")
-    state = torch.load(cls.default_weights_path(), weights_only=True)
-    state["head.bias"] = state["head.bias"] + 0.5
-    perturbed = tmp_path / "perturbed.pt"
-    torch.save(state, perturbed)
-    d = _fid_cache_state(registries, digits, tmp_path, weights=str(perturbed))
+    d = _fid_cache_state(registries, digits, tmp_path, weights=perturbed_digits_weights(cls, tmp_path))
     assert d["reference_cache"] == "miss" and d["weights_verified"] is False
     assert d["weights_sha256"] != cls.weights_sha256
-    assert len(list((tmp_path / "fidelity").glob("reference-*.pt"))) == 4
+    assert len(list((tmp_path / "features").glob("test-digits-cnn-*.pt"))) == 4
 
 
 def test_reference_cache_survives_a_process_restart(registries, digits, tmp_path):
@@ -279,6 +292,160 @@ def test_reference_cache_survives_a_process_restart(registries, digits, tmp_path
     ctx = make_ctx(FixedSamples(info, digits.tensors("train")[0][:200]), info,
                    digits.tensors("test"), registries, tmp_path, n=200)
     assert float(fid) == registries.metrics.get("fid")().compute(ctx).values["fid"]
+
+
+# -- ctx.features(): what every feature-space metric reads ---------------------------------
+
+def test_each_split_is_extracted_once_per_job(registries, digits, tmp_path, monkeypatch):
+    calls = count_forward_calls(monkeypatch, registries.extractors.get("digits-cnn"))
+    info = digits.info()
+    (x_train, _), (x_test, _) = digits.tensors("train"), digits.tensors("test")
+    ctx = make_ctx(FixedSamples(info, x_train[:100]), info, digits.tensors("test"), registries,
+                   tmp_path, n=100, train=digits.tensors("train"), batch_size=4096)
+    compute_all(registries, ctx, kid={"subsets": 5})          # four metrics ask for the test split
+    for _ in range(2):                                          # and a train-split metric, twice
+        feats = ctx.features()
+        feats.train(), feats.test(), feats.generated(), feats.test(max_items=10 ** 6)
+    assert sorted(calls) == sorted([100, len(x_test), len(x_train)])  # one pass per set
+    assert ctx.features().train() is ctx.features().train()
+
+
+def test_train_features_are_the_extractors_features_of_the_train_split(registries, digits, tmp_path):
+    info, cls = digits.info(), registries.extractors.get("digits-cnn")
+    x_train = digits.tensors("train")[0]
+    ctx = make_ctx(FixedSamples(info, x_train[:20]), info, digits.tensors("test"), registries,
+                   tmp_path, n=20, train=digits.tensors("train"), batch_size=64)
+    got = ctx.features().train()
+    direct = load_extractor("digits-cnn", cls, info).features(x_train, batch_size=64)
+    assert (got.split, got.n, got.n_total, got.indices, got.cache) == \
+        ("train", len(x_train), len(x_train), None, "miss")
+    assert set(got.features) == {"penultimate", "logits"} == set(direct)
+    for layer in direct:
+        assert got[layer].device.type == "cpu" and torch.equal(got[layer], direct[layer])
+    assert got["penultimate"].shape == (len(x_train), 64)
+    assert ctx.features().layer("fid") == "penultimate" and ctx.features().layer("isc") == "logits"
+
+    subset = ctx.features().train(max_items=100)   # a fixed seeded subset, in split order
+    idx = reference_indices(len(x_train), 100)
+    assert torch.equal(subset.indices, idx) and subset.n == 100 and bool((idx.diff() > 0).all())
+    direct_subset = load_extractor("digits-cnn", cls, info).features(x_train[idx], batch_size=64)
+    assert torch.equal(subset["penultimate"], direct_subset["penultimate"])
+    assert len({got.key, subset.key, ctx.features().test().key}) == 3
+
+    # a train split as large as the test split (whose features are now cached) is still its own
+    x_test = digits.tensors("test")[0]
+    same_size = make_ctx(FixedSamples(info, x_train[:20]), info, digits.tensors("test"), registries,
+                         tmp_path, n=20, train=(x_train[:len(x_test)], None), batch_size=64)
+    assert torch.equal(same_size.features().train()["logits"],
+                       load_extractor("digits-cnn", cls, info).features(x_train[:len(x_test)], 64)["logits"])
+
+
+def test_second_job_reads_real_features_from_the_disk_cache(registries, digits, tmp_path, monkeypatch):
+    calls = count_forward_calls(monkeypatch, registries.extractors.get("digits-cnn"))
+    info = digits.info()
+    x_train = digits.tensors("train")[0]
+
+    def job(seed):
+        ctx = make_ctx(FixedSamples(info, x_train[:50]), info, digits.tensors("test"), registries,
+                       tmp_path, n=50, train=digits.tensors("train"))
+        ctx.seed = seed
+        feats = ctx.features()
+        return feats.train(), feats.test(max_items=100)
+
+    first = job(0)
+    assert [s.cache for s in first] == ["miss", "miss"]
+    calls.clear()
+    second = job(7)                               # another job seed: the same subset, a hit
+    assert [s.cache for s in second] == ["hit", "hit"] and calls == []
+    for a, b in zip(first, second):
+        assert a.key == b.key and torch.equal(a["penultimate"], b["penultimate"])
+    assert torch.equal(first[1].indices, second[1].indices)
+
+
+def test_split_cache_misses_on_other_data_or_weights(registries, digits, tmp_path):
+    import dataclasses
+
+    info, cls = digits.info(), registries.extractors.get("digits-cnn")
+
+    def test_split(data_info, weights=None):
+        ctx = make_ctx(FixedSamples(data_info, digits.tensors("train")[0][:10]), data_info,
+                       digits.tensors("test"), registries, tmp_path, n=10, weights=weights)
+        return ctx.features().test()
+
+    first = test_split(info)
+    assert first.cache == "miss" and test_split(info).cache == "hit"
+    other_data = dataclasses.replace(info, fingerprint=info.fingerprint + "-changed")
+    assert test_split(other_data).cache == "miss"
+
+    same_bytes = tmp_path / "elsewhere" / "digits_cnn.pt"   # keyed by the file's sha256, not its path
+    same_bytes.parent.mkdir()
+    same_bytes.write_bytes(cls.default_weights_path().read_bytes())
+    assert test_split(info, str(same_bytes)).key == first.key
+    changed = test_split(info, perturbed_digits_weights(cls, tmp_path))
+    assert changed.cache == "miss" and changed.key != first.key
+
+
+def test_a_damaged_or_foreign_cache_file_is_recomputed(registries, digits, tmp_path):
+    info = digits.info()
+
+    def test_split():
+        ctx = make_ctx(FixedSamples(info, digits.tensors("train")[0][:10]), info,
+                       digits.tensors("test"), registries, tmp_path, n=10)
+        return ctx.features().test()
+
+    first = test_split()
+    data = first.path.read_bytes()
+    first.path.write_bytes(data[:len(data) // 2])                     # truncated
+    again = test_split()
+    assert again.cache == "miss" and torch.equal(again["logits"], first["logits"])
+    assert test_split().cache == "hit"                                 # rewritten whole
+    torch.save({"key": first.key, "n": first.n,                        # right key, wrong rows
+                "features": {k: v[:5] for k, v in first.features.items()}}, first.path)
+    assert test_split().cache == "miss"
+    torch.save({"something": "else"}, first.path)                      # foreign
+    assert test_split().cache == "miss" and test_split().cache == "hit"
+
+
+def test_features_of_another_extractor(registries, digits, random_extractor, tmp_path):
+    info = digits.info()
+    x_train, x_test = digits.tensors("train")[0], digits.tensors("test")[0]
+    state = torch.load(registries.extractors.get("digits-cnn").default_weights_path(), weights_only=True)
+    copy = tmp_path / "digits_cnn.pt"
+    torch.save(state, copy)
+    ctx = make_ctx(FixedSamples(info, x_train[:30]), info, digits.tensors("test"), registries,
+                   tmp_path, n=30, weights=str(copy))           # run's extractor: the dataset's
+    assert ctx.features().name == "digits-cnn" and ctx.features().extractor.weights_path == copy
+
+    raw = ctx.features("raw")
+    assert ctx.features("raw") is raw and raw.layer("fid") == "raw"
+    assert torch.equal(raw.generated()["raw"], ctx.samples.flatten(1))
+    assert torch.equal(raw.test()["raw"], x_test.flatten(1))
+    with pytest.raises(ConfigError, match="no layer for isc"):
+        raw.layer("isc")
+
+    rnd = ctx.features(random_extractor)
+    assert rnd.extractor.weights_path is None    # --feature-weights belong to the run's extractor
+    direct = load_extractor(random_extractor, RandomConvExtractor, info).features(ctx.samples)
+    assert torch.equal(rnd.generated()["feat"], direct["feat"]) and rnd.layer("fid") == "feat"
+    assert rnd.test().key != ctx.features().test().key
+    with pytest.raises(UnknownNameError, match="digits-cnn"):
+        ctx.features("nope")
+    with pytest.raises(ConfigError, match="unknown split"):
+        raw.split("validation")
+
+
+def test_features_need_an_extractor_and_the_runs_registries(registries, tmp_path):
+    info = DataInfo("cifar-like", "image", (3, 32, 32))
+    x = torch.rand(4, 3, 32, 32)
+    ctx = make_ctx(FixedSamples(info, x), info, (x, None), registries, tmp_path, n=4)
+    with pytest.raises(ConfigError, match="declares no feature extractor"):
+        ctx.features()
+    with pytest.raises(ConfigError, match="'digits-cnn' does not apply"):
+        ctx.features("digits-cnn")
+    with pytest.raises(TypeError, match="registries"):
+        EvalContext(model=FixedSamples(info, x), model_name="m", data_info=info, train=(x, None),
+                    test=(x, None), device=torch.device("cpu"), seed=0, num_samples=4,
+                    cache_dir=tmp_path)
 
 
 def test_kid_subset_size_adapts_to_small_sets(registries, random_extractor, tmp_path):
@@ -403,7 +570,7 @@ def test_preflight_unknown_extractor_lists_the_valid_ones(registries):
 
 
 def test_preflight_checks_the_checksum_and_hashes_once(registries, monkeypatch, no_network):
-    from genbench import fidelity
+    from genbench import paths
 
     class CountingMemo(dict):
         stores = 0
@@ -412,7 +579,7 @@ def test_preflight_checks_the_checksum_and_hashes_once(registries, monkeypatch, 
             CountingMemo.stores += 1
             super().__setitem__(key, value)
 
-    monkeypatch.setattr(fidelity, "_SHA256_MEMO", CountingMemo())
+    monkeypatch.setattr(paths, "_SHA256_MEMO", CountingMemo())
     wrong = registries.extractors.get("inception-v3-compat").default_weights_path()
     wrong.parent.mkdir(parents=True)
     wrong.write_bytes(b"not the weights")

@@ -13,7 +13,7 @@ from helpers import TestPlugin, registries_with, tiny_spec
 
 
 def _run(spec, out, registries, **kw):
-    return SuiteRunner(spec, out, registries, progress=False, echo=lambda s: None, **kw).run()
+    return SuiteRunner(spec, out, registries, progress=False, echo=lambda s: None, jobs=0, **kw).run()
 
 
 def test_run_stores_each_job_with_provenance(tmp_path, registries):

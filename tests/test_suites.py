@@ -12,7 +12,7 @@ AUTOENCODERS = ["ae", "deep-ae", "conv-ae", "denoising-ae", "sparse-ae",
 
 
 def run(spec, out, registries):
-    runner = SuiteRunner(spec, out, registries, progress=False, echo=lambda s: None)
+    runner = SuiteRunner(spec, out, registries, progress=False, echo=lambda s: None, jobs=0)
     return runner, runner.run()
 
 

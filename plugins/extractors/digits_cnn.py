@@ -22,10 +22,10 @@ from pathlib import Path
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 
-from genbench import DataInfo
+from genbench import DataInfo, ExtractorMixin
 from genbench.errors import AssetMissingError, ConfigError
-from genbench.fidelity import ExtractorMixin, FeatureExtractorBase
 
 #: The shipped weights file, next to this module.
 WEIGHTS_PATH = Path(__file__).parent / "weights" / "digits_cnn.pt"

@@ -20,7 +20,8 @@ from pathlib import Path
 import torch
 from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3, FeatureExtractorInceptionV3
 
-from genbench.fidelity import ExtractorMixin, resolve_weights
+from genbench import ExtractorMixin
+from genbench.assets import resolve_weights
 
 WEIGHTS_FILENAME = URL_INCEPTION_V3.rsplit("/", 1)[-1]
 WEIGHTS_SHA256 = "6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2"

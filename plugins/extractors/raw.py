@@ -7,8 +7,9 @@ vector, an image is flattened. There are no class logits, so the Inception Score
 from __future__ import annotations
 
 import torch
+from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 
-from genbench.fidelity import ExtractorMixin, FeatureExtractorBase
+from genbench import ExtractorMixin
 
 
 class RawFeatures(ExtractorMixin, FeatureExtractorBase):

@@ -1,18 +1,21 @@
 """Sample-quality metrics through torch-fidelity: ``fid``, ``isc``, ``kid`` and ``prc``.
 
-All four read the features of one extractor pass per sample set (shared through
-``EvalContext.extras`` by :class:`genbench.fidelity.FidelityJob`) and compare the generated
-samples with the test split (up to ``max_reference`` items, a fixed subset when larger).
-The extractor is the job's (``--extractor`` / spec, else the dataset's default, else ``raw``
-for vectors). Every result records the extractor, its weights' sha256, the sample counts,
-whether the reference came from the cache and, for KID, the subset size used.
+All four read the job's shared features (``ctx.features()``: one extractor pass per sample
+set, the test split's features cached on disk by content) and compare the generated samples
+with the test split (up to ``max_reference`` items, a fixed seeded subset when larger),
+through :mod:`genbench.fidelity`. The extractor is the job's (``--extractor`` / spec, else
+the dataset's default, else ``raw`` for vectors). Every result records the extractor, its
+weights' sha256, the sample counts, whether the reference came from the cache and, for KID,
+the subset size used.
 
 torch-fidelity 0.4 is imported only when a metric runs.
 """
 
 from __future__ import annotations
 
-from genbench import EvalContext, Metric, MetricResult, hookimpl
+from typing import Any
+
+from genbench import EvalContext, Metric, MetricResult, features, hookimpl
 from genbench.errors import ConfigError
 
 
@@ -23,7 +26,8 @@ def _positive(metric: str, **values: int) -> None:
 
 
 class _FidelityMetric(Metric):
-    """Shared skip logic: an extractor must be chosen, apply to the data and have the layer."""
+    """Shared skip logic and details: an extractor must be chosen, apply to the data and have
+    the metric's layer; every result records the extractor and the sample counts."""
 
     data_kinds = ("image", "vector")
     #: torch-fidelity's name of the metric (its layer is the extractor's default for it).
@@ -33,24 +37,24 @@ class _FidelityMetric(Metric):
         reason = super().skip_reason(ctx)
         if reason is not None:
             return reason
-        from genbench.fidelity import skip_reason
-
-        return skip_reason(ctx, self.fidelity_name)
+        return features.skip_reason(ctx, self.fidelity_name)
 
     def preflight(self, data_info, *, feature_extractor, feature_weights, registries) -> None:
         """Before training: the extractor must exist and its weights file be present and intact."""
         if data_info.kind not in self.data_kinds:
             return
-        from genbench.fidelity import preflight
+        features.preflight(self.fidelity_name, data_info, feature_extractor=feature_extractor,
+                           feature_weights=feature_weights, registries=registries)
 
-        preflight(self.fidelity_name, data_info, feature_extractor=feature_extractor,
-                  feature_weights=feature_weights, registries=registries)
-
-    @staticmethod
-    def job(ctx: EvalContext):
-        from genbench.fidelity import FidelityJob
-
-        return FidelityJob.of(ctx)
+    def details(self, feats: features.JobFeatures,
+                reference: features.SplitFeatures | None = None) -> dict[str, Any]:
+        """Extractor provenance, the layer read, the sample counts and the reference's cache state."""
+        d = {**feats.provenance(), "feature_layer": feats.layer(self.fidelity_name),
+             "n_generated": len(feats.ctx.samples)}
+        if reference is not None:
+            d.update(n_reference=reference.n, reference_cache=reference.cache,
+                     reference_key=reference.key)
+        return d
 
 
 class FID(_FidelityMetric):
@@ -66,7 +70,13 @@ class FID(_FidelityMetric):
         self.max_reference = max_reference
 
     def compute(self, ctx: EvalContext) -> MetricResult:
-        return self.job(ctx).fid(max_reference=self.max_reference)
+        from genbench.fidelity import fid_from_statistics, fid_statistics
+
+        feats = ctx.features()
+        layer = feats.layer("fid")
+        ref = feats.test(self.max_reference)
+        value = fid_from_statistics(fid_statistics(feats.generated()[layer]), fid_statistics(ref[layer]))
+        return MetricResult({"fid": value}, self.details(feats, ref))
 
 
 class InceptionScore(_FidelityMetric):
@@ -81,7 +91,13 @@ class InceptionScore(_FidelityMetric):
         self.splits, self.rng_seed = splits, rng_seed
 
     def compute(self, ctx: EvalContext) -> MetricResult:
-        return self.job(ctx).isc(splits=self.splits, rng_seed=self.rng_seed)
+        from genbench.fidelity import isc_from_logits
+
+        feats = ctx.features()
+        mean, std = isc_from_logits(feats.generated()[feats.layer("isc")], self.splits, True,
+                                    self.rng_seed)
+        return MetricResult({"mean": mean, "std": std},
+                            {**self.details(feats), "isc_splits": self.splits, "rng_seed": self.rng_seed})
 
 
 class KID(_FidelityMetric):
@@ -99,8 +115,16 @@ class KID(_FidelityMetric):
         self.subset_size, self.rng_seed = subset_size, rng_seed
 
     def compute(self, ctx: EvalContext) -> MetricResult:
-        return self.job(ctx).kid(max_reference=self.max_reference, subsets=self.subsets,
-                                 subset_size=self.subset_size, rng_seed=self.rng_seed)
+        from genbench.fidelity import kid_from_features
+
+        feats = ctx.features()
+        layer = feats.layer("kid")
+        ref = feats.test(self.max_reference)
+        mean, std, used = kid_from_features(feats.generated()[layer], ref[layer], subsets=self.subsets,
+                                            subset_size=self.subset_size, rng_seed=self.rng_seed)
+        return MetricResult({"mean": mean, "std": std},
+                            {**self.details(feats, ref), "kid_subset_size": used,
+                             "kid_subsets": self.subsets, "rng_seed": self.rng_seed})
 
 
 class PrecisionRecall(_FidelityMetric):
@@ -116,7 +140,14 @@ class PrecisionRecall(_FidelityMetric):
         self.max_reference, self.neighborhood = max_reference, neighborhood
 
     def compute(self, ctx: EvalContext) -> MetricResult:
-        return self.job(ctx).prc(max_reference=self.max_reference, neighborhood=self.neighborhood)
+        from genbench.fidelity import prc_from_features
+
+        feats = ctx.features()
+        layer = feats.layer("prc")
+        ref = feats.test(self.max_reference)
+        p, r, f = prc_from_features(feats.generated()[layer], ref[layer], neighborhood=self.neighborhood)
+        return MetricResult({"precision": p, "recall": r, "f_score": f},
+                            {**self.details(feats, ref), "prc_neighborhood": self.neighborhood})
 
 
 @hookimpl

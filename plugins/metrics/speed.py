@@ -19,7 +19,8 @@ def _sync(device: torch.device) -> None:
 
 
 class SamplingSpeed(Metric):
-    """Times ``model.sample`` after warm-up, synchronised on CUDA; median of repeats."""
+    """Times sampling under the row's sampling settings after warm-up, synchronised on
+    CUDA; median of repeats. NFE follows the settings when the model's ``nfe`` is a method."""
 
     description = ("sampling speed: samples/s and ms per batch (median of repeats after "
                    "warm-up), parameter count, NFE and peak CUDA memory")
@@ -35,14 +36,14 @@ class SamplingSpeed(Metric):
         model, device = ctx.model.eval(), ctx.device
         gen = ctx.generator(99)
         for _ in range(self.warmup):
-            model.sample(self.batch_size, generator=gen)
+            ctx.sample(self.batch_size, gen)
         _sync(device)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         times = []
         for _ in range(self.repeats):
             t0 = time.perf_counter()
-            model.sample(self.batch_size, generator=gen)
+            ctx.sample(self.batch_size, gen)
             _sync(device)
             times.append(time.perf_counter() - t0)
         median = statistics.median(times)
@@ -51,8 +52,9 @@ class SamplingSpeed(Metric):
             "ms_per_batch": 1000.0 * median,
             "params": float(model.num_parameters()),
         }
-        if "nfe" in model.capabilities():
-            values["nfe"] = float(model.nfe)
+        nfe = ctx.nfe()
+        if nfe is not None:
+            values["nfe"] = float(nfe)
         if device.type == "cuda":
             values["peak_mem_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
         return MetricResult(values, {"batch_size": self.batch_size, "repeats": self.repeats,

@@ -125,9 +125,13 @@ class VAEBase(GenerativeModel):
         return self.decode(self.encode(x))
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Decoder means at z ~ N(0, I)."""
-        return self.decode(self.randn(n, self.latent_dim, generator=generator))
+    def sample(self, n: int, generator: torch.Generator | None = None, *,
+               temperature: float = 1.0) -> torch.Tensor:
+        """Decoder means at z ~ N(0, temperature^2 I): ``temperature < 1`` trades diversity
+        for typicality (reduced-temperature sampling, a sampling setting)."""
+        if not temperature > 0:
+            raise ConfigError(f"{self._label}: temperature must be positive, got {temperature!r}")
+        return self.decode(self.randn(n, self.latent_dim, generator=generator) * temperature)
 
 
 class VAE(VAEBase):

@@ -1,0 +1,291 @@
+"""Jobs: plain, picklable descriptions of what a worker does, and how a spec expands into them.
+
+A spec expands into *rows*: dataset x model entry x sampling setting x seed. A row is one
+:class:`Evaluation` of one :class:`Training`. Trainings are keyed by what is trained alone —
+data content and dataset parameters, model name and hyper-parameters, referenced models'
+trainings, seed, budget outcome, device type and the model's code identity — never by a
+label or an evaluation setting, so one checkpoint serves every row that evaluates it.
+
+A :class:`Job` is what an executor runs: a training, optionally followed by an evaluation,
+with the keys of the jobs that must finish first (the job that trains a shared training,
+the trainings of referenced models). Jobs hold names, parameters, fingerprints and paths:
+no tensors, no runner, no open database.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from .budget import Budget
+from .data import DataInfo
+from .config import sampling_settings
+from .features import choose_feature_extractor
+from .identity import canonical_hash, code_identity
+from .references import ModelConfig
+from .spec import Entry, SuiteSpec, merged_budget
+
+
+def safe_dirname(text: str) -> str:
+    """``text`` with every character but letters, digits and ``-_.+=`` replaced by ``_``."""
+    return "".join(c if c.isalnum() or c in "-_.+=" else "_" for c in text)
+
+
+def evaluation_dirname(fingerprint: str) -> str:
+    """The folder, inside a training's folder, of one evaluation's samples."""
+    return f"eval-{fingerprint[:8]}"
+
+
+@dataclass(frozen=True)
+class DatasetSource:
+    """How a worker builds a dataset, and the content fingerprint it must have."""
+
+    name: str
+    params: dict[str, Any]
+    label: str
+    root: str | None
+    download: bool
+    fingerprint: str | None
+
+
+@dataclass(frozen=True)
+class Training:
+    """One model configuration trained on one dataset with one seed: one checkpoint."""
+
+    model: str
+    params: dict[str, Any]
+    #: Model-valued hyper-parameters: parameter name -> the referenced model's training.
+    refs: tuple[tuple[str, "Training"], ...]
+    dataset: DatasetSource
+    seed: int
+    budget: Budget
+    fingerprint: str
+    #: The fingerprint without the seed (the referenced models' likewise).
+    config_fingerprint: str
+    #: The checkpoint's folder, relative to the output directory.
+    run_dir: str
+    label: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.dataset.label}/{self.label}/seed{self.seed} (training {self.fingerprint[:8]})"
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """How one row evaluates a training: metrics, sampling settings, samples, extractor."""
+
+    suite: str
+    dataset_label: str
+    model_label: str
+    metrics: tuple[Entry, ...]
+    #: The row's sampling settings, with the model's defaults filled in.
+    sampling: dict[str, Any]
+    num_samples: int
+    batch_size: int
+    feature_extractor: str | None
+    feature_weights: str | None
+    fingerprint: str
+    #: The fingerprint without the seed: the seeds of one configuration share it.
+    config_fingerprint: str
+    spec_hash: str
+    spec_source: str
+
+    @property
+    def dirname(self) -> str:
+        """The folder, inside the training's folder, of this evaluation's samples."""
+        return evaluation_dirname(self.fingerprint)
+
+
+@dataclass(frozen=True)
+class Job:
+    """What a worker runs: train (or load) ``training``, then run ``evaluation`` if any."""
+
+    key: str
+    training: Training
+    evaluation: Evaluation | None = None
+    #: Keys of jobs that must finish before this one starts.
+    needs: tuple[str, ...] = ()
+    #: Discard a saved checkpoint and train from scratch (``--force``), for the one job
+    #: that trains this training.
+    retrain: bool = False
+
+
+def _budget_for(spec: SuiteSpec, overrides: dict[str, Any] | None) -> Budget:
+    return merged_budget(spec.budget, overrides, "referenced model budget")
+
+
+def make_training(registries, config: ModelConfig, source: DatasetSource, seed: int,
+                  budget: Budget, device_type: str, spec: SuiteSpec) -> Training:
+    """The :class:`Training` of ``config``, its referenced models' trainings included."""
+    refs = tuple(
+        (key, make_training(registries, ref, source, seed, _budget_for(spec, ref.budget_overrides),
+                            device_type, spec))
+        for key, ref in config.refs)
+    identity = {
+        "dataset": source.name, "dataset_params": source.params, "data": source.fingerprint,
+        "model": config.name, "params": config.params, "budget": budget.outcome_dict(),
+        "device": device_type, "code": code_identity(registries.models.get(config.name)),
+    }
+    fingerprint = canonical_hash({**identity, "seed": seed,
+                                  "refs": {key: t.fingerprint for key, t in refs}})
+    config_fingerprint = canonical_hash({**identity,
+                                         "refs": {key: t.config_fingerprint for key, t in refs}})
+    run_dir = "runs/" + safe_dirname(f"{source.name}__{config.name}__seed{seed}__{fingerprint[:12]}")
+    return Training(config.name, dict(config.params), refs, source, seed, budget, fingerprint,
+                    config_fingerprint, run_dir, config.label)
+
+
+def evaluation_identity(spec: SuiteSpec, registries, info: DataInfo, dataset: Entry,
+                        extractor: str | None) -> dict[str, Any]:
+    """What changes an evaluation besides the training, the sampling settings and labels."""
+    ext_cls = registries.extractors.get(extractor) if extractor in registries.extractors else None
+    return {
+        "metrics": [{**m.to_dict(), "code": code_identity(registries.metrics.get(m.name))}
+                    for m in spec.metrics],
+        "num_samples": spec.num_samples, "eval_batch_size": spec.eval_batch_size,
+        "extractor": {"name": extractor,
+                      "weights_sha256": getattr(ext_cls, "weights_sha256", None),
+                      "weights_path": spec.feature_weights,
+                      "code": None if ext_cls is None else code_identity(ext_cls)},
+        "dataset_code": code_identity(registries.datasets.get(dataset.name)),
+    }
+
+
+def expand_rows(spec: SuiteSpec, registries, datasets: list[tuple[DatasetSource, DataInfo]],
+                device_type: str) -> tuple[list[Job], list[tuple[str, str, str]]]:
+    """One job per dataset x model entry (one per sampling setting) x seed, without
+    dependencies; and the (dataset, model, reason) pairs a model cannot train on."""
+    rows: list[Job] = []
+    impossible: list[tuple[str, str, str]] = []
+    entries = list(spec.models) + spec.baseline_entries(registries)
+    for source, info in datasets:
+        extractor = choose_feature_extractor(info, spec.feature_extractor)
+        dataset_entry = next(d for d in spec.datasets if d.label == source.label)
+        shared = evaluation_identity(spec, registries, info, dataset_entry, extractor)
+        for entry in entries:
+            cls = registries.models.get(entry.name)
+            reason = cls.supports(info)
+            if reason is not None:
+                impossible.append((source.label, entry.label, reason))
+                continue
+            config = spec.model_config(registries, entry)
+            sampling = {**sampling_settings(cls), **entry.sampling}
+            budget = entry.budget or spec.budget
+            for seed in spec.seeds:
+                training = make_training(registries, config, source, seed, budget, device_type, spec)
+                evaluation = {**shared, "sampling": sampling, "dataset_label": source.label,
+                              "model_label": entry.label}
+                config_fp = canonical_hash({**evaluation, "train": training.config_fingerprint})
+                rows.append(Job(
+                    key=f"{source.label}/{entry.label}/seed{seed}", training=training,
+                    evaluation=Evaluation(
+                        spec.name, source.label, entry.label, spec.metrics, sampling,
+                        spec.num_samples, spec.eval_batch_size, extractor, spec.feature_weights,
+                        canonical_hash({"train": training.fingerprint, **evaluation}), config_fp,
+                        spec.hash(), spec.source)))
+    return rows, impossible
+
+
+@dataclass
+class Schedule:
+    """What to run, in dependency order, and what not to."""
+
+    jobs: list[Job]
+    #: Keys of rows whose evaluation is already stored.
+    already_stored: list[str]
+    #: Rows that cannot run, with the reason (a referenced model that diverged before).
+    blocked: list[tuple[Job, str]]
+
+
+def schedule(rows: list[Job], *, is_stored, training_status, force: bool = False) -> Schedule:
+    """Order ``rows`` and the trainings they need into jobs with dependencies.
+
+    ``is_stored(evaluation_fingerprint)`` says whether a row is finished in the store;
+    ``training_status(training)`` gives ``"ok"`` when a training's checkpoint is ready,
+    ``"diverged"``/``"failed"`` when it was tried and did not finish, else ``None``.
+    Every training is trained by exactly one job: the first row to run that evaluates it,
+    or a training-only job for a referenced model no running row trains. With ``force``
+    every row runs and every training it needs is trained again, once.
+    """
+    todo = [r for r in rows if force or not is_stored(r.evaluation.fingerprint)]
+    stored = [r.key for r in rows if r not in todo]
+    trainer: dict[str, str] = {}  # training fingerprint -> key of the job that trains it
+    jobs: dict[str, Job] = {}
+    blocked: list[tuple[Job, str]] = []
+    for row in todo:
+        fp = row.training.fingerprint
+        if fp in trainer:
+            jobs[row.key] = replace(row, needs=(trainer[fp],))
+        else:
+            trainer[fp] = row.key
+            jobs[row.key] = replace(row, retrain=force)
+    unavailable: dict[str, str] = {}  # training fingerprint -> why it cannot be used
+
+    def provider(training: Training) -> str | None:
+        """Key of the job that makes ``training`` available (None: it already is)."""
+        fp = training.fingerprint
+        if fp in trainer:
+            return trainer[fp]
+        status = None if force else training_status(training)
+        if status == "ok":
+            return None
+        if status is not None:
+            unavailable[fp] = (f"referenced model {training.label!r} (training {fp[:8]}) "
+                               f"{status} in an earlier run; change its configuration or use --force")
+            return None
+        trainer[fp] = training.key
+        jobs[training.key] = Job(training.key, training, None, retrain=force)
+        return training.key
+
+    queue = list(jobs)
+    while queue:
+        key = queue.pop(0)
+        job = jobs[key]
+        if job.needs and job.needs[0] == trainer.get(job.training.fingerprint) != key:
+            continue  # another job trains it and waits for the referenced models itself
+        needs = list(job.needs)
+        problems = []
+        for _, ref in job.training.refs:
+            before = set(jobs)
+            dep = provider(ref)
+            if ref.fingerprint in unavailable:
+                problems.append(unavailable[ref.fingerprint])
+            if dep is not None and dep not in needs:
+                needs.append(dep)
+            queue += [k for k in jobs if k not in before]
+        jobs[key] = replace(job, needs=tuple(needs))
+        if problems:
+            blocked.append((jobs.pop(key), "; ".join(problems)))
+    # Rows that wait for a blocked job are blocked too.
+    gone = {j.key for j, _ in blocked}
+    changed = True
+    while changed:
+        changed = False
+        for key, job in list(jobs.items()):
+            lost = [n for n in job.needs if n in gone]
+            if lost:
+                reason = next(r for j, r in blocked if j.key == lost[0])
+                blocked.append((jobs.pop(key), reason))
+                gone.add(key)
+                changed = True
+    return Schedule(_dependency_order(jobs), stored, blocked)
+
+
+def _dependency_order(jobs: dict[str, Job]) -> list[Job]:
+    """``jobs`` with every job after the jobs it needs (stable otherwise)."""
+    done: set[str] = set()
+    ordered: list[Job] = []
+
+    def visit(job: Job) -> None:
+        if job.key in done:
+            return
+        done.add(job.key)
+        for need in job.needs:
+            if need in jobs:
+                visit(jobs[need])
+        ordered.append(job)
+
+    for job in jobs.values():
+        visit(job)
+    return ordered

@@ -1,0 +1,315 @@
+"""The worker side of a run: build the dataset and the model, train (or load), evaluate.
+
+:func:`setup_worker` runs once per worker process and :func:`run_job` once per
+:class:`~genbench.jobs.Job`; both take only picklable arguments, so any executor can call
+them. A worker never touches the results database: it returns a
+:class:`~genbench.store.JobRecord` (a row) or a :class:`~genbench.store.TrainingRecord` (a
+referenced model's training) and the driver stores it.
+"""
+
+from __future__ import annotations
+
+import csv
+import platform
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .config import hyperparameters, validate_config
+from .data import BenchmarkDataset, DataInfo
+from .errors import GenbenchError
+from .evaluation import EvalContext
+from .figures import save_sample_grid
+from .identity import canonical_hash, code_identity, environment_versions
+from .jobs import DatasetSource, Job, Training
+from .metric import MetricResult
+from .store import JobRecord, MetricRecord, TrainingRecord
+from .training import Trainer, device_description, resolve_device, seed_everything
+
+
+class ReferenceUnavailableError(GenbenchError):
+    """A referenced model did not finish training, so a model built on it cannot be built."""
+
+
+@dataclass
+class PreparedDataset:
+    """A built dataset, its info, and its splits as tensors (materialised once per process)."""
+
+    dataset: BenchmarkDataset
+    info: DataInfo
+    _tensors: dict = field(default_factory=dict, repr=False)
+
+    def tensors(self, split: str):
+        if split not in self._tensors:
+            self._tensors[split] = self.dataset.tensors(split)
+        return self._tensors[split]
+
+
+def build_dataset(registries, source: DatasetSource) -> BenchmarkDataset:
+    """Instantiate a dataset, passing ``root``/``download`` to classes that take them."""
+    cls = registries.datasets.get(source.name)
+    params = validate_config(cls, source.params, f"dataset {source.label!r}")
+    accepted = hyperparameters(cls)
+    if "root" in accepted and "root" not in params and source.root is not None:
+        params["root"] = source.root
+    if "download" in accepted and "download" not in params:
+        params["download"] = source.download
+    return cls(**params)
+
+
+@dataclass
+class WorkerContext:
+    """What every worker of a run shares; sent once per worker."""
+
+    registries: Any
+    out_dir: str
+    cache_dir: str
+    device: str = "auto"
+    progress: bool | None = None
+    #: Datasets the driver already built, by source (only for in-process executors).
+    datasets: dict = field(default_factory=dict)
+
+
+@dataclass
+class WorkerState:
+    """One worker's process-wide state: its device and the datasets it has built."""
+
+    context: WorkerContext
+    device: torch.device
+    datasets: dict = field(default_factory=dict)
+
+    @property
+    def registries(self):
+        return self.context.registries
+
+    def dataset(self, source: DatasetSource) -> PreparedDataset:
+        key = dataset_key(source)
+        if key not in self.datasets:
+            prepared = self.context.datasets.get(key)
+            if prepared is None:
+                ds = build_dataset(self.registries, source)
+                prepared = PreparedDataset(ds, ds.info())
+            if prepared.info.fingerprint != source.fingerprint:
+                raise GenbenchError(
+                    f"dataset {source.label!r} changed on disk since the run was planned "
+                    f"(fingerprint {prepared.info.fingerprint} != {source.fingerprint}); run again")
+            self.datasets[key] = prepared
+        return self.datasets[key]
+
+
+def dataset_key(source: DatasetSource) -> str:
+    """The key under which :class:`WorkerState` caches a dataset built from ``source``."""
+    return canonical_hash([source.name, source.params, source.root, source.download])
+
+
+def setup_worker(context: WorkerContext, index: int) -> WorkerState:
+    """Resolve the worker's device (on CUDA, worker ``index`` takes GPU ``index % count``)."""
+    device = resolve_device(context.device)
+    if device.type == "cuda" and device.index is None and torch.cuda.device_count() > 1:
+        device = torch.device("cuda", index % torch.cuda.device_count())
+    return WorkerState(context, device)
+
+
+def run_job(state: WorkerState, job: Job) -> JobRecord | TrainingRecord:
+    """Train (or load) the job's model, then evaluate it when the job is a row."""
+    t0 = time.perf_counter()
+    training_record, model = _train(state, job.training, job.retrain, job.key)
+    if job.evaluation is None:
+        return training_record
+    record = _row_record(state, job, training_record)
+    if training_record.status == "failed":
+        record.error = training_record.error
+        record.provenance["traceback"] = training_record.provenance.get("traceback")
+    elif training_record.status == "diverged":
+        record.status, record.diverged_step = "diverged", training_record.diverged_step
+        record.error = training_record.error
+        record.metrics = [MetricRecord(m.label, "skipped", message="model diverged")
+                          for m in job.evaluation.metrics]
+    else:
+        try:
+            record.metrics, timings = _evaluate(state, job, model)
+            record.provenance["timings"] = timings
+            extractors = {m.details.get("feature_extractor"): m.details.get("weights_sha256")
+                          for m in record.metrics if m.details.get("feature_extractor")}
+            if extractors:
+                record.provenance["feature_extractors"] = extractors
+            record.status = "ok"
+        except Exception as exc:  # the suite goes on; the error is kept
+            record.error = f"{type(exc).__name__}: {exc}"
+            record.provenance["traceback"] = traceback.format_exc(limit=20)
+    record.total_seconds = time.perf_counter() - t0
+    record.provenance["total_seconds"] = record.total_seconds
+    return record
+
+
+def failed_record(job: Job, error: str, *, status: str = "failed", diverged_step: int | None = None,
+                  device: str | None = None) -> JobRecord | TrainingRecord:
+    """The record of a job that produced none itself (its worker died, or a job it needed
+    failed); nothing about it is stored but its identity and ``error``."""
+    t = job.training
+    training = TrainingRecord(t.fingerprint, t.dataset.name, t.model, t.label, t.seed, status,
+                              t.run_dir, error=error, diverged_step=diverged_step)
+    if job.evaluation is None:
+        return training
+    record = _row_record(None, job, training)
+    record.status, record.error, record.diverged_step = status, error, diverged_step
+    record.device = device
+    if status == "diverged":
+        record.metrics = [MetricRecord(m.label, "skipped", message="model diverged")
+                          for m in job.evaluation.metrics]
+    return record
+
+
+# -- training -------------------------------------------------------------------------
+
+def _train(state: WorkerState, training: Training, retrain: bool, description: str
+           ) -> tuple[TrainingRecord, torch.nn.Module | None]:
+    record = TrainingRecord(training.fingerprint, training.dataset.name, training.model,
+                            training.label, training.seed, "failed", training.run_dir)
+    prov = record.provenance
+    prov.update({"train_fingerprint": training.fingerprint, "budget": training.budget.to_dict(),
+                 "model_params": training.params, "seed": training.seed,
+                 "code": {"model": code_identity(state.registries.models.get(training.model))},
+                 "references": {k: {"model": r.model, "params": r.params,
+                                    "train_fingerprint": r.fingerprint} for k, r in training.refs}})
+    try:
+        model, result = _fit(state, training, retrain, description)
+    except Exception as exc:
+        record.error = f"{type(exc).__name__}: {exc}"
+        prov["traceback"] = traceback.format_exc(limit=20)
+        return record, None
+    record.train_steps, record.train_seconds = result.steps, result.seconds
+    prov["parameters"] = model.num_parameters()
+    prov["train"] = {"steps": result.steps, "seconds": result.seconds,
+                     "resumed_from": result.resumed_from, "stopped_by_time": result.stopped_by_time,
+                     "final_losses": result.losses}
+    if result.status == "diverged":
+        record.status, record.diverged_step = "diverged", result.diverged_step
+        record.error = f"loss not finite at step {result.diverged_step}: {result.losses}"
+    else:
+        record.status = "ok"
+    return record, model
+
+
+def _fit(state: WorkerState, training: Training, retrain: bool, description: str):
+    """Build ``training``'s model (its referenced models loaded first) and train or load it."""
+    data = state.dataset(training.dataset)
+    refs = {key: _load_reference(state, ref) for key, ref in training.refs}
+    cls = state.registries.models.get(training.model)
+    seed_everything(training.seed)
+    model = cls(data.info, **training.params, **refs)
+    run_dir = Path(state.context.out_dir) / training.run_dir
+    run_dir.mkdir(parents=True, exist_ok=True)
+    trainer = Trainer(state.device, seed=training.seed, checkpoint_path=run_dir / "checkpoint.pt",
+                      fingerprint=training.fingerprint, progress=state.context.progress,
+                      description=description)
+    if retrain:
+        trainer.discard_checkpoint()
+    result = trainer.fit(model, data.dataset.split("train"), training.budget)
+    _write_history(run_dir / "losses.csv", result.history)
+    return model, result
+
+
+def _load_reference(state: WorkerState, ref: Training) -> torch.nn.Module:
+    """A referenced model, trained (its checkpoint is loaded; missing, it is trained), in
+    eval mode."""
+    model, result = _fit(state, ref, False, ref.key)
+    if result.status != "ok":
+        raise ReferenceUnavailableError(
+            f"referenced model {ref.label!r} (training {ref.fingerprint[:8]}) diverged at step "
+            f"{result.diverged_step}")
+    return model.eval()
+
+
+def _write_history(path: Path, history: list[dict[str, float]]) -> None:
+    if not history:
+        return
+    keys = list(dict.fromkeys(k for row in history for k in row))
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys)
+        w.writeheader()
+        w.writerows(history)
+
+
+# -- evaluation -----------------------------------------------------------------------
+
+def _row_record(state: WorkerState | None, job: Job, training: TrainingRecord) -> JobRecord:
+    ev, t = job.evaluation, job.training
+    family = ""
+    device = None
+    prov: dict[str, Any] = dict(training.provenance)
+    prov.pop("traceback", None)
+    if state is not None:
+        model_cls = state.registries.models.get(t.model)
+        family = model_cls.family or ""
+        device = device_description(state.device)
+        prov.update({
+            "versions": environment_versions(), "device": device, "platform": platform.platform(),
+            "threads": torch.get_num_threads(),
+            "code": {"model": code_identity(model_cls),
+                     "dataset": code_identity(state.registries.datasets.get(t.dataset.name)),
+                     "metrics": {m.label: code_identity(state.registries.metrics.get(m.name))
+                                 for m in ev.metrics}},
+        })
+    prov.update({
+        "spec_hash": ev.spec_hash, "spec_source": ev.spec_source,
+        "config_hash": canonical_hash({"model": t.model, "params": t.params}),
+        "train_fingerprint": t.fingerprint, "seed": t.seed, "model_params": t.params,
+        "dataset_params": t.dataset.params, "data_fingerprint": t.dataset.fingerprint,
+        "budget": t.budget.to_dict(), "num_samples": ev.num_samples, "sampling": ev.sampling,
+    })
+    return JobRecord(
+        fingerprint=ev.fingerprint, config_fingerprint=ev.config_fingerprint, job_key=job.key,
+        suite=ev.suite, dataset=ev.dataset_label, dataset_name=t.dataset.name,
+        model=ev.model_label, model_name=t.model, model_family=family, seed=t.seed,
+        status="failed", provenance=prov, device=device, num_samples=ev.num_samples,
+        run_dir=t.run_dir, training=training, train_steps=training.train_steps,
+        train_seconds=training.train_seconds)
+
+
+def _evaluate(state: WorkerState, job: Job, model) -> tuple[list[MetricRecord], dict]:
+    ev, t = job.evaluation, job.training
+    data = state.dataset(t.dataset)
+    ctx = EvalContext(
+        model=model, model_name=ev.model_label, data_info=data.info,
+        train=data.tensors("train"), test=data.tensors("test"), device=state.device,
+        seed=t.seed, num_samples=ev.num_samples, cache_dir=Path(state.context.cache_dir),
+        feature_extractor=ev.feature_extractor, feature_weights=ev.feature_weights,
+        batch_size=ev.batch_size, registries=state.registries, sampling=dict(ev.sampling),
+    )
+    samples = ctx.samples  # generated once, shared by every metric
+    # Evaluations of one training (another sampling setting, sample count or suite) keep
+    # their own samples beside its checkpoint.
+    eval_dir = Path(state.context.out_dir) / t.run_dir / ev.dirname
+    eval_dir.mkdir(parents=True, exist_ok=True)
+    torch.save(samples, eval_dir / "samples.pt")
+    save_sample_grid(samples, data.info, eval_dir / "samples.png", reference=ctx.test[0])
+    records, metric_seconds = [], {}
+    for entry in ev.metrics:
+        cls = state.registries.metrics.get(entry.name)
+        base = MetricRecord(entry.label, "skipped", higher_is_better=dict(cls.higher_is_better),
+                            primary=cls.primary)
+        t0 = time.perf_counter()
+        try:
+            metric = cls(**entry.params)
+            reason = metric.skip_reason(ctx)
+            if reason is not None:
+                base.message = reason
+            else:
+                out = metric.compute(ctx)
+                if not isinstance(out, MetricResult):
+                    out = MetricResult(dict(out))
+                base.values = {k: float(v) for k, v in out.values.items()}
+                base.details, base.status = out.details, "ok"
+        except Exception as exc:  # a failing metric is recorded; the others still run
+            base.status, base.message = "failed", f"{type(exc).__name__}: {exc}"
+            base.details = {"traceback": traceback.format_exc(limit=20)}
+        metric_seconds[entry.label] = time.perf_counter() - t0
+        records.append(base)
+    timings = dict(ctx.timings)
+    timings["metrics"] = metric_seconds
+    return records, timings

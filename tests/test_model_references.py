@@ -1,0 +1,126 @@
+"""Models built on trained models: ModelRef hyper-parameters, shared and stored trainings."""
+
+import pytest
+import torch
+
+from genbench.errors import SpecError
+from genbench.runner import SuiteRunner
+from genbench.store import ResultStore
+from helpers import CodeGaussian, CountingAE, RunnerPlugin, registries_with, run_inline, tiny_spec
+
+STEPS = 30
+
+
+def spec_with(models, **kw):
+    return tiny_spec(models=models, metrics=["recon"], budget={"steps": STEPS}, **kw)
+
+
+@pytest.fixture
+def regs():
+    CountingAE.calls = CodeGaussian.fits = 0
+    return registries_with(RunnerPlugin())
+
+
+def test_two_rows_referencing_one_configuration_train_it_once(tmp_path, regs):
+    spec = spec_with([{"name": "code-gaussian", "label": "tight", "params": {"jitter": 1e-4}},
+                      {"name": "code-gaussian", "label": "loose", "params": {"jitter": 1e-1}}])
+    report = run_inline(spec, tmp_path, regs)
+    assert CountingAE.calls == STEPS  # the shared autoencoder trained once
+    assert CodeGaussian.fits == 2
+    assert [t.model_name for t in report.trainings] == ["counting-ae"]  # its own job
+    assert all(r.status == "ok" for r in report.ran), [r.error for r in report.ran]
+    ae_fp = report.trainings[0].fingerprint
+    assert all(r.provenance["references"]["autoencoder"]["train_fingerprint"] == ae_fp
+               for r in report.ran)
+    stored = ResultStore(tmp_path / "results.db").trainings()
+    assert set(stored["model_name"]) == {"counting-ae", "code-gaussian"}
+    assert (tmp_path / report.trainings[0].run_dir / "checkpoint.pt").exists()
+
+    again = run_inline(spec, tmp_path, regs)  # a rerun trains nothing
+    assert again.ran == [] and again.trainings == []
+    assert CountingAE.calls == STEPS and CodeGaussian.fits == 2
+    new_row = spec_with([{"name": "code-gaussian", "label": "mid", "params": {"jitter": 1e-2}}])
+    more = run_inline(new_row, tmp_path, regs)  # a new row on the same model: loaded, not trained
+    assert [r.status for r in more.ran] == ["ok"] and more.trainings == []
+    assert CountingAE.calls == STEPS and CodeGaussian.fits == 3
+
+
+def test_the_referenced_model_arrives_trained_and_in_eval_mode(tmp_path, regs):
+    spec = spec_with(["code-gaussian"])
+    run_inline(spec, tmp_path, regs)
+    assert CodeGaussian.arrived_in_eval_mode is True
+    row = ResultStore(tmp_path / "results.db").results()[0]
+    model = CodeGaussian(regs.datasets.get("digits")().info(),
+                         autoencoder=CountingAE(regs.datasets.get("digits")().info(), latent_dim=4))
+    state = torch.load(tmp_path / row["run_dir"] / "checkpoint.pt", weights_only=True)["model"]
+    model.load_state_dict(state)
+    untrained = CountingAE(regs.datasets.get("digits")().info(), latent_dim=4)
+    x = regs.datasets.get("digits")().tensors("test")[0][:64]
+    trained_mse = torch.mean((model.autoencoder.reconstruct(x) - x) ** 2)
+    assert trained_mse < torch.mean((untrained.reconstruct(x) - x) ** 2)
+
+
+def test_a_row_of_the_same_configuration_is_the_one_that_trains_it(tmp_path, regs):
+    spec = spec_with([{"name": "counting-ae", "params": {"latent_dim": 4}}, "code-gaussian"])
+    report = run_inline(spec, tmp_path, regs)
+    assert CountingAE.calls == STEPS and report.trainings == []
+    ae_row = next(r for r in report.ran if r.model_name == "counting-ae")
+    gauss = next(r for r in report.ran if r.model_name == "code-gaussian")
+    assert gauss.provenance["references"]["autoencoder"]["train_fingerprint"] == \
+        ae_row.provenance["train_fingerprint"]
+
+
+def test_the_reference_is_part_of_the_training_fingerprint(tmp_path, regs):
+    first = run_inline(spec_with(["code-gaussian"]), tmp_path, regs).ran[0]
+    other = spec_with([{"name": "code-gaussian",
+                        "params": {"autoencoder": {"name": "counting-ae", "params": {"latent_dim": 3}}}}])
+    second = run_inline(other, tmp_path, regs).ran[0]
+    assert second.model == "code-gaussian[autoencoder=counting-ae[latent_dim=3]]"
+    assert first.provenance["train_fingerprint"] != second.provenance["train_fingerprint"]
+    assert CountingAE.calls == 2 * STEPS and CodeGaussian.fits == 2
+    by_name = spec_with([{"name": "code-gaussian", "params": {"autoencoder": "ae"}}])
+    assert run_inline(by_name, tmp_path, regs).ran[0].status == "ok"
+
+
+def test_cycle_and_unknown_reference_are_spec_errors(tmp_path, regs):
+    with pytest.raises(SpecError, match="model references form a cycle: cycle-a -> cycle-b -> cycle-a"):
+        SuiteRunner(spec_with(["cycle-a"]), tmp_path, regs)
+    bad = spec_with([{"name": "code-gaussian", "params": {"autoencoder": "nope"}}])
+    with pytest.raises(SpecError, match="hyper-parameter 'autoencoder': unknown model 'nope'; "
+                                        "valid models: .*counting-ae"):
+        SuiteRunner(bad, tmp_path, regs)
+    wrong = spec_with([{"name": "code-gaussian", "params": {"autoencoder": 3}}])
+    with pytest.raises(SpecError, match="takes a model: a name such as"):
+        SuiteRunner(wrong, tmp_path, regs)
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("model, needle", [
+    ('"cycle-a"', "model references form a cycle: cycle-a -> cycle-b -> cycle-a"),
+    ('{ name = "code-gaussian", params = { autoencoder = "nope" } }', "unknown model 'nope'"),
+])
+def test_reference_errors_exit_2(tmp_path, monkeypatch, regs, model, needle):
+    from click.testing import CliRunner
+
+    import genbench.plugin_manager
+    from genbench.cli import cli
+
+    monkeypatch.setattr(genbench.plugin_manager, "default_registries", lambda: regs)
+    spec = tmp_path / "s.toml"
+    spec.write_text(f'datasets = ["digits"]\nmodels = [{model}]\n')
+    result = CliRunner().invoke(cli, ["run", str(spec), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2, result.output
+    assert needle in result.output
+
+
+def test_a_diverged_reference_fails_the_rows_built_on_it(tmp_path):
+    from helpers import TestPlugin
+
+    regs = registries_with(TestPlugin(), RunnerPlugin())
+    spec = spec_with([{"name": "code-gaussian", "params": {"autoencoder": "diverging-vae"}}, "vae"])
+    report = run_inline(spec, tmp_path, regs)
+    status = {r.model_name: r for r in report.ran}
+    assert status["vae"].status == "ok"
+    assert status["code-gaussian"].status == "failed"
+    assert "referenced model 'diverging-vae'" in status["code-gaussian"].error
+    assert "diverged" in status["code-gaussian"].error

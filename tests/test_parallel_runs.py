@@ -1,0 +1,43 @@
+"""Suites on worker processes: the same numbers as one worker, and dead workers.
+
+(Ctrl-C and a killed driver are tested through the command line in test_cli.py.)"""
+
+import sqlite3
+
+from genbench.runner import SuiteRunner
+from genbench.store import ResultStore
+from helpers import RunnerPlugin, registries_with, tiny_spec
+
+
+def run_with(jobs, spec, out, regs, threads=1):
+    return SuiteRunner(spec, out, regs, progress=False, echo=lambda s: None, jobs=jobs,
+                       threads=threads).run()
+
+
+def values(out):
+    """Every stored metric value but timings, by row."""
+    rows = ResultStore(out / "results.db").results()
+    return {r["job_key"]: {k: v for k, v in r["metrics"].items() if not k.startswith("speed.")}
+            for r in rows}
+
+
+def test_two_workers_store_what_one_worker_stores_and_a_killed_worker_is_a_failed_record(tmp_path):
+    regs = registries_with(RunnerPlugin())
+    spec = tiny_spec(models=["vae", "ae", "killed-vae"], metrics=["recon", "fid", "speed"],
+                     seeds=[0, 1], budget={"steps": 30})
+    one = run_with(1, spec, tmp_path / "one", regs)
+    two = run_with(2, spec, tmp_path / "two", regs)
+    for report in (one, two):
+        status = {r.job_key: (r.status, r.error) for r in report.ran}
+        assert len(report.ran) == 6
+        for key, (state, error) in status.items():
+            if key.startswith("digits/killed-vae"):
+                assert state == "failed" and "killed by signal SIGKILL" in error, error
+            else:
+                assert state == "ok", (key, error)
+    assert values(tmp_path / "one") == values(tmp_path / "two")
+    keys = [k for (k,) in sqlite3.connect(tmp_path / "two" / "results.db").execute(
+        "SELECT job_key FROM jobs")]
+    assert sorted(keys) == sorted(set(keys)) and len(keys) == 6  # every job stored exactly once
+    ok = [r for r in two.ran if r.status == "ok"][0]
+    assert ok.provenance["threads"] == 1
