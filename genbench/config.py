@@ -24,35 +24,65 @@ def hyperparameters(cls: type) -> dict[str, Any]:
     return out
 
 
-def sampling_settings(model_cls: type) -> dict[str, Any]:
-    """A model's sampling settings: the keyword-only parameters of ``sample`` with defaults.
+def effective_params(cls: type, params: Mapping[str, Any]) -> dict[str, Any]:
+    """Every hyper-parameter's value as ``cls`` will see it: defaults filled in, an int given
+    for a float default made a float, lists for tuples made tuples. Two spellings of one
+    configuration (``vae`` and ``vae`` with ``latent_dim = 10``, ``beta = 4`` and
+    ``beta = 4.0``) then fingerprint alike. Model-valued ones (:class:`genbench.ModelRef`
+    defaults) are left out: they are identified by the referenced training."""
+    from .model import ModelRef
 
-    They are the parameters after ``generator`` (``def sample(self, n, generator=None, *,
-    steps=50)``); every one must have a default.
-    """
+    out = {}
+    for key, default in hyperparameters(cls).items():
+        value = params.get(key, default)
+        if isinstance(default, ModelRef) or value is inspect.Parameter.empty:
+            continue
+        if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        elif isinstance(default, tuple) and isinstance(value, list):
+            value = tuple(value)
+        out[key] = value
+    out.update({k: v for k, v in params.items() if k not in out and not isinstance(v, ModelRef)
+                and k not in hyperparameters(cls)})
+    return out
+
+
+def sampling_settings(model_cls: type) -> dict[str, Any]:
+    """A model's sampling settings and their defaults: the keyword-only parameters of
+    ``sample`` after ``n`` and ``generator`` (``def sample(self, n, generator=None, *,
+    steps=50)``). A setting without a default is a :class:`ConfigError` naming the model."""
     sig = inspect.signature(model_cls.sample)
-    return {name: p.default for name, p in sig.parameters.items() if p.kind is p.KEYWORD_ONLY}
+    settings = {name: p.default for name, p in sig.parameters.items()
+                if p.kind is p.KEYWORD_ONLY and name != "generator"}
+    missing = [k for k, v in settings.items() if v is inspect.Parameter.empty]
+    if missing:
+        raise ConfigError(f"{model_cls.__qualname__}.sample: sampling setting(s) "
+                          f"{', '.join(missing)} need a default (the value used when a spec "
+                          "gives none)")
+    return settings
 
 
 def validate_sampling(model_cls: type, settings: Mapping[str, Any], what: str) -> dict[str, Any]:
-    """Reject unknown keys or wrongly typed values of a model's sampling ``settings``."""
+    """``settings`` checked against the model's sampling settings (unknown keys and wrongly
+    typed values are a :class:`ConfigError` listing the valid ones), with every default
+    filled in and values converted like :func:`effective_params` does."""
     valid = sampling_settings(model_cls)
     unknown = sorted(set(settings) - set(valid))
     if unknown:
         shown = ", ".join(f"{k}={_show(v)}" for k, v in valid.items()) or "(none: its sample() takes none)"
         raise ConfigError(f"{what}: unknown sampling setting{'s' if len(unknown) > 1 else ''} "
                           f"{', '.join(map(repr, unknown))}; valid ones (with defaults): {shown}")
-    out = dict(settings)
+    out = dict(valid)
     for key, value in settings.items():
         default = valid[key]
-        if default is inspect.Parameter.empty:
-            raise ConfigError(f"{what}: sampling setting {key!r} of {model_cls.__name__}.sample has "
-                              "no default; every setting after generator needs one")
         if default is not None and value is not None and not _type_ok(default, value):
             raise ConfigError(f"{what}: sampling setting {key!r} should be a {type(default).__name__} "
                               f"(default {default!r}), got {value!r}")
-        if isinstance(default, tuple) and isinstance(value, list):
-            out[key] = tuple(value)
+        if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        elif isinstance(default, tuple) and isinstance(value, list):
+            value = tuple(value)
+        out[key] = value
     return out
 
 

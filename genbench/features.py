@@ -39,6 +39,7 @@ import torch
 from .assets import resolve_weights
 from .data import DataInfo, tensor_fingerprint
 from .errors import ConfigError, GenbenchError
+from .identity import code_identity
 from .paths import atomic_write
 
 if TYPE_CHECKING:
@@ -341,20 +342,23 @@ def reference_indices(n_total: int, n: int) -> torch.Tensor | None:
 
 def split_cache_key(*, data_fingerprint: str, split: str, n_total: int, n: int, extractor: str,
                     weights_sha256: str | None, layers: list[str], input_format: str,
-                    init_kwargs: dict[str, Any] | None = None) -> str:
+                    init_kwargs: dict[str, Any] | None = None,
+                    code: dict[str, Any] | None = None) -> str:
     """Content key of a cached features file (hex sha256, 24 chars).
 
     Built from the dataset's content fingerprint, the split's name and size, the number of
     items used and how they are chosen (:func:`reference_indices`), the extractor's name and
-    its weights' sha256, the layers kept, how inputs are prepared and the extractor's
-    dataset-dependent keywords, plus :data:`CACHE_FORMAT`.
+    its weights' sha256, the layers kept, how inputs are prepared, the extractor's
+    dataset-dependent keywords and its code identity (:func:`genbench.identity.code_identity`:
+    editing an extractor must not reuse features it made before), plus :data:`CACHE_FORMAT`.
     """
     parts = {"format": CACHE_FORMAT, "data": data_fingerprint, "split": split,
              "n_total": int(n_total), "n": int(n),
              "subset": "all" if n >= n_total else "randperm-seed0-first-n-sorted",
              "extractor": extractor, "weights_sha256": weights_sha256, "layers": sorted(layers),
              "input": input_format,
-             "kwargs": {k: repr(v) for k, v in sorted((init_kwargs or {}).items())}}
+             "kwargs": {k: repr(v) for k, v in sorted((init_kwargs or {}).items())},
+             "code": code}
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24]
 
 
@@ -505,7 +509,7 @@ class JobFeatures:
         key = split_cache_key(
             data_fingerprint=fingerprint, split=split, n_total=len(x), n=n, extractor=ext.name,
             weights_sha256=ext.weights_sha256, layers=layers, input_format=ext.input_format,
-            init_kwargs=ext.init_kwargs)
+            init_kwargs=ext.init_kwargs, code=code_identity(self.cls))
         path = Path(self.ctx.cache_dir) / "features" / f"{split}-{ext.name}-{key}.pt"
         idx = reference_indices(len(x), n)
         feats = _load_cached(path, key, n, layers)

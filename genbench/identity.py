@@ -15,6 +15,7 @@ import importlib.metadata
 import json
 import platform
 import sys
+import types
 from typing import Any
 
 from .paths import sha256_file
@@ -64,19 +65,23 @@ def source_modules(cls: type) -> list[str]:
     """The plugin modules whose source defines ``cls``'s behaviour.
 
     The modules of ``cls`` and of its bases (framework classes such as
-    :class:`genbench.GenerativeModel` and torch's excluded), plus the modules of the same
-    top-level package whose names those modules import (shared layers, say).
+    :class:`genbench.GenerativeModel` and torch's excluded), then, transitively, every
+    module of the same top-level package that one of them imports or imports names from
+    (shared layers, helpers).
     """
-    own = [k.__module__ for k in cls.__mro__ if not _is_framework(k.__module__)]
-    modules = list(dict.fromkeys(own))
-    for name in list(modules):
-        mod = sys.modules.get(name)
-        top = name.split(".")[0]
-        for value in vars(mod).values() if mod is not None else ():
-            where = getattr(value, "__module__", None)
+    modules = list(dict.fromkeys(k.__module__ for k in cls.__mro__ if not _is_framework(k.__module__)))
+    queue = list(modules)
+    while queue:
+        module = sys.modules.get(queue.pop(0))
+        if module is None:
+            continue
+        top = module.__name__.split(".")[0]
+        for value in vars(module).values():
+            where = value.__name__ if isinstance(value, types.ModuleType) else getattr(value, "__module__", None)
             if (isinstance(where, str) and where.split(".")[0] == top and where not in modules
-                    and not _is_framework(where)):
+                    and where in sys.modules and not _is_framework(where)):
                 modules.append(where)
+                queue.append(where)
     return modules
 
 

@@ -6,22 +6,23 @@ data content and dataset parameters, model name and hyper-parameters, referenced
 trainings, seed, budget outcome, device type and the model's code identity — never by a
 label or an evaluation setting, so one checkpoint serves every row that evaluates it.
 
-A :class:`Job` is what an executor runs: a training, optionally followed by an evaluation,
-with the keys of the jobs that must finish first (the job that trains a shared training,
-the trainings of referenced models). Jobs hold names, parameters, fingerprints and paths:
-no tensors, no runner, no open database.
+A :class:`Job` is what an executor runs: a training (``evaluation is None``), or the
+evaluation of a finished training (a row), with the keys of the jobs that must finish
+first (see :mod:`genbench.scheduling`). Jobs hold names, parameters, fingerprints and
+paths: no tensors, no runner, no open database.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from .budget import Budget
 from .data import DataInfo
-from .config import sampling_settings
+from .config import effective_params, validate_sampling
 from .features import choose_feature_extractor
 from .identity import canonical_hash, code_identity
+from .paths import sha256_file
 from .references import ModelConfig
 from .spec import Entry, SuiteSpec, merged_budget
 
@@ -99,15 +100,15 @@ class Evaluation:
 
 @dataclass(frozen=True)
 class Job:
-    """What a worker runs: train (or load) ``training``, then run ``evaluation`` if any."""
+    """What a worker runs: train ``training`` (no ``evaluation``), or load the finished
+    ``training`` and run ``evaluation`` (a row)."""
 
     key: str
     training: Training
     evaluation: Evaluation | None = None
     #: Keys of jobs that must finish before this one starts.
     needs: tuple[str, ...] = ()
-    #: Discard a saved checkpoint and train from scratch (``--force``), for the one job
-    #: that trains this training.
+    #: Discard a saved checkpoint and train from scratch (``--force``; training jobs only).
     retrain: bool = False
 
 
@@ -122,10 +123,11 @@ def make_training(registries, config: ModelConfig, source: DatasetSource, seed: 
         (key, make_training(registries, ref, source, seed, _budget_for(spec, ref.budget_overrides),
                             device_type, spec))
         for key, ref in config.refs)
+    cls = registries.models.get(config.name)
     identity = {
         "dataset": source.name, "dataset_params": source.params, "data": source.fingerprint,
-        "model": config.name, "params": config.params, "budget": budget.outcome_dict(),
-        "device": device_type, "code": code_identity(registries.models.get(config.name)),
+        "model": config.name, "params": effective_params(cls, config.params),
+        "budget": budget.outcome_dict(), "device": device_type, "code": code_identity(cls),
     }
     fingerprint = canonical_hash({**identity, "seed": seed,
                                   "refs": {key: t.fingerprint for key, t in refs}})
@@ -147,6 +149,9 @@ def evaluation_identity(spec: SuiteSpec, registries, info: DataInfo, dataset: En
         "extractor": {"name": extractor,
                       "weights_sha256": getattr(ext_cls, "weights_sha256", None),
                       "weights_path": spec.feature_weights,
+                      # the file itself: replacing it in place re-evaluates
+                      "weights_file_sha256": (sha256_file(spec.feature_weights)
+                                              if spec.feature_weights else None),
                       "code": None if ext_cls is None else code_identity(ext_cls)},
         "dataset_code": code_identity(registries.datasets.get(dataset.name)),
     }
@@ -170,12 +175,14 @@ def expand_rows(spec: SuiteSpec, registries, datasets: list[tuple[DatasetSource,
                 impossible.append((source.label, entry.label, reason))
                 continue
             config = spec.model_config(registries, entry)
-            sampling = {**sampling_settings(cls), **entry.sampling}
+            sampling = validate_sampling(cls, entry.sampling, f"model {entry.label!r}")
+            samplers = {v: code_identity(registries.samplers.get(v)) for v in sampling.values()
+                        if isinstance(v, str) and v in registries.samplers}
             budget = entry.budget or spec.budget
             for seed in spec.seeds:
                 training = make_training(registries, config, source, seed, budget, device_type, spec)
-                evaluation = {**shared, "sampling": sampling, "dataset_label": source.label,
-                              "model_label": entry.label}
+                evaluation = {**shared, "sampling": sampling, "samplers": samplers,
+                              "dataset_label": source.label, "model_label": entry.label}
                 config_fp = canonical_hash({**evaluation, "train": training.config_fingerprint})
                 rows.append(Job(
                     key=f"{source.label}/{entry.label}/seed{seed}", training=training,
@@ -185,107 +192,3 @@ def expand_rows(spec: SuiteSpec, registries, datasets: list[tuple[DatasetSource,
                         canonical_hash({"train": training.fingerprint, **evaluation}), config_fp,
                         spec.hash(), spec.source)))
     return rows, impossible
-
-
-@dataclass
-class Schedule:
-    """What to run, in dependency order, and what not to."""
-
-    jobs: list[Job]
-    #: Keys of rows whose evaluation is already stored.
-    already_stored: list[str]
-    #: Rows that cannot run, with the reason (a referenced model that diverged before).
-    blocked: list[tuple[Job, str]]
-
-
-def schedule(rows: list[Job], *, is_stored, training_status, force: bool = False) -> Schedule:
-    """Order ``rows`` and the trainings they need into jobs with dependencies.
-
-    ``is_stored(evaluation_fingerprint)`` says whether a row is finished in the store;
-    ``training_status(training)`` gives ``"ok"`` when a training's checkpoint is ready,
-    ``"diverged"``/``"failed"`` when it was tried and did not finish, else ``None``.
-    Every training is trained by exactly one job: the first row to run that evaluates it,
-    or a training-only job for a referenced model no running row trains. With ``force``
-    every row runs and every training it needs is trained again, once.
-    """
-    todo = [r for r in rows if force or not is_stored(r.evaluation.fingerprint)]
-    stored = [r.key for r in rows if r not in todo]
-    trainer: dict[str, str] = {}  # training fingerprint -> key of the job that trains it
-    jobs: dict[str, Job] = {}
-    blocked: list[tuple[Job, str]] = []
-    for row in todo:
-        fp = row.training.fingerprint
-        if fp in trainer:
-            jobs[row.key] = replace(row, needs=(trainer[fp],))
-        else:
-            trainer[fp] = row.key
-            jobs[row.key] = replace(row, retrain=force)
-    unavailable: dict[str, str] = {}  # training fingerprint -> why it cannot be used
-
-    def provider(training: Training) -> str | None:
-        """Key of the job that makes ``training`` available (None: it already is)."""
-        fp = training.fingerprint
-        if fp in trainer:
-            return trainer[fp]
-        status = None if force else training_status(training)
-        if status == "ok":
-            return None
-        if status is not None:
-            unavailable[fp] = (f"referenced model {training.label!r} (training {fp[:8]}) "
-                               f"{status} in an earlier run; change its configuration or use --force")
-            return None
-        trainer[fp] = training.key
-        jobs[training.key] = Job(training.key, training, None, retrain=force)
-        return training.key
-
-    queue = list(jobs)
-    while queue:
-        key = queue.pop(0)
-        job = jobs[key]
-        if job.needs and job.needs[0] == trainer.get(job.training.fingerprint) != key:
-            continue  # another job trains it and waits for the referenced models itself
-        needs = list(job.needs)
-        problems = []
-        for _, ref in job.training.refs:
-            before = set(jobs)
-            dep = provider(ref)
-            if ref.fingerprint in unavailable:
-                problems.append(unavailable[ref.fingerprint])
-            if dep is not None and dep not in needs:
-                needs.append(dep)
-            queue += [k for k in jobs if k not in before]
-        jobs[key] = replace(job, needs=tuple(needs))
-        if problems:
-            blocked.append((jobs.pop(key), "; ".join(problems)))
-    # Rows that wait for a blocked job are blocked too.
-    gone = {j.key for j, _ in blocked}
-    changed = True
-    while changed:
-        changed = False
-        for key, job in list(jobs.items()):
-            lost = [n for n in job.needs if n in gone]
-            if lost:
-                reason = next(r for j, r in blocked if j.key == lost[0])
-                blocked.append((jobs.pop(key), reason))
-                gone.add(key)
-                changed = True
-    return Schedule(_dependency_order(jobs), stored, blocked)
-
-
-def _dependency_order(jobs: dict[str, Job]) -> list[Job]:
-    """``jobs`` with every job after the jobs it needs (stable otherwise)."""
-    done: set[str] = set()
-    ordered: list[Job] = []
-
-    def visit(job: Job) -> None:
-        if job.key in done:
-            return
-        done.add(job.key)
-        for need in job.needs:
-            if need in jobs:
-                visit(jobs[need])
-        ordered.append(job)
-
-    for job in jobs.values():
-        visit(job)
-    return ordered

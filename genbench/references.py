@@ -40,12 +40,6 @@ class ModelConfig:
         shown.update({k: ref.label for k, ref in self.refs})
         return default_label(self.name, shown)
 
-    def walk(self):
-        """Every referenced config below this one, deepest first (each once per path)."""
-        for _, ref in self.refs:
-            yield from ref.walk()
-            yield ref
-
 
 def model_references(model_cls: type) -> dict[str, ModelRef]:
     """The model-valued hyper-parameters of ``model_cls`` and their default references."""

@@ -17,10 +17,11 @@ from typing import Callable
 
 from .errors import ConfigError
 from .executors import Executor, InlineExecutor
-from .jobs import DatasetSource, Job, Training, expand_rows, schedule
+from .jobs import DatasetSource, Job, Training, expand_rows
 from .paths import cache_dir as default_cache_dir
 from .paths import data_root as default_data_root
 from .references import ModelConfig
+from .scheduling import schedule
 from .spec import SuiteSpec
 from .store import JobRecord, MetricRecord, ResultStore, TrainingRecord
 from .training import resolve_device
@@ -44,7 +45,7 @@ class SuiteReport:
     impossible: list[SkippedPair] = field(default_factory=list)
     #: Fingerprints of every row of the suite, run now or found stored: its leaderboard.
     fingerprints: list[str] = field(default_factory=list)
-    #: Trainings of referenced models that no row evaluated, run now.
+    #: Trainings run now (each once, whatever number of rows evaluates it).
     trainings: list[TrainingRecord] = field(default_factory=list)
 
     @property
@@ -54,10 +55,6 @@ class SuiteReport:
     @property
     def metric_failures(self) -> list[tuple[str, MetricRecord]]:
         return [(j.job_key, m) for j in self.ran for m in j.metrics if m.status == "failed"]
-
-
-def _training_outcome(record: JobRecord | TrainingRecord) -> TrainingRecord | None:
-    return record if isinstance(record, TrainingRecord) else record.training
 
 
 class SuiteRunner:
@@ -165,13 +162,17 @@ class SuiteRunner:
         if plan.already_stored:
             self.echo(f"{len(plan.already_stored)} job(s) already in {self.store.path}; "
                       "not run again (--force reruns them)")
-        for job, reason in plan.blocked:
-            self._store(failed_record(job, reason), report)
+        for b in plan.blocked:
+            self._store(failed_record(b.job, b.reason, status=b.status,
+                                      diverged_step=b.diverged_step), report)
         if not plan.jobs:
             return report
         executor = executor or self.default_executor(len(plan.jobs))
+        # Progress bars of several workers would overwrite each other on one terminal:
+        # with more than one, the driver's line per finished job is the progress report.
+        progress = self.progress if executor.slots == 1 else False
         context = WorkerContext(self.registries, str(self.out_dir), str(self.cache_dir),
-                                self.spec.device, self.progress,
+                                self.spec.device, progress,
                                 datasets=prepared if isinstance(executor, InlineExecutor) else {})
         with executor:
             executor.start(setup_worker, context)
@@ -179,21 +180,23 @@ class SuiteRunner:
         return report
 
     def _drive(self, executor: Executor, jobs: list[Job], report: SuiteReport) -> None:
-        """Submit jobs whose needs are met, store each result as it comes."""
+        """Submit jobs whose needs are met; store each result as it comes."""
         pending = {j.key: j for j in jobs}
-        by_key = dict(pending)
         running: dict[str, Job] = {}
-        done: set[str] = set()
-        broken: dict[str, TrainingRecord] = {}  # key -> the failed or diverged training
+        done: dict[str, TrainingRecord] = {}     # training job key -> its finished training
+        broken: dict[str, TrainingRecord] = {}   # training job key -> failed or diverged
         rows_total = sum(j.evaluation is not None for j in jobs)
         while pending or running:
-            self._cascade(pending, by_key, broken, report)
+            self._cascade(pending, broken, report, rows_total)
             ready = [j for j in pending.values() if all(n in done for n in j.needs)]
             for job in ready[:max(0, executor.slots - len(running))]:
                 executor.submit(job.key, run_job, pending.pop(job.key))
                 running[job.key] = job
             if not running:
-                break
+                for job in pending.values():  # unreachable: a need that no job provides
+                    self._store(failed_record(job, f"not run: it needs {', '.join(job.needs)}, "
+                                                   "which did not finish"), report, rows_total)
+                return
             for completion in executor.wait():
                 job = running.pop(completion.key)
                 if completion.failure is None:
@@ -202,17 +205,18 @@ class SuiteRunner:
                     record = failed_record(job, completion.failure)
                     if completion.traceback:
                         record.provenance["traceback"] = completion.traceback
-                training = _training_outcome(record)
-                if training is None or training.status == "ok":
-                    done.add(job.key)
+                if isinstance(record, TrainingRecord):
+                    (done if record.status == "ok" else broken)[job.key] = record
                 else:
-                    broken[job.key] = training
+                    trained = [done[n] for n in job.needs if done[n].fingerprint == job.training.fingerprint]
+                    if trained and "train" in trained[0].provenance:  # trained in this run
+                        record.provenance["train"] = trained[0].provenance["train"]
                 self._store(record, report, rows_total)
 
-    def _cascade(self, pending: dict[str, Job], by_key: dict[str, Job],
-                 broken: dict[str, TrainingRecord], report: SuiteReport) -> None:
-        """Jobs that need a failed or diverged training end without running: the same
-        training shares its outcome, a model built on it fails naming it."""
+    def _cascade(self, pending: dict[str, Job], broken: dict[str, TrainingRecord],
+                 report: SuiteReport, rows_total: int) -> None:
+        """Jobs that need a failed or diverged training end without running: rows of that
+        training share its outcome; models built on it fail, naming it."""
         changed = True
         while changed:
             changed = False
@@ -221,16 +225,18 @@ class SuiteRunner:
                 if not lost:
                     continue
                 cause = broken[lost[0]]
+                del pending[key]
+                changed = True
                 if cause.fingerprint == job.training.fingerprint:
                     record = failed_record(job, cause.error or cause.status, status=cause.status,
                                            diverged_step=cause.diverged_step)
                 else:
                     record = failed_record(job, f"referenced model {cause.label!r} (training "
                                                 f"{cause.fingerprint[:8]}) {cause.status}: {cause.error}")
-                broken[key] = _training_outcome(record)
-                del pending[key]
-                self._store(record, report)
-                changed = True
+                if isinstance(record, TrainingRecord):
+                    broken[key] = record  # never ran: not stored, its dependents fail too
+                else:
+                    self._store(record, report, rows_total)
 
     def _store(self, record: JobRecord | TrainingRecord, report: SuiteReport,
                rows_total: int | None = None) -> None:
@@ -238,7 +244,7 @@ class SuiteRunner:
             self.store.write_training(record)
             report.trainings.append(record)
             self.echo(f"trained {record.dataset_name}/{record.label}/seed{record.seed} "
-                      f"(referenced; training {record.fingerprint[:8]}): {_training_summary(record)}")
+                      f"(training {record.fingerprint[:8]}): {_training_summary(record)}")
             return
         self.store.write(record)
         report.ran.append(record)
@@ -259,7 +265,10 @@ def _summary(record: JobRecord) -> str:
     if record.status != "ok":
         return f"FAILED: {record.error}" if record.status == "failed" else \
             f"diverged at step {record.diverged_step}"
-    parts = [_training_summary(record.training) if record.training is not None else "evaluated"]
+    train = record.provenance.get("train", {})
+    parts = [f"trained {train['steps']} steps in {train['seconds']:.1f}s"
+             if train.get("steps") and not train.get("resumed_from")
+             else f"checkpoint of {record.train_steps} steps" if record.train_steps else "fitted"]
     for m in record.metrics:
         if m.status == "ok" and m.primary in m.values:
             parts.append(f"{m.metric}.{m.primary}={m.values[m.primary]:.4g}")

@@ -137,8 +137,6 @@ class JobRecord:
     run_dir: str | None = None
     #: The fingerprint without the seed: the seeds of one configuration share it.
     config_fingerprint: str = ""
-    #: The training this row evaluated, when the job got as far as training it.
-    training: TrainingRecord | None = None
 
 
 def _json(obj: Any) -> str:
@@ -190,29 +188,29 @@ class ResultStore:
         df["provenance"] = df["provenance"].map(json.loads)
         return df
 
-    @staticmethod
-    def _write_training(con: sqlite3.Connection, t: TrainingRecord, created: str) -> None:
-        con.execute(
-            """INSERT OR REPLACE INTO trainings (fingerprint, dataset_name, model_name, label,
-               seed, status, error, diverged_step, train_steps, train_seconds, run_dir,
-               created_at, provenance) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)""",
-            (t.fingerprint, t.dataset_name, t.model_name, t.label, t.seed, t.status, t.error,
-             t.diverged_step, t.train_steps, t.train_seconds, t.run_dir, created,
-             _json(t.provenance)))
-
-    def write_training(self, training: TrainingRecord) -> None:
-        """Store a training that no row evaluated (a referenced model's)."""
+    def write_training(self, t: TrainingRecord) -> None:
+        """Store a training's outcome. A failure never replaces a finished training: a
+        checkpoint that was trained stays usable whatever later happened to a job."""
+        created = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         with closing(self._connect()) as con, con:
-            self._write_training(con, training, time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+            if t.status == "failed" and con.execute(
+                    "SELECT 1 FROM trainings WHERE fingerprint = ? AND status = 'ok'",
+                    (t.fingerprint,)).fetchone():
+                return
+            con.execute(
+                """INSERT OR REPLACE INTO trainings (fingerprint, dataset_name, model_name,
+                   label, seed, status, error, diverged_step, train_steps, train_seconds,
+                   run_dir, created_at, provenance) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)""",
+                (t.fingerprint, t.dataset_name, t.model_name, t.label, t.seed, t.status,
+                 t.error, t.diverged_step, t.train_steps, t.train_seconds, t.run_dir, created,
+                 _json(t.provenance)))
 
     def write(self, job: JobRecord) -> None:
-        """Store ``job``, its metrics and its training atomically. It replaces a row with
+        """Store ``job`` and its metrics atomically. It replaces a row with
         the same fingerprint, and the suite's earlier result for the same dataset, model and
         seed (a changed configuration), so a leaderboard never counts one seed twice."""
         created = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         with closing(self._connect()) as con, con:
-            if job.training is not None:
-                self._write_training(con, job.training, created)
             con.execute("DELETE FROM jobs WHERE fingerprint = ? OR (suite = ? AND job_key = ?)",
                         (job.fingerprint, job.suite, job.job_key))
             cur = con.execute(

@@ -194,6 +194,20 @@ class Trainer:
             torch.cuda.set_rng_state_all([t.cpu() for t in state["cuda_rng"]])
         return state
 
+    def load_finished(self, model: GenerativeModel, data: Dataset, budget: Budget) -> TrainResult | None:
+        """The trained model without training it: a finished checkpoint with this
+        fingerprint is loaded (models that refit instead of checkpointing refit). ``None``
+        when there is no finished checkpoint to load."""
+        model.to(self.device)
+        if overrides_fit(model) and model.refit_instead_of_checkpoint:
+            return self.fit(model, data, budget)
+        state = self.load_checkpoint(model)
+        if state is None or not state["done"]:
+            return None
+        model.eval()
+        return TrainResult("ok", state["step"], state.get("seconds", 0.0), losses=state["losses"],
+                           history=list(state.get("history", [])), resumed_from=state["step"])
+
     # -- the loop -----------------------------------------------------------------------
     def fit(self, model: GenerativeModel, data: Dataset, budget: Budget) -> TrainResult:
         """Train ``model`` on ``data``; raises nothing on divergence (see ``status``)."""

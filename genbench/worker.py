@@ -31,8 +31,8 @@ from .store import JobRecord, MetricRecord, TrainingRecord
 from .training import Trainer, device_description, resolve_device, seed_everything
 
 
-class ReferenceUnavailableError(GenbenchError):
-    """A referenced model did not finish training, so a model built on it cannot be built."""
+class TrainingUnavailableError(GenbenchError):
+    """A finished checkpoint a job needs is not there (deleted, or its training failed)."""
 
 
 @dataclass
@@ -115,49 +115,40 @@ def setup_worker(context: WorkerContext, index: int) -> WorkerState:
 
 
 def run_job(state: WorkerState, job: Job) -> JobRecord | TrainingRecord:
-    """Train (or load) the job's model, then evaluate it when the job is a row."""
-    t0 = time.perf_counter()
-    training_record, model = _train(state, job.training, job.retrain, job.key)
+    """Train the job's model (a training job), or load it and evaluate it (a row)."""
     if job.evaluation is None:
-        return training_record
-    record = _row_record(state, job, training_record)
-    if training_record.status == "failed":
-        record.error = training_record.error
-        record.provenance["traceback"] = training_record.provenance.get("traceback")
-    elif training_record.status == "diverged":
-        record.status, record.diverged_step = "diverged", training_record.diverged_step
-        record.error = training_record.error
-        record.metrics = [MetricRecord(m.label, "skipped", message="model diverged")
-                          for m in job.evaluation.metrics]
-    else:
-        try:
-            record.metrics, timings = _evaluate(state, job, model)
-            record.provenance["timings"] = timings
-            extractors = {m.details.get("feature_extractor"): m.details.get("weights_sha256")
-                          for m in record.metrics if m.details.get("feature_extractor")}
-            if extractors:
-                record.provenance["feature_extractors"] = extractors
-            record.status = "ok"
-        except Exception as exc:  # the suite goes on; the error is kept
-            record.error = f"{type(exc).__name__}: {exc}"
-            record.provenance["traceback"] = traceback.format_exc(limit=20)
+        return _train(state, job.training, job.retrain, job.key)
+    t0 = time.perf_counter()
+    record = _row_record(state, job)
+    try:
+        model, loaded = _load_trained(state, job.training)
+        record.train_steps, record.train_seconds = loaded.steps, loaded.seconds
+        record.provenance.update(parameters=model.num_parameters(), train=_train_provenance(loaded))
+        record.metrics, timings = _evaluate(state, job, model)
+        record.provenance["timings"] = timings
+        extractors = {m.details.get("feature_extractor"): m.details.get("weights_sha256")
+                      for m in record.metrics if m.details.get("feature_extractor")}
+        if extractors:
+            record.provenance["feature_extractors"] = extractors
+        record.status = "ok"
+    except Exception as exc:  # the suite goes on; the error is kept
+        record.error = f"{type(exc).__name__}: {exc}"
+        record.provenance["traceback"] = traceback.format_exc(limit=20)
     record.total_seconds = time.perf_counter() - t0
     record.provenance["total_seconds"] = record.total_seconds
     return record
 
 
-def failed_record(job: Job, error: str, *, status: str = "failed", diverged_step: int | None = None,
-                  device: str | None = None) -> JobRecord | TrainingRecord:
-    """The record of a job that produced none itself (its worker died, or a job it needed
-    failed); nothing about it is stored but its identity and ``error``."""
+def failed_record(job: Job, error: str, *, status: str = "failed",
+                  diverged_step: int | None = None) -> JobRecord | TrainingRecord:
+    """The record of a job that produced none itself (its worker died, or a training it
+    needed failed or diverged): its identity, ``status`` and ``error``."""
     t = job.training
-    training = TrainingRecord(t.fingerprint, t.dataset.name, t.model, t.label, t.seed, status,
-                              t.run_dir, error=error, diverged_step=diverged_step)
     if job.evaluation is None:
-        return training
-    record = _row_record(None, job, training)
+        return TrainingRecord(t.fingerprint, t.dataset.name, t.model, t.label, t.seed, status,
+                              t.run_dir, error=error, diverged_step=diverged_step)
+    record = _row_record(None, job)
     record.status, record.error, record.diverged_step = status, error, diverged_step
-    record.device = device
     if status == "diverged":
         record.metrics = [MetricRecord(m.label, "skipped", message="model diverged")
                           for m in job.evaluation.metrics]
@@ -166,39 +157,46 @@ def failed_record(job: Job, error: str, *, status: str = "failed", diverged_step
 
 # -- training -------------------------------------------------------------------------
 
-def _train(state: WorkerState, training: Training, retrain: bool, description: str
-           ) -> tuple[TrainingRecord, torch.nn.Module | None]:
+def _train_provenance(result) -> dict[str, Any]:
+    return {"steps": result.steps, "seconds": result.seconds, "resumed_from": result.resumed_from,
+            "stopped_by_time": result.stopped_by_time, "final_losses": result.losses}
+
+
+def _train(state: WorkerState, training: Training, retrain: bool, description: str) -> TrainingRecord:
+    """Train ``training`` to its finished checkpoint (a saved one is resumed)."""
     record = TrainingRecord(training.fingerprint, training.dataset.name, training.model,
                             training.label, training.seed, "failed", training.run_dir)
     prov = record.provenance
     prov.update({"train_fingerprint": training.fingerprint, "budget": training.budget.to_dict(),
                  "model_params": training.params, "seed": training.seed,
+                 "data_fingerprint": training.dataset.fingerprint,
                  "code": {"model": code_identity(state.registries.models.get(training.model))},
-                 "references": {k: {"model": r.model, "params": r.params,
-                                    "train_fingerprint": r.fingerprint} for k, r in training.refs}})
+                 "references": _references(training), "versions": environment_versions(),
+                 "device": device_description(state.device), "threads": torch.get_num_threads()})
     try:
-        model, result = _fit(state, training, retrain, description)
+        model, trainer, data = _build(state, training, description)
+        if retrain:
+            trainer.discard_checkpoint()
+        result = trainer.fit(model, data.dataset.split("train"), training.budget)
     except Exception as exc:
         record.error = f"{type(exc).__name__}: {exc}"
         prov["traceback"] = traceback.format_exc(limit=20)
-        return record, None
+        return record
+    _write_history(Path(state.context.out_dir) / training.run_dir / "losses.csv", result.history)
     record.train_steps, record.train_seconds = result.steps, result.seconds
-    prov["parameters"] = model.num_parameters()
-    prov["train"] = {"steps": result.steps, "seconds": result.seconds,
-                     "resumed_from": result.resumed_from, "stopped_by_time": result.stopped_by_time,
-                     "final_losses": result.losses}
+    prov.update(parameters=model.num_parameters(), train=_train_provenance(result))
     if result.status == "diverged":
         record.status, record.diverged_step = "diverged", result.diverged_step
         record.error = f"loss not finite at step {result.diverged_step}: {result.losses}"
     else:
         record.status = "ok"
-    return record, model
+    return record
 
 
-def _fit(state: WorkerState, training: Training, retrain: bool, description: str):
-    """Build ``training``'s model (its referenced models loaded first) and train or load it."""
+def _build(state: WorkerState, training: Training, description: str):
+    """``training``'s model (its referenced models loaded, trained), its trainer and data."""
     data = state.dataset(training.dataset)
-    refs = {key: _load_reference(state, ref) for key, ref in training.refs}
+    refs = {key: _load_trained(state, ref)[0].eval() for key, ref in training.refs}
     cls = state.registries.models.get(training.model)
     seed_everything(training.seed)
     model = cls(data.info, **training.params, **refs)
@@ -207,22 +205,23 @@ def _fit(state: WorkerState, training: Training, retrain: bool, description: str
     trainer = Trainer(state.device, seed=training.seed, checkpoint_path=run_dir / "checkpoint.pt",
                       fingerprint=training.fingerprint, progress=state.context.progress,
                       description=description)
-    if retrain:
-        trainer.discard_checkpoint()
-    result = trainer.fit(model, data.dataset.split("train"), training.budget)
-    _write_history(run_dir / "losses.csv", result.history)
+    return model, trainer, data
+
+
+def _load_trained(state: WorkerState, training: Training):
+    """``training``'s model as trained, from its finished checkpoint, never trained here."""
+    model, trainer, data = _build(state, training, training.key)
+    result = trainer.load_finished(model, data.dataset.split("train"), training.budget)
+    if result is None:
+        raise TrainingUnavailableError(
+            f"{training.label!r} (training {training.fingerprint[:8]}) has no finished checkpoint "
+            f"at {trainer.checkpoint_path}; run the suite again to train it")
     return model, result
 
 
-def _load_reference(state: WorkerState, ref: Training) -> torch.nn.Module:
-    """A referenced model, trained (its checkpoint is loaded; missing, it is trained), in
-    eval mode."""
-    model, result = _fit(state, ref, False, ref.key)
-    if result.status != "ok":
-        raise ReferenceUnavailableError(
-            f"referenced model {ref.label!r} (training {ref.fingerprint[:8]}) diverged at step "
-            f"{result.diverged_step}")
-    return model.eval()
+def _references(training: Training) -> dict[str, Any]:
+    return {k: {"model": r.model, "params": r.params, "train_fingerprint": r.fingerprint,
+                "references": _references(r)} for k, r in training.refs}
 
 
 def _write_history(path: Path, history: list[dict[str, float]]) -> None:
@@ -237,12 +236,10 @@ def _write_history(path: Path, history: list[dict[str, float]]) -> None:
 
 # -- evaluation -----------------------------------------------------------------------
 
-def _row_record(state: WorkerState | None, job: Job, training: TrainingRecord) -> JobRecord:
+def _row_record(state: WorkerState | None, job: Job) -> JobRecord:
     ev, t = job.evaluation, job.training
-    family = ""
-    device = None
-    prov: dict[str, Any] = dict(training.provenance)
-    prov.pop("traceback", None)
+    family, device = "", None
+    prov: dict[str, Any] = {}
     if state is not None:
         model_cls = state.registries.models.get(t.model)
         family = model_cls.family or ""
@@ -259,16 +256,16 @@ def _row_record(state: WorkerState | None, job: Job, training: TrainingRecord) -
         "spec_hash": ev.spec_hash, "spec_source": ev.spec_source,
         "config_hash": canonical_hash({"model": t.model, "params": t.params}),
         "train_fingerprint": t.fingerprint, "seed": t.seed, "model_params": t.params,
-        "dataset_params": t.dataset.params, "data_fingerprint": t.dataset.fingerprint,
-        "budget": t.budget.to_dict(), "num_samples": ev.num_samples, "sampling": ev.sampling,
+        "references": _references(t), "dataset_params": t.dataset.params,
+        "data_fingerprint": t.dataset.fingerprint, "budget": t.budget.to_dict(),
+        "num_samples": ev.num_samples, "sampling": ev.sampling,
     })
     return JobRecord(
         fingerprint=ev.fingerprint, config_fingerprint=ev.config_fingerprint, job_key=job.key,
         suite=ev.suite, dataset=ev.dataset_label, dataset_name=t.dataset.name,
         model=ev.model_label, model_name=t.model, model_family=family, seed=t.seed,
         status="failed", provenance=prov, device=device, num_samples=ev.num_samples,
-        run_dir=t.run_dir, training=training, train_steps=training.train_steps,
-        train_seconds=training.train_seconds)
+        run_dir=t.run_dir)
 
 
 def _evaluate(state: WorkerState, job: Job, model) -> tuple[list[MetricRecord], dict]:

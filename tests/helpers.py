@@ -168,6 +168,32 @@ class KilledVAE(VAE):
         return super().train_step(batch, step)
 
 
+class FlakyAE(CountingAE):
+    """An autoencoder whose training raises while ``FlakyAE.failures`` is positive (a
+    transient fault: out of memory, a lost file system...), then trains normally."""
+
+    description = "test model: training fails the first time"
+    failures = 0
+
+    def train_step(self, batch, step):
+        if FlakyAE.failures > 0:
+            FlakyAE.failures -= 1
+            raise RuntimeError("transient fault")
+        return super().train_step(batch, step)
+
+
+class DyingSamplerVAE(VAE):
+    """A VAE whose worker process is killed when it samples with ``die=True``."""
+
+    description = "test model: one sampling setting kills its process"
+
+    @torch.no_grad()
+    def sample(self, n, generator=None, *, temperature: float = 1.0, die: bool = False):
+        if die:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return super().sample(n, generator, temperature=temperature)
+
+
 class RunnerPlugin:
     """The models above, registered like a third-party plugin."""
 
@@ -180,6 +206,8 @@ class RunnerPlugin:
         register("cycle-a", CycleA)
         register("cycle-b", CycleB)
         register("killed-vae", KilledVAE)
+        register("flaky-ae", FlakyAE)
+        register("dying-sampler-vae", DyingSamplerVAE)
 
 
 def run_inline(spec, out, registries, **kwargs):

@@ -55,6 +55,24 @@ def test_editing_a_models_module_retrains_it(tmp_path, monkeypatch):
     sys.modules.pop("edited_plugin", None)
 
 
+def test_sources_follow_imported_modules_of_the_same_package(tmp_path, monkeypatch):
+    package = tmp_path / "pkg_with_helpers"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "numerics.py").write_text("SCALE = 2\n")
+    (package / "blocks.py").write_text("from . import numerics\n\ndef block():\n    return numerics.SCALE\n")
+    (package / "model.py").write_text("from .blocks import block\n\nclass Model:\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from pkg_with_helpers.model import Model
+
+    try:
+        assert source_modules(Model) == ["pkg_with_helpers.model", "pkg_with_helpers.blocks",
+                                         "pkg_with_helpers.numerics"]
+    finally:
+        for name in [m for m in sys.modules if m.startswith("pkg_with_helpers")]:
+            sys.modules.pop(name)
+
+
 def test_sources_cover_bases_and_shared_layers(registries):
     conv_vae = registries.models.get("conv-vae")
     modules = source_modules(conv_vae)

@@ -31,4 +31,6 @@ def test_models_built_on_models_example_runs(tmp_path):
     report = run_inline(SuiteSpec.from_dict(spec), tmp_path, regs)
     assert [(r.model, r.status) for r in report.ran] == [("code-gaussian", "ok"), ("on-conv-ae", "ok")], \
         [r.error for r in report.ran]
-    assert sorted(t.label for t in report.trainings) == ["ae[latent_dim=8]", "conv-ae[latent_dim=8]"]
+    assert sorted(t.label for t in report.trainings) == [
+        "ae[latent_dim=8]", "code-gaussian[autoencoder=ae[latent_dim=8]]",
+        "code-gaussian[autoencoder=conv-ae[latent_dim=8]]", "conv-ae[latent_dim=8]"]

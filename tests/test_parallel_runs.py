@@ -1,4 +1,5 @@
-"""Suites on worker processes: the same numbers as one worker, and dead workers.
+"""Suites on worker processes: the same numbers as one worker (models built on models
+included), and dead workers.
 
 (Ctrl-C and a killed driver are tested through the command line in test_cli.py.)"""
 
@@ -23,21 +24,22 @@ def values(out):
 
 def test_two_workers_store_what_one_worker_stores_and_a_killed_worker_is_a_failed_record(tmp_path):
     regs = registries_with(RunnerPlugin())
-    spec = tiny_spec(models=["vae", "ae", "killed-vae"], metrics=["recon", "fid", "speed"],
-                     seeds=[0, 1], budget={"steps": 30})
+    spec = tiny_spec(models=["vae", "killed-vae", "code-gaussian",
+                             {"name": "dying-sampler-vae", "sampling": [{}, {"die": True}]}],
+                     metrics=["recon", "fid", "speed"], seeds=[0, 1], budget={"steps": 30})
     one = run_with(1, spec, tmp_path / "one", regs)
     two = run_with(2, spec, tmp_path / "two", regs)
     for report in (one, two):
         status = {r.job_key: (r.status, r.error) for r in report.ran}
-        assert len(report.ran) == 6
+        assert len(report.ran) == 10
         for key, (state, error) in status.items():
-            if key.startswith("digits/killed-vae"):
+            if key.startswith(("digits/killed-vae", "digits/dying-sampler-vae[die=True]")):
                 assert state == "failed" and "killed by signal SIGKILL" in error, error
-            else:
+            else:  # the other setting of the dying sampler shares its checkpoint: unharmed
                 assert state == "ok", (key, error)
     assert values(tmp_path / "one") == values(tmp_path / "two")
     keys = [k for (k,) in sqlite3.connect(tmp_path / "two" / "results.db").execute(
         "SELECT job_key FROM jobs")]
-    assert sorted(keys) == sorted(set(keys)) and len(keys) == 6  # every job stored exactly once
+    assert sorted(keys) == sorted(set(keys)) and len(keys) == 10  # every job stored once
     ok = [r for r in two.ran if r.status == "ok"][0]
     assert ok.provenance["threads"] == 1

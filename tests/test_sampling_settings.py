@@ -7,7 +7,7 @@ from genbench.config import sampling_settings
 from genbench.errors import ConfigError
 from genbench.runner import SuiteRunner
 from genbench.spec import SuiteSpec
-from helpers import CountingVAE, RefinedVAE, RunnerPlugin, registries_with, run_inline, tiny_spec
+from helpers import CountingVAE, RunnerPlugin, registries_with, run_inline, tiny_spec
 
 STEPS = 40
 
@@ -29,7 +29,8 @@ def test_two_settings_are_two_rows_from_one_training(tmp_path):
     assert cold.run_dir == warm.run_dir  # one checkpoint folder...
     assert cold.fingerprint != warm.fingerprint  # ...two evaluations
     assert cold.provenance["sampling"] == {"temperature": 0.25}
-    assert warm.provenance["train"]["resumed_from"] == STEPS or cold.provenance["train"]["resumed_from"] == STEPS
+    assert [t.model_name for t in report.trainings] == ["counting-vae"]  # one training job
+    assert cold.provenance["train_fingerprint"] == warm.provenance["train_fingerprint"]
     samples = {m: torch.load(tmp_path / r.run_dir / f"eval-{r.fingerprint[:8]}" / "samples.pt",
                              weights_only=True) for m, r in rows.items()}
     # Colder samples sit closer to the decoder's mean image: less spread between samples.
@@ -105,3 +106,19 @@ def test_models_option_keeps_working(registries):
     assert [e.label for e in picked.models] == ["vae", "vae[temperature=0.5]"]
     assert [e.label for e in spec.select(registries, models=["vae[temperature=0.5]"]).models] == [
         "vae[temperature=0.5]"]
+
+
+def test_a_setting_needs_a_default_and_generator_is_not_one():
+    from genbench_plugins.models.vae import VAE
+
+    class NoDefault(VAE):
+        def sample(self, n, generator=None, *, steps):
+            return super().sample(n, generator)
+
+    class KeywordGenerator(VAE):
+        def sample(self, n, *, generator=None, temperature: float = 1.0):
+            return super().sample(n, generator, temperature=temperature)
+
+    with pytest.raises(ConfigError, match="NoDefault.sample: sampling setting.*steps need a default"):
+        sampling_settings(NoDefault)
+    assert sampling_settings(KeywordGenerator) == {"temperature": 1.0}
