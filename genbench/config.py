@@ -41,10 +41,24 @@ def effective_params(cls: type, params: Mapping[str, Any]) -> dict[str, Any]:
             value = float(value)
         elif isinstance(default, tuple) and isinstance(value, list):
             value = tuple(value)
-        out[key] = value
-    out.update({k: v for k, v in params.items() if k not in out and not isinstance(v, ModelRef)
-                and k not in hyperparameters(cls)})
+        out[key] = _stable(value)
+    out.update({k: _stable(v) for k, v in params.items() if k not in out
+                and not isinstance(v, ModelRef) and k not in hyperparameters(cls)})
     return out
+
+
+def _stable(value: Any) -> Any:
+    """``value`` as it can be hashed the same in every process: plain data as it is, any
+    other object (a function, a class, an instance as a default) by its qualified name,
+    never by a ``repr`` that holds a memory address."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return type(value)(_stable(v) for v in value)
+    if isinstance(value, dict):
+        return {str(k): _stable(v) for k, v in value.items()}
+    target = value if callable(value) and hasattr(value, "__qualname__") else type(value)
+    return f"{getattr(target, '__module__', '?')}.{getattr(target, '__qualname__', repr(target))}"
 
 
 def sampling_settings(model_cls: type) -> dict[str, Any]:

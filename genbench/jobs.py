@@ -15,6 +15,7 @@ paths: no tensors, no runner, no open database.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from .budget import Budget
@@ -138,6 +139,15 @@ def make_training(registries, config: ModelConfig, source: DatasetSource, seed: 
                     config_fingerprint, run_dir, config.label)
 
 
+def _file_sha256(path: str | None) -> str | None:
+    """sha256 of a file given by the user (``None`` when not given or not there yet: the
+    metrics' preflight reports a missing weights file with what to do)."""
+    if not path:
+        return None
+    p = Path(path).expanduser()
+    return sha256_file(p) if p.is_file() else None
+
+
 def evaluation_identity(spec: SuiteSpec, registries, info: DataInfo, dataset: Entry,
                         extractor: str | None) -> dict[str, Any]:
     """What changes an evaluation besides the training, the sampling settings and labels."""
@@ -150,8 +160,7 @@ def evaluation_identity(spec: SuiteSpec, registries, info: DataInfo, dataset: En
                       "weights_sha256": getattr(ext_cls, "weights_sha256", None),
                       "weights_path": spec.feature_weights,
                       # the file itself: replacing it in place re-evaluates
-                      "weights_file_sha256": (sha256_file(spec.feature_weights)
-                                              if spec.feature_weights else None),
+                      "weights_file_sha256": _file_sha256(spec.feature_weights),
                       "code": None if ext_cls is None else code_identity(ext_cls)},
         "dataset_code": code_identity(registries.datasets.get(dataset.name)),
     }

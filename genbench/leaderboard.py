@@ -172,8 +172,10 @@ def _board(suite: str, dataset: str, jobs: pd.DataFrame, values: pd.DataFrame,
         counts = mjobs["status"].value_counts()
         row["status"] = "ok" if len(ok) == len(mjobs) else ", ".join(
             f"{c} {s}" for s, c in counts.items())
+        # In seed order, so that parallel runs (jobs stored in completion order) sum alike.
+        ids = [i for i in ok.sort_values("seed", kind="stable")["id"] if i in wide.index]
         for col in order:
-            col_vals = wide.loc[wide.index.intersection(ok["id"]), col].dropna() if col in wide else []
+            col_vals = wide.loc[ids, col].dropna() if col in wide else []
             arr = np.asarray(col_vals, dtype=float)
             row[f"{col} mean"] = float(arr.mean()) if arr.size else np.nan
             row[f"{col} std"] = float(arr.std(ddof=1)) if arr.size > 1 else np.nan

@@ -24,7 +24,8 @@ from .references import ModelConfig
 from .scheduling import schedule
 from .spec import SuiteSpec
 from .store import JobRecord, MetricRecord, ResultStore, TrainingRecord
-from .training import resolve_device
+from .model import GenerativeModel
+from .training import checkpoint_finished, resolve_device
 from .worker import (PreparedDataset, WorkerContext, build_dataset, dataset_key, failed_record,
                      run_job, setup_worker)
 
@@ -132,12 +133,15 @@ class SuiteRunner:
         return self.registries.models.get(config.name)(info, **config.params, **refs)
 
     def _training_status(self, training: Training) -> str | None:
-        status = self.store.training_status(training.fingerprint)
-        if status != "ok":
-            return status
+        """``"ok"`` when ``training``'s checkpoint is finished (models that refit instead of
+        checkpointing always are), ``"diverged"`` when it diverged before, else ``None``."""
         cls = self.registries.models.get(training.model)
-        present = (self.out_dir / training.run_dir / "checkpoint.pt").exists()
-        return "ok" if present or cls.refit_instead_of_checkpoint else None
+        if cls.refit_instead_of_checkpoint and cls.fit is not GenerativeModel.fit:
+            return "ok"
+        if checkpoint_finished(self.out_dir / training.run_dir / "checkpoint.pt", training.fingerprint):
+            return "ok"
+        status = self.store.training_status(training.fingerprint)
+        return "diverged" if status == "diverged" else None
 
     def default_executor(self, n_jobs: int) -> Executor:
         """Worker processes as ``jobs``/``threads`` say (in this process for ``jobs=0``)."""
@@ -162,9 +166,11 @@ class SuiteRunner:
         if plan.already_stored:
             self.echo(f"{len(plan.already_stored)} job(s) already in {self.store.path}; "
                       "not run again (--force reruns them)")
+        rows_total = len(plan.blocked) + sum(j.evaluation is not None for j in plan.jobs)
         for b in plan.blocked:
-            self._store(failed_record(b.job, b.reason, status=b.status,
-                                      diverged_step=b.diverged_step), report)
+            step = self.store.diverged_step(b.job.training.fingerprint) if b.status == "diverged" else None
+            self._store(failed_record(b.job, b.reason, status=b.status, diverged_step=step),
+                        report, rows_total)
         if not plan.jobs:
             return report
         executor = executor or self.default_executor(len(plan.jobs))
@@ -176,16 +182,16 @@ class SuiteRunner:
                                 datasets=prepared if isinstance(executor, InlineExecutor) else {})
         with executor:
             executor.start(setup_worker, context)
-            self._drive(executor, plan.jobs, report)
+            self._drive(executor, plan.jobs, report, rows_total)
         return report
 
-    def _drive(self, executor: Executor, jobs: list[Job], report: SuiteReport) -> None:
+    def _drive(self, executor: Executor, jobs: list[Job], report: SuiteReport,
+               rows_total: int) -> None:
         """Submit jobs whose needs are met; store each result as it comes."""
         pending = {j.key: j for j in jobs}
         running: dict[str, Job] = {}
         done: dict[str, TrainingRecord] = {}     # training job key -> its finished training
         broken: dict[str, TrainingRecord] = {}   # training job key -> failed or diverged
-        rows_total = sum(j.evaluation is not None for j in jobs)
         while pending or running:
             self._cascade(pending, broken, report, rows_total)
             ready = [j for j in pending.values() if all(n in done for n in j.needs)]
@@ -208,10 +214,19 @@ class SuiteRunner:
                 if isinstance(record, TrainingRecord):
                     (done if record.status == "ok" else broken)[job.key] = record
                 else:
-                    trained = [done[n] for n in job.needs if done[n].fingerprint == job.training.fingerprint]
-                    if trained and "train" in trained[0].provenance:  # trained in this run
-                        record.provenance["train"] = trained[0].provenance["train"]
+                    self._add_training_provenance(record, job, done)
                 self._store(record, report, rows_total)
+
+    def _add_training_provenance(self, record: JobRecord, job: Job,
+                                 done: dict[str, TrainingRecord]) -> None:
+        """What the row's training recorded: how it went when it ran in this run, and the
+        torch threads it trained with (they change the last bits of convolutions)."""
+        now = [done[n] for n in job.needs if done[n].fingerprint == job.training.fingerprint]
+        prov = now[0].provenance if now else self.store.training_provenance(job.training.fingerprint)
+        if now and "train" in prov:
+            record.provenance["train"] = prov["train"]
+        if prov and "threads" in prov:
+            record.provenance["train_threads"] = prov["threads"]
 
     def _cascade(self, pending: dict[str, Job], broken: dict[str, TrainingRecord],
                  report: SuiteReport, rows_total: int) -> None:

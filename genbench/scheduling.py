@@ -42,9 +42,9 @@ def schedule(rows: list[Job], *, is_stored: Callable[[str], bool],
 
     ``is_stored(evaluation_fingerprint)`` says whether a row is finished in the store;
     ``training_status(training)`` gives ``"ok"`` when its checkpoint is finished,
-    ``"diverged"`` when it diverged before, else ``None`` (never tried, or failed: it is
-    trained again). A finished training whose referenced model's checkpoint is gone waits
-    for that model to be trained again. With ``force`` every row runs and every training it needs is trained
+    ``"diverged"`` when it diverged before, else ``None`` (never tried, unfinished or
+    failed: it is trained). A finished training whose referenced model must be trained
+    again (its checkpoint is gone) is trained again after it. With ``force`` every row runs and every training it needs is trained
     again, once.
     """
     todo = [r for r in rows if force or not is_stored(r.evaluation.fingerprint)]
@@ -63,9 +63,12 @@ def schedule(rows: list[Job], *, is_stored: Callable[[str], bool],
         if status == "diverged":
             diverged[fp] = training
             return ()
-        if status == "ok":
-            return below
-        trainings[fp] = Job(training.key, training, None, needs=below, retrain=force)
+        if status == "ok" and not below:
+            return ()
+        # Never trained, failed, or built on a model that must be trained again (its
+        # checkpoint is gone): then this model is refitted on it too.
+        trainings[fp] = Job(training.key, training, None, needs=below,
+                            retrain=force or status == "ok")
         return (training.key,)
 
     ready, blocked = [], []
@@ -76,8 +79,15 @@ def schedule(rows: list[Job], *, is_stored: Callable[[str], bool],
             blocked.append(replace(problem, job=row))
             continue
         ready.append(replace(row, needs=needs))
-    # A training job whose own reference diverged: its rows were blocked above; drop it.
-    jobs = [j for j in trainings.values() if _diverged_below(j.training, diverged) is None]
+    # Only the trainings that a row which runs needs (a blocked row's are dropped).
+    by_key = {j.key: j for j in trainings.values()}
+    needed, queue = set(), [k for row in ready for k in row.needs]
+    while queue:
+        key = queue.pop()
+        if key not in needed:
+            needed.add(key)
+            queue += by_key[key].needs
+    jobs = [j for j in trainings.values() if j.key in needed]
     return Schedule(_dependency_order(jobs + ready), stored, blocked)
 
 

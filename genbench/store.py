@@ -188,15 +188,25 @@ class ResultStore:
         df["provenance"] = df["provenance"].map(json.loads)
         return df
 
+    def diverged_step(self, fingerprint: str) -> int | None:
+        """The step at which a stored training diverged (``None`` if it did not)."""
+        with closing(self._connect()) as con:
+            row = con.execute("SELECT diverged_step FROM trainings WHERE fingerprint = ?",
+                              (fingerprint,)).fetchone()
+        return None if row is None else row[0]
+
+    def training_provenance(self, fingerprint: str) -> dict[str, Any]:
+        """The provenance a stored training recorded (empty if it is not stored)."""
+        with closing(self._connect()) as con:
+            row = con.execute("SELECT provenance FROM trainings WHERE fingerprint = ?",
+                              (fingerprint,)).fetchone()
+        return {} if row is None else json.loads(row[0])
+
     def write_training(self, t: TrainingRecord) -> None:
-        """Store a training's outcome. A failure never replaces a finished training: a
-        checkpoint that was trained stays usable whatever later happened to a job."""
+        """Store a training job's outcome (replacing an earlier one of the same training).
+        Whether a checkpoint is finished is read from the checkpoint itself, never from here."""
         created = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         with closing(self._connect()) as con, con:
-            if t.status == "failed" and con.execute(
-                    "SELECT 1 FROM trainings WHERE fingerprint = ? AND status = 'ok'",
-                    (t.fingerprint,)).fetchone():
-                return
             con.execute(
                 """INSERT OR REPLACE INTO trainings (fingerprint, dataset_name, model_name,
                    label, seed, status, error, diverged_step, train_steps, train_seconds,

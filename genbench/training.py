@@ -73,6 +73,19 @@ class TrainResult:
     stopped_by_time: bool = False
 
 
+def checkpoint_finished(path: str | Path, fingerprint: str) -> bool:
+    """Whether ``path`` holds a finished checkpoint of the training ``fingerprint`` (read
+    memory-mapped: its tensors are not loaded)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except FileNotFoundError:
+        return False
+    except Exception:  # a truncated or foreign file is not a finished checkpoint
+        return False
+    return (isinstance(state, dict) and state.get("format") == CHECKPOINT_FORMAT
+            and state.get("fingerprint") == fingerprint and bool(state.get("done")))
+
+
 def overrides_fit(model: GenerativeModel) -> bool:
     return type(model).fit is not GenerativeModel.fit
 

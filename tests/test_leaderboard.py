@@ -85,3 +85,15 @@ def test_skipped_metrics_and_nan_export_cleanly(tmp_path):
     assert row["metrics"] == {"recon.mse": None, "fid.fid": 1.0}  # no 'elbo.nan' key
     assert row["metric_status"]["elbo"] == "skipped: model 'vae' has no elbo"
     json.dumps(row, allow_nan=False, default=str)  # strict JSON: no bare NaN
+
+
+def test_completion_order_does_not_change_the_numbers(tmp_path):
+    """Parallel workers store seeds in any order; means and stds are summed in seed order."""
+    values = [1e16, 1.0, -1e16, 1.0]  # summed in another order, the mean differs
+    boards = []
+    for name, order in (("a", [0, 1, 2, 3]), ("b", [3, 1, 0, 2])):
+        s = ResultStore(tmp_path / f"{name}.db")
+        for seed in order:
+            s.write(job("vae", seed, values[seed], values[seed] * 3))
+        boards.append(build_leaderboards(s)[("s", "digits")].stats)
+    assert boards[0].equals(boards[1])

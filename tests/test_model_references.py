@@ -62,7 +62,7 @@ def test_the_referenced_model_arrives_trained_and_in_eval_mode(tmp_path, regs):
     assert trained_mse < torch.mean((untrained.reconstruct(x) - x) ** 2)
 
 
-def test_a_row_of_the_same_configuration_is_the_one_that_trains_it(tmp_path, regs):
+def test_a_row_and_a_reference_of_one_configuration_share_its_training(tmp_path, regs):
     spec = spec_with([{"name": "counting-ae", "params": {"latent_dim": 4}}, "code-gaussian"])
     report = run_inline(spec, tmp_path, regs)
     assert CountingAE.calls == STEPS
@@ -141,3 +141,15 @@ def test_a_reference_that_failed_is_retried_by_the_next_run(tmp_path, regs):
     assert [r.status for r in second.ran] == ["ok"]
     assert ResultStore(tmp_path / "results.db").training_status(
         second.ran[0].provenance["references"]["autoencoder"]["train_fingerprint"]) == "ok"
+
+
+def test_a_lost_reference_checkpoint_retrains_it_and_what_is_built_on_it(tmp_path, regs):
+    first = run_inline(spec_with(["code-gaussian"]), tmp_path, regs).ran[0]
+    ae = first.provenance["references"]["autoencoder"]["train_fingerprint"]
+    (ae_dir,) = [t for t in ResultStore(tmp_path / "results.db").trainings().itertuples()
+                 if t.fingerprint == ae]
+    (tmp_path / ae_dir.run_dir / "checkpoint.pt").unlink()
+    again = run_inline(tiny_spec(models=["code-gaussian"], metrics=["recon", "speed"],
+                                 budget={"steps": STEPS}), tmp_path, regs)
+    assert [r.status for r in again.ran] == ["ok"]
+    assert CountingAE.calls == 2 * STEPS and CodeGaussian.fits == 2  # both fitted again

@@ -243,3 +243,33 @@ def test_published_default_spec_is_the_embedded_one():
     root = Path(__file__).resolve().parents[1]
     assert ((root / "leaderboards" / "default" / "suite.toml").read_text()
             == (root / "genbench" / "suites" / "default.toml").read_text())
+
+
+def test_an_unfinished_checkpoint_is_trained_again(tmp_path, registries):
+    """A stored training whose checkpoint is not finished (a retrain stopped part-way) is
+    trained again, not trusted."""
+    import torch
+
+    from genbench.training import Trainer
+
+    first = _run(tiny_spec(metrics=["recon"]), tmp_path, registries).ran[0]
+    path = tmp_path / first.run_dir / "checkpoint.pt"
+    model = registries.models.get("vae")(registries.datasets.get("digits")().info())
+    Trainer("cpu", checkpoint_path=path, fingerprint=first.provenance["train_fingerprint"],
+            progress=False).save_checkpoint(model, 20, done=False)
+    assert torch.load(path, weights_only=True)["done"] is False
+    again = _run(tiny_spec(metrics=["recon", "speed"]), tmp_path, registries)
+    assert [t.status for t in again.trainings] == ["ok"]
+    assert again.ran[0].provenance["train"]["resumed_from"] == 20  # resumed, then finished
+    assert torch.load(path, weights_only=True)["done"] is True
+
+
+def test_a_changed_weights_file_changes_the_evaluation(tmp_path, registries):
+    weights = tmp_path / "w.pt"
+    weights.write_bytes(b"first")
+    spec = tiny_spec(metrics=["recon"], feature_extractor="digits-cnn", feature_weights=str(weights))
+    before = SuiteRunner(spec, tmp_path / "o", registries).prepare()[0][0]
+    weights.write_bytes(b"second")
+    after = SuiteRunner(spec, tmp_path / "o", registries).prepare()[0][0]
+    assert before.training == after.training
+    assert before.evaluation.fingerprint != after.evaluation.fingerprint

@@ -54,8 +54,6 @@ def test_nfe_follows_the_setting_and_speed_samples_through_it(tmp_path):
     report = run_inline(spec, tmp_path, regs)
     nfe = {r.model: dict(r.metrics[0].values)["nfe"] for r in report.ran}
     assert nfe == {"refined-vae": 1.0, "refined-vae[refine=2]": 5.0}
-    speed = {r.model: dict(r.metrics[0].values)["ms_per_batch"] for r in report.ran}
-    assert speed["refined-vae[refine=2]"] > speed["refined-vae"]  # five network passes vs one
 
 
 def test_label_and_several_settings():

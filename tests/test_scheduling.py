@@ -106,3 +106,10 @@ def test_spellings_of_one_configuration_share_a_training(tmp_path, registries):
     other = tiny_spec(models=[{"name": "vae", "params": {"latent_dim": 9}}])
     assert SuiteRunner(other, tmp_path, registries).prepare()[0][0].training.fingerprint != \
         rows[0].training.fingerprint
+
+
+def test_models_that_refit_need_no_training_job(tmp_path, registries):
+    runner = SuiteRunner(tiny_spec(models=["vae"], baselines=["train-data"]), tmp_path, registries)
+    rows, _, _ = runner.prepare()
+    s = schedule(rows, is_stored=lambda fp: False, training_status=runner._training_status)
+    assert kinds(s) == [("train", "vae"), ("row", "vae"), ("row", "train-data")]
