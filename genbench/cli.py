@@ -330,6 +330,10 @@ def list_(kind):
 
     headers, row = _LIST_TABLES[kind]
     rows = [row(e) for e in _registries().by_kind(kind)]
+    if not rows:
+        click.echo(f"no {kind} registered (plugins add them through a register_* hook; "
+                   "`genbench plugins --all` shows what is installed)")
+        return
     click.echo(tabulate(rows, headers=headers, tablefmt="simple",
                         maxcolwidths=[None] * (len(headers) - 1) + [60]))
 

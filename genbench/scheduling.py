@@ -48,16 +48,23 @@ def schedule(rows: list[Job], *, is_stored: Callable[[str], bool],
     again, once.
     """
     todo = [r for r in rows if force or not is_stored(r.evaluation.fingerprint)]
-    stored = [r.key for r in rows if r not in todo]
+    running = {r.key for r in todo}
+    stored = [r.key for r in rows if r.key not in running]
     trainings: dict[str, Job] = {}   # training fingerprint -> its training job
     diverged: dict[str, Training] = {}
+
+    provided: dict[str, tuple[str, ...]] = {}  # each training is looked at once
 
     def provide(training: Training) -> tuple[str, ...]:
         """Keys of the jobs that must run before ``training``'s model can be loaded: its own
         training job, or none when its checkpoint is finished and its references load."""
         fp = training.fingerprint
-        if fp in trainings:
-            return (trainings[fp].key,)
+        if fp not in provided:
+            provided[fp] = _provide(training)
+        return provided[fp]
+
+    def _provide(training: Training) -> tuple[str, ...]:
+        fp = training.fingerprint
         below = tuple(dict.fromkeys(k for _, ref in training.refs for k in provide(ref)))
         status = None if force else training_status(training)
         if status == "diverged":
