@@ -18,6 +18,7 @@ def spec_with(models, **kw):
 @pytest.fixture
 def regs():
     CountingAE.calls = CodeGaussian.fits = 0
+    CodeGaussian.arrived_in_eval_mode = None
     return registries_with(RunnerPlugin())
 
 
