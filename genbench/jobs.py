@@ -173,6 +173,7 @@ def expand_rows(spec: SuiteSpec, registries, datasets: list[tuple[DatasetSource,
     rows: list[Job] = []
     impossible: list[tuple[str, str, str]] = []
     entries = list(spec.models) + spec.baseline_entries(registries)
+    spec_hash = spec.hash()
     for source, info in datasets:
         extractor = choose_feature_extractor(info, spec.feature_extractor)
         dataset_entry = next(d for d in spec.datasets if d.label == source.label)
@@ -199,5 +200,5 @@ def expand_rows(spec: SuiteSpec, registries, datasets: list[tuple[DatasetSource,
                         spec.name, source.label, entry.label, spec.metrics, sampling,
                         spec.num_samples, spec.eval_batch_size, extractor, spec.feature_weights,
                         canonical_hash({"train": training.fingerprint, **evaluation}), config_fp,
-                        spec.hash(), spec.source)))
+                        spec_hash, spec.source)))
     return rows, impossible

@@ -11,7 +11,7 @@ that fails, or whose worker dies, is recorded as failed and the suite goes on.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -20,12 +20,10 @@ from .executors import Executor, InlineExecutor
 from .jobs import DatasetSource, Job, Training, expand_rows
 from .paths import cache_dir as default_cache_dir
 from .paths import data_root as default_data_root
-from .references import ModelConfig
 from .scheduling import schedule
 from .spec import SuiteSpec
 from .store import JobRecord, MetricRecord, ResultStore, TrainingRecord
-from .model import GenerativeModel
-from .training import checkpoint_finished, resolve_device
+from .training import checkpoint_finished, overrides_fit, resolve_device
 from .worker import (PreparedDataset, WorkerContext, build_dataset, dataset_key, failed_record,
                      run_job, setup_worker)
 
@@ -98,8 +96,7 @@ class SuiteRunner:
             source = DatasetSource(entry.name, dict(entry.params), entry.label, root, download, None)
             ds = build_dataset(self.registries, source)
             info = ds.info()
-            source = DatasetSource(entry.name, dict(entry.params), entry.label, root, download,
-                                   info.fingerprint)
+            source = replace(source, fingerprint=info.fingerprint)
             sources.append((source, info))
             prepared[dataset_key(source)] = PreparedDataset(ds, info)
         rows, impossible = expand_rows(self.spec, self.registries, sources, self.device.type)
@@ -109,12 +106,10 @@ class SuiteRunner:
         for job in rows:
             info = prepared[dataset_key(job.training.dataset)].info
             ev = job.evaluation
-            if (ev.dataset_label, ev.model_label) not in checked:
-                checked.add((ev.dataset_label, ev.model_label))
-                entry = next(e for e in list(self.spec.models) + self.spec.baseline_entries(self.registries)
-                             if e.label == ev.model_label)
+            if job.training.config_fingerprint not in checked:  # rows of one model: once
+                checked.add(job.training.config_fingerprint)
                 try:
-                    self._build_untrained(self.spec.model_config(self.registries, entry), info)
+                    self._build_untrained(job.training, info)
                 except ConfigError as exc:
                     msg = str(exc)
                     raise ConfigError(msg if ev.model_label in msg
@@ -128,15 +123,15 @@ class SuiteRunner:
                                          registries=self.registries)
         return rows, [SkippedPair(*p) for p in impossible], prepared
 
-    def _build_untrained(self, config: ModelConfig, info):
-        refs = {key: self._build_untrained(ref, info) for key, ref in config.refs}
-        return self.registries.models.get(config.name)(info, **config.params, **refs)
+    def _build_untrained(self, training: Training, info):
+        refs = {key: self._build_untrained(ref, info) for key, ref in training.refs}
+        return self.registries.models.get(training.model)(info, **training.params, **refs)
 
     def _training_status(self, training: Training) -> str | None:
         """``"ok"`` when ``training``'s checkpoint is finished (models that refit instead of
         checkpointing always are), ``"diverged"`` when it diverged before, else ``None``."""
         cls = self.registries.models.get(training.model)
-        if cls.refit_instead_of_checkpoint and cls.fit is not GenerativeModel.fit:
+        if cls.refit_instead_of_checkpoint and overrides_fit(cls):
             return "ok"
         if checkpoint_finished(self.out_dir / training.run_dir / "checkpoint.pt", training.fingerprint):
             return "ok"

@@ -82,12 +82,18 @@ def checkpoint_finished(path: str | Path, fingerprint: str) -> bool:
         return False
     except Exception:  # a truncated or foreign file is not a finished checkpoint
         return False
+    return _is_checkpoint_of(state, fingerprint) and bool(state.get("done"))
+
+
+def _is_checkpoint_of(state: Any, fingerprint: str) -> bool:
     return (isinstance(state, dict) and state.get("format") == CHECKPOINT_FORMAT
-            and state.get("fingerprint") == fingerprint and bool(state.get("done")))
+            and state.get("fingerprint") == fingerprint)
 
 
-def overrides_fit(model: GenerativeModel) -> bool:
-    return type(model).fit is not GenerativeModel.fit
+def overrides_fit(model: GenerativeModel | type[GenerativeModel]) -> bool:
+    """Whether a model (or model class) trains through its own ``fit``."""
+    cls = model if isinstance(model, type) else type(model)
+    return cls.fit is not GenerativeModel.fit
 
 
 class _TensorBatches:
@@ -194,7 +200,7 @@ class Trainer:
         if self.checkpoint_path is None or not self.checkpoint_path.exists():
             return None
         state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=True)
-        if state.get("format") != CHECKPOINT_FORMAT or state.get("fingerprint") != self.fingerprint:
+        if not _is_checkpoint_of(state, self.fingerprint):
             return None
         model.load_state_dict(state["model"])
         for name, opt in model.optimizers().items():
