@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import abc
+import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -24,7 +25,10 @@ class DataInfo:
     ``(D,)`` for vectors. ``modes`` are known mixture centres, shape ``(K, D)``, with their
     common standard deviation ``mode_std``; ``feature_extractor`` names the default extractor
     for sample-quality metrics; ``fingerprint`` is a hash of the content that caches of
-    derived quantities (reference statistics) are keyed by.
+    derived quantities (reference statistics) are keyed by. ``class_frequencies``, when the
+    dataset declares them, are the true weights of its ``num_classes`` classes (non-negative,
+    one per class, normalised to sum to 1): class-coverage metrics compare the generated
+    class histogram with them instead of the uniform distribution.
     """
 
     name: str
@@ -36,6 +40,7 @@ class DataInfo:
     feature_extractor: str | None = None
     fingerprint: str = ""
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    class_frequencies: tuple[float, ...] | None = None
 
     def __post_init__(self):
         if self.kind not in DATA_KINDS:
@@ -45,6 +50,16 @@ class DataInfo:
             raise ConfigError(f"image data needs shape (C, H, W), got {self.shape}")
         if self.kind == "vector" and len(self.shape) != 1:
             raise ConfigError(f"vector data needs shape (D,), got {self.shape}")
+        if self.class_frequencies is not None:
+            freqs = tuple(float(f) for f in self.class_frequencies)
+            if self.num_classes is None or len(freqs) != self.num_classes:
+                raise ConfigError(f"{self.name}: class_frequencies needs one weight per class "
+                                  f"(num_classes={self.num_classes}), got {len(freqs)}")
+            if not all(math.isfinite(f) and f >= 0 for f in freqs) or sum(freqs) <= 0:
+                raise ConfigError(f"{self.name}: class_frequencies must be finite, non-negative "
+                                  "and not all zero")
+            total = sum(freqs)
+            object.__setattr__(self, "class_frequencies", tuple(f / total for f in freqs))
 
     @property
     def dim(self) -> int:

@@ -99,13 +99,23 @@ class EvalContext:
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """``model.sample(n, generator)`` under this evaluation's sampling settings."""
-        return self.model.sample(n, generator=generator, **self.sampling)
+        return self.model.sample(n, generator=generator, **self.model_settings())
 
     def nfe(self) -> float | None:
         """Network evaluations per sample under these settings: the model's ``nfe``
         attribute, or ``nfe(**settings)`` when it is a method; ``None`` if it has none."""
         nfe = getattr(self.model, "nfe", None)
-        return nfe(**self.sampling) if callable(nfe) else nfe
+        return nfe(**self.model_settings()) if callable(nfe) else nfe
+
+    def model_settings(self) -> dict[str, Any]:
+        """:attr:`sampling` as the model receives it: a ``sampler`` setting (the name of a
+        diffusion sampler) is replaced by the class registered under that name in the run's
+        :attr:`registries`, so a model reaches the run's samplers, third-party ones
+        included, without a registry of its own."""
+        settings = dict(self.sampling)
+        if isinstance(settings.get("sampler"), str):
+            settings["sampler"] = self.registries.samplers.get(settings["sampler"])
+        return settings
 
     @torch.no_grad()
     def _generate(self) -> torch.Tensor:

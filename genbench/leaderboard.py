@@ -201,7 +201,11 @@ FORMATS = {"md": "to_markdown", "csv": "to_csv", "html": "to_html", "tex": "to_l
 def save_sample_figures(boards: dict[tuple[str, str], Leaderboard], store: ResultStore,
                         directory: str | Path, fingerprints: list[str] | None = None) -> list[Path]:
     """Beside each board, ``<dataset>-samples.png``: each model's samples (its lowest
-    finished seed), in the board's order. Returns the paths written."""
+    finished seed), in the board's order. Returns the paths written.
+
+    On a 2-D mixture measured by the ``modes`` metric (whose details record the true centres),
+    every panel draws the centres and their 3-std circles under the samples, on shared axes,
+    with that job's stored mode count in its title (counted from the samples if it has none)."""
     import torch
 
     from .figures import save_model_comparison
@@ -210,12 +214,13 @@ def save_sample_figures(boards: dict[tuple[str, str], Leaderboard], store: Resul
     if fingerprints is not None:
         jobs = jobs[jobs["fingerprint"].isin(fingerprints)]
     jobs = jobs[jobs["status"] == "ok"].sort_values("seed")
+    declared = _declared_modes(store.metric_values())
     written = []
     for board in boards.values():
         mine = jobs[jobs["dataset"] == board.dataset]
         if fingerprints is None:
             mine = mine[mine["suite"] == board.suite]
-        samples = {}
+        samples, counts, modes = {}, {}, None
         for model in board.stats["model"]:
             rows = mine[mine["model"] == model]
             path = None
@@ -225,11 +230,33 @@ def save_sample_figures(boards: dict[tuple[str, str], Leaderboard], store: Resul
                         / "samples.pt")
             if path is not None and path.exists():
                 samples[model] = torch.load(path, weights_only=True)
+                if row["fingerprint"] in declared:
+                    found = declared[row["fingerprint"]]
+                    modes = modes or found
+                    if found["count"] is not None:
+                        counts[model] = found["count"]
+        extra = {} if modes is None else {
+            "modes": torch.tensor(modes["centres"]), "mode_std": modes["std"],
+            "within": modes["within"], "mode_counts": counts}
         out = save_model_comparison(
-            samples, Path(directory) / safe_dirname(board.suite) / f"{safe_dirname(board.dataset)}-samples.png")
+            samples, Path(directory) / safe_dirname(board.suite) / f"{safe_dirname(board.dataset)}-samples.png",
+            **extra)
         if out is not None:
             written.append(out)
     return written
+
+
+def _declared_modes(values: pd.DataFrame) -> dict[str, dict]:
+    """Per job fingerprint, the mixture the ``modes`` metric measured (from its recorded
+    ``mode_centres``, ``mode_std``, ``within_std``) and the modes it counted (None if none)."""
+    out = {}
+    for r in values[values["key"] == "modes"].itertuples():
+        d = r.details
+        if isinstance(d, dict) and d.get("mode_centres") and d.get("mode_std"):
+            count = None if pd.isna(r.value) else float(r.value)
+            out[r.fingerprint] = {"centres": d["mode_centres"], "std": float(d["mode_std"]),
+                                  "within": float(d.get("within_std", 3.0)), "count": count}
+    return out
 
 
 def write_leaderboards(boards: dict[tuple[str, str], Leaderboard], directory: str | Path,

@@ -62,6 +62,28 @@ class GenerativeModel(nn.Module, abc.ABC):
       that mixed precision works on CUDA; or
     * override ``fit(data, budget)`` (closed-form, pretrained or external models).
 
+    What the engine offers a ``train_step`` model beyond one batch per call:
+
+    * ``batches_per_step`` (an int attribute, default 1; an instance may set it in
+      ``__init__``): with ``k > 1`` the engine passes ``batch`` as a tuple of ``k`` fresh,
+      consecutive batches of the shuffled stream (a critic trained ``k`` times per generator
+      step, each time on new data). The budget still counts ``train_step`` calls: ``steps``
+      is the number of calls (generator updates, as the GAN papers count iterations), and
+      an ``epochs`` budget is converted to calls so that the data is passed over that many
+      times (``epochs * batches_per_epoch // k`` calls, at least 1).
+    * Learning-rate schedulers the model keeps as attributes (any
+      ``torch.optim.lr_scheduler.LRScheduler``, found by :meth:`schedulers` as
+      :meth:`optimizers` finds optimizers) are saved in checkpoints and restored on resume.
+      The model steps them itself inside ``train_step``.
+    * ``preview_samples`` (a class attribute, default 0): a model that sets it to ``n > 0``
+      has ``n`` samples drawn (a fixed seed, in eval mode, without touching the training
+      random streams) at the start and at every log point whose losses are finite. If
+      training diverges, the last of these is written as ``preview.png`` beside the
+      checkpoint and its path is recorded in ``TrainResult.preview_path``, so a diverged GAN
+      keeps its last finite sample grid.
+    * :meth:`gradients`: ``torch.autograd.grad`` for penalties on gradients (WGAN-GP), correct
+      under the engine's gradient scaler.
+
     :meth:`on_train_end` runs after training with the training split (ex-post density
     estimation, say). Every model implements :meth:`sample`. Optional capabilities, found by
     looking for them: ``reconstruct(x)``, ``encode(x)``, ``elbo(x)`` and ``nfe`` (network
@@ -80,6 +102,10 @@ class GenerativeModel(nn.Module, abc.ABC):
     #: copy, a closed form), so the engine refits every time instead of checkpointing state
     #: that may be as large as the data.
     refit_instead_of_checkpoint: ClassVar[bool] = False
+    #: Batches the engine passes to each ``train_step`` call (a tuple when more than 1).
+    batches_per_step: int = 1
+    #: Samples drawn for a preview at log points (0: none); see the class docstring.
+    preview_samples: ClassVar[int] = 0
 
     def __init__(self) -> None:
         super().__init__()
@@ -135,9 +161,36 @@ class GenerativeModel(nn.Module, abc.ABC):
             # optimizer several times in one train_step, e.g. a critic trained n times per G step.
             scaler.update()
 
+    def gradients(self, outputs: torch.Tensor, inputs: torch.Tensor | list[torch.Tensor],
+                  create_graph: bool = True) -> list[torch.Tensor]:
+        """``torch.autograd.grad(outputs.sum(), inputs, create_graph=create_graph)``, correct
+        under mixed precision.
+
+        With the engine's gradient scaler active (fp16 on CUDA) the gradient is taken of the
+        *scaled* sum, so that small fp16 gradients do not underflow, and multiplied back by
+        ``1 / scale`` in float32 before it is returned: a penalty built on it (and added to a
+        loss passed to :meth:`optimizer_step`) then has its true value, as in PyTorch's AMP
+        "gradient penalty" recipe. Should the scaled gradient overflow, the returned gradient
+        is not finite, the optimizer step that follows is skipped by the scaler and the scale
+        lowered; the engine does not count that step as a divergence.
+        """
+        inputs = [inputs] if isinstance(inputs, torch.Tensor) else list(inputs)
+        total = outputs.float().sum()
+        scaler = self._grad_scaler
+        if scaler is None or not scaler.is_enabled():
+            return list(torch.autograd.grad(total, inputs, create_graph=create_graph))
+        grads = torch.autograd.grad(scaler.scale(total), inputs, create_graph=create_graph)
+        inv_scale = 1.0 / scaler.get_scale()
+        return [g.float() * inv_scale for g in grads]
+
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         """The model's optimizers by attribute name (saved in checkpoints)."""
         return {k: v for k, v in vars(self).items() if isinstance(v, torch.optim.Optimizer)}
+
+    def schedulers(self) -> dict[str, torch.optim.lr_scheduler.LRScheduler]:
+        """The model's learning-rate schedulers by attribute name (saved in checkpoints)."""
+        return {k: v for k, v in vars(self).items()
+                if isinstance(v, torch.optim.lr_scheduler.LRScheduler)}
 
     # -- sampling -----------------------------------------------------------------------
     @abc.abstractmethod

@@ -44,7 +44,16 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "genbench_plugins.metrics.reconstruction",
     "genbench_plugins.metrics.speed",
     "genbench_plugins.models.reference",
+    "genbench_plugins.models.gans",
+    "genbench_plugins.models.diffusion",
+    "genbench_plugins.samplers.ddpm",
+    "genbench_plugins.samplers.ddim",
     "genbench_plugins.metrics.fidelity_metrics",
+    "genbench_plugins.metrics.modes",
+    "genbench_plugins.metrics.coverage",
+    "genbench_plugins.metrics.prdc",
+    "genbench_plugins.metrics.ndb",
+    "genbench_plugins.metrics.vendi",
     "genbench_plugins.extractors.builtin",
 )
 

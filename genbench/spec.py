@@ -33,7 +33,7 @@ from typing import Any, Iterable
 
 from .budget import Budget
 from .config import validate_config, validate_sampling
-from .errors import ConfigError, SpecError
+from .errors import ConfigError, SpecError, UnknownNameError
 from .identity import canonical_hash
 from .references import ModelConfig, resolve_model
 
@@ -291,7 +291,14 @@ class SuiteSpec:
                     self.build_metric(cls, e.label, params)  # value checks happen in __init__
         for e in self.models:
             self.model_config(registries, e)
-            validate_sampling(registries.models.get(e.name), e.sampling, f"model {e.label!r}")
+            settings = validate_sampling(registries.models.get(e.name), e.sampling,
+                                         f"model {e.label!r}")
+            # `sampler` names a registered diffusion sampler (see genbench.sampler)
+            if isinstance(settings.get("sampler"), str):
+                try:
+                    registries.samplers.get(settings["sampler"])
+                except UnknownNameError as exc:
+                    raise ConfigError(f"model {e.label!r}: sampling setting 'sampler': {exc}") from None
         for name in self.baselines or ():
             registries.models.get(name)
         if self.primary_metric is not None:

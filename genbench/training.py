@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from .budget import Budget
-from .data import TensorSplit
+from .data import DataInfo, TensorSplit
 from .errors import ConfigError, TrainingDiverged
 from .model import GenerativeModel
 from .paths import atomic_write
@@ -71,6 +71,12 @@ class TrainResult:
     resumed_from: int = 0
     diverged_step: int | None = None
     stopped_by_time: bool = False
+    #: Where the last finite preview grid was written when training diverged (models that
+    #: set ``preview_samples``), else None.
+    preview_path: str | None = None
+    #: Steps whose non-finite losses came from an fp16 gradient-scaler overflow: the scaler
+    #: skipped their update and lowered its scale, so they are not a divergence.
+    amp_skipped_steps: int = 0
 
 
 def checkpoint_finished(path: str | Path, fingerprint: str) -> bool:
@@ -145,21 +151,97 @@ class _LoaderBatches:
             epoch, offset = epoch + 1, 0
 
 
+def total_train_steps(budget: Budget, n_items: int, batches_per_step: int = 1) -> int:
+    """``train_step`` calls a budget allows: ``budget.steps``, or for an epoch budget the
+    calls that pass over the data ``epochs`` times when each call takes ``batches_per_step``
+    batches (at least one call)."""
+    if budget.steps is not None:
+        return budget.steps
+    return max(1, budget.total_steps(n_items) // batches_per_step)
+
+
+def _batches_per_step(model: GenerativeModel) -> int:
+    k = getattr(model, "batches_per_step", 1)
+    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+        raise ConfigError(f"{type(model).__name__}.batches_per_step must be a positive integer, "
+                          f"got {k!r}")
+    return k
+
+
+#: Below this gradient scale a non-finite loss is a divergence, not an fp16 overflow.
+MIN_AMP_SCALE = 1.0
+
+
+def _scaler_overflowed(scaler: torch.amp.GradScaler, scale_before: float) -> bool:
+    """Whether the scaler skipped an update during the step (it lowered its scale) and its
+    scale is still high enough for an overflow to explain a non-finite loss."""
+    scale = scaler.get_scale()
+    return scale < scale_before and scale >= MIN_AMP_SCALE
+
+
+class _Preview:
+    """The last finite preview samples of a model that opts in with ``preview_samples``."""
+
+    def __init__(self, model: GenerativeModel, seed: int):
+        self.model, self.seed = model, seed
+        n = getattr(model, "preview_samples", 0)
+        self.n = n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else 0
+        self.samples: torch.Tensor | None = None
+
+    def take(self) -> None:
+        """Draw the preview (eval mode, a seeded CPU generator, no gradients); keep it if finite.
+        The modules' train/eval modes are restored exactly afterwards."""
+        if not self.n:
+            return
+        modes = [(m, m.training) for m in self.model.modules()]
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                x = self.model.sample(self.n, generator=torch.Generator().manual_seed(self.seed))
+        finally:
+            for m, mode in modes:
+                m.training = mode
+        x = x.detach().float().cpu()
+        if torch.isfinite(x).all():
+            self.samples = x
+
+    def write(self, checkpoint_path: Path | None, batch) -> str | None:
+        """Write the kept preview as ``preview.png`` beside the checkpoint (the run folder);
+        ``batch`` (real data) is drawn behind 2-D samples. Returns the path, or None."""
+        if self.samples is None or checkpoint_path is None:
+            return None
+        from .figures import save_sample_grid
+
+        x = self.samples
+        info = DataInfo(name="preview", kind="image" if x.dim() == 4 else "vector",
+                        shape=tuple(x.shape[1:]))
+        real = batch if isinstance(batch, torch.Tensor) else batch[0]
+        real = real.detach().float().cpu()
+        real = real[torch.isfinite(real.flatten(1)).all(1)]
+        path = save_sample_grid(x, info, Path(checkpoint_path).parent / "preview.png",
+                                reference=real)
+        return None if path is None else str(path)
+
+
 class Trainer:
     """Runs a model's training under a :class:`Budget`.
 
     ``checkpoint_path``: where to save (atomically) every ``budget.checkpoint_every`` steps
     and at the end; an existing checkpoint with the same ``fingerprint`` is resumed, and a
-    finished one means nothing is trained. ``amp=None`` enables mixed precision on CUDA only.
+    finished one means nothing is trained. ``amp=None`` enables mixed precision on CUDA only
+    (bfloat16 autocast where supported, else float16 autocast with a gradient scaler).
+    ``grad_scaler``: a scaler to use instead (no autocast is added); tests pass
+    ``torch.amp.GradScaler("cpu")`` to run the fp16 call sequence on the CPU.
     """
 
     def __init__(self, device: str | torch.device = "auto", *, seed: int = 0,
                  amp: bool | None = None, checkpoint_path: str | Path | None = None,
                  fingerprint: str = "", progress: bool | None = None, log_every: int = 25,
-                 description: str = "train"):
+                 description: str = "train", grad_scaler: torch.amp.GradScaler | None = None):
         self.device = resolve_device(device)
         self.seed = seed
         self.amp = self.device.type == "cuda" if amp is None else (amp and self.device.type == "cuda")
+        self.grad_scaler = grad_scaler
         self.checkpoint_path = Path(checkpoint_path) if checkpoint_path else None
         self.fingerprint = fingerprint
         self.progress = progress
@@ -180,6 +262,7 @@ class Trainer:
             "done": done,
             "model": model.state_dict(),
             "optimizers": {k: o.state_dict() for k, o in model.optimizers().items()},
+            "schedulers": {k: s.state_dict() for k, s in model.schedulers().items()},
             "scaler": scaler.state_dict() if scaler is not None else None,
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
@@ -206,6 +289,10 @@ class Trainer:
         for name, opt in model.optimizers().items():
             if name in state["optimizers"]:
                 opt.load_state_dict(state["optimizers"][name])
+        saved_schedulers = state.get("schedulers") or {}
+        for name, sched in model.schedulers().items():
+            if name in saved_schedulers:
+                sched.load_state_dict(saved_schedulers[name])
         if scaler is not None and state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
         torch.set_rng_state(state["torch_rng"].cpu())
@@ -256,14 +343,15 @@ class Trainer:
             raise ConfigError(f"{type(model).__name__} defines neither train_step nor fit")
 
         amp_dtype = None
-        scaler = None
+        scaler = self.grad_scaler
         if self.amp:
             amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-            if amp_dtype is torch.float16:
+            if amp_dtype is torch.float16 and scaler is None:
                 scaler = torch.amp.GradScaler("cuda")
         model._grad_scaler = scaler
 
-        total = budget.total_steps(len(data))
+        per_step = _batches_per_step(model)
+        total = total_train_steps(budget, len(data), per_step)
         seed_everything(self.seed)
         state = self.load_checkpoint(model, scaler)
         start = state["step"] if state is not None else 0
@@ -286,20 +374,31 @@ class Trainer:
         model.train()
         step = start
         result = TrainResult("ok", start, 0.0, resumed_from=start)
+        preview = _Preview(model, self.seed)
         # the time budget counts training done by earlier (interrupted) processes too
         deadline = None if budget.max_seconds is None else t0 + budget.max_seconds - earlier
         try:
-            it = batches.from_step(start)
+            it = batches.from_step(start * per_step)
+            preview.take()
             while step < total:
-                batch = next(it)
+                batch = next(it) if per_step == 1 else tuple(next(it) for _ in range(per_step))
+                scale = scaler.get_scale() if scaler is not None else None
                 with autocast:
                     out = model.train_step(batch, step)
-                losses = {k: float(v) for k, v in out.items()}
+                new_losses = {k: float(v) for k, v in out.items()}
                 step += 1
-                if not all(math.isfinite(v) for v in losses.values()):
-                    result.status, result.diverged_step = "diverged", step
-                    break
+                if not all(math.isfinite(v) for v in new_losses.values()):
+                    if scale is not None and _scaler_overflowed(scaler, scale):
+                        result.amp_skipped_steps += 1  # the scaler skipped it: keep training
+                    else:
+                        losses = new_losses
+                        result.status, result.diverged_step = "diverged", step
+                        result.preview_path = preview.write(self.checkpoint_path, batch)
+                        break
+                else:
+                    losses = new_losses
                 if step % self.log_every == 0 or step == total:
+                    preview.take()
                     history.append({"step": step, **losses})
                     if bar is not None:
                         bar.set_postfix({k: f"{v:.4g}" for k, v in losses.items()}, refresh=False)

@@ -188,6 +188,8 @@ def _train(state: WorkerState, training: Training, retrain: bool, description: s
     if result.status == "diverged":
         record.status, record.diverged_step = "diverged", result.diverged_step
         record.error = f"loss not finite at step {result.diverged_step}: {result.losses}"
+        if result.preview_path:  # the last finite samples of a model that keeps a preview
+            prov["preview"] = result.preview_path
     else:
         record.status = "ok"
     return record

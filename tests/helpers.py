@@ -22,6 +22,19 @@ def registries_with(*plugins):
     return build_registries(pm)
 
 
+class FixedSamples(GenerativeModel):
+    """Returns the rows of ``x`` in order (rewind by setting ``cursor = 0``)."""
+
+    def __init__(self, data_info, x=None):
+        super().__init__()
+        self.x, self.cursor = x, 0
+
+    def sample(self, n, generator=None):
+        out = self.x[self.cursor:self.cursor + n]
+        self.cursor += n
+        return out
+
+
 class DivergingVAE(VAE):
     """A VAE whose inputs are scaled by infinity from step 5 on, so its loss becomes NaN."""
 
@@ -240,9 +253,12 @@ class LinearDDIM(Sampler):
     description = "test sampler: deterministic DDIM on a linear beta schedule"
 
     def __init__(self, num_train_timesteps: int = 1000, beta_start: float = 1e-4,
-                 beta_end: float = 0.02):
+                 beta_end: float = 0.02, alphas_cumprod: torch.Tensor | None = None):
         betas = torch.linspace(beta_start, beta_end, num_train_timesteps, dtype=torch.float64)
         self.alpha_bar = torch.cumprod(1 - betas, 0)
+        if alphas_cumprod is not None:  # a model's schedule (the genbench.sampler convention)
+            self.alpha_bar = torch.as_tensor(alphas_cumprod, dtype=torch.float64)
+            num_train_timesteps = len(self.alpha_bar)
         self.spacings = {
             "linspace":
                 lambda steps: torch.linspace(0, num_train_timesteps - 1, steps).round().long(),

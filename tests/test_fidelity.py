@@ -18,7 +18,7 @@ import torch_fidelity
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
-from genbench import Budget, DataInfo, EvalContext, GenerativeModel
+from genbench import Budget, DataInfo, EvalContext
 from genbench.assets import AssetChecksumError
 from genbench.errors import AssetMissingError, ConfigError, UnknownNameError
 from genbench.features import (
@@ -30,22 +30,9 @@ from genbench.features import (
 )
 from genbench.fidelity import kid_subset_size
 from genbench.training import train
+from helpers import FixedSamples
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-
-class FixedSamples(GenerativeModel):
-    """Returns the rows of ``x`` in order; :func:`make_ctx` rewinds it for each evaluation."""
-
-    def __init__(self, data_info, x=None):
-        super().__init__()
-        self.x, self.cursor = x, 0
-
-    def sample(self, n, generator=None):
-        out = self.x[self.cursor:self.cursor + n]
-        self.cursor += n
-        return out
 
 
 def make_ctx(model, data_info, test, registries, cache_dir, *, n, extractor=None,

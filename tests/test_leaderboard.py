@@ -97,3 +97,94 @@ def test_completion_order_does_not_change_the_numbers(tmp_path):
             s.write(job("vae", seed, values[seed], values[seed] * 3))
         boards.append(build_leaderboards(s)[("s", "digits")].stats)
     assert boards[0].equals(boards[1])
+
+
+# -- 2-D sample figures: true modes under every model's samples ----------------------------
+
+GRID25 = [(float(a), float(b)) for a in (-4, -2, 0, 2, 4) for b in (-4, -2, 0, 2, 4)]
+
+
+def drawn_figures(monkeypatch):
+    """Collect every matplotlib Figure saved from now on (they still go to disk)."""
+    from matplotlib.figure import Figure
+
+    figures, save = [], Figure.savefig
+
+    def record(self, *args, **kwargs):
+        figures.append(self)
+        return save(self, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", record)
+    return figures
+
+
+def mixture_store(tmp_path):
+    """grid25 rows: 'twenty' on 20 centres (modes metric stored 20), 'five' on 5 centres with
+    its modes metric failed, 'far' off every mode (stored 0); plus a digits row."""
+    import torch
+
+    from genbench.jobs import evaluation_dirname
+
+    s = ResultStore(tmp_path / "results.db")
+    centres = torch.tensor(GRID25)
+    rows = {"twenty": (centres[:20].repeat(5, 1), 20.0), "five": (centres[5:10].repeat(20, 1), None),
+            "far": (centres[:4] + 1.0, 0.0)}
+    for model, (x, stored) in rows.items():
+        fp = f"grid25{model}"
+        folder = tmp_path / "runs" / model / evaluation_dirname(fp)
+        folder.mkdir(parents=True)
+        torch.save(x, folder / "samples.pt")
+        details = {"mode_centres": [list(c) for c in GRID25], "mode_std": 0.05, "within_std": 3.0}
+        metric = (MetricRecord("modes", "failed", message="boom") if stored is None else
+                  MetricRecord("modes", "ok", {"modes": stored, "hq": 100.0},
+                               higher_is_better={"modes": True, "hq": True}, primary="modes",
+                               details=details))
+        s.write(JobRecord(fingerprint=fp, config_fingerprint=fp, job_key=f"grid25/{model}/seed0",
+                          suite="s", dataset="grid25", dataset_name="grid25", model=model,
+                          model_name=model, model_family="gan", seed=0, status="ok",
+                          provenance={}, metrics=[metric], run_dir=f"runs/{model}"))
+    digits = job("vae", 0, 0.04, 30.0)
+    digits.run_dir = "runs/vae"  # no samples.pt there: no figure
+    s.write(digits)
+    return s
+
+
+def test_mixture_figures_draw_the_modes_on_shared_axes_with_mode_counts(tmp_path, monkeypatch):
+    from matplotlib.patches import Circle
+
+    from genbench.leaderboard import save_sample_figures
+
+    figures = drawn_figures(monkeypatch)
+    store = mixture_store(tmp_path)
+    boards = build_leaderboards(store)
+    written = save_sample_figures(boards, store, tmp_path / "lb")
+    assert sorted(p.name for p in written) == ["grid25-samples.png"]  # digits: no samples.pt
+    (fig,) = figures
+    axes = [ax for ax in fig.axes if ax.axison]
+    titles = {ax.get_title().split("\n")[0]: ax.get_title().split("\n")[1] for ax in axes}
+    # stored counts where the metric ran; counted from the samples where it failed
+    assert titles == {"twenty": "modes 20/25", "five": "modes 5/25", "far": "modes 0/25"}
+    for ax in axes:
+        assert ax.get_xlim() == axes[0].get_xlim() and ax.get_ylim() == axes[0].get_ylim()
+        lo, hi = ax.get_xlim()
+        assert lo < -4.15 and hi > 4.15  # every circle (radius 0.15 around +-4) is inside
+        circles = [p for p in ax.patches if isinstance(p, Circle)]
+        assert len(circles) == 25 and all(c.radius == pytest.approx(0.15) for c in circles)
+        assert sorted(tuple(c.center) for c in circles) == sorted(GRID25)
+        # the centres and circles lie under the samples
+        samples_layer = max(c.get_zorder() for c in ax.collections)
+        assert all(c.get_zorder() < samples_layer for c in circles)
+
+
+def test_comparison_without_modes_is_unchanged(tmp_path, monkeypatch):
+    import torch
+
+    from genbench.figures import save_model_comparison
+
+    figures = drawn_figures(monkeypatch)
+    g = torch.Generator().manual_seed(0)
+    out = save_model_comparison({"a": torch.randn(50, 2, generator=g), "b": torch.randn(50, 2, generator=g)},
+                                tmp_path / "swiss.png")
+    assert out.exists()
+    (fig,) = figures
+    assert [ax.get_title() for ax in fig.axes] == ["a", "b"] and not fig.axes[0].patches

@@ -1,0 +1,114 @@
+"""What the mode, coverage and diversity metrics compare: their samples and their features.
+
+Shared by ``modes``, ``coverage``, ``prdc``, ``ndb`` and ``vendi`` (not a plugin itself):
+
+* :func:`metric_samples` (:func:`uses_shared_samples`, :func:`sample_batches`): a metric whose
+  protocol fixes its own sample count (2,500 on the mixtures; 26,000 to compare with the
+  Stacked MNIST tables) reads the first ``n`` of the job's shared samples when the job made
+  at least ``n``, and otherwise draws ``n`` of its own from a seeded stream of the job
+  (``ctx.generator(stream)``, under the row's sampling settings). Either way the count and
+  the source are recorded.
+* :class:`FeatureMetric`: skip and preflight of a metric that reads one layer of
+  ``ctx.features()`` (the run's extractor; raw coordinates for vectors).
+* :func:`equal_count_features`: generated vs test-split features on equal numbers of points,
+  the smaller count (Naeem et al. 2020; Kynkaanniemi et al. 2019), with what was used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+import torch
+
+from genbench import EvalContext, Metric, features
+from genbench.errors import ConfigError
+
+
+def positive_int(metric: str, name: str, value: Any, *, allow_none: bool = False) -> None:
+    """Validate a count option at construction: a positive int (or ``None`` if allowed)."""
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        expected = "a positive integer" + (" or None" if allow_none else "")
+        raise ConfigError(f"{metric}: {name} must be {expected}, got {value!r}")
+
+
+# -- samples ---------------------------------------------------------------------------------
+
+def uses_shared_samples(ctx: EvalContext, n: int | None) -> bool:
+    """Whether ``n`` samples (``None``: the job's count) can be the first ``n`` of the job's
+    shared ``ctx.samples`` (independent draws, so any ``n`` of them are a sample of ``n``)."""
+    return n is None or n <= ctx.num_samples
+
+
+@torch.no_grad()
+def sample_batches(ctx: EvalContext, n: int, stream: int) -> Iterator[torch.Tensor]:
+    """``n`` new samples, float32 on the CPU, in batches of at most ``ctx.batch_size``, from
+    ``ctx.generator(stream)`` under the row's sampling settings (``ctx.sample``).
+
+    ``stream`` must differ from the job's own (1) and from other metrics' streams, so the
+    draws are independent of the shared samples and reproducible per seed.
+    """
+    ctx.model.eval()
+    gen = ctx.generator(stream)
+    left = n
+    while left > 0:
+        b = min(ctx.batch_size, left)
+        yield ctx.sample(b, gen).detach().float().cpu().reshape(b, *ctx.data_info.shape)
+        left -= b
+
+
+def metric_samples(ctx: EvalContext, n: int | None, stream: int) -> tuple[torch.Tensor, dict[str, Any]]:
+    """``n`` samples (``None``: the job's shared ones) and what to record about them:
+    ``n_samples`` and ``samples`` (``"shared"``: the first ``n`` of the job's, or
+    ``"drawn"``: drawn by the metric from seeded stream ``stream``)."""
+    if uses_shared_samples(ctx, n):
+        x = ctx.samples if n is None else ctx.samples[:n]
+        return x, {"n_samples": len(x), "samples": "shared"}
+    x = torch.cat(list(sample_batches(ctx, n, stream)))
+    return x, {"n_samples": n, "samples": "drawn", "sample_stream": stream}
+
+
+# -- features --------------------------------------------------------------------------------
+
+class FeatureMetric(Metric):
+    """A metric on one layer of the job's features: ``layer_metric`` names it the way
+    :func:`genbench.features.skip_reason` does (``"prc"`` for k-NN metrics, ``"fid"`` for
+    embeddings). Skipped with the reason when no extractor serves that layer; the preflight
+    fails before training when the extractor's weights are missing."""
+
+    layer_metric: ClassVar[str] = "prc"
+
+    def skip_reason(self, ctx: EvalContext) -> str | None:
+        return super().skip_reason(ctx) or features.skip_reason(ctx, self.layer_metric)
+
+    def preflight(self, data_info, *, feature_extractor, feature_weights, registries) -> None:
+        if data_info.kind in self.data_kinds:
+            features.preflight(self.layer_metric, data_info, feature_extractor=feature_extractor,
+                               feature_weights=feature_weights, registries=registries)
+
+    def feature_details(self, feats: features.JobFeatures) -> dict[str, Any]:
+        """The extractor's provenance and the layer read."""
+        return {**feats.provenance(), "feature_layer": feats.layer(self.layer_metric)}
+
+
+def equal_count_features(ctx: EvalContext, layer_metric: str, max_reference: int
+                         ) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
+    """``(generated, reference, details)``: features of the first ``n`` generated samples and
+    of ``n`` test-split items (the fixed seeded subset of
+    :func:`genbench.features.reference_indices` when the split is larger), where ``n`` is the
+    smallest of the job's sample count, the test split's size and ``max_reference``.
+
+    Both are float64 CPU tensors ``(n, D)``; ``details`` records the extractor, the layer,
+    ``n`` (``n_used``), both available counts and the reference's cache state.
+    """
+    feats = ctx.features()
+    layer = feats.layer(layer_metric)
+    n = min(ctx.num_samples, len(ctx.test[0]), max_reference)
+    ref = feats.test(n)
+    gen = feats.generated()[layer][:n]
+    details = {**feats.provenance(), "feature_layer": layer, "n_used": n,
+               "n_generated": ctx.num_samples, "n_reference_total": ref.n_total,
+               "reference_cache": ref.cache, "reference_key": ref.key}
+    return gen.double(), ref[layer].double(), details

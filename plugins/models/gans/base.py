@@ -1,0 +1,252 @@
+"""What every GAN of the family shares: the discriminator wrapper that applies the
+stabilisers, the D/G alternation of ``train_step``, the balance options and sampling.
+
+A model subclasses :class:`GANBase`, builds ``self.generator`` (z -> data in model space:
+images in [-1, 1] through a tanh, vectors unbounded) and a per-scale discriminator trunk
+(:meth:`GANBase.build_trunk`), chooses its losses (:meth:`GANBase.discriminator_loss`,
+:meth:`GANBase.generator_loss`) and calls :meth:`GANBase._setup` then :meth:`GANBase._finish`.
+
+One training step (one ``train_step`` call, one generator update):
+
+1. ``d_steps`` discriminator updates, each on a fresh real batch: with ``pack = m`` each
+   update takes ``m`` batches of the engine's ``batch_size`` and judges ``batch_size``
+   packs of ``m`` samples (PacGAN's minibatch of packed samples), so the engine passes
+   ``batches_per_step = d_steps * pack`` batches. The fake batch is generated afresh (as
+   many samples as real ones), mixed with replayed samples when ``experience_replay`` is on,
+   and those fresh samples are then pushed into the buffer;
+2. one generator update on a fresh fake batch of the same size, unless the step is one of
+   the first ``d_pretrain_steps`` (the discriminator is pre-trained alone; the returned
+   losses then have no ``g_loss``).
+
+Learning rates ``lr_d`` / ``lr_g`` are separate (TTUR, Heusel et al. 2017). Returned losses
+are the true ones (the mean over the step's D updates, the G update's), so a non-finite value
+marks the run diverged.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from torch.nn import functional as F
+
+from genbench import DataInfo, GenerativeModel
+from genbench.errors import ConfigError
+
+from .stabilisers import (MinibatchDiscrimination, ReplayBuffer, Stabilisers,
+                          apply_spectral_norm, pack, packed_shape, pyramid, pyramid_shapes)
+
+#: Samples per forward pass of the generator when sampling.
+SAMPLE_CHUNK = 500
+#: Generator losses of the original GAN (Goodfellow et al. 2014, sec. 3).
+LOSSES = ("non-saturating", "minimax")
+
+
+class Discriminator(nn.Module):
+    """D with the stabilisers around the model's trunks.
+
+    ``forward(x)``: ``x`` (N samples, model space) is packed by ``m`` (N/m items), then for
+    each scale s of the pyramid (s = 0 the full resolution) ``trunks[s]`` maps the image to
+    features, minibatch discrimination appends its features if on, and a linear head gives
+    one judgement. Returns ``(N/m, scales)`` logits (or critic values).
+    """
+
+    def __init__(self, trunks: list[tuple[nn.Module, int]], stab: Stabilisers):
+        super().__init__()
+        self.m, self.scales = stab.pack, stab.multiscale
+        self.trunks = nn.ModuleList(t for t, _ in trunks)
+        self.minibatch = nn.ModuleList()
+        heads = []
+        for _, features in trunks:
+            if stab.minibatch_discrimination:
+                mbd = MinibatchDiscrimination(features, stab.minibatch_kernels,
+                                              stab.minibatch_kernel_dim)
+                self.minibatch.append(mbd)
+                features = mbd.out_features
+            heads.append(nn.Linear(features, 1))
+        self.heads = nn.ModuleList(heads)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = pack(x, self.m)
+        levels = pyramid(x, self.scales) if self.scales > 1 else [x]
+        out = []
+        for s, level in enumerate(levels):
+            h = self.trunks[s](level)
+            if len(self.minibatch):
+                h = self.minibatch[s](h)
+            out.append(self.heads[s](h))
+        return torch.cat(out, dim=1)
+
+
+def _check_rate(model: str, name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ConfigError(f"{model}: {name} must be a positive number, got {value!r}")
+    return float(value)
+
+
+def check_betas(model: str, betas) -> tuple[float, float]:
+    if (not isinstance(betas, (tuple, list)) or len(betas) != 2
+            or not all(isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1
+                       for b in betas)):
+        raise ConfigError(f"{model}: betas must be two numbers in [0, 1) (Adam's beta1, beta2), "
+                          f"got {betas!r}")
+    return float(betas[0]), float(betas[1])
+
+
+class GANBase(GenerativeModel):
+    """The shared D/G machinery (see the module docstring)."""
+
+    family = "gan"
+    _label = "gan"
+    #: The engine keeps a preview of samples, so a diverged GAN keeps its last finite grid.
+    preview_samples = 64
+
+    # -- building ------------------------------------------------------------------------
+    def _setup(self, data_info: DataInfo, latent_dim: int, stab: Stabilisers, *, d_steps: int,
+               d_pretrain_steps: int) -> None:
+        """Validate the shared options; call before building the networks."""
+        label = self._label
+        self.shape, self.dim, self.kind = tuple(data_info.shape), data_info.dim, data_info.kind
+        self.stab = stab.check(label, data_info)
+        if not isinstance(latent_dim, int) or isinstance(latent_dim, bool) or latent_dim < 1:
+            raise ConfigError(f"{label}: latent_dim must be a positive integer, got {latent_dim!r}")
+        if not isinstance(d_steps, int) or isinstance(d_steps, bool) or d_steps < 1:
+            raise ConfigError(f"{label}: d_steps (discriminator updates per generator update) "
+                              f"must be a positive integer, got {d_steps!r}")
+        if (not isinstance(d_pretrain_steps, int) or isinstance(d_pretrain_steps, bool)
+                or d_pretrain_steps < 0):
+            raise ConfigError(f"{label}: d_pretrain_steps (training steps in which only D "
+                              f"trains) must be an integer >= 0, got {d_pretrain_steps!r}")
+        self.latent_dim, self.d_steps, self.d_pretrain_steps = latent_dim, d_steps, d_pretrain_steps
+        # the engine passes this many fresh batches per train_step (see GenerativeModel)
+        self.batches_per_step = d_steps * stab.pack
+
+    def trunk_shapes(self) -> list[tuple[int, ...]]:
+        """The input shape of each scale's trunk: packed, then the pyramid's resolutions."""
+        shape = packed_shape(self.shape, self.stab.pack)
+        if self.kind != "image":
+            return [shape]
+        return pyramid_shapes(shape, self.stab.multiscale)
+
+    def build_trunk(self, in_shape: tuple[int, ...]) -> tuple[nn.Module, int]:
+        """D's body for inputs of ``in_shape``: the module and its number of output features
+        (the head, a linear layer to one judgement, is added by :class:`Discriminator`)."""
+        raise NotImplementedError
+
+    def init_weights(self, module: nn.Module) -> None:
+        """Initialise a freshly built network (before spectral norm). Default: torch's."""
+
+    def _finish(self, lr_d: float, lr_g: float, betas: tuple[float, float]) -> None:
+        """Build D around the trunks, apply spectral norm, create the optimizers and the replay
+        buffer; call once ``self.generator`` exists."""
+        label = self._label
+        lr_d, lr_g = _check_rate(label, "lr_d", lr_d), _check_rate(label, "lr_g", lr_g)
+        betas = check_betas(label, betas)
+        self.discriminator = Discriminator([self.build_trunk(s) for s in self.trunk_shapes()],
+                                           self.stab)
+        self.init_weights(self.generator)
+        self.init_weights(self.discriminator)
+        if self.stab.spectral_norm:
+            apply_spectral_norm(self.discriminator)
+        self.replay = (ReplayBuffer(self.stab.replay_size, self.shape, self.stab.replay_rate)
+                       if self.stab.experience_replay else None)
+        self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=lr_d, betas=betas)
+        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=lr_g, betas=betas)
+
+    # -- data spaces ---------------------------------------------------------------------
+    def to_model_space(self, x: torch.Tensor) -> torch.Tensor:
+        """Images [0, 1] -> [-1, 1] (the tanh range); vectors unchanged."""
+        return x * 2 - 1 if self.kind == "image" else x
+
+    def to_data_space(self, x: torch.Tensor) -> torch.Tensor:
+        return (x + 1) / 2 if self.kind == "image" else x
+
+    def generate(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n`` generator outputs in model space (noise from the global stream when
+        ``generator`` is None, as in training)."""
+        if generator is None:
+            z = torch.randn(n, self.latent_dim, device=self.device)
+        else:
+            z = self.randn(n, self.latent_dim, generator=generator)
+        return self.generator(z).reshape(n, *self.shape)
+
+    # -- losses (subclasses choose) ------------------------------------------------------
+    def discriminator_loss(self, real: torch.Tensor, fake: torch.Tensor
+                           ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """D's loss on a real and a fake batch (model space, equal sizes), and any parts to
+        report beside it."""
+        raise NotImplementedError
+
+    def generator_loss(self, fake: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    # -- training ------------------------------------------------------------------------
+    def train_step(self, batch, step: int) -> dict[str, torch.Tensor]:
+        batches = (batch,) if isinstance(batch, torch.Tensor) else tuple(batch)
+        m = self.stab.pack
+        if len(batches) != self.d_steps * m:
+            raise ValueError(f"{self._label}: train_step needs {self.d_steps * m} batches "
+                             f"(d_steps x pack), got {len(batches)}")
+        d_losses, parts_sum = [], {}
+        for i in range(self.d_steps):
+            real = self.to_model_space(torch.cat(batches[i * m:(i + 1) * m]))
+            with torch.no_grad():
+                fresh = self.generate(len(real))
+            fake = self.replay.mix(fresh) if self.replay is not None else fresh
+            d_loss, parts = self.discriminator_loss(real, fake)
+            self.optimizer_step(d_loss, self.opt_d)
+            if self.replay is not None:
+                self.replay.push(fresh)
+            d_losses.append(d_loss.detach().float())
+            for k, v in parts.items():
+                parts_sum[k] = parts_sum.get(k, 0.0) + v.detach().float()
+        out = {"d_loss": torch.stack(d_losses).mean(),
+               **{k: v / self.d_steps for k, v in parts_sum.items()}}
+        if step >= self.d_pretrain_steps:
+            n = len(batches[-1]) * m
+            self.discriminator.requires_grad_(False)  # G's update needs no gradient for D
+            try:
+                g_loss = self.generator_loss(self.generate(n))
+                self.optimizer_step(g_loss, self.opt_g)
+            finally:
+                self.discriminator.requires_grad_(True)
+            out["g_loss"] = g_loss.detach().float()
+        return out
+
+    # -- sampling ------------------------------------------------------------------------
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Generator outputs at z ~ N(0, I): images in [0, 1], vectors unbounded. All noise is
+        drawn first from ``generator`` (a CPU generator), then generated in chunks."""
+        z = self.randn(n, self.latent_dim, generator=generator)
+        out = [self.generator(c).reshape(len(c), *self.shape) for c in z.split(SAMPLE_CHUNK)]
+        x = torch.cat(out) if out else z.new_zeros(0, *self.shape)
+        return self.to_data_space(x.float())
+
+
+class StandardGAN(GANBase):
+    """The original GAN objective (Goodfellow et al. 2014): D is a classifier trained with
+    binary cross-entropy (real 1, fake 0; with several scales, the mean over them); G
+    minimises ``-log D(G(z))`` (``loss="non-saturating"``, the paper's practical choice) or
+    ``log(1 - D(G(z)))`` (``loss="minimax"``, the game's value, which saturates early)."""
+
+    def _set_loss(self, loss: str) -> None:
+        if loss not in LOSSES:
+            raise ConfigError(f"{self._label}: loss must be one of {', '.join(LOSSES)}, "
+                              f"got {loss!r}")
+        self.loss = loss
+
+    def discriminator_loss(self, real, fake):
+        logits_real = self.discriminator(real).float()
+        logits_fake = self.discriminator(fake).float()
+        loss = (F.binary_cross_entropy_with_logits(logits_real, torch.ones_like(logits_real))
+                + F.binary_cross_entropy_with_logits(logits_fake, torch.zeros_like(logits_fake)))
+        # D's mean belief that real and fake items are real, to watch the balance
+        return loss, {"d_real": torch.sigmoid(logits_real).mean(),
+                      "d_fake": torch.sigmoid(logits_fake).mean()}
+
+    def generator_loss(self, fake):
+        logits = self.discriminator(fake).float()
+        if self.loss == "non-saturating":
+            return F.softplus(-logits).mean()  # -log sigmoid(l)
+        return -F.softplus(logits).mean()  # log(1 - sigmoid(l))

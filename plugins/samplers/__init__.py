@@ -1,0 +1,1 @@
+"""Built-in diffusion samplers, one per module: ``ddpm`` (ancestral) and ``ddim``."""
