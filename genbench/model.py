@@ -112,6 +112,8 @@ class GenerativeModel(nn.Module, abc.ABC):
         # An empty buffer so that .device works for models without parameters.
         self.register_buffer("_device_anchor", torch.empty(0), persistent=False)
         self._grad_scaler: torch.amp.GradScaler | None = None
+        #: Optimizer steps the gradient scaler skipped (fp16 overflow), counted by the engine.
+        self._amp_backoffs = 0
 
     # -- capabilities -------------------------------------------------------------------
     @classmethod
@@ -159,7 +161,10 @@ class GenerativeModel(nn.Module, abc.ABC):
             scaler.step(optimizer)
             # Updating after every step (not once per train_step) lets a model step the same
             # optimizer several times in one train_step, e.g. a critic trained n times per G step.
+            before = scaler.get_scale()
             scaler.update()
+            if scaler.get_scale() < before:  # this step overflowed and was skipped
+                self._amp_backoffs += 1
 
     def gradients(self, outputs: torch.Tensor, inputs: torch.Tensor | list[torch.Tensor],
                   create_graph: bool = True) -> list[torch.Tensor]:

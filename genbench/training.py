@@ -172,11 +172,13 @@ def _batches_per_step(model: GenerativeModel) -> int:
 MIN_AMP_SCALE = 1.0
 
 
-def _scaler_overflowed(scaler: torch.amp.GradScaler, scale_before: float) -> bool:
-    """Whether the scaler skipped an update during the step (it lowered its scale) and its
-    scale is still high enough for an overflow to explain a non-finite loss."""
-    scale = scaler.get_scale()
-    return scale < scale_before and scale >= MIN_AMP_SCALE
+def _scaler_overflowed(model: GenerativeModel, scaler: torch.amp.GradScaler,
+                       backoffs_before: int) -> bool:
+    """Whether the scaler skipped one of the step's optimizer updates (it lowered its scale,
+    counted in ``optimizer_step``, so a backoff is seen even when a later update of the same
+    step grew the scale back) and its scale is still high enough for an overflow to explain
+    a non-finite loss."""
+    return model._amp_backoffs > backoffs_before and scaler.get_scale() >= MIN_AMP_SCALE
 
 
 class _Preview:
@@ -380,22 +382,27 @@ class Trainer:
         try:
             it = batches.from_step(start * per_step)
             preview.take()
+            skipped_in_a_row = 0
             while step < total:
                 batch = next(it) if per_step == 1 else tuple(next(it) for _ in range(per_step))
-                scale = scaler.get_scale() if scaler is not None else None
+                backoffs = model._amp_backoffs
                 with autocast:
                     out = model.train_step(batch, step)
                 new_losses = {k: float(v) for k, v in out.items()}
                 step += 1
                 if not all(math.isfinite(v) for v in new_losses.values()):
-                    if scale is not None and _scaler_overflowed(scaler, scale):
+                    skipped_in_a_row += 1
+                    if scaler is not None and _scaler_overflowed(model, scaler, backoffs):
                         result.amp_skipped_steps += 1  # the scaler skipped it: keep training
                     else:
                         losses = new_losses
-                        result.status, result.diverged_step = "diverged", step
+                        # the first of a run of non-finite steps is where it went wrong
+                        result.status = "diverged"
+                        result.diverged_step = step - skipped_in_a_row + 1
                         result.preview_path = preview.write(self.checkpoint_path, batch)
                         break
                 else:
+                    skipped_in_a_row = 0
                     losses = new_losses
                 if step % self.log_every == 0 or step == total:
                     preview.take()

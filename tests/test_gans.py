@@ -164,6 +164,33 @@ def test_gradient_penalty_equals_direct_autograd():
     assert critic[0].weight.grad is not None
 
 
+def test_packed_gradient_penalty_is_per_pack_on_the_real_to_fake_pack_segment():
+    """With pack m the critic judges m samples as one item: the norm is over the pack's
+    coordinates, and the interpolate of a pack lies between a real and a fake pack (one eps
+    per pack)."""
+    torch.manual_seed(0)
+    m = 3
+    critic = nn.Sequential(nn.Unflatten(0, (-1, m)), nn.Flatten(), nn.Linear(2 * m, 4),
+                           nn.Tanh(), nn.Linear(4, 1))
+    real, fake = torch.randn(4 * m, 2), torch.randn(4 * m, 2)
+    torch.manual_seed(1)
+    gp = gradient_penalty(critic, real, fake, pack=m)
+    torch.manual_seed(1)
+    eps = torch.rand(4)  # the same draw: one weight per pack
+    expected = []
+    for k, e in enumerate(eps):
+        r, f = real[k * m:(k + 1) * m].reshape(-1), fake[k * m:(k + 1) * m].reshape(-1)
+        x = (e * r + (1 - e) * f).requires_grad_(True)
+        (g,) = torch.autograd.grad(critic(x.reshape(m, 2)).sum(), x)
+        expected.append((g.norm() - 1) ** 2)
+    assert torch.allclose(gp, torch.stack(expected).mean(), atol=1e-6)
+
+
+def test_wgan_gp_refuses_minibatch_discrimination():
+    with pytest.raises(ConfigError, match="invalidates the gradient penalty"):
+        WGANGP(DataInfo(name="v", kind="vector", shape=(2,)), minibatch_discrimination=True)
+
+
 def test_gradient_penalty_through_a_grad_scaler_is_unscaled():
     torch.manual_seed(0)
     model = WGANGP(DataInfo(name="v", kind="vector", shape=(2,)), **TINY["wgan-gp"])

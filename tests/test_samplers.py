@@ -41,8 +41,13 @@ def test_uniform_spacing_is_every_kth_timestep():
     assert sampler.timesteps.tolist() == list(range(980, -1, -20))
     sampler.set_timesteps(T, "uniform")
     assert sampler.timesteps.tolist() == list(range(T - 1, -1, -1))
-    sampler.set_timesteps(30, "uniform")  # 1000 // 30 = 33: exactly 30 steps, 0 .. 957
-    assert len(sampler.timesteps) == 30 and sampler.timesteps[0] == 957
+    # S not dividing T: exactly S steps, floor(i T / S), still starting within T / S of the
+    # noisiest timestep (every k-th with k = T // S would start at t = 500 for S = 501)
+    for steps in (30, 501, 600):
+        sampler.set_timesteps(steps, "uniform")
+        ts = sampler.timesteps.tolist()
+        assert ts == [i * T // steps for i in range(steps - 1, -1, -1)]
+        assert ts[0] > T - T / steps - 1
 
 
 @pytest.mark.parametrize("args, message", [

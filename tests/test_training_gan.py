@@ -152,8 +152,31 @@ def test_a_loss_the_scaler_cannot_explain_is_divergence(grid25):
     scaler = torch.amp.GradScaler("cpu", init_scale=16.0)
     r = Trainer("cpu", progress=False, grad_scaler=scaler).fit(
         model, grid25.split("train"), Budget(steps=50, batch_size=8))
-    # 16 -> 8 -> 4 -> 2 -> 1 are overflow steps; below a scale of 1 it is a divergence
-    assert r.status == "diverged" and r.diverged_step == 5 and r.amp_skipped_steps == 4
+    # 16 -> 8 -> 4 -> 2 -> 1 are overflow steps; below a scale of 1 it is a divergence, and
+    # it is reported at the first of the non-finite steps
+    assert r.status == "diverged" and r.diverged_step == 1 and r.amp_skipped_steps == 4
+
+
+class GrowsThenOverflows(Overflowing):
+    """Two updates per step: the first always grows the scale (growth_interval=1), the second
+    overflows once, so the scale ends the step where it began."""
+
+    def __init__(self):
+        super().__init__(factor=1e30)
+        self.other = nn.Parameter(torch.ones(1))
+        self.opt2 = torch.optim.SGD([self.other], lr=1e-3)
+
+    def train_step(self, batch, step):
+        self.optimizer_step(self.other.pow(2).sum(), self.opt2)
+        return super().train_step(batch, step)
+
+
+def test_an_overflow_is_seen_when_a_growth_in_the_same_step_hides_it(grid25):
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**28, growth_interval=1)
+    r = Trainer("cpu", progress=False, grad_scaler=scaler).fit(
+        GrowsThenOverflows(), grid25.split("train"), Budget(steps=6, batch_size=8))
+    # each step: 2**28 -> 2**29 (growth) -> 2**28 (backoff): same scale, but skipped
+    assert r.status == "ok" and r.amp_skipped_steps == 6
 
 
 # -- the last finite sample grid ---------------------------------------------------------------

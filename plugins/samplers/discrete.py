@@ -6,9 +6,10 @@ prediction of the clean sample. The two spacings are those of the DDIM paper (So
 2021, appendix D.2, and its official code, ``runners/diffusion.py``), for ``T`` training
 timesteps and ``S`` sampling steps:
 
-* ``uniform``: ``0, k, 2k, ..., (S - 1) k`` with ``k = T // S`` (the official code's
-  ``range(0, T, T // S)``, which is the same list whenever ``S`` divides ``T``; when it does
-  not, that range has more than ``S`` entries and we keep exactly ``S``);
+* ``uniform``: ``floor(i T / S)`` for ``i = 0 .. S-1``: when ``S`` divides ``T`` that is
+  ``0, k, 2k, ..., (S - 1) k`` with ``k = T / S``, the official code's ``range(0, T, T // S)``;
+  when it does not, that range has more than ``S`` entries, and keeping only its first
+  ``S`` would start sampling far below the noisiest timestep, so we spread exactly ``S``;
 * ``quadratic``: ``floor(c i^2)`` for ``i = 0 .. S-1`` with ``c (S - 1)^2 = 0.8 T``, that is
   ``int(linspace(0, sqrt(0.8 T), S) ** 2)``. For large ``S`` the floor repeats small values
   (``S = 50, T = 1000`` gives 0 twice); a repeated timestep is a step from t to t, which
@@ -37,7 +38,7 @@ def spaced_timesteps(num_train_timesteps: int, steps: int, spacing: str) -> torc
         raise ConfigError(f"steps must be an integer from 1 to the {num_train_timesteps} training "
                           f"timesteps, got {steps!r}")
     if spacing == "uniform":
-        ts = np.arange(steps) * (num_train_timesteps // steps)
+        ts = np.arange(steps) * num_train_timesteps // steps
     else:
         ts = (np.linspace(0, np.sqrt(0.8 * num_train_timesteps), steps) ** 2).astype(np.int64)
     return torch.from_numpy(np.unique(ts)[::-1].copy())

@@ -40,17 +40,19 @@ def _autograd(outputs: torch.Tensor, inputs: torch.Tensor) -> Sequence[torch.Ten
 
 def gradient_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor,
                      fake: torch.Tensor, eps: torch.Tensor | None = None,
-                     gradients: Gradients = _autograd) -> torch.Tensor:
+                     gradients: Gradients = _autograd, pack: int = 1) -> torch.Tensor:
     """``E[(||grad D(x^)||_2 - 1)^2]`` over interpolates ``x^ = eps real + (1 - eps) fake``.
 
     ``critic`` maps N samples to ``(K,)`` or ``(K, S)`` scores (K = N / m items when it packs
     m consecutive samples; S scales, averaged); the gradient norm is taken per item, over all
-    its samples' coordinates. ``eps``: one weight per sample (drawn from U[0, 1] if None).
-    ``gradients(outputs, inputs)``: gradient of ``outputs.sum()`` with a graph (the model's
-    AMP-aware :meth:`~genbench.GenerativeModel.gradients` in training)."""
+    its samples' coordinates. ``eps``: one weight per sample; if None, one drawn from U[0, 1]
+    per item and shared by its ``pack`` samples, so that a packed interpolate lies on the
+    segment between a real pack and a fake pack. ``gradients(outputs, inputs)``: gradient of
+    ``outputs.sum()`` with a graph (the model's AMP-aware
+    :meth:`~genbench.GenerativeModel.gradients` in training)."""
     n = real.shape[0]
     if eps is None:
-        eps = torch.rand(n, device=real.device)
+        eps = torch.rand(n // pack, device=real.device).repeat_interleave(pack)
     eps = eps.reshape(n, *([1] * (real.dim() - 1))).to(real.dtype)
     x_hat = (eps * real.detach() + (1 - eps) * fake.detach()).requires_grad_(True)
     scores = critic(x_hat)
@@ -83,6 +85,12 @@ class WGANGP(GANBase):
         critic's ReLU layers on vector data; ``channels``/``max_channels``: the conv widths on
         images (as dcgan). ``gp_weight``: the penalty's lambda; ``d_steps``: n_critic."""
         super().__init__()
+        if minibatch_discrimination:
+            # as with batch norm: a critic coupling the samples of a batch has no per-sample
+            # gradient, which the penalty constrains (Gulrajani et al. 2017, sec. 4)
+            raise ConfigError("wgan-gp: minibatch_discrimination couples the samples of a batch, "
+                              "which invalidates the gradient penalty; use pack, multiscale, "
+                              "spectral_norm or experience_replay instead")
         image = data_info.kind == "image"
         self._setup(data_info, (128 if image else 2) if latent_dim is None else latent_dim,
                     Stabilisers.pick(locals()), d_steps=d_steps,
@@ -113,7 +121,8 @@ class WGANGP(GANBase):
 
     def discriminator_loss(self, real, fake):
         d_real, d_fake = self.critic(real).mean(), self.critic(fake).mean()
-        gp = gradient_penalty(self.discriminator, real, fake, gradients=self.gradients)
+        gp = gradient_penalty(self.discriminator, real, fake, gradients=self.gradients,
+                              pack=self.stab.pack)
         loss = d_fake - d_real + self.gp_weight * gp
         # the critic's estimate of the Wasserstein distance, and the penalty itself
         return loss, {"wasserstein": d_real - d_fake, "gp": gp}
