@@ -11,7 +11,7 @@ import torch
 
 from .data import DataInfo
 from .errors import ConfigError
-from .features import JobFeatures, choose_feature_extractor, skip_reason
+from .features import JobFeatures, NonFiniteSamplesError, choose_feature_extractor, skip_reason
 from .model import GenerativeModel
 
 if TYPE_CHECKING:
@@ -24,7 +24,9 @@ class EvalContext:
 
     ``train``/``test`` are ``(x, labels or None)`` CPU tensors; metrics compare against
     ``test``. :attr:`samples` are generated on first access (``num_samples`` of them, from a
-    generator seeded with ``seed``), kept on the CPU as float32 and shared by every metric;
+    generator seeded with ``seed``), kept on the CPU as float32 and shared by every metric
+    (when any holds NaN or infinity, every access raises
+    :class:`~genbench.features.NonFiniteSamplesError` instead: see :attr:`sample_failure`);
     :attr:`reconstructions` likewise for ``model.reconstruct`` on the test split.
     :meth:`features` gives the features of the samples and of the real splits, per extractor.
     ``registries`` (keyword, required) are the run's: extractors are looked up there.
@@ -48,6 +50,7 @@ class EvalContext:
     sampling: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     _samples: torch.Tensor | None = None
+    _sample_failure: str | None = field(default=None, init=False, repr=False)
     _reconstructions: torch.Tensor | None = None
     _features: dict[str, JobFeatures] = field(default_factory=dict, init=False, repr=False)
 
@@ -57,9 +60,32 @@ class EvalContext:
 
     @property
     def samples(self) -> torch.Tensor:
-        if self._samples is None:
-            self._samples = self._timed("sample_seconds", self._generate)
+        """The job's shared samples ``(num_samples, *shape)``, generated on first access.
+
+        Raises :class:`~genbench.features.NonFiniteSamplesError` (on this and every later
+        access) when any sample holds NaN or infinity: no sample-based number of such a
+        model means anything."""
+        if self._samples is None and self._sample_failure is None:
+            x = self._timed("sample_seconds", self._generate)
+            bad = int((~torch.isfinite(x)).flatten(1).any(1).sum()) if len(x) else 0
+            if bad:
+                self._sample_failure = (f"{bad} of the {len(x)} samples contain NaN or infinite "
+                                        "values: the model cannot sample finite values")
+            else:
+                self._samples = x
+        if self._sample_failure is not None:
+            raise NonFiniteSamplesError(self._sample_failure)
         return self._samples
+
+    @property
+    def sample_failure(self) -> str | None:
+        """Why :attr:`samples` cannot be used (they hold NaN or infinity), or ``None``;
+        generates them on first use."""
+        try:
+            self.samples
+        except NonFiniteSamplesError:
+            pass
+        return self._sample_failure
 
     @property
     def reconstructions(self) -> torch.Tensor:

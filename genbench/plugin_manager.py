@@ -54,6 +54,8 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "genbench_plugins.metrics.prdc",
     "genbench_plugins.metrics.ndb",
     "genbench_plugins.metrics.vendi",
+    "genbench_plugins.metrics.memorization",
+    "genbench_plugins.metrics.fid_inf",
     "genbench_plugins.extractors.builtin",
 )
 

@@ -23,6 +23,7 @@ from .config import hyperparameters, validate_config
 from .data import BenchmarkDataset, DataInfo
 from .errors import GenbenchError
 from .evaluation import EvalContext
+from .features import NonFiniteSamplesError
 from .figures import save_sample_grid
 from .identity import canonical_hash, code_identity, environment_versions
 from .jobs import DatasetSource, Job, Training
@@ -124,8 +125,10 @@ def run_job(state: WorkerState, job: Job) -> JobRecord | TrainingRecord:
         model, loaded = _load_trained(state, job.training)
         record.train_steps, record.train_seconds = loaded.steps, loaded.seconds
         record.provenance.update(parameters=model.num_parameters(), train=_train_provenance(loaded))
-        record.metrics, timings = _evaluate(state, job, model)
+        record.metrics, timings, sample_failure = _evaluate(state, job, model)
         record.provenance["timings"] = timings
+        if sample_failure is not None:
+            record.provenance["sample_failure"] = sample_failure
         extractors = {m.details.get("feature_extractor"): m.details.get("weights_sha256")
                       for m in record.metrics if m.details.get("feature_extractor")}
         if extractors:
@@ -270,7 +273,9 @@ def _row_record(state: WorkerState | None, job: Job) -> JobRecord:
         run_dir=t.run_dir)
 
 
-def _evaluate(state: WorkerState, job: Job, model) -> tuple[list[MetricRecord], dict]:
+def _evaluate(state: WorkerState, job: Job, model) -> tuple[list[MetricRecord], dict, str | None]:
+    """Every metric of ``job`` on ``model``: ``(records, timings, why the samples are unusable
+    or None)``."""
     ev, t = job.evaluation, job.training
     data = state.dataset(t.dataset)
     ctx = EvalContext(
@@ -280,13 +285,16 @@ def _evaluate(state: WorkerState, job: Job, model) -> tuple[list[MetricRecord], 
         feature_extractor=ev.feature_extractor, feature_weights=ev.feature_weights,
         batch_size=ev.batch_size, registries=state.registries, sampling=dict(ev.sampling),
     )
-    samples = ctx.samples  # generated once, shared by every metric
-    # Evaluations of one training (another sampling setting, sample count or suite) keep
-    # their own samples beside its checkpoint.
-    eval_dir = Path(state.context.out_dir) / t.run_dir / ev.dirname
-    eval_dir.mkdir(parents=True, exist_ok=True)
-    torch.save(samples, eval_dir / "samples.pt")
-    save_sample_grid(samples, data.info, eval_dir / "samples.png", reference=ctx.test[0])
+    # Generated once, shared by every metric. A model whose samples hold NaN or infinity gets
+    # each sample-based metric recorded as failed with that reason; the others still run.
+    sample_failure = ctx.sample_failure
+    if sample_failure is None:
+        # Evaluations of one training (another sampling setting, sample count or suite) keep
+        # their own samples beside its checkpoint.
+        eval_dir = Path(state.context.out_dir) / t.run_dir / ev.dirname
+        eval_dir.mkdir(parents=True, exist_ok=True)
+        torch.save(ctx.samples, eval_dir / "samples.pt")
+        save_sample_grid(ctx.samples, data.info, eval_dir / "samples.png", reference=ctx.test[0])
     records, metric_seconds = [], {}
     for entry in ev.metrics:
         cls = state.registries.metrics.get(entry.name)
@@ -298,6 +306,9 @@ def _evaluate(state: WorkerState, job: Job, model) -> tuple[list[MetricRecord], 
             reason = metric.skip_reason(ctx)
             if reason is not None:
                 base.message = reason
+            elif sample_failure is not None and "sample" in cls.requires:
+                base.status = "failed"
+                base.message = f"{NonFiniteSamplesError.__name__}: {sample_failure}"
             else:
                 out = metric.compute(ctx)
                 if not isinstance(out, MetricResult):
@@ -311,4 +322,4 @@ def _evaluate(state: WorkerState, job: Job, model) -> tuple[list[MetricRecord], 
         records.append(base)
     timings = dict(ctx.timings)
     timings["metrics"] = metric_seconds
-    return records, timings
+    return records, timings, sample_failure

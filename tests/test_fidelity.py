@@ -138,18 +138,25 @@ def test_metrics_equal_a_direct_torch_fidelity_call(registries, random_extractor
             batch_size=256, isc_splits=10, samples_shuffle=True, rng_seed=2020, kid_subsets=100,
             kid_subset_size=150, prc_neighborhood=3, cache=False, verbose=False)
 
+        # precision/recall compare equal counts: the first 150 samples against the 150 real
+        direct_prc = torch_fidelity.calculate_metrics(
+            input1=_UInt8Set(gen_u8[:150].repeat(1, 3, 1, 1)),
+            input2=_UInt8Set(ref_u8.repeat(1, 3, 1, 1)), cuda=False, prc=True,
+            feature_extractor=random_extractor, batch_size=256, prc_neighborhood=3,
+            cache=False, verbose=False)
+
     pairs = {
         "frechet_inception_distance": ours["fid"].values["fid"],
         "inception_score_mean": ours["isc"].values["mean"],
         "inception_score_std": ours["isc"].values["std"],
         "kernel_inception_distance_mean": ours["kid"].values["mean"],
         "kernel_inception_distance_std": ours["kid"].values["std"],
-        "precision": ours["prc"].values["precision"],
-        "recall": ours["prc"].values["recall"],
-        "f_score": ours["prc"].values["f_score"],
     }
     for key, value in pairs.items():
         assert value == pytest.approx(direct[key], rel=1e-6, abs=1e-12), key
+    for key in ("precision", "recall", "f_score"):
+        assert ours["prc"].values[key] == pytest.approx(direct_prc[key], rel=1e-6, abs=1e-12), key
+    assert ours["prc"].details["n_used"] == 150
     assert ours["kid"].details["kid_subset_size"] == 150
     assert 0 < direct["frechet_inception_distance"] and 0 < direct["precision"] < 1
 

@@ -6,7 +6,8 @@ with the test split (up to ``max_reference`` items, a fixed seeded subset when l
 through :mod:`genbench.fidelity`. The extractor is the job's (``--extractor`` / spec, else
 the dataset's default, else ``raw`` for vectors). Every result records the extractor, its
 weights' sha256, the sample counts, whether the reference came from the cache and, for KID,
-the subset size used.
+the subset size used. Precision/recall use equal numbers of generated and test points (the
+smaller count, recorded as ``n_used``); FID, KID and IS use every sample.
 
 torch-fidelity 0.4 is imported only when a metric runs.
 """
@@ -17,6 +18,8 @@ from typing import Any
 
 from genbench import EvalContext, Metric, MetricResult, features, hookimpl
 from genbench.errors import ConfigError
+
+from .inputs import shared_equal_count_features
 
 
 def _positive(metric: str, **values: int) -> None:
@@ -128,10 +131,12 @@ class KID(_FidelityMetric):
 
 
 class PrecisionRecall(_FidelityMetric):
-    """Improved precision and recall (Kynkaanniemi et al. 2019): k-NN balls in feature space."""
+    """Improved precision and recall (Kynkaanniemi et al. 2019): k-NN balls in feature space,
+    on equal numbers of generated and test points."""
 
     description = ("precision, recall and F-score (torch-fidelity, Kynkaanniemi et al. 2019) "
-                   "against the test split, k = neighborhood")
+                   "against the test split, k = neighborhood, on equal numbers of real and "
+                   "generated points (the smaller count, recorded)")
     higher_is_better = {"precision": True, "recall": True, "f_score": True}
     fidelity_name = "prc"
 
@@ -140,14 +145,17 @@ class PrecisionRecall(_FidelityMetric):
         self.max_reference, self.neighborhood = max_reference, neighborhood
 
     def compute(self, ctx: EvalContext) -> MetricResult:
+        """Recall counts the real points inside the samples' k-NN balls, so unequal counts
+        bias it (more samples, more and smaller balls): the first ``n`` samples and ``n``
+        test items (a fixed seeded subset when the split is larger), ``n`` the smaller count."""
         from genbench.fidelity import prc_from_features
 
-        feats = ctx.features()
-        layer = feats.layer("prc")
-        ref = feats.test(self.max_reference)
-        p, r, f = prc_from_features(feats.generated()[layer], ref[layer], neighborhood=self.neighborhood)
+        gen, ref, details = shared_equal_count_features(ctx, self.fidelity_name, self.max_reference)
+        # The features are float32, returned as float64: exactly the same numbers.
+        p, r, f = prc_from_features(gen.float(), ref.float(), neighborhood=self.neighborhood)
         return MetricResult({"precision": p, "recall": r, "f_score": f},
-                            {**self.details(feats, ref), "prc_neighborhood": self.neighborhood})
+                            {**details, "n_reference": details["n_used"],
+                             "prc_neighborhood": self.neighborhood})
 
 
 @hookimpl

@@ -11,7 +11,9 @@ Shared by ``modes``, ``coverage``, ``prdc``, ``ndb`` and ``vendi`` (not a plugin
 * :class:`FeatureMetric`: skip and preflight of a metric that reads one layer of
   ``ctx.features()`` (the run's extractor; raw coordinates for vectors).
 * :func:`equal_count_features`: generated vs test-split features on equal numbers of points,
-  the smaller count (Naeem et al. 2020; Kynkaanniemi et al. 2019), with what was used.
+  the smaller count (Naeem et al. 2020; Kynkaanniemi et al. 2019), with what was used;
+  :func:`shared_equal_count_features` gives the same points, cut from the reference
+  features FID and KID read, so the job makes no extra pass over the test split.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 
 from genbench import EvalContext, Metric, features
@@ -112,3 +115,40 @@ def equal_count_features(ctx: EvalContext, layer_metric: str, max_reference: int
                "n_generated": ctx.num_samples, "n_reference_total": ref.n_total,
                "reference_cache": ref.cache, "reference_key": ref.key}
     return gen.double(), ref[layer].double(), details
+
+
+def shared_equal_count_features(ctx: EvalContext, layer_metric: str, max_reference: int
+                                ) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
+    """What :func:`equal_count_features` returns (the same ``n`` test items, the same
+    details), cut from the test split's features for ``max_reference`` items (the set
+    ``fid`` and ``kid`` read) instead of extracted again: the subset of ``n`` that
+    :func:`genbench.features.reference_indices` picks lies inside its subset of any larger
+    size (both are prefixes of one seeded permutation). ``details`` then names the cache
+    state and key of that larger set."""
+    feats = ctx.features()
+    layer = feats.layer(layer_metric)
+    ref = feats.test(max_reference)
+    n = min(ctx.num_samples, ref.n)
+    rows = reference_rows(ref, n)
+    reference = ref[layer] if rows is None else ref[layer][rows]
+    gen = feats.generated()[layer][:n]
+    details = {**feats.provenance(), "feature_layer": layer, "n_used": n,
+               "n_generated": ctx.num_samples, "n_reference_total": ref.n_total,
+               "reference_cache": ref.cache, "reference_key": ref.key}
+    return gen.double(), reference.double(), details
+
+
+def reference_rows(split: features.SplitFeatures, n: int) -> torch.Tensor | None:
+    """Rows of ``split`` (features of a fixed seeded subset of a split, or all of it) that
+    hold the items :func:`genbench.features.reference_indices` picks for ``n`` items of that
+    split (``None``: all rows)."""
+    if n > split.n:
+        raise ValueError(f"{n} items asked of features of {split.n}")
+    wanted = features.reference_indices(split.n_total, n)
+    if wanted is None:
+        return None
+    held = np.arange(split.n_total) if split.indices is None else split.indices.numpy()
+    rows = np.searchsorted(held, wanted.numpy())
+    if not np.array_equal(held[np.minimum(rows, len(held) - 1)], wanted.numpy()):
+        raise ValueError("the requested items are not among the features' items")
+    return torch.from_numpy(rows)

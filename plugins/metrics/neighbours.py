@@ -1,7 +1,7 @@
 """Nearest-neighbour geometry in feature space, in chunks: memory linear in the point count.
 
-Used by ``prdc`` (density and coverage) and meant for the other k-NN metrics (memorisation's
-nearest-training-neighbour distances). Distances are Euclidean, computed by scikit-learn in
+Used by ``prdc`` (density and coverage) and ``memorization`` (nearest-training-neighbour
+distances). Distances are Euclidean, computed by scikit-learn in
 float64: ``NearestNeighbors`` for k-th neighbour radii and ``pairwise_distances_chunked`` for
 ball membership, both in blocks of at most :data:`WORKING_MEMORY_MB` of distances, so a
 10,000 x 10,000 comparison never holds the 800 MB matrix. scikit-learn's OpenMP/BLAS threads
@@ -49,6 +49,20 @@ def kth_neighbour_distances(x, k: int) -> np.ndarray:
     with limited_sklearn():
         dist, _ = NearestNeighbors(n_neighbors=k, algorithm="brute").fit(x).kneighbors()
     return dist[:, k - 1]
+
+
+def nearest_neighbours(query, points, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """``(distances, indices)``, each ``(len(query), k)``: the ``k`` nearest rows of ``points``
+    to each row of ``query``, nearest first (a query that is itself one of ``points`` finds
+    itself at distance 0)."""
+    from sklearn.neighbors import NearestNeighbors
+
+    query, points = _array(query), _array(points)
+    if not 1 <= k <= len(points):
+        raise ValueError(f"{k} nearest neighbours need at least {k} points, got {len(points)}")
+    with limited_sklearn():
+        dist, idx = NearestNeighbors(n_neighbors=k, algorithm="brute").fit(points).kneighbors(query)
+    return dist, idx
 
 
 def ball_membership(query, centres, radii) -> tuple[np.ndarray, np.ndarray]:

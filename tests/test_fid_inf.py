@@ -1,0 +1,102 @@
+"""``fid-inf``: FD-infinity (Chong & Forsyth 2020) on Gaussians whose FID is known in closed
+form, and its fit against an independent least-squares fit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from genbench import DataInfo, EvalContext
+from genbench.errors import ConfigError
+from helpers import FixedSamples
+
+
+def whitened(rng, m, d):
+    """``m`` points whose sample mean is exactly 0 and sample covariance (ddof 1) exactly I."""
+    x = rng.standard_normal((m, d))
+    x -= x.mean(0)
+    chol = np.linalg.cholesky(np.cov(x, rowvar=False))
+    return np.linalg.solve(chol, x.T).T
+
+
+def gaussian_ctx(registries, tmp_path, seed, *, d=32, n=2000, m=5000):
+    """Reference: a Gaussian fitted exactly to N(0, I). Samples: ``n`` draws of
+    N(mu, diag(s^2)). The Frechet distance between the two Gaussians is
+    |mu|^2 + sum (s_i - 1)^2 (the covariances commute)."""
+    rng = np.random.default_rng(seed)
+    ref = whitened(rng, m, d)
+    mu, s = np.full(d, 0.1), np.linspace(0.7, 1.3, d)
+    gen = mu + s * rng.standard_normal((n, d))
+    closed_form = float(mu @ mu + ((s - 1) ** 2).sum())
+    info = DataInfo("gauss", "vector", (d,), fingerprint=f"gauss-{seed}-{d}-{m}")
+    f32 = lambda a: torch.from_numpy(a).float()  # noqa: E731
+    ctx = EvalContext(model=FixedSamples(info, f32(gen)), model_name="m", data_info=info,
+                      train=(f32(ref), None), test=(f32(ref), None), device=torch.device("cpu"),
+                      seed=0, num_samples=n, cache_dir=Path(tmp_path), registries=registries)
+    return ctx, closed_form
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_extrapolation_is_closer_to_the_closed_form_than_fid_at_the_largest_n(registries, tmp_path,
+                                                                              seed):
+    ctx, closed_form = gaussian_ctx(registries, tmp_path, seed)
+    out = registries.metrics.get("fid-inf")().compute(ctx)
+    at_largest = out.details["fid_at_largest_n"]
+    assert abs(out.values["fid_inf"] - closed_form) < abs(at_largest - closed_form)
+    assert at_largest > closed_form  # FID's bias is upwards
+    assert out.values["r2"] > 0.9
+
+
+def test_the_fit_and_the_counts(registries, tmp_path):
+    ctx, _ = gaussian_ctx(registries, tmp_path, 3)
+    fid = registries.metrics.get("fid")().compute(ctx)
+    out = registries.metrics.get("fid-inf")().compute(ctx)
+    d = out.details
+    # 15 counts evenly spaced from 10% of the samples to all of them (the paper's 5k..50k)
+    assert d["counts"] == [int(c) for c in np.linspace(200, 2000, 15).round()]
+    assert d["n_generated"] == 2000 and d["n_reference"] == 5000
+    # the largest count is every sample: the `fid` metric's value
+    assert d["fid_at_largest_n"] == pytest.approx(fid.values["fid"], rel=1e-9)
+    # an independent least-squares line through (1/N, FID): its intercept and r^2
+    x, y = 1.0 / np.asarray(d["counts"], dtype=float), np.asarray(d["fids"])
+    slope, intercept = np.polyfit(x, y, 1)
+    assert out.values["fid_inf"] == pytest.approx(intercept, rel=1e-9)
+    assert d["slope"] == pytest.approx(slope, rel=1e-9)
+    assert out.values["r2"] == pytest.approx(np.corrcoef(x, y)[0, 1] ** 2, rel=1e-9)
+    # seeded subsets: the same numbers again
+    again = registries.metrics.get("fid-inf")().compute(ctx)
+    assert again.values == out.values
+
+
+def test_reuses_the_jobs_features(registries, tmp_path, monkeypatch):
+    """No extraction of its own: after ``fid`` made the features, extracting is an error."""
+    ctx, _ = gaussian_ctx(registries, tmp_path, 4, n=400, m=600)
+    registries.metrics.get("fid")().compute(ctx)
+
+    def no_extraction(*args, **kwargs):
+        raise AssertionError("fid-inf extracted features")
+
+    monkeypatch.setattr(ctx.features().extractor, "features", no_extraction)
+    out = registries.metrics.get("fid-inf")(points=5).compute(ctx)
+    assert len(out.details["counts"]) == 5 and np.isfinite(out.values["fid_inf"])
+
+
+def test_sample_counts():
+    from genbench_plugins.metrics.fid_inf import sample_counts
+
+    assert sample_counts(50_000, 15, 0.1) == [int(c) for c in np.linspace(5000, 50_000, 15).round()]
+    assert sample_counts(10, 15, 0.1) == list(range(2, 11))  # rounded, no repeats
+    with pytest.raises(ValueError, match="range of sample counts"):
+        sample_counts(2, 15, 0.5)
+
+
+def test_directions_and_options(registries):
+    cls = registries.metrics.get("fid-inf")
+    assert cls.higher_is_better == {"fid_inf": False} and cls.primary == "fid_inf"  # r2 informative
+    for bad in ({"points": 1}, {"points": 0}, {"min_fraction": 0}, {"min_fraction": 1.0},
+                {"max_reference": 0}, {"rng_seed": -1}, {"points": 2.5}):
+        with pytest.raises(ConfigError):
+            cls(**bad)
