@@ -1,0 +1,260 @@
+"""``dinov2-vitb14``: weights never downloaded (a clear error naming file, sha256 and place),
+``genbench assets`` lists it, and with random weights of the real architecture (written by
+the test in the official checkpoint's layout) it embeds small gray and RGB images into 768-d
+features deterministically, gives a FID, and runs in a suite on a 28x28 image folder.
+
+ViT-B at 224 px costs about half a second per image on one CPU core, so every set is tiny.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from genbench import DataInfo, EvalContext
+from genbench.assets import AssetChecksumError, assets, resolve_weights
+from genbench.errors import AssetMissingError, ConfigError
+from genbench.features import feature_layer, load_extractor
+from genbench.paths import sha256_file
+from genbench_plugins.extractors.dinov2 import (
+    CHECKPOINT_GRID,
+    FEATURE_DIM,
+    GRID,
+    TIMM_MODEL,
+    WEIGHTS_FILENAME,
+    WEIGHTS_URL,
+    MissingDependencyError,
+    convert_checkpoint,
+    resize_like_pil,
+)
+from helpers import FixedSamples, run_inline, tiny_spec
+
+NAME = "dinov2-vitb14"
+GRAY28 = DataInfo("gray28", "image", (1, 28, 28), fingerprint="gray28-test")
+RGB32 = DataInfo("rgb32", "image", (3, 32, 32), fingerprint="rgb32-test")
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Any download attempt fails the test loudly (and nothing reaches the network)."""
+    import socket
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"tried to download: {args[:1]}")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", refuse)
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+
+
+@pytest.fixture(scope="module")
+def random_weights(tmp_path_factory):
+    """A weights file laid out as Meta's ``dinov2_vitb14_pretrain.pth``: timm's key names plus
+    ``mask_token``, position embedding on the 37 x 37 grid of 518 px; random values (seeded).
+
+    The layer scales are set to 1: at their initial 1e-5 every block is nearly the identity
+    and all images get almost the same class token."""
+    timm = pytest.importorskip("timm")
+    torch.manual_seed(0)
+    model = timm.create_model(TIMM_MODEL, pretrained=False, num_classes=0, img_size=518)
+    state = model.state_dict()
+    for key in state:
+        if key.endswith(("ls1.gamma", "ls2.gamma")):
+            state[key] = torch.ones_like(state[key])
+    assert state["pos_embed"].shape == (1, 1 + CHECKPOINT_GRID ** 2, FEATURE_DIM)
+    state["mask_token"] = torch.zeros(1, FEATURE_DIM)
+    path = tmp_path_factory.mktemp("dinov2") / WEIGHTS_FILENAME
+    torch.save(state, path)
+    yield path
+    path.unlink()  # 346 MB: not left behind in pytest's kept temp folders
+
+
+def u8(n, c, size, seed):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (n, c, size, size), dtype=torch.uint8, generator=g)
+
+
+# -- without weights (no timm needed) -------------------------------------------------------
+
+def test_missing_weights_error_names_file_sha256_and_destination(registries, no_network, tmp_path):
+    cls = registries.extractors.get(NAME)
+    expected = Path(os.environ["TORCH_HOME"]) / "hub" / "checkpoints" / WEIGHTS_FILENAME
+    assert cls.default_weights_path() == expected
+    with pytest.raises(AssetMissingError) as err:
+        load_extractor(NAME, cls, GRAY28)
+    msg = str(err.value)
+    assert not isinstance(err.value, AssetChecksumError)
+    assert WEIGHTS_FILENAME in msg and "sha256 not recorded" in msg
+    assert WEIGHTS_URL in msg and str(expected) in msg
+    assert f"genbench assets add {NAME} FILE" in msg and "--feature-weights" in msg
+    assert not expected.exists()
+    # preflight fails the same way before anything trains, for every feature metric but IS
+    for metric in ("fid", "kid", "prc"):
+        with pytest.raises(AssetMissingError, match=WEIGHTS_FILENAME):
+            registries.metrics.get(metric)().preflight(
+                GRAY28, feature_extractor=NAME, feature_weights=None, registries=registries)
+    with pytest.raises(AssetMissingError, match="does not exist"):
+        load_extractor(NAME, cls, GRAY28, weights=tmp_path / "nope.pth")
+
+
+def test_assets_lists_the_file_without_a_recorded_sha256(registries, tmp_path):
+    runner = CliRunner()
+    rows = {r["extractor"]: r for r in json.loads(
+        runner.invoke(assets, ["list", "--json"], obj={"registries": registries}).output)}
+    row = rows[NAME]
+    assert row["status"] == "missing" and not row["ok"] and row["url"] == WEIGHTS_URL
+    assert row["filename"] == WEIGHTS_FILENAME and row["sha256_expected"] is None
+    assert row["path"].endswith(f"hub/checkpoints/{WEIGHTS_FILENAME}")
+    table = runner.invoke(assets, [], obj={"registries": registries}).output
+    line = next(s for s in table.splitlines() if s.startswith(NAME))
+    assert " missing " in line and line.rstrip().endswith("not recorded")
+    assert f"get it from {WEIGHTS_URL}" in table
+    # no digest to check against: any file is accepted, and its own digest is reported
+    weights = tmp_path / WEIGHTS_FILENAME
+    weights.write_bytes(b"stand-in")
+    added = runner.invoke(assets, ["add", NAME, str(weights)], obj={"registries": registries})
+    assert added.exit_code == 0, added.output
+    rows = {r["extractor"]: r for r in json.loads(
+        runner.invoke(assets, ["list", "--json"], obj={"registries": registries}).output)}
+    assert rows[NAME]["status"] == "present (sha256 not recorded)" and rows[NAME]["ok"]
+    assert rows[NAME]["sha256_actual"] == sha256_file(weights)
+    path, sha, verified = resolve_weights(NAME, registries.extractors.get(NAME))
+    assert sha == sha256_file(weights) and verified is False
+
+
+def test_no_inception_score_and_images_only(registries, tmp_path):
+    cls = registries.extractors.get(NAME)
+    assert feature_layer(cls, "isc") is None
+    assert {m: feature_layer(cls, m) for m in ("fid", "kid", "prc")} == dict.fromkeys(("fid", "kid", "prc"), "cls")
+    x = torch.rand(4, 1, 28, 28)
+    ctx = EvalContext(model=FixedSamples(GRAY28, x), model_name="m", data_info=GRAY28,
+                      train=(x, None), test=(x, None), device=torch.device("cpu"), seed=0,
+                      num_samples=4, cache_dir=tmp_path, feature_extractor=NAME,
+                      registries=registries)
+    assert "no class logits" in registries.metrics.get("isc")().skip_reason(ctx)
+    assert "embeds images" in cls.supports(DataInfo("pts", "vector", (2,)))
+    assert "4 channels" in cls.supports(DataInfo("rgba", "image", (4, 8, 8)))
+
+
+def test_without_timm_the_error_says_how_to_install_it(registries, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "timm", None)  # `import timm` raises ImportError
+    weights = tmp_path / WEIGHTS_FILENAME
+    weights.write_bytes(b"never read")
+    with pytest.raises(MissingDependencyError, match=r'genbench\[dinov2\]'):
+        load_extractor(NAME, registries.extractors.get(NAME), GRAY28, weights=weights)
+
+
+def test_resize_matches_pil_bicubic():
+    """dgm-eval resizes PIL images to 224 x 224 with BICUBIC; the tensor path agrees to within
+    PIL's fixed-point rounding. Square images only: for non-square ones, which pass PIL runs
+    first has differed between Pillow builds."""
+    rng = np.random.default_rng(0)
+    for h, w in ((28, 28), (32, 32), (8, 8), (300, 300), (224, 224)):
+        a = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        pil = np.asarray(Image.fromarray(a).resize((224, 224), Image.BICUBIC), dtype=np.float32)
+        ours = resize_like_pil(torch.from_numpy(a).permute(2, 0, 1)[None])[0].permute(1, 2, 0).numpy()
+        diff = np.abs(ours - pil)
+        assert diff.max() <= 2 and (diff > 0).mean() < 0.01, (h, w)
+
+
+def test_checkpoint_conversion_resamples_the_position_grid():
+    dim = FEATURE_DIM
+    pos = torch.cat([torch.full((1, 1, dim), 7.0), torch.full((1, CHECKPOINT_GRID ** 2, dim), 0.25)], 1)
+    state = {"mask_token": torch.zeros(1, dim), "pos_embed": pos,
+             "blocks.0.3.norm1.weight": torch.ones(dim)}  # a chunked checkpoint's block name
+    out = convert_checkpoint(state)
+    assert set(out) == {"pos_embed", "blocks.3.norm1.weight"}
+    assert out["pos_embed"].shape == (1, 1 + GRID ** 2, dim)
+    assert torch.all(out["pos_embed"][:, 0] == 7.0)
+    assert torch.allclose(out["pos_embed"][:, 1:], torch.tensor(0.25), atol=1e-6)  # constant stays
+    same = convert_checkpoint({"pos_embed": out["pos_embed"]})["pos_embed"]  # timm's 224 px layout
+    assert torch.equal(same, out["pos_embed"])
+
+
+# -- random weights of the real architecture ---------------------------------------------------
+
+def test_random_weights_give_deterministic_768d_features(registries, random_weights, no_network, tmp_path):
+    cls = registries.extractors.get(NAME)
+    gray = load_extractor(NAME, cls, GRAY28, weights=random_weights)
+    assert gray.weights_sha256 == sha256_file(random_weights) and gray.weights_verified is None
+    assert gray.requested_layers == ["cls"] and gray.layers["isc"] is None
+    x_gray = torch.rand(2, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+    f1 = gray.features(x_gray, batch_size=2)["cls"]
+    assert f1.shape == (2, FEATURE_DIM) and f1.dtype == torch.float32 and torch.isfinite(f1).all()
+    assert torch.equal(gray.features(x_gray, batch_size=2)["cls"], f1)        # deterministic
+    assert torch.allclose(gray.features(x_gray, batch_size=1)["cls"], f1, atol=1e-4)  # per item
+    assert (f1[0] - f1[1]).norm() > 1.0                                        # inputs matter
+
+    rgb = load_extractor(NAME, cls, RGB32, weights=random_weights)
+    f2 = rgb.features(u8(2, 3, 32, seed=2), batch_size=2)["cls"]
+    assert f2.shape == (2, FEATURE_DIM) and torch.isfinite(f2).all()
+    # a gray image is the RGB image with its channel repeated (and the same network)
+    as_rgb = x_gray.mul(255).round().to(torch.uint8).expand(-1, 3, -1, -1)
+    assert torch.equal(rgb.module(as_rgb)[0], f1)
+    with pytest.raises(ValueError, match="uint8 images"):
+        rgb.module(torch.rand(1, 3, 32, 32))
+
+    # the model's own state dict (timm's layout, 224 px grid) loads to the same network
+    timm_layout = tmp_path / "timm-layout.pth"
+    torch.save(gray.module.model.state_dict(), timm_layout)
+    again = load_extractor(NAME, cls, GRAY28, weights=timm_layout)
+    assert torch.equal(again.features(x_gray, batch_size=2)["cls"], f1)
+    timm_layout.unlink()  # 346 MB
+
+
+def test_a_foreign_checkpoint_is_a_clear_error(registries, random_weights, tmp_path):
+    wrong = tmp_path / "vits14.pth"
+    torch.save({"cls_token": torch.zeros(1, 1, 384), "pos_embed": torch.zeros(1, 1370, 384)}, wrong)
+    with pytest.raises(ConfigError, match="not a DINOv2 ViT-B/14 checkpoint"):
+        load_extractor(NAME, registries.extractors.get(NAME), GRAY28, weights=wrong)
+
+
+def test_fid_between_two_small_sets(registries, random_weights, no_network, tmp_path):
+    g = torch.Generator().manual_seed(3)
+    ref = torch.rand(4, 3, 32, 32, generator=g)
+    gen = (ref + 0.5 * torch.rand(4, 3, 32, 32, generator=g)).clamp(0, 1)
+
+    ctx = EvalContext(model=FixedSamples(RGB32, gen), model_name="m", data_info=RGB32,
+                      train=(ref, None), test=(ref, None), device=torch.device("cpu"), seed=0,
+                      num_samples=len(gen), cache_dir=tmp_path, feature_extractor=NAME,
+                      feature_weights=str(random_weights), registries=registries)
+    # one FID only: the matrix square root of 768 x 768 covariances takes seconds on one core
+    r = registries.metrics.get("fid")().compute(ctx)
+    assert r.details["feature_extractor"] == NAME and r.details["n_reference"] == 4
+    assert r.details["weights_sha256"] == sha256_file(random_weights)
+    value = r.values["fid"]
+    assert math.isfinite(value) and value > 0
+
+
+def test_runs_in_a_suite_on_a_28x28_image_folder(registries, random_weights, tmp_path):
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "faces"
+    folder.mkdir()
+    for i in range(8):
+        Image.fromarray(rng.integers(0, 256, (28, 28), dtype=np.uint8)).save(folder / f"{i}.png")
+    spec = tiny_spec(
+        datasets=[{"name": "image-folder",
+                   "params": {"path": str(folder), "size": 28, "channels": 1, "test_fraction": 0.5}}],
+        models=["train-data"], metrics=["kid", "prc", "isc"], num_samples=4,
+        budget={"steps": 1, "batch_size": 4},
+        feature_extractor=NAME, feature_weights=str(random_weights))
+    report = run_inline(spec, tmp_path / "out", registries)
+    (job,) = report.ran
+    assert job.status == "ok", job.error
+    by_name = {m.metric: m for m in job.metrics}
+    for metric in ("kid", "prc"):  # FID: test_fid_between_two_small_sets
+        m = by_name[metric]
+        assert m.status == "ok", (metric, m.message)
+        assert m.values and all(math.isfinite(v) for v in m.values.values())
+        assert m.details["feature_extractor"] == NAME
+        assert m.details["weights_sha256"] == sha256_file(random_weights)
+    assert by_name["isc"].status == "skipped" and "no class logits" in by_name["isc"].message
