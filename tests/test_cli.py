@@ -383,7 +383,8 @@ def test_interrupted_run_resumes_with_every_job_stored_once(tmp_path, how):
     to the whole process group): finished jobs stay, the rerun does only the rest."""
     out = tmp_path / "o"
     spec = write_spec(tmp_path / "s.toml", SPEC.replace("seeds = [0]", "seeds = [0, 1, 2, 3]")
-                      .replace("steps = 30", "steps = 300\ncheckpoint_every = 50"))
+                      # long enough (~1.5 s a job) that the run is still going when one is stored
+                      .replace("steps = 30", "steps = 1500\ncheckpoint_every = 250"))
     db = out / "results.db"
     ctrl_c = how.startswith("ctrl-c")
     args = ["run", str(spec), "--out", str(out), *(["--jobs", "2"] if ctrl_c else [])]
