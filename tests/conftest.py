@@ -38,3 +38,20 @@ def registries():
 @pytest.fixture
 def digits(registries):
     return registries.datasets.get("digits")()
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Any download attempt (torch hub, torch-fidelity's Inception, a socket) fails the test
+    loudly, and nothing reaches the network."""
+    import socket
+
+    import torch_fidelity.feature_extractor_inceptionv3 as tf_inception
+
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"tried to download: {args[:1]}")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", refuse)
+    monkeypatch.setattr(tf_inception, "load_state_dict_from_url", refuse)
+    monkeypatch.setattr(socket.socket, "connect", refuse)

@@ -43,19 +43,6 @@ GRAY28 = DataInfo("gray28", "image", (1, 28, 28), fingerprint="gray28-test")
 RGB32 = DataInfo("rgb32", "image", (3, 32, 32), fingerprint="rgb32-test")
 
 
-@pytest.fixture
-def no_network(monkeypatch):
-    """Any download attempt fails the test loudly (and nothing reaches the network)."""
-    import socket
-
-    def refuse(*args, **kwargs):
-        raise AssertionError(f"tried to download: {args[:1]}")
-
-    monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", refuse)
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-
-
 @pytest.fixture(scope="module")
 def random_weights(tmp_path_factory):
     """A weights file laid out as Meta's ``dinov2_vitb14_pretrain.pth``: timm's key names plus

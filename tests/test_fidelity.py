@@ -456,22 +456,6 @@ def test_kid_subset_size_adapts_to_small_sets(registries, random_extractor, tmp_
 
 # -- inception-v3-compat offline ----------------------------------------------------------
 
-@pytest.fixture
-def no_network(monkeypatch):
-    """Any download attempt fails the test loudly (and nothing reaches the network)."""
-    import socket
-
-    import torch_fidelity.feature_extractor_inceptionv3 as tf_inception
-
-    def refuse(*args, **kwargs):
-        raise AssertionError(f"tried to download: {args[:1]}")
-
-    monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", refuse)
-    monkeypatch.setattr(tf_inception, "load_state_dict_from_url", refuse)
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-
-
 def test_missing_inception_weights_is_a_clear_error(registries, digits, tmp_path, no_network):
     info = digits.info()
     ctx = make_ctx(FixedSamples(info, digits.tensors("train")[0][:20]), info, digits.tensors("test"),

@@ -25,6 +25,8 @@ marks the run diverged.
 
 from __future__ import annotations
 
+import abc
+
 import torch
 from torch import nn
 
@@ -128,10 +130,10 @@ class GANBase(GenerativeModel):
             return [shape]
         return pyramid_shapes(shape, self.stab.multiscale)
 
+    @abc.abstractmethod
     def build_trunk(self, in_shape: tuple[int, ...]) -> tuple[nn.Module, int]:
         """D's body for inputs of ``in_shape``: the module and its number of output features
         (the head, a linear layer to one judgement, is added by :class:`Discriminator`)."""
-        raise NotImplementedError
 
     def init_weights(self, module: nn.Module) -> None:
         """Initialise a freshly built network (before spectral norm). Default: torch's."""
@@ -171,14 +173,15 @@ class GANBase(GenerativeModel):
         return self.generator(z).reshape(n, *self.shape)
 
     # -- losses (subclasses choose) ------------------------------------------------------
+    @abc.abstractmethod
     def discriminator_loss(self, real: torch.Tensor, fake: torch.Tensor
                            ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """D's loss on a real and a fake batch (model space, equal sizes), and any parts to
         report beside it."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def generator_loss(self, fake: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        """G's loss on a fake batch (model space)."""
 
     # -- training ------------------------------------------------------------------------
     def train_step(self, batch, step: int) -> dict[str, torch.Tensor]:
