@@ -56,6 +56,14 @@ class AssetMissingError(GenbenchError):
     """A weights file (or another asset) is not where genbench looks for it."""
 
 
+class AssetInvalidError(AssetMissingError):
+    """A weights file is present but not usable as it is (an older format, missing entries)."""
+
+
+class MissingDependencyError(GenbenchError, ImportError):
+    """An optional package a plugin needs is not installed; the message says how to install it."""
+
+
 class TrainingDiverged(GenbenchError):
     """A loss became NaN or infinite during training."""
 

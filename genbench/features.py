@@ -96,7 +96,8 @@ class ExtractorMixin:
       :meth:`default_weights_path` is where genbench looks for it; ``genbench assets`` lists
       and installs it there.
     * :meth:`supports` says whether the extractor applies to a dataset; :meth:`init_kwargs`
-      adds constructor keywords that depend on the dataset.
+      adds constructor keywords that depend on the dataset; :meth:`check_dependencies`
+      fails before training when an optional package it needs is missing.
 
     Metric layers come from torch-fidelity's ``get_default_feature_layer_for_metric``; an
     extractor without class logits returns ``None`` for ``"isc"`` and IS is then skipped.
@@ -123,6 +124,12 @@ class ExtractorMixin:
     def init_kwargs(cls, data_info: DataInfo) -> dict[str, Any]:
         """Extra constructor keywords for this dataset (default: none)."""
         return {}
+
+    @classmethod
+    def check_dependencies(cls) -> None:
+        """Raise :class:`~genbench.errors.MissingDependencyError`, saying how to install it,
+        when a package the extractor imports is missing (checked before training; default:
+        nothing to check). Must be cheap: look the package up, do not import it."""
 
 
 def _default_supports(cls: type, data_info: DataInfo) -> str | None:
@@ -288,6 +295,7 @@ def preflight(metric: str, data_info: DataInfo, *, feature_extractor: str | None
 
     ``metric`` is one of :data:`LAYER_METRICS` (the layer the metric reads). Raises
     :class:`~genbench.errors.UnknownNameError` for an unknown extractor and
+    :class:`~genbench.errors.MissingDependencyError` for a package the extractor needs and
     :class:`~genbench.errors.AssetMissingError` / :class:`~genbench.assets.AssetChecksumError`
     for a missing or damaged weights file. Cases :func:`skip_reason` turns into a recorded skip
     (no extractor chosen, one that does not apply to the data or has no layer for ``metric``)
@@ -302,6 +310,9 @@ def preflight(metric: str, data_info: DataInfo, *, feature_extractor: str | None
     cls = registries.extractors.get(name)
     if extractor_skip_reason(name, cls, data_info) is not None or feature_layer(cls, metric) is None:
         return
+    check_dependencies = getattr(cls, "check_dependencies", None)  # plain torch-fidelity classes
+    if check_dependencies is not None:
+        check_dependencies()
     resolve_weights(name, cls, feature_weights)
 
 

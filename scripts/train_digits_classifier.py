@@ -6,8 +6,10 @@
 Deterministic: fixed seed, one CPU thread, deterministic algorithms, and the ``digits``
 dataset's fixed train split (split_seed 0, test_fraction 0.2). Inputs are quantized to
 uint8 levels exactly as the extractor sees them at evaluation time, and each training batch
-is shifted by up to one pixel (seeded) for robustness. Prints the test-split accuracy and the
-sha256 to record in ``genbench_plugins.extractors.digits_cnn.WEIGHTS_SHA256``.
+is shifted by up to one pixel (seeded) for robustness. After training, the features'
+``feature_scale`` is set so that the mean of ``x.y / d`` over distinct train-split pairs is
+``FEATURE_PAIR_TARGET`` (KID's kernel regime). Prints the test-split accuracy and the sha256
+to record in ``genbench_plugins.extractors.digits_cnn.WEIGHTS_SHA256``.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ import torch
 from torch.nn import functional as F
 
 from genbench_plugins.datasets.embedded import Digits
-from genbench_plugins.extractors.digits_cnn import WEIGHTS_PATH, DigitsNet, quantize
+from genbench_plugins.extractors.digits_cnn import (FEATURE_PAIR_TARGET, WEIGHTS_PATH, DigitsNet,
+                                                    quantize)
 
 
 @contextlib.contextmanager
@@ -59,6 +62,26 @@ def accuracy(net: DigitsNet, x: torch.Tensor, y: torch.Tensor) -> float:
     return float((pred == y).float().mean())
 
 
+def mean_pair_product(features: torch.Tensor) -> float:
+    """The mean of ``x.y / d`` over distinct pairs of rows of ``features`` (N, d)."""
+    f = features.double()
+    n, d = f.shape
+    total = f.sum(0)
+    pairs = (total @ total - (f * f).sum()) / (n * (n - 1))   # sum over i != j of x_i . x_j
+    return float(pairs / d)
+
+
+def calibrate_feature_scale(net: DigitsNet, x_train: torch.Tensor,
+                            target: float = FEATURE_PAIR_TARGET) -> float:
+    """Set ``net.feature_scale`` so the train split's mean ``x.y / d`` is ``target``; return it."""
+    net.eval()
+    with torch.no_grad():
+        net.feature_scale.fill_(1.0)
+        raw = mean_pair_product(net(quantize(x_train))[0])
+        net.feature_scale.fill_((target / raw) ** 0.5)
+    return float(net.feature_scale)
+
+
 def train_digits_classifier(epochs: int = 40, seed: int = 0, batch_size: int = 64,
                             lr: float = 2e-3, weight_decay: float = 1e-4,
                             log: bool = False) -> tuple[DigitsNet, float]:
@@ -89,7 +112,7 @@ def train_digits_classifier(epochs: int = 40, seed: int = 0, batch_size: int = 6
                 print(f"epoch {epoch + 1}: loss {loss.item():.4f}, "
                       f"test accuracy {accuracy(net, x_te, y_te):.4f}", file=sys.stderr)
         acc = accuracy(net, x_te, y_te)
-    net.eval()
+        calibrate_feature_scale(net, x_tr)
     return net, acc
 
 
@@ -111,7 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     blob = state_bytes(net)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_bytes(blob)
-    print(f"test accuracy {acc:.4f} in {time.perf_counter() - t0:.1f} s")
+    print(f"test accuracy {acc:.4f}, feature scale {float(net.feature_scale):.6g}, "
+          f"in {time.perf_counter() - t0:.1f} s")
     print(f"wrote {args.out} ({len(blob)} bytes), sha256 {hashlib.sha256(blob).hexdigest()}")
     return 0 if acc >= 0.97 else 1
 

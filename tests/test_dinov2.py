@@ -22,7 +22,7 @@ from PIL import Image
 
 from genbench import DataInfo, EvalContext
 from genbench.assets import AssetChecksumError, assets, resolve_weights
-from genbench.errors import AssetMissingError, ConfigError
+from genbench.errors import AssetMissingError, ConfigError, MissingDependencyError
 from genbench.features import feature_layer, load_extractor
 from genbench.paths import sha256_file
 from genbench_plugins.extractors.dinov2 import (
@@ -32,7 +32,6 @@ from genbench_plugins.extractors.dinov2 import (
     TIMM_MODEL,
     WEIGHTS_FILENAME,
     WEIGHTS_URL,
-    MissingDependencyError,
     convert_checkpoint,
     resize_like_pil,
 )
@@ -138,6 +137,12 @@ def test_without_timm_the_error_says_how_to_install_it(registries, tmp_path, mon
     weights.write_bytes(b"never read")
     with pytest.raises(MissingDependencyError, match=r'genbench\[dinov2\]'):
         load_extractor(NAME, registries.extractors.get(NAME), GRAY28, weights=weights)
+    # ... and the preflight says so before any training, whether the weights are there or not
+    for path in (weights, None):
+        for metric in ("fid", "prdc", "memorization"):
+            with pytest.raises(MissingDependencyError, match=r'genbench\[dinov2\]'):
+                registries.metrics.get(metric)().preflight(
+                    GRAY28, feature_extractor=NAME, feature_weights=path, registries=registries)
 
 
 def test_resize_matches_pil_bicubic():

@@ -40,6 +40,43 @@ def test_shipped_digits_weights_match_their_recorded_sha256(registries):
     assert all(isinstance(v, torch.Tensor) for v in state.values())
 
 
+def test_digits_cnn_features_sit_in_kids_kernel_regime(registries, digits):
+    """The stored scale puts the mean of x.y / d over distinct train pairs in [0.1, 1] (it is
+    about 20 in the raw ReLU features); the logits do not depend on it."""
+    from genbench_plugins.extractors.digits_cnn import DigitsNet, quantize
+
+    cls = registries.extractors.get("digits-cnn")
+    x = digits.tensors("train")[0]
+    feats = load_extractor("digits-cnn", cls, digits.info()).features(x)["penultimate"].double()
+    n, d = feats.shape
+    gram = feats @ feats.T / d
+    pair_mean = (gram.sum() - gram.diagonal().sum()) / (n * (n - 1))
+    assert 0.1 <= pair_mean <= 1.0, pair_mean
+
+    state = torch.load(cls.default_weights_path(), weights_only=True)
+    scale = float(state["feature_scale"])
+    net = DigitsNet()
+    net.load_state_dict(state)
+    net.feature_scale.fill_(1.0)
+    with torch.no_grad():
+        raw, raw_logits = net(quantize(x))
+    assert torch.allclose(feats, scale * raw.double(), rtol=1e-5, atol=1e-6)
+    assert torch.allclose(load_extractor("digits-cnn", cls, digits.info()).features(x)["logits"],
+                          raw_logits, atol=1e-5)
+
+
+def test_digits_weights_without_a_feature_scale_are_refused(registries, digits, tmp_path):
+    from genbench.errors import AssetInvalidError
+
+    cls = registries.extractors.get("digits-cnn")
+    state = torch.load(cls.default_weights_path(), weights_only=True)
+    del state["feature_scale"]
+    old = tmp_path / "old-digits-cnn.pt"
+    torch.save(state, old)
+    with pytest.raises(AssetInvalidError, match=r"feature_scale.*train_digits_classifier\.py"):
+        load_extractor("digits-cnn", cls, digits.info(), weights=old)
+
+
 def test_digits_cnn_is_at_least_97_percent_accurate_on_the_test_split(registries, digits):
     ext = load_extractor("digits-cnn", registries.extractors.get("digits-cnn"), digits.info())
     x, y = digits.tensors("test")
@@ -57,6 +94,15 @@ def test_training_script_reaches_97_percent(digits):
     with torch.no_grad():
         pred = net(to_uint8_images(x)[:, :1].float() / 255.0)[1].argmax(1)
     assert (pred == y).float().mean().item() == pytest.approx(accuracy)
+    # the script calibrates the feature scale on the train split to the documented target
+    from genbench_plugins.extractors.digits_cnn import FEATURE_PAIR_TARGET
+
+    with torch.no_grad():
+        feats = net(to_uint8_images(digits.tensors("train")[0])[:, :1].float() / 255.0)[0].double()
+    gram = feats @ feats.T / feats.shape[1]
+    n = len(feats)
+    assert ((gram.sum() - gram.diagonal().sum()) / (n * (n - 1))).item() == pytest.approx(
+        FEATURE_PAIR_TARGET, rel=1e-4)
 
 
 def test_stacked_digits_classify_each_channel(registries, digits):

@@ -63,7 +63,7 @@ def test_precision_recall_use_equal_counts(registries, tmp_path, n_gen, n_test):
 @pytest.mark.parametrize("n_gen, max_reference", [(500, 10_000), (500, 600), (900, 650), (50, 700)])
 def test_shared_equal_counts_are_the_same_points_without_another_pass(registries, tmp_path, n_gen,
                                                                       max_reference, monkeypatch):
-    """The reference features FID reads, cut to the subset prdc's ``equal_count_features``
+    """The reference features FID reads, cut to the subset ``equal_count_features``
     extracts on its own: the same items, the same numbers, one pass over the test split."""
     from genbench_plugins.metrics.inputs import equal_count_features, shared_equal_count_features
 

@@ -5,6 +5,13 @@ weights ship in ``weights/digits_cnn.pt`` (a plain state_dict) with their sha256
 :data:`WEIGHTS_SHA256`. Features: ``penultimate`` (the 64 ReLU units before the classifier;
 FID, KID, precision/recall) and ``logits`` (10 classes; Inception Score).
 
+The penultimate features are multiplied by a fixed ``feature_scale`` stored in the weights
+file (a buffer of :class:`DigitsNet`), chosen when the weights were trained so that the mean
+of ``x.y / d`` over pairs of train-split features is :data:`FEATURE_PAIR_TARGET`. Raw ReLU
+features sit far outside the regime KID's cubic kernel ``(x.y / d + 1) ** 3`` assumes (mean
+``x.y / d`` about 20), which made KID values run into the thousands; FID scales by
+``feature_scale ** 2``. The logits are computed from the unscaled features.
+
 Gray digits (``digits``, 1x8x8) arrive from torch-fidelity as three identical uint8
 channels and are classified once. Stacked digits (3x8x8, one digit per channel) are
 classified channel by channel: ``penultimate`` concatenates the three 64-unit vectors (192)
@@ -25,18 +32,21 @@ from torch.nn import functional as F
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 
 from genbench import DataInfo, ExtractorMixin
-from genbench.errors import AssetMissingError, ConfigError
+from genbench.errors import AssetInvalidError, AssetMissingError, ConfigError
 
 #: The shipped weights file, next to this module.
 WEIGHTS_PATH = Path(__file__).parent / "weights" / "digits_cnn.pt"
 #: sha256 of the shipped weights file (checked by the tests and by ``genbench assets``).
-WEIGHTS_SHA256 = "509e3abd4ac21ef1b92faf7b0198d6b896542c4064e696ae9cfbc39769e35d68"
+WEIGHTS_SHA256 = "2450e13afd2f9e0936df88993e6b7e1a4f46cc063df717ca17297fd8f90b784e"
 FEATURE_DIM = 64
 NUM_CLASSES = 10
+#: The mean of ``x.y / d`` over distinct train-split pairs that ``feature_scale`` is chosen for.
+FEATURE_PAIR_TARGET = 0.5
 
 
 class DigitsNet(nn.Module):
-    """Conv 32-32-pool-64-pool, then a 64-unit ReLU layer (the features) and 10 logits."""
+    """Conv 32-32-pool-64-pool, then a 64-unit ReLU layer (the features, times the stored
+    ``feature_scale``) and 10 logits."""
 
     def __init__(self):
         super().__init__()
@@ -47,11 +57,12 @@ class DigitsNet(nn.Module):
             nn.Flatten(), nn.Linear(256, FEATURE_DIM), nn.ReLU(),
         )
         self.head = nn.Linear(FEATURE_DIM, NUM_CLASSES)
+        self.register_buffer("feature_scale", torch.tensor(1.0))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``x``: (N, 1, 8, 8) in [0, 1]. Returns (features (N, 64), logits (N, 10))."""
         f = self.body(x)
-        return f, self.head(f)
+        return f * self.feature_scale, self.head(f)
 
 
 def quantize(x: torch.Tensor) -> torch.Tensor:
@@ -80,7 +91,13 @@ class DigitsCNNExtractor(ExtractorMixin, FeatureExtractorBase):
                 f"digits-cnn weights {path} are missing; they ship with genbench (reinstall it) or "
                 "can be rebuilt with `python scripts/train_digits_classifier.py`")
         self.net = DigitsNet()
-        self.net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if "feature_scale" not in state:
+            raise AssetInvalidError(
+                f"digits-cnn weights {path} have no 'feature_scale' entry (written by a genbench "
+                "before 0.2); rebuild them with `python scripts/train_digits_classifier.py --out "
+                f"{path}` or use the weights that ship with genbench")
+        self.net.load_state_dict(state)
         self.requires_grad_(False)
         self.eval()
 

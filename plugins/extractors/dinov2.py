@@ -35,6 +35,7 @@ convention), so KID values are comparable with published DINOv2 KIDs.
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import re
 from pathlib import Path
@@ -45,7 +46,7 @@ from torch.nn import functional as F
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 
 from genbench import ExtractorMixin
-from genbench.errors import AssetMissingError, ConfigError, GenbenchError
+from genbench.errors import AssetMissingError, ConfigError, MissingDependencyError
 
 WEIGHTS_FILENAME = "dinov2_vitb14_pretrain.pth"
 WEIGHTS_URL = "https://dl.fbaipublicfiles.com/dinov2/dinov2_vitb14/dinov2_vitb14_pretrain.pth"
@@ -53,6 +54,8 @@ WEIGHTS_URL = "https://dl.fbaipublicfiles.com/dinov2/dinov2_vitb14/dinov2_vitb14
 WEIGHTS_SHA256 = None
 TIMM_MODEL = "vit_base_patch14_dinov2"
 INSTALL_HINT = 'pip install "genbench[dinov2]"  (or: pip install "timm>=0.9")'
+MISSING_TIMM = ("feature extractor 'dinov2-vitb14' needs the timm package, which is not "
+                f"installed: {INSTALL_HINT}")
 
 INPUT_SIZE = 224
 PATCH_SIZE = 14
@@ -66,10 +69,6 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-class MissingDependencyError(GenbenchError, ImportError):
-    """An optional package an extractor needs is not installed."""
-
-
 def build_backbone() -> nn.Module:
     """timm's DINOv2 ViT-B/14 for 224 px inputs, randomly initialised, without a head.
 
@@ -78,9 +77,7 @@ def build_backbone() -> nn.Module:
     try:
         import timm
     except ImportError as exc:
-        raise MissingDependencyError(
-            f"feature extractor 'dinov2-vitb14' needs the timm package, which is not installed: "
-            f"{INSTALL_HINT}") from exc
+        raise MissingDependencyError(MISSING_TIMM) from exc
     return timm.create_model(TIMM_MODEL, pretrained=False, img_size=INPUT_SIZE, num_classes=0)
 
 
@@ -157,6 +154,12 @@ class DINOv2ViTB14(ExtractorMixin, FeatureExtractorBase):
     weights_filename = WEIGHTS_FILENAME
     weights_sha256 = WEIGHTS_SHA256
     weights_url = WEIGHTS_URL
+
+    @classmethod
+    def check_dependencies(cls) -> None:
+        # find_spec does not import timm (seconds); it is None when timm is not installed.
+        if importlib.util.find_spec("timm") is None:
+            raise MissingDependencyError(MISSING_TIMM)
 
     def __init__(self, name, features_list, feature_extractor_weights_path=None, **kwargs):
         super().__init__(name, features_list)

@@ -20,7 +20,7 @@ from __future__ import annotations
 from genbench import EvalContext, MetricResult, hookimpl
 from genbench.errors import ConfigError
 
-from .inputs import FeatureMetric, equal_count_features, positive_int
+from .inputs import FeatureMetric, positive_int, shared_equal_count_features
 from .neighbours import ball_membership, kth_neighbour_distances
 
 
@@ -49,7 +49,7 @@ class DensityCoverage(FeatureMetric):
         self.k, self.max_reference = k, max_reference
 
     def compute(self, ctx: EvalContext) -> MetricResult:
-        gen, ref, details = equal_count_features(ctx, self.layer_metric, self.max_reference)
+        gen, ref, details = shared_equal_count_features(ctx, self.layer_metric, self.max_reference)
         if len(ref) <= self.k:
             raise ValueError(f"prdc needs more than k={self.k} points of each set, got {len(ref)}")
         return MetricResult(density_coverage(ref, gen, self.k), {**details, "k": self.k})
