@@ -153,8 +153,11 @@ def _terminate_as_interrupt(signum, frame):
               help="torch CPU threads per worker (default: the worker's share of the cores, "
               "so that workers never oversubscribe them).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars or per-job lines.")
+@click.option("--tensorboard", "tensorboard_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Also write each training's losses as TensorBoard event files, one folder "
+              'per training in this directory (needs: pip install "genbench[tensorboard]").')
 def run(spec, out_dir, models, datasets, metrics, seeds, device, data_root, download,
-        extractor, feature_weights, force, jobs, threads, quiet):
+        extractor, feature_weights, force, jobs, threads, quiet, tensorboard_dir):
     """Run a suite SPEC (TOML; default: the embedded default suite) and print leaderboards.
 
     Each dataset x model x sampling setting x seed is a row: its model is trained once
@@ -166,10 +169,22 @@ def run(spec, out_dir, models, datasets, metrics, seeds, device, data_root, down
     finished job, and running the same command again resumes. Exit status: 0 when every job and metric succeeded (diverged models are a
     result, not an error), 1 when some failed, 2 for usage errors.
     """
+    from .jobs import safe_dirname
     from .leaderboard import build_leaderboards, save_sample_figures, write_leaderboards
+    from .plots import save_plots
+    from .report import write_report
     from .runner import SuiteRunner
     from .spec import SuiteSpec
 
+    if tensorboard_dir is not None:  # fail before any training, not after all of them
+        from .errors import MissingDependencyError
+        from .tensorboard import require_tensorboard
+
+        try:
+            require_tensorboard()
+        except MissingDependencyError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            sys.exit(2)
     registries = _registries()
     try:
         suite = SuiteSpec.from_toml(spec) if spec is not None else SuiteSpec.default()
@@ -204,18 +219,29 @@ def run(spec, out_dir, models, datasets, metrics, seeds, device, data_root, down
         signal.signal(signal.SIGTERM, previous)
 
     try:
-        boards = build_leaderboards(runner.store, suite=suite.name,
-                                    fingerprints=report.fingerprints, primary=suite.primary_metric)
+        boards = build_leaderboards(runner.store, suite=suite.name, include=report.fingerprints,
+                                    primary=suite.primary_metric,
+                                    descriptions=_metric_descriptions(registries))
     except GenbenchError as exc:
         raise click.UsageError(str(exc)) from None
     written = write_leaderboards(boards, out_dir / "leaderboards")
-    written += save_sample_figures(boards, runner.store, out_dir / "leaderboards",
-                                   fingerprints=report.fingerprints)
+    written += save_sample_figures(boards, runner.store, out_dir / "leaderboards")
+    written += save_plots(boards, runner.store, out_dir / "leaderboards")
+    written += [write_report({k: b for k, b in boards.items() if k[0] == name}, runner.store,
+                             out_dir / "leaderboards" / safe_dirname(name) / "index.html")
+                for name in dict.fromkeys(k[0] for k in boards)]
     for board in boards.values():
-        click.echo(board.to_markdown())
+        click.echo(board.to_text())
     if not quiet:
         click.echo(f"leaderboards written to {out_dir / 'leaderboards' / suite.name} "
                    f"({len(written)} files)", err=True)
+    if tensorboard_dir is not None:
+        from .tensorboard import write_tensorboard
+
+        events = write_tensorboard(runner.store, tensorboard_dir, fingerprints=report.fingerprints)
+        if not quiet:
+            click.echo(f"TensorBoard event files written to {tensorboard_dir} "
+                       f"({len(events)} trainings)", err=True)
     problems = len(report.failed) + len(report.metric_failures)
     if problems:
         click.echo(f"{len(report.failed)} job(s) and {len(report.metric_failures)} metric(s) "
@@ -232,20 +258,33 @@ def _open_store(out_dir: Path):
     return ResultStore(path)
 
 
+def _metric_descriptions(registries) -> dict[str, str]:
+    return {name: getattr(registries.metrics.get(name), "description", "") or ""
+            for name in registries.metrics.names()}
+
+
 @cli.command()
 @click.option("--out", "out_dir", default=DEFAULT_OUT, show_default=True,
               type=click.Path(file_okay=False, path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(["md", "csv", "html", "tex"]), default="md",
-              show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["md", "csv", "latex", "html"]), default="md",
+              show_default=True, help="csv: one tidy CSV (a line per cell) for every dataset; "
+              "html: one self-contained page.")
 @click.option("--suite", help="Only jobs of this suite name.")
-@click.option("--primary", help="Sort by this column, e.g. recon.mse.")
-def leaderboard(out_dir, fmt, suite, primary):
+@click.option("--dataset", "datasets", help="Comma-separated dataset labels (default: all).")
+@click.option("--metrics", help="Comma-separated metrics or columns to show, e.g. fid,prc.recall.")
+@click.option("--sort", "sort", help="Sort by this column, e.g. recon.mse.")
+@click.option("--primary", "sort", hidden=True)
+@click.option("--full", is_flag=True, help="Every metric key, not just the headline columns.")
+def leaderboard(out_dir, fmt, suite, datasets, metrics, sort, full):
     """Print the leaderboards (one per dataset) from OUT/results.db."""
-    from .leaderboard import FORMATS, build_leaderboards
+    import pandas as pd
+
+    from .leaderboard import build_leaderboards
 
     store = _open_store(out_dir)
-    try:
-        boards = build_leaderboards(store, suite=suite, primary=primary)
+    try:  # the report's tooltips need the metrics' descriptions: the plugins load for it only
+        boards = build_leaderboards(store, suite=suite, primary=sort, descriptions=(
+            _metric_descriptions(_registries()) if fmt == "html" else None))
     except GenbenchError as exc:
         raise click.UsageError(str(exc)) from None
     if not boards:
@@ -253,10 +292,32 @@ def leaderboard(out_dir, fmt, suite, primary):
         raise click.ClickException(
             f"no jobs of suite {suite!r}; suites stored: {', '.join(suites)}" if suite and suites
             else "no jobs stored yet")
-    for (suite_name, dataset), board in boards.items():
-        if fmt != "md" and len(boards) > 1:
-            click.echo(f"# {suite_name} / {dataset}")
-        click.echo(getattr(board, FORMATS[fmt])())
+    wanted = _csv(datasets)
+    if wanted:
+        stored = sorted({d for _, d in boards})
+        unknown = [d for d in wanted if d not in stored]
+        if unknown:
+            raise click.UsageError(f"no dataset {', '.join(map(repr, unknown))} in {out_dir}; "
+                                   f"datasets stored: {', '.join(stored)}")
+        boards = {k: b for k, b in boards.items() if k[1] in wanted}
+    chosen = _csv(metrics)
+    if chosen:
+        known = {n for b in boards.values() for c in b.columns for n in (c.metric, c.base, c.name)}
+        unknown = [m for m in chosen if m not in known]
+        if unknown:
+            raise click.UsageError(f"no metric or column {', '.join(map(repr, unknown))}; "
+                                   f"columns: {', '.join(sorted({c.name for b in boards.values() for c in b.columns}))}")
+    if fmt == "csv":
+        tidy = pd.concat([b.tidy() for b in boards.values()], ignore_index=True)
+        click.echo(tidy.to_csv(index=False), nl=False)
+    elif fmt == "html":
+        from .report import render_report
+
+        click.echo(render_report(boards, store), nl=False)
+    else:
+        for board in boards.values():
+            click.echo(board.to_latex(full, chosen) if fmt == "latex"
+                       else board.to_markdown(full, chosen))
 
 
 @cli.command()

@@ -35,6 +35,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
     os.close(fd)
     try:
         write(tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; the files genbench writes are shared
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

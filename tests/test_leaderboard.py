@@ -1,5 +1,6 @@
-"""Leaderboards from a store filled by hand: aggregation, sorting, formatting, exports."""
+"""Leaderboards from a store filled by hand: statistics, ranks, columns, sorting, exports."""
 
+import math
 import statistics
 
 import pytest
@@ -33,37 +34,142 @@ def store(tmp_path):
     return s
 
 
-def test_mean_std_over_seeds_and_sorting(store):
+def test_mean_std_interval_over_seeds_and_sorting(store):
     boards = build_leaderboards(store)
     assert list(boards) == [("s", "digits"), ("s", "ring8")]
     board = boards[("s", "digits")]
-    stats = board.stats.set_index("model")
-    assert stats.loc["vae", "n"] == 3
-    assert stats.loc["vae", "recon.mse mean"] == pytest.approx(0.05)
-    assert stats.loc["vae", "recon.mse std"] == pytest.approx(statistics.stdev([0.04, 0.05, 0.06]))
-    assert stats.loc["ae", "fid.fid std"] == pytest.approx(statistics.stdev([50.0, 52.0]))
+    vae = [0.04, 0.05, 0.06]
+    assert board.value("vae", "recon.mse", "n") == 3
+    assert board.value("vae", "recon.mse") == pytest.approx(statistics.mean(vae))
+    assert board.value("vae", "recon.mse", "std") == pytest.approx(statistics.stdev(vae))
+    # 95% Student-t half-width: t(0.975, 2) = 4.302652729911275 (tables), / sqrt(3)
+    assert board.value("vae", "recon.mse", "ci") == pytest.approx(
+        4.302652729911275 * statistics.stdev(vae) / 3 ** 0.5)
+    assert board.value("ae", "fid.fid", "ci") == pytest.approx(12.706204736174707 * statistics.stdev([50.0, 52.0]) / 2 ** 0.5)
+    # one seed: no interval is invented
+    assert math.isnan(board.value("train-data", "fid.fid", "ci"))
     # the first metric's primary key sorts; the reference row stays on top; diverged last
     assert board.primary == "recon.mse"
-    assert board.stats["model"].tolist() == ["train-data", "ae", "vae", "gan"]
-    assert stats.loc["gan", "status"] == "1 diverged" and stats.loc["gan", "n"] == 0
+    assert board.models == ["train-data", "ae", "vae", "gan"]
+    rows = board.rows.set_index("model")
+    assert rows.loc["gan", "status"] == "1 diverged" and rows.loc["gan", "n"] == 0
+    assert bool(rows.loc["train-data", "reference"]) and not rows.loc["vae", "reference"]
     by_fid = build_leaderboards(store, primary="fid.fid")[("s", "digits")]
-    assert by_fid.stats["model"].tolist() == ["train-data", "vae", "ae", "gan"]
+    assert by_fid.models == ["train-data", "vae", "ae", "gan"]
+    assert "reference rows (train-data) first and unranked" in by_fid.heading()
+    assert "sorted by fid.fid (lower is better)" in by_fid.heading()
 
 
-def test_formats(store, tmp_path):
+def test_ranks_follow_each_metrics_direction_and_references_are_unranked(store):
     board = build_leaderboards(store)[("s", "digits")]
+    # recon.mse: lower is better -> ae (0.025) ranks 1; fid.fid: lower is better -> vae (31)
+    assert board.value("ae", "recon.mse", "rank") == 1 and board.value("vae", "recon.mse", "rank") == 2
+    assert board.value("vae", "fid.fid", "rank") == 1 and board.value("ae", "fid.fid", "rank") == 2
+    assert math.isnan(board.value("train-data", "fid.fid", "rank"))  # best FID, but a reference
+    s = ResultStore(store.path.parent / "up.db")
+    for seed, v in enumerate([0.9, 0.8]):
+        s.write(scored("a", seed, {"precision": v}, higher=True))
+    for seed, v in enumerate([0.5, 0.6]):
+        s.write(scored("b", seed, {"precision": v}, higher=True))
+    up = build_leaderboards(s)[("s", "digits")]
+    assert up.value("a", "prc.precision", "rank") == 1 and up.models == ["a", "b"]
+
+
+def scored(model, seed, values, higher=False, details=None, metric="prc", family="gan"):
+    rec = MetricRecord(metric, "ok", values, higher_is_better={k: higher for k in values},
+                       primary=next(iter(values)), details=details or {})
+    return JobRecord(fingerprint=f"{model}{seed}{metric}{sorted((details or {}).items())}",
+                     config_fingerprint=model, job_key=f"digits/{model}/seed{seed}", suite="s",
+                     dataset="digits", dataset_name="digits", model=model, model_name=model,
+                     model_family=family, seed=seed, status="ok", provenance={}, metrics=[rec])
+
+
+def test_best_value_and_every_overlapping_interval_are_marked(tmp_path):
+    s = ResultStore(tmp_path / "r.db")
+    data = {"good": [1.0, 1.1, 0.9], "close": [1.3, 1.2, 1.1], "far": [5.0, 5.1, 4.9],
+            "single": [1.05]}
+    for model, vals in data.items():
+        for seed, v in enumerate(vals):
+            s.write(scored(model, seed, {"fid": v}, metric="fid"))
+    board = build_leaderboards(s)[("s", "digits")]
+    best = dict(zip(board.cells["model"], board.cells["best"]))
+    # good: [0.75, 1.25]; close: 1.2 +- 0.25 overlaps; far does not; single (1.05) lies inside
+    assert best == {"good": True, "close": True, "far": False, "single": True}
     md = board.to_markdown()
-    assert md.startswith("### digits — suite s (sorted by recon.mse)")
-    assert "0.050 ± 0.010" in md  # std to two significant digits, mean to match
+    assert "**1.00 ± 0.25**" in md and "**1.20 ± 0.25**" in md and "5.00 ± 0.25" in md
+    assert "**5.00" not in md and "**1.05**" in md and "n = 1: a single seed" in md
+
+
+def test_rows_from_different_extractors_or_sample_counts_never_share_a_column(tmp_path):
+    s = ResultStore(tmp_path / "r.db")
+    inception = {"feature_extractor": "inception-v3-compat", "n_generated": 1000, "n_reference": 360}
+    dino = {**inception, "feature_extractor": "dinov2-vitb14"}
+    fewer = {**inception, "n_generated": 500}
+    for seed in (0, 1):
+        s.write(scored("a", seed, {"fid": 3.0 + seed}, metric="fid", details=inception))
+        s.write(scored("b", seed, {"fid": 1.0 + seed}, metric="fid", details=dino))
+        s.write(scored("c", seed, {"fid": 2.0 + seed}, metric="fid", details=fewer))
+    board = build_leaderboards(s)[("s", "digits")]
+    names = board.metric_columns
+    assert len(names) == 3 and all(n.startswith("fid.fid [") for n in names), names
+    by_model = {m: [c for c in names if not math.isnan(board.value(m, c))] for m in "abc"}
+    assert all(len(v) == 1 for v in by_model.values()) and len({v[0] for v in by_model.values()}) == 3
+    assert "dinov2-vitb14" in by_model["b"][0] and "n 500" in by_model["c"][0]
+    # each column ranks only its own rows
+    assert all(board.value(m, by_model[m][0], "rank") == 1 for m in "abc")
+
+
+def test_exports_parse_as_their_formats(store, tmp_path):
+    import io
+
+    import pandas as pd
+
+    board = build_leaderboards(store)[("s", "digits")]
+    md = board.to_markdown(full=True)
+    assert md.startswith("### digits — suite s; sorted by recon.mse (lower is better)")
     assert "recon.mse ↓" in md and "| gan " in md and "1 diverged" in md
-    tex = board.to_latex()
-    assert r"0.050 $\pm$ 0.010" in tex and r"recon.mse $\downarrow$" in tex and r"train-data" in tex
-    assert "<table" in board.to_html()
-    csv = board.to_csv().splitlines()
-    assert csv[0].startswith("model,family,n,status,recon.mse mean,recon.mse std,fid.fid mean")
-    paths = write_leaderboards(build_leaderboards(store), tmp_path / "lb", formats=("md", "csv", "tex"))
+    tidy = pd.read_csv(io.StringIO(board.to_csv()))
+    assert {"suite", "dataset", "model", "column", "mean", "std", "ci", "ci_low", "ci_high", "n",
+            "n_samples", "rank", "best"} <= set(tidy.columns)
+    vae = tidy[(tidy["model"] == "vae") & (tidy["column"] == "recon.mse")].iloc[0]
+    assert vae["mean"] == pytest.approx(0.05) and vae["n"] == 3 and vae["dataset"] == "digits"
+    assert len(tidy) == len(board.cells)
+    tex = board.to_latex(full=True)
+    check_latex_table(tex)
+    assert r"\toprule" in tex and r"\midrule" in tex and r"\bottomrule" in tex
+    assert r"recon.mse $\downarrow$" in tex and r"train-data" in tex and r"\caption{" in tex
+    assert r"$\mathbf{0.03 \pm 0.06}$" in tex and r"$\mathbf{31 \pm 7}$" in tex  # best: bold
+    paths = write_leaderboards(build_leaderboards(store), tmp_path / "lb")
     assert sorted(p.relative_to(tmp_path / "lb").as_posix() for p in paths) == [
         "s/digits.csv", "s/digits.md", "s/digits.tex", "s/ring8.csv", "s/ring8.md", "s/ring8.tex"]
+    for p in paths:
+        if p.suffix == ".csv":
+            assert len(pd.read_csv(p).columns) > 10
+
+
+def check_latex_table(tex: str) -> None:
+    """Structural checks of a booktabs tabular: balanced environments and braces, the same
+    number of cells on every row, no unescaped specials outside math."""
+    import re
+
+    assert tex.count(r"\begin{tabular}") == tex.count(r"\end{tabular}") == 1
+    assert tex.count(r"\begin{table}") == tex.count(r"\end{table}") == 1
+    spec = re.search(r"\\begin\{tabular\}\{([lrc]+)\}", tex).group(1)
+    header = tex.split(r"\toprule", 1)[1].split(r"\midrule")[0]
+    body = tex.split(r"\midrule", 1)[1].split(r"\bottomrule")[0]
+    for line in [header] + [ln for ln in body.splitlines() if ln.strip() and "rule" not in ln]:
+        assert line.strip().endswith("\\\\"), line
+        cells = re.split(r"(?<!\\)&", line)
+        assert len(cells) == len(spec), line
+        for cell in cells:
+            text = re.sub(r"\$[^$]*\$", "", cell.replace("\\\\", ""))  # outside math
+            assert not re.search(r"(?<!\\)[_%#^&$]", text), cell
+        assert "±" not in line and "–" not in line and "↓" not in line
+    depth = 0
+    for ch in re.sub(r"\\[{}]", "", tex):
+        depth += {"{": 1, "}": -1}.get(ch, 0)
+        assert depth >= 0
+    assert depth == 0
 
 
 def test_results_are_replaced_not_duplicated(tmp_path):
@@ -95,7 +201,7 @@ def test_completion_order_does_not_change_the_numbers(tmp_path):
         s = ResultStore(tmp_path / f"{name}.db")
         for seed in order:
             s.write(job("vae", seed, values[seed], values[seed] * 3))
-        boards.append(build_leaderboards(s)[("s", "digits")].stats)
+        boards.append(build_leaderboards(s)[("s", "digits")].cells)
     assert boards[0].equals(boards[1])
 
 

@@ -74,9 +74,9 @@ def test_diverged_model_is_recorded_and_suite_goes_on(tmp_path):
     assert "not finite at step 5" in status["diverging-vae"].error
     assert status["vae"].status == "ok"
     board = build_leaderboards(SuiteRunner(spec, tmp_path, regs).store)[("t", "digits")]
-    row = board.stats.set_index("model").loc["diverging-vae"]
+    row = board.rows.set_index("model").loc["diverging-vae"]
     assert row["n"] == 0 and "1 diverged" in row["status"]
-    assert board.stats["model"].tolist()[0] == "vae"  # a real score ranks above none
+    assert board.models[0] == "vae"  # a real score ranks above none
     # Diverged is a finished result: a rerun does not retry it.
     assert _run(spec, tmp_path, regs).ran == []
 
@@ -181,7 +181,7 @@ def test_changed_configuration_replaces_the_seed_it_reruns(tmp_path, registries)
     store = SuiteRunner(tiny_spec(), tmp_path, registries).store
     assert store.count() == 1  # one seed, one row: the old configuration's row is gone
     board = build_leaderboards(store)[("t", "digits")]
-    assert board.stats["n"].tolist() == [1]
+    assert board.rows["n"].tolist() == [1]
     runs = sorted(p.name for p in (tmp_path / "runs").iterdir())
     assert len(runs) == 2  # each configuration keeps its own checkpoint and samples
 
@@ -191,8 +191,8 @@ def test_suites_sharing_an_output_directory(tmp_path, registries):
     report_b = _run(tiny_spec(name="b"), tmp_path, registries)
     assert report_b.ran == [] and report_b.already_stored == ["digits/vae/seed0"]
     store = SuiteRunner(tiny_spec(), tmp_path, registries).store
-    mine = build_leaderboards(store, suite="b", fingerprints=report_b.fingerprints)
-    assert list(mine) == [("b", "digits")] and mine[("b", "digits")].stats["n"].tolist() == [1]
+    mine = build_leaderboards(store, suite="b", include=report_b.fingerprints)
+    assert list(mine) == [("b", "digits")] and mine[("b", "digits")].rows["n"].tolist() == [1]
     assert report_a.fingerprints == report_b.fingerprints
 
 
@@ -226,7 +226,7 @@ def test_a_partial_rerun_never_averages_two_configurations(tmp_path, registries)
     store = SuiteRunner(tiny_spec(), tmp_path, registries).store
     assert store.count() == 2  # seed 1 of the old configuration is still stored...
     board = build_leaderboards(store)[("t", "digits")]
-    assert board.stats["n"].tolist() == [1]  # ...but not counted with the new one
+    assert board.rows["n"].tolist() == [1]  # ...but not counted with the new one
     assert board.notes == ["vae: 1 result(s) of an earlier configuration left out (seeds 1); "
                            "rerun the suite to bring them up to date"]
     assert "earlier configuration" in board.to_markdown()

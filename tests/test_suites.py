@@ -56,7 +56,7 @@ def test_all_nine_autoencoders_on_digits_and_ring8(tmp_path, registries):
         else:
             assert metrics["elbo"].status == "skipped" and "has no elbo" in metrics["elbo"].message
     board = build_leaderboards(runner.store)[("zoo", "digits")]
-    assert sorted(board.stats["model"]) == sorted(AUTOENCODERS)
+    assert sorted(board.models) == sorted(AUTOENCODERS)
     assert {"recon.mse", "speed.samples_per_s", "elbo.neg_elbo_nats_per_dim"} <= set(board.metric_columns)
 
 
@@ -71,8 +71,7 @@ def test_default_suite_reports_sample_quality_with_reference_row(tmp_path, regis
     board = build_leaderboards(runner.store)[("default", "digits")]
     assert {"fid.fid", "isc.mean", "kid.mean", "prc.precision", "prc.recall"} <= set(board.metric_columns)
     assert board.primary == "fid.fid"
-    stats = board.stats.set_index("model")
-    assert board.stats["model"].iloc[0] == "train-data"  # the floor is always shown first
-    assert stats.loc["train-data", "fid.fid mean"] < stats.loc["vae", "fid.fid mean"]
+    assert board.models[0] == "train-data"  # the floor is always shown first
+    assert board.value("train-data", "fid.fid") < board.value("vae", "fid.fid")
     kid = [m for m in report.ran[0].metrics if m.metric == "kid"][0]
     assert kid.details["kid_subset_size"] == 200 and kid.details["n_generated"] == 200
