@@ -227,9 +227,9 @@ def run(spec, out_dir, models, datasets, metrics, seeds, device, data_root, down
     written = write_leaderboards(boards, out_dir / "leaderboards")
     written += save_sample_figures(boards, runner.store, out_dir / "leaderboards")
     written += save_plots(boards, runner.store, out_dir / "leaderboards")
-    written += [write_report({k: b for k, b in boards.items() if k[0] == name}, runner.store,
-                             out_dir / "leaderboards" / safe_dirname(name) / "index.html")
-                for name in dict.fromkeys(k[0] for k in boards)]
+    if boards:  # every board is filed under this suite
+        written.append(write_report(boards, runner.store, out_dir / "leaderboards"
+                                    / safe_dirname(suite.name) / "index.html"))
     for board in boards.values():
         click.echo(board.to_text())
     if not quiet:

@@ -192,6 +192,7 @@ class Leaderboard:
         ``\\mathbf``), an arrow on every scored column."""
         columns = self.headline_columns() if columns is None else columns
         text = _latex_escape if latex else str
+        lookup = {(r["model"], r["column"]): r for _, r in self.cells.iterrows()}
         out = pd.DataFrame({"model": [text(m) for m in self.models]})
         if self.rows["n"].nunique() > 1:
             out["n"] = self.rows["n"].astype(int).tolist()
@@ -204,7 +205,7 @@ class Leaderboard:
             header = text(label) + (f" {arrow}" if arrow else "")
             cells = []
             for model in self.models:
-                cell = self.cell(model, c.name)
+                cell = lookup.get((model, c.name))
                 cells.append("–" if cell is None else
                              format_cell(cell["mean"], math.nan if c.base in means_only else
                                          cell["ci"], bool(cell["best"]), latex=latex, marker=marker))
@@ -214,7 +215,7 @@ class Leaderboard:
     def to_markdown(self, full: bool = False, metrics: list[str] | None = None) -> str:
         columns = self.select(full, metrics)
         body = self.display(columns, short=not full and not metrics).to_markdown(
-            index=False, disable_numparse=True, colalign=None)
+            index=False, disable_numparse=True)
         notes = "".join(f"\n- {n}" for n in self.legend(columns))
         return f"### {self.heading()}\n\n{body}\n{notes}".rstrip() + "\n"
 
@@ -428,12 +429,11 @@ def _n_samples(details: Any, num_samples: Any) -> float:
 
 def _protocol(details: Any, n_samples: float) -> dict[str, Any]:
     d = details if isinstance(details, dict) else {}
-    full = {"feature_extractor": d.get("feature_extractor"),
+    return {"feature_extractor": d.get("feature_extractor"),
             "weights_sha256": (d.get("weights_sha256") or "")[:12] or None,
             "n_samples": None if math.isnan(n_samples) else int(n_samples),
             "n_reference": d.get("n_reference", d.get("n_reference_total")),
             "reference_key": d.get("reference_key")}
-    return full
 
 
 def _columns(values: pd.DataFrame, descriptions: dict[str, str]) -> tuple[list[Column], pd.Series]:

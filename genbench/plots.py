@@ -42,16 +42,6 @@ def metric_table(jobs: pd.DataFrame, values: pd.DataFrame) -> pd.DataFrame:
     return table.merge(wide, left_on="id", right_index=True, how="left")
 
 
-def directions(values: pd.DataFrame) -> dict[str, bool | None]:
-    """Per ``<metric>.<key>`` column, whether higher is better (None: not a score)."""
-    values = values[values["key"].notna()]
-    out: dict[str, bool | None] = {}
-    for (metric, key), grp in values.groupby(["metric", "key"], sort=False):
-        hib = grp["higher_is_better"].dropna()
-        out[f"{metric}.{key}"] = None if hib.empty else bool(hib.iloc[0])
-    return out
-
-
 def quality_column(values: pd.DataFrame, primary: str | None = None) -> str | None:
     """The column quality plots use: ``primary`` when measured, else ``modes.modes``, else
     ``fid.fid``, else the leaderboard's primary (the first metric's primary key) unless
@@ -346,7 +336,7 @@ def save_plots(boards: dict, store: ResultStore, directory: str | Path) -> list[
         dvalues = values[values["job_id"].isin(djobs["id"])]
         table = metric_table(djobs, dvalues)
         quality = quality_column(dvalues, board.primary)
-        direction = directions(dvalues).get(quality) if quality else None
+        direction = next((c.higher_is_better for c in board.columns if c.base == quality), None)
         where = f"{dataset} (suite {suite_name})"
         if quality is not None:
             written.append(quality_vs_speed(
