@@ -170,10 +170,13 @@ class Leaderboard:
         """Footnotes: what ± means, the best marking, samples per column, single-seed rows."""
         level = f"{CONFIDENCE:.0%}"
         seeds = self.rows["n"].unique()
-        over = f"{int(seeds[0])} seeds" if len(seeds) == 1 else "the seeds that finished (n)"
-        lines = [f"mean ± half-width of the {level} Student-t interval over {over}; best value "
-                 "and every value whose interval overlaps it in bold"]
-        if (self.rows["n"] == 1).any():
+        if len(seeds) == 1 and int(seeds[0]) == 1:  # no interval to describe
+            lines = ["one seed: values without an interval; the best value in bold"]
+        else:
+            over = f"{int(seeds[0])} seeds" if len(seeds) == 1 else "the seeds that finished (n)"
+            lines = [f"mean ± half-width of the {level} Student-t interval over {over}; best "
+                     "value and every value whose interval overlaps it in bold"]
+        if (self.rows["n"] == 1).any() and not (len(seeds) == 1):
             lines.append("n = 1: a single seed, shown without an interval")
         samples = {}
         for c in columns:

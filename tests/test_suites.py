@@ -60,6 +60,21 @@ def test_all_nine_autoencoders_on_digits_and_ring8(tmp_path, registries):
     assert {"recon.mse", "speed.samples_per_s", "elbo.neg_elbo_nats_per_dim"} <= set(board.metric_columns)
 
 
+def test_default_suite_covers_every_family_on_both_datasets(registries):
+    """Issue 13: autoencoders, VAEs, GANs and diffusion, each on digits and ring8, 3 seeds."""
+    default = SuiteSpec.default()
+    families = {registries.models.get(m.name).family for m in default.models}
+    assert {"autoencoder", "vae", "gan", "diffusion"} <= families
+    assert {d.name for d in default.datasets} == {"digits", "ring8"}
+    assert len(default.seeds) == 3
+    for family in ("autoencoder", "vae", "gan", "diffusion"):  # a model of it runs on each
+        for dataset in ("digits", "ring8"):
+            info = registries.datasets.get(dataset).describe()
+            assert any(registries.models.get(m.name).family == family
+                       and info["kind"] in registries.models.get(m.name).data_kinds
+                       for m in default.models), (family, dataset)
+
+
 def test_default_suite_reports_sample_quality_with_reference_row(tmp_path, registries):
     default = SuiteSpec.default()
     assert {"fid", "isc", "kid", "prc"} <= {m.name for m in default.metrics}
