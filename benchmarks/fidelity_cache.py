@@ -79,7 +79,8 @@ def main() -> None:
     ext_cls = regs.extractors.get("digits-cnn")
     if "digits-cnn" not in FEATURE_EXTRACTORS_REGISTRY:
         torch_fidelity.register_feature_extractor("digits-cnn", ext_cls)
-    samples_u8 = to_uint8_images(new_ctx(Path(tempfile.mkdtemp())).samples)
+    with tempfile.TemporaryDirectory() as tmp:  # removed afterwards, unlike mkdtemp's
+        samples_u8 = to_uint8_images(new_ctx(Path(tmp)).samples)
     ref_u8 = to_uint8_images(test[0])
     n_ref = len(ref_u8)
 

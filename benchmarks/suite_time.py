@@ -6,8 +6,10 @@ Runs the embedded default suite twice from scratch, each into a fresh output fol
 fresh feature cache: first with ``--jobs 1`` (the baseline, one worker holding every
 core), then at the default (one worker per available core, one thread each; ``--jobs``
 overrides it). Prints each run's wall time, their ratio (target: the default at most 0.6x
-of ``--jobs 1`` on a 2-core machine) and where the time went: training, sampling and
-metrics summed over the jobs, as each worker measured them.
+of ``--jobs 1`` on a 2-core machine, and at most 180 s on 2 CPU cores), where the time went
+(training, sampling and metrics summed over the jobs, as each worker measured them) and,
+for the default run, the same per model family and per model: what to trim when a new
+model pushes the suite past its budget.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from collections import defaultdict
 from dataclasses import replace
 from pathlib import Path
 
@@ -44,7 +47,14 @@ def timed_run(spec: SuiteSpec, registries, jobs: int | None, folder: Path) -> di
         parts["metrics"] += sum(timings.get("metrics", {}).values())
         parts["rows"] += record.total_seconds or 0.0
     parts["n"] = len(report.ran)
+    families: dict[tuple[str, str], float] = defaultdict(float)  # (family, model) -> seconds
+    for t in report.trainings:
+        families[(registries.models.get(t.model_name).family, t.label)] += t.train_seconds or 0.0
+    for record in report.ran:
+        families[(record.model_family, record.model)] += record.total_seconds or 0.0
+    parts["by_model"] = dict(families)
     return parts
+
 
 
 def main() -> None:
@@ -81,7 +91,19 @@ def main() -> None:
               f"{r['train']:>9.1f}{r['sample']:>9.1f}{r['metrics']:>10.1f}{r['rows']:>8.1f}")
     print("train: training jobs; sample, metrics: inside the rows; rows: row jobs (loading the "
           "checkpoint, sampling, metrics); seconds summed as each worker measured them. "
-          "Target for the default: <= 0.6x of --jobs 1")
+          "Target for the default: <= 0.6x of --jobs 1 and <= 180 s wall on 2 CPU cores")
+    default_run = results[list(results)[-1]]
+    by_model = default_run["by_model"]
+    by_family: dict[str, float] = defaultdict(float)
+    for (family, _), seconds in by_model.items():
+        by_family[family] += seconds
+    total = sum(by_model.values()) or 1.0
+    print(f"\nwhere the default run's {total:.0f} worker-seconds went (training + rows), by family:")
+    for family, seconds in sorted(by_family.items(), key=lambda kv: -kv[1]):
+        print(f"  {family:<20}{seconds:>8.1f} s {seconds / total:>6.1%}")
+    print("by model:")
+    for (family, model), seconds in sorted(by_model.items(), key=lambda kv: -kv[1]):
+        print(f"  {model:<28}{family:<14}{seconds:>8.1f} s {seconds / total:>6.1%}")
 
 
 if __name__ == "__main__":

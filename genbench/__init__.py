@@ -4,26 +4,65 @@ The public contract for plugin authors: :data:`hookimpl`, :class:`GenerativeMode
 :class:`BenchmarkDataset` with :class:`DataInfo`, :class:`Metric` with
 :class:`EvalContext`, :class:`Sampler`, :class:`ModelRef`, :class:`Budget` and
 :func:`split_tensors`.
+
+The names are imported on first use (PEP 562), so that ``import genbench`` and commands that
+need no model, such as ``genbench --help``, do not pay for torch.
 """
 
-from importlib.metadata import PackageNotFoundError, version as _version
+from __future__ import annotations
 
-from .budget import Budget
-from .data import BenchmarkDataset, DataInfo, TensorSplit, split_tensors
-from .evaluation import EvalContext
-from .features import ExtractorMixin
+import importlib
+from typing import TYPE_CHECKING
+
 from .hookspecs import hookimpl
-from .metric import Metric, MetricResult
-from .model import GenerativeModel, ModelRef
-from .sampler import Sampler
 
-try:
-    __version__ = _version("genbench")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0.0.0+unknown"
+if TYPE_CHECKING:
+    from .budget import Budget
+    from .data import BenchmarkDataset, DataInfo, TensorSplit, split_tensors
+    from .evaluation import EvalContext
+    from .features import ExtractorMixin
+    from .metric import CountNeed, Metric, MetricResult
+    from .model import GenerativeModel, ModelRef
+    from .sampler import Sampler
+
+#: Public name -> the submodule that defines it.
+_LAZY = {
+    "Budget": "budget",
+    "BenchmarkDataset": "data", "DataInfo": "data", "TensorSplit": "data",
+    "split_tensors": "data",
+    "EvalContext": "evaluation",
+    "ExtractorMixin": "features",
+    "CountNeed": "metric", "Metric": "metric", "MetricResult": "metric",
+    "GenerativeModel": "model", "ModelRef": "model",
+    "Sampler": "sampler",
+}
 
 __all__ = [
-    "BenchmarkDataset", "Budget", "DataInfo", "EvalContext", "ExtractorMixin", "GenerativeModel",
-    "Metric", "MetricResult", "ModelRef", "Sampler", "TensorSplit", "hookimpl", "split_tensors",
+    "BenchmarkDataset", "Budget", "CountNeed", "DataInfo", "EvalContext", "ExtractorMixin",
+    "GenerativeModel", "Metric", "MetricResult", "ModelRef", "Sampler", "TensorSplit", "hookimpl", "split_tensors",
     "__version__",
 ]
+
+
+def _installed_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("genbench")
+    except PackageNotFoundError:  # running from a source tree that is not installed
+        return "0.0.0+unknown"
+
+
+def __getattr__(name: str):
+    if name == "__version__":
+        value = _installed_version()
+    elif name in _LAZY:
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

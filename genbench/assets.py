@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-import torch
 
 from .errors import AssetMissingError, ConfigError
 from .paths import atomic_write, sha256_file
@@ -71,6 +70,8 @@ def weights_asset(name: str, cls: type) -> WeightsAsset | None:
     default = getattr(cls, "default_weights_path", None)
     path = default() if default is not None else None
     if path is None:
+        import torch  # torch hub's folder; imported here so that `genbench --help` is fast
+
         path = Path(torch.hub.get_dir()) / "checkpoints" / filename
     return WeightsAsset(name, filename, getattr(cls, "weights_sha256", None),
                         getattr(cls, "weights_url", None), Path(path))
@@ -245,11 +246,14 @@ def list_command(ctx: click.Context, as_json: bool = False) -> None:
 @click.pass_context
 def add_command(ctx: click.Context, name: str, path: Path) -> None:
     """Install the weights file PATH for extractor NAME (sha256 checked where recorded)."""
+    from .console import exit_status
     from .errors import GenbenchError
 
-    try:
+    try:  # `genbench assets add` has the command line's handler; this group alone does not
         dest, sha, copied = add_asset(name, path, _obj_registries(ctx))
     except GenbenchError as exc:
-        raise click.ClickException(str(exc)) from exc
+        error = click.ClickException(str(exc))
+        error.exit_code = exit_status(exc)
+        raise error from exc
     verb = "installed" if copied else "already installed (identical)"
     click.echo(f"{name}: {verb} {dest} (sha256 {sha})")

@@ -9,11 +9,10 @@ from pathlib import Path
 
 import click
 
-from . import __version__
-from .errors import ConfigError, DataUnavailableError, GenbenchError, SpecError, UnknownNameError
+from .console import (DEBUG_ENV, DEBUG_HINT, EXIT_INTERRUPTED, debug_from_env, error_line,
+                      exit_status, needs_hint, one_line_warnings)
 
 DEFAULT_OUT = "genbench-out"
-USAGE_ERRORS = (UnknownNameError, ConfigError, SpecError)
 
 
 def _csv(value: str | None) -> list[str] | None:
@@ -53,11 +52,16 @@ def _report_broken(broken) -> None:
                        err=True)
 
 
-def _registries():
-    """The process's registries (one plugin manager per process); reports broken plugins."""
-    from .plugin_manager import default_registries
+def _registries(kinds: list[str] | None = None):
+    """The process's registries (one plugin manager per process); reports broken plugins.
 
-    registries = default_registries()
+    With ``kinds``, only those registries are filled (not cached): listing datasets imports
+    no model, metric or feature-extractor module.
+    """
+    from .plugin_manager import build_registries, default_plugin_manager, default_registries
+
+    registries = (default_registries() if kinds is None
+                  else build_registries(default_plugin_manager(), kinds))
     _report_broken(registries.broken)
     return registries
 
@@ -104,10 +108,65 @@ class _Group(click.Group):
             cmd = super().get_command(ctx, name)
         return cmd
 
+    def main(self, *args, **kwargs):
+        """Warnings print as one line each; an error outside any command (while ``--help``
+        loads the plugins, say) still prints no traceback."""
+        with one_line_warnings():
+            try:
+                return super().main(*args, **kwargs)
+            except click.ClickException:  # standalone_mode=False hands them to the caller
+                raise
+            except Exception as exc:  # a command's errors never get here: see invoke
+                failure = _fail(exc, debug_from_env())
+                failure.show()
+                sys.exit(failure.exit_code)
+
+    def invoke(self, ctx):
+        """Every command's errors, in one place: ``Error: <message>`` and exit status 2 for
+        one the user can fix before running (USER_ERRORS), 1 for any other, 130 on Ctrl-C;
+        the traceback only with ``--debug`` (or GENBENCH_DEBUG=1)."""
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except KeyboardInterrupt:
+            click.echo("\ninterrupted", err=True)
+            ctx.exit(EXIT_INTERRUPTED)
+        except Exception as exc:
+            raise _fail(exc, ctx.params.get("debug", False)) from None
+
+
+class _Failure(click.ClickException):
+    """An exception from a command, shown as ``Error: ...`` (plus a hint where a traceback
+    would help) with its exit status."""
+
+    def __init__(self, exc: BaseException):
+        super().__init__(error_line(exc))
+        self.exit_code = exit_status(exc)
+        self.hint = DEBUG_HINT if needs_hint(exc) else None
+
+    def show(self, file=None) -> None:
+        super().show(file)
+        if self.hint:
+            click.echo(self.hint, file=file, err=file is None)
+
+
+def _fail(exc: BaseException, debug: bool) -> _Failure:
+    """``exc`` as a :class:`_Failure`; with ``debug``, its traceback is printed first."""
+    failure = _Failure(exc)
+    if debug:
+        import traceback
+
+        click.echo("".join(traceback.format_exception(exc)).rstrip(), err=True)
+        failure.hint = None
+    return failure
+
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="genbench")
-def cli():
+@click.version_option(package_name="genbench", prog_name="genbench")
+@click.option("--debug", is_flag=True, envvar=DEBUG_ENV,
+              help=f"Show the Python traceback of an error (also: {DEBUG_ENV}=1).")
+def cli(debug):
     """Train, evaluate and rank generative models.
 
     \b
@@ -152,12 +211,23 @@ def _terminate_as_interrupt(signum, frame):
 @click.option("--threads", type=click.IntRange(min=1),
               help="torch CPU threads per worker (default: the worker's share of the cores, "
               "so that workers never oversubscribe them).")
+@click.option("--executor", help="Where jobs run: local (worker processes, the default) or "
+              'ray (one Ray task per job; needs: pip install "genbench[ray]"). Overrides the '
+              "spec's executor.")
+@click.option("--address", help="With --executor ray: the Ray cluster, auto (the cluster this "
+              "machine belongs to), ray://HOST:PORT or HOST:PORT (default: a new local Ray).")
+@click.option("--nproc", type=click.IntRange(min=1), help="Train each model data-parallel on "
+              "this many processes (one per GPU on CUDA; gloo on the CPU). Overrides the "
+              "spec's [train] nproc.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars or per-job lines.")
+@click.option("--no-wait", is_flag=True, help="When another genbench run is writing to OUT, "
+              "exit with status 2 naming it instead of waiting for it to finish.")
 @click.option("--tensorboard", "tensorboard_dir", type=click.Path(file_okay=False, path_type=Path),
               help="Also write each training's losses as TensorBoard event files, one folder "
               'per training in this directory (needs: pip install "genbench[tensorboard]").')
 def run(spec, out_dir, models, datasets, metrics, seeds, device, data_root, download,
-        extractor, feature_weights, force, jobs, threads, quiet, tensorboard_dir):
+        extractor, feature_weights, force, jobs, threads, executor, address, nproc, quiet,
+        no_wait, tensorboard_dir):
     """Run a suite SPEC (TOML; default: the embedded default suite) and print leaderboards.
 
     Each dataset x model x sampling setting x seed is a row: its model is trained once
@@ -167,7 +237,8 @@ def run(spec, out_dir, models, datasets, metrics, seeds, device, data_root, down
     OUT/runs/<training>/eval-<id>/. Jobs run in parallel worker processes (--jobs). A job
     that fails, or whose worker dies, is recorded and the suite goes on; Ctrl-C keeps every
     finished job, and running the same command again resumes. Exit status: 0 when every job and metric succeeded (diverged models are a
-    result, not an error), 1 when some failed, 2 for usage errors.
+    result, not an error), 1 when some failed, 2 for an error to fix before running (a
+    name, a value, a file, missing data or weights), 130 when interrupted.
     """
     from .jobs import safe_dirname
     from .leaderboard import build_leaderboards, save_sample_figures, write_leaderboards
@@ -177,59 +248,49 @@ def run(spec, out_dir, models, datasets, metrics, seeds, device, data_root, down
     from .spec import SuiteSpec
 
     if tensorboard_dir is not None:  # fail before any training, not after all of them
-        from .errors import MissingDependencyError
         from .tensorboard import require_tensorboard
 
-        try:
-            require_tensorboard()
-        except MissingDependencyError as exc:
-            click.echo(f"Error: {exc}", err=True)
-            sys.exit(2)
+        require_tensorboard()
     registries = _registries()
-    try:
-        suite = SuiteSpec.from_toml(spec) if spec is not None else SuiteSpec.default()
-        suite = suite.select(
-            registries, models=_csv(models), datasets=_csv(datasets), metrics=_csv(metrics),
-            seeds=seeds, device=device, feature_extractor=extractor,
-            feature_weights=feature_weights, download=download, data_root=data_root)
-        runner = SuiteRunner(suite, out_dir, registries, force=force, jobs=jobs, threads=threads,
-                             progress=False if quiet else None,
-                             echo=(lambda s: None) if quiet else
-                             (lambda s: click.echo(s, err=True)))
-    except USAGE_ERRORS as exc:
-        raise click.UsageError(str(exc)) from None
-    except GenbenchError as exc:
-        raise click.ClickException(str(exc)) from None
+    suite = SuiteSpec.from_toml(spec) if spec is not None else SuiteSpec.default()
+    suite = suite.select(
+        registries, models=_csv(models), datasets=_csv(datasets), metrics=_csv(metrics),
+        seeds=seeds, device=device, feature_extractor=extractor,
+        feature_weights=feature_weights, download=download, data_root=data_root,
+        executor=executor, nproc=nproc, executor_options=None if address is None
+        else {**suite.executor_options, "address": address})
+    runner = SuiteRunner(suite, out_dir, registries, force=force, jobs=jobs, threads=threads,
+                         progress=False if quiet else None, wait=not no_wait,
+                         echo=(lambda s: None) if quiet else
+                         (lambda s: click.echo(s, err=True)))
+
+    boards: dict = {}
+    written: list[Path] = []
+
+    def publish(report) -> None:
+        """The suite's leaderboard files, every stored row of it (under the run's lock)."""
+        boards.update(build_leaderboards(runner.store, suite=suite.name,
+                                         include=report.fingerprints,
+                                         primary=suite.primary_metric,
+                                         descriptions=_metric_descriptions(registries)))
+        written.extend(write_leaderboards(boards, out_dir / "leaderboards"))
+        written.extend(save_sample_figures(boards, runner.store, out_dir / "leaderboards"))
+        written.extend(save_plots(boards, runner.store, out_dir / "leaderboards"))
+        if boards:  # every board is filed under this suite
+            written.append(write_report(boards, runner.store, out_dir / "leaderboards"
+                                        / safe_dirname(suite.name) / "index.html"))
 
     previous = signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     try:
-        report = runner.run()
+        report = runner.run(publish=publish)
     except KeyboardInterrupt:
         n = runner.store.count()
         click.echo(f"\ninterrupted: {n} finished job(s) are stored in {runner.store.path}; "
                    "run the same command again to resume", err=True)
-        sys.exit(130)
-    except USAGE_ERRORS as exc:
-        raise click.UsageError(str(exc)) from None
-    except DataUnavailableError as exc:
-        raise click.ClickException(str(exc)) from None
-    except GenbenchError as exc:
-        raise click.ClickException(str(exc)) from None
+        sys.exit(EXIT_INTERRUPTED)
     finally:
         signal.signal(signal.SIGTERM, previous)
 
-    try:
-        boards = build_leaderboards(runner.store, suite=suite.name, include=report.fingerprints,
-                                    primary=suite.primary_metric,
-                                    descriptions=_metric_descriptions(registries))
-    except GenbenchError as exc:
-        raise click.UsageError(str(exc)) from None
-    written = write_leaderboards(boards, out_dir / "leaderboards")
-    written += save_sample_figures(boards, runner.store, out_dir / "leaderboards")
-    written += save_plots(boards, runner.store, out_dir / "leaderboards")
-    if boards:  # every board is filed under this suite
-        written.append(write_report(boards, runner.store, out_dir / "leaderboards"
-                                    / safe_dirname(suite.name) / "index.html"))
     for board in boards.values():
         click.echo(board.to_text())
     if not quiet:
@@ -245,17 +306,18 @@ def run(spec, out_dir, models, datasets, metrics, seeds, device, data_root, down
     problems = len(report.failed) + len(report.metric_failures)
     if problems:
         click.echo(f"{len(report.failed)} job(s) and {len(report.metric_failures)} metric(s) "
-                   "failed; see the notes above and `genbench results`", err=True)
+                   "failed; see the notes above and `genbench results --failed`", err=True)
         sys.exit(1)
 
 
 def _open_store(out_dir: Path):
+    from .errors import ConfigError
     from .store import ResultStore
 
     path = out_dir / "results.db"
     if not path.exists():
-        raise click.ClickException(f"no results in {out_dir} (expected {path}); run `genbench run --out {out_dir}` first")
-    return ResultStore(path)
+        raise ConfigError(f"no results in {out_dir} (expected {path}); run `genbench run --out {out_dir}` first")
+    return ResultStore(path, readonly=True)  # never waits for, or blocks, a run writing it
 
 
 def _metric_descriptions(registries) -> dict[str, str]:
@@ -282,11 +344,9 @@ def leaderboard(out_dir, fmt, suite, datasets, metrics, sort, full):
     from .leaderboard import build_leaderboards
 
     store = _open_store(out_dir)
-    try:  # the report's tooltips need the metrics' descriptions: the plugins load for it only
-        boards = build_leaderboards(store, suite=suite, primary=sort, descriptions=(
-            _metric_descriptions(_registries()) if fmt == "html" else None))
-    except GenbenchError as exc:
-        raise click.UsageError(str(exc)) from None
+    # the report's tooltips need the metrics' descriptions: the plugins load for it only
+    boards = build_leaderboards(store, suite=suite, primary=sort, descriptions=(
+        _metric_descriptions(_registries(["metrics"])) if fmt == "html" else None))
     if not boards:
         suites = sorted(set(store.jobs()["suite"]))
         raise click.ClickException(
@@ -323,12 +383,21 @@ def leaderboard(out_dir, fmt, suite, datasets, metrics, sort, full):
 @cli.command()
 @click.option("--out", "out_dir", default=DEFAULT_OUT, show_default=True,
               type=click.Path(file_okay=False, path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv",
-              show_default=True)
-def results(out_dir, fmt):
-    """Every stored job with its metric values and provenance (raw rows)."""
+@click.option("--format", "fmt", type=click.Choice(["csv", "json", "text"]),
+              help="Default: csv; text with --failed.")
+@click.option("--failed", is_flag=True, help="Only what failed or diverged (jobs, metrics, "
+              "trainings, failed reruns), each with its error and stored traceback; exit "
+              "status 1 when there is any.")
+def results(out_dir, fmt, failed):
+    """Every stored job with its metric values and provenance (raw rows); with --failed,
+    only what went wrong, with its traceback."""
     import pandas as pd
 
+    if failed:
+        _print_failures(_open_store(out_dir), fmt or "text")
+        return
+    if fmt == "text":
+        raise click.BadParameter("text is for --failed; use csv or json", param_hint="--format")
     rows = _open_store(out_dir).results()
     if fmt == "json":
         click.echo(json.dumps(rows, indent=2, default=str, allow_nan=False))
@@ -340,6 +409,29 @@ def results(out_dir, fmt):
         row["provenance"] = json.dumps(r["provenance"], sort_keys=True, default=str)
         flat.append(row)
     click.echo(pd.DataFrame(flat).to_csv(index=False), nl=False)
+
+
+def _print_failures(store, fmt: str) -> None:
+    """``results --failed``: exits 1 when anything failed, 0 (saying so) when nothing did."""
+    from dataclasses import fields
+
+    from .failures import Failure, collect_failures
+
+    failures = collect_failures(store)
+    if fmt == "json":
+        click.echo(json.dumps([f.to_dict() for f in failures], indent=2))
+    elif fmt == "csv":
+        import pandas as pd
+
+        table = pd.DataFrame([f.to_dict() for f in failures],
+                             columns=[f.name for f in fields(Failure)])
+        click.echo(table.to_csv(index=False), nl=False)
+    elif failures:
+        click.echo("\n\n".join(f.to_text() for f in failures))
+    if not failures:  # on stderr when stdout is data
+        click.echo(f"no failed or diverged jobs in {store.path}", err=fmt != "text")
+        return
+    sys.exit(1)
 
 
 def _description(cls: type) -> str:
@@ -359,8 +451,13 @@ def _dataset_row(e) -> list:
     except Exception as exc:  # a dataset that cannot describe itself is still listed
         return [e.name, "?", "?", "?", "?", e.plugin, f"{_description(cls)} [{exc}]"]
     shape = "x".join(map(str, d["shape"])) if d.get("shape") else "?"
-    return [e.name, d.get("kind"), shape, d.get("classes") or "-", d.get("modes") or "-",
+    return [e.name, d.get("kind") or "?", shape, _count(d, "classes"), _count(d, "modes"),
             e.plugin, _description(cls)]
+
+
+def _count(described: dict, key: str):
+    """A count from ``describe()``: ``?`` where it is not known, ``-`` where there is none."""
+    return "?" if key not in described else described[key] or "-"
 
 
 def _metric_row(e) -> list:
@@ -390,7 +487,7 @@ def list_(kind):
     from tabulate import tabulate
 
     headers, row = _LIST_TABLES[kind]
-    rows = [row(e) for e in _registries().by_kind(kind)]
+    rows = [row(e) for e in _registries([kind]).by_kind(kind)]
     if not rows:
         click.echo(f"no {kind} registered (plugins add them through a register_* hook; "
                    "`genbench plugins --all` shows what is installed)")
@@ -457,7 +554,7 @@ def _model_details(cls: type) -> dict:
 
 def _dataset_details(cls: type) -> dict:
     try:
-        data = dict(cls.describe())
+        data = dict(cls.describe()) or "not described (known only once the data is loaded)"
     except Exception as exc:  # data that is absent is still shown, with the reason
         data = f"unavailable: {type(exc).__name__}: {exc}"
     return {"data": data, "options": _options(cls)}
@@ -535,10 +632,7 @@ def show(kind, name, as_json):
     default and type."""
     from .plugin_manager import default_plugin_manager
 
-    try:
-        entry = _registries().by_kind(kind + "s").entry(name)
-    except UnknownNameError as exc:
-        raise click.UsageError(str(exc)) from None
+    entry = _registries([kind + "s"]).by_kind(kind + "s").entry(name)
     cls = entry.obj
     distribution, version = default_plugin_manager().origin(entry.plugin)
     info = {"kind": kind, "name": entry.name, "description": _description(cls),

@@ -102,15 +102,14 @@ class BenchmarkDataset(abc.ABC):
 
     @classmethod
     def describe(cls) -> dict[str, Any]:
-        """A summary for ``genbench list datasets``: kind, shape, classes, modes.
+        """A summary for ``genbench list datasets`` and ``genbench show dataset``: ``kind``,
+        ``shape``, ``classes`` and ``modes`` (counts; ``None``: none), as the class knows them
+        at its default options.
 
-        The default builds the dataset with its defaults and reads :meth:`info`; datasets
-        whose data may be absent (downloads, folders) override this with what they know
-        without loading.
+        Describing never builds the dataset or loads data, so listing stays instant; the
+        default knows nothing (every key is shown as unknown). Override it.
         """
-        info = cls().info()
-        return {"kind": info.kind, "shape": info.shape, "classes": info.num_classes,
-                "modes": None if info.modes is None else len(info.modes)}
+        return {}
 
     @abc.abstractmethod
     def info(self) -> DataInfo:

@@ -71,3 +71,37 @@ class TrainingDiverged(GenbenchError):
         self.step, self.losses = step, dict(losses)
         shown = ", ".join(f"{k}={v}" for k, v in losses.items())
         super().__init__(f"training diverged at step {step}: {shown}")
+
+
+class StoreCorruptError(GenbenchError):
+    """``results.db`` is not a SQLite database or fails its integrity check; genbench never
+    overwrites it."""
+
+
+class OutputInUseError(GenbenchError):
+    """Another genbench process is writing to the same output folder (``--no-wait``)."""
+
+
+class OutputNotWritableError(ConfigError):
+    """The output folder cannot be created or written."""
+
+
+class CheckpointCorruptError(GenbenchError):
+    """A checkpoint file exists but cannot be loaded (truncated, garbage, wrong format).
+
+    ``path`` is the file and ``reason`` what is wrong with it; the run sets such a file
+    aside (see :mod:`genbench.checkpoints`) and trains again from scratch."""
+
+    def __init__(self, path, reason: str):
+        self.path, self.reason = path, reason
+        super().__init__(f"checkpoint {path} cannot be loaded: {reason}")
+
+    def __reduce__(self):  # picklable across worker processes despite the two arguments
+        return type(self), (self.path, self.reason)
+
+
+#: Errors the user can fix before running (names, values, files, permissions, missing data,
+#: weights or packages, a folder in use): the CLI exits 2 on these, 1 on failures during a run.
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    UnknownNameError, ConfigError, SpecError, DataUnavailableError, AssetMissingError,
+    MissingDependencyError, StoreCorruptError, OutputInUseError, PluginError)

@@ -15,6 +15,10 @@ The interface is deliberately small, so that another backend (a Ray cluster) is 
 Everything passed to a worker (``setup``, ``context``, ``work``, ``job``) and everything it
 returns must pickle: module-level functions and plain dataclasses.
 
+Executors are registered by name (:func:`register_executor`, :data:`EXECUTORS`): ``local``
+(this module) and ``ray`` (:mod:`genbench.ray_executor`, a Ray cluster). A spec picks one
+with ``executor = "NAME"`` and passes it ``[executor_options]``.
+
 :class:`LocalExecutor` keeps N spawned worker processes, each with its share of the CPU
 threads and one private pipe, so the driver always knows which job each worker holds.
 ``wait()`` watches the busy workers' pipes and process sentinels: a reply is the job's
@@ -40,12 +44,13 @@ import threading
 import time
 import traceback
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Callable
 
 import torch
 
-from .errors import GenbenchError
+from .console import install_one_line_warnings
+from .errors import ConfigError, GenbenchError, UnknownNameError
 
 #: prctl's option number for "signal me when my parent dies" (linux/prctl.h).
 _PR_SET_PDEATHSIG = 1
@@ -88,6 +93,9 @@ class Completion:
     failure: str | None = None
     #: The traceback of a work function that raised, when there is one.
     traceback: str | None = None
+    #: Why earlier attempts of this job ended without a result (their workers died), when
+    #: the executor ran it again.
+    retried: tuple[str, ...] = ()
 
 
 class Executor(abc.ABC):
@@ -356,6 +364,7 @@ def _worker_main(index: int, threads: int, setup_payload: bytes,
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver alone handles Ctrl-C
     _die_with_parent()
+    install_one_line_warnings()  # as the command line prints them, not file:line + source
     state, broken = None, None
     try:  # any failure here is the setup's: reported with the first job, never respawned
         torch.set_num_threads(threads)
@@ -407,3 +416,126 @@ def _run(state: Any, work: Callable[[Any, Any], Any], job: Any) -> tuple:
         return ("result", work(state, job))
     except Exception as exc:
         return ("failed", *_describe(exc))
+
+
+# -- the registry of executors ---------------------------------------------------------
+
+@dataclass(frozen=True)
+class ExecutorRequest:
+    """What the runner knows when it builds an executor for a run."""
+
+    #: The run's device type ("cpu", "cuda", "mps").
+    device_type: str
+    #: Jobs to run now (an executor need not keep more workers than that).
+    n_jobs: int
+    #: ``--jobs`` and ``--threads`` (``None``: the executor's default).
+    jobs: int | None = None
+    threads: int | None = None
+    #: The executor's options, validated (an instance of its ``options`` class).
+    options: Any = None
+    #: The output folder (absolute), for executors whose workers write elsewhere.
+    out_dir: str = ""
+    #: Processes each training job runs (``train.nproc``), so the default number of
+    #: workers leaves them their cores or GPUs.
+    nproc: int = 1
+
+
+@dataclass(frozen=True)
+class LocalOptions:
+    """The local executor takes no options: ``--jobs`` and ``--threads`` size it."""
+
+
+def _build_local(request: ExecutorRequest) -> Executor:
+    workers = request.jobs
+    if workers is None:
+        workers = 1 if request.nproc > 1 and request.device_type == "cuda" else \
+            max(1, default_workers(request.device_type) // request.nproc)
+    elif workers > 1 and request.nproc > 1 and request.device_type == "cuda":
+        raise ConfigError(f"train.nproc = {request.nproc} on CUDA trains on GPUs 0 to "
+                          f"{request.nproc - 1} of this machine, so only one job may run at a "
+                          f"time: use --jobs 1 (or the ray executor, which gives each training "
+                          f"its own GPUs)")
+    if workers == 0:
+        return InlineExecutor()
+    threads = request.threads or max(1, available_cores() // workers)
+    return LocalExecutor(min(workers, max(1, request.n_jobs)), threads_per_worker=threads)
+
+
+def _build_ray(request: ExecutorRequest) -> Executor:
+    from .ray_executor import RayExecutor
+
+    return RayExecutor.from_request(request)
+
+
+def _ray_options():
+    from .ray_executor import RayOptions
+
+    return RayOptions
+
+
+@dataclass(frozen=True)
+class ExecutorKind:
+    """A registered executor: its name, how to build it, its options and the optional
+    packages it needs (checked before anything trains)."""
+
+    name: str
+    description: str
+    build: Callable[[ExecutorRequest], Executor]
+    #: A frozen dataclass whose fields are the accepted ``[executor_options]`` and whose
+    #: ``__post_init__`` validates them (a callable returning it, to import it lazily).
+    options: Callable[[], type]
+    #: Importable modules it needs, and the command that installs them.
+    requires: tuple[str, ...] = ()
+    install: str = ""
+
+    def make_options(self, options: dict[str, Any] | None) -> Any:
+        """``options`` validated: :class:`ConfigError` names an unknown key or a bad value."""
+        cls = self.options()
+        options = dict(options or {})
+        valid = [f.name for f in fields(cls)]
+        unknown = sorted(set(options) - set(valid))
+        if unknown:
+            raise ConfigError(f"executor {self.name!r}: unknown option(s) {', '.join(unknown)}; "
+                              f"valid options: {', '.join(valid) or '(none)'}")
+        return cls(**options)
+
+    def check_installed(self) -> None:
+        """Raise :class:`MissingDependencyError` saying how to install what is missing."""
+        import importlib.util
+
+        from .errors import MissingDependencyError
+
+        missing = [m for m in self.requires if importlib.util.find_spec(m) is None]
+        if missing:
+            raise MissingDependencyError(
+                f"executor {self.name!r} needs {', '.join(missing)}, which is not installed; "
+                f"install it with: {self.install}")
+
+
+#: Executors by name; :func:`register_executor` adds one.
+EXECUTORS: dict[str, ExecutorKind] = {}
+
+
+def register_executor(kind: ExecutorKind) -> None:
+    """Add an executor under ``kind.name`` (a new name: replacing one is refused)."""
+    if not kind.name or not kind.name.replace("-", "").isalnum():
+        raise ValueError(f"executor names are letters, digits and '-', got {kind.name!r}")
+    if kind.name in EXECUTORS:
+        raise ValueError(f"an executor named {kind.name!r} is already registered")
+    EXECUTORS[kind.name] = kind
+
+
+def executor_kind(name: str) -> ExecutorKind:
+    """The executor registered as ``name``; :class:`UnknownNameError` lists the others."""
+    try:
+        return EXECUTORS[name]
+    except (KeyError, TypeError):
+        raise UnknownNameError("executor", str(name), list(EXECUTORS)) from None
+
+
+register_executor(ExecutorKind(
+    "local", "worker processes on this machine (--jobs, --threads)", _build_local,
+    lambda: LocalOptions))
+register_executor(ExecutorKind(
+    "ray", "one Ray task per job on a Ray cluster (see genbench.ray_executor)", _build_ray,
+    _ray_options, requires=("ray",), install='pip install "genbench[ray]"'))

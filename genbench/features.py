@@ -50,8 +50,8 @@ if TYPE_CHECKING:
 __all__ = [
     "CACHE_FORMAT", "Extractor", "ExtractorMixin", "INPUT_FORMATS", "JobFeatures", "LAYER_METRICS",
     "NonFiniteSamplesError", "SPLITS", "SplitFeatures", "choose_feature_extractor",
-    "extractor_skip_reason", "feature_layer", "load_extractor", "preflight", "reference_indices",
-    "skip_reason", "split_cache_key", "to_uint8_images",
+    "extractor_skip_reason", "feature_layer", "layer_skip_reason", "load_extractor", "preflight",
+    "reference_indices", "skip_reason", "split_cache_key", "to_uint8_images",
 ]
 
 #: The metric names an extractor maps to layers (torch-fidelity's
@@ -322,12 +322,20 @@ def skip_reason(ctx: "EvalContext", metric: str, extractor: str | None = None) -
     ``metric`` is one of :data:`LAYER_METRICS`. An unknown extractor name is not a skip: it
     raises :class:`~genbench.errors.UnknownNameError` listing the valid ones.
     """
-    name = extractor or ctx.extractor_name
-    if name is None:
-        return (f"dataset {ctx.data_info.name!r} declares no feature extractor; choose one "
+    return layer_skip_reason(ctx.data_info, metric, extractor=extractor or ctx.extractor_name,
+                             registries=ctx.registries)
+
+
+def layer_skip_reason(data_info: DataInfo, metric: str, *, extractor: str | None,
+                      registries) -> str | None:
+    """Why extractor ``extractor`` (the run's, chosen by :func:`choose_feature_extractor`)
+    cannot serve ``metric``'s layer on this data, or ``None``: :func:`skip_reason` without
+    a job, so that it can be asked before anything trains."""
+    if extractor is None:
+        return (f"dataset {data_info.name!r} declares no feature extractor; choose one "
                 "with --extractor or the spec's extractor (e.g. inception-v3-compat)")
-    cls = ctx.registries.extractors.get(name)
-    reason = extractor_skip_reason(name, cls, ctx.data_info)
+    name, cls = extractor, registries.extractors.get(extractor)
+    reason = extractor_skip_reason(name, cls, data_info)
     if reason is not None:
         return reason
     if feature_layer(cls, metric) is None:

@@ -26,7 +26,7 @@ from typing import Any
 
 import pandas as pd
 
-from .errors import GenbenchError
+from .errors import ConfigError
 from .jobs import evaluation_dirname, safe_dirname
 from .paths import atomic_write
 from .statistics import CONFIDENCE, best_marks, ranks, summarize
@@ -53,7 +53,7 @@ PROTOCOL_KEYS = (("feature_extractor", "extractor"), ("weights_sha256", "weights
                  ("n_samples", "n"), ("n_reference", "ref"), ("reference_key", "ref set"))
 
 
-class UnknownColumnError(GenbenchError, KeyError):
+class UnknownColumnError(ConfigError, KeyError):
     """A ``--sort`` / ``--metrics`` column that no leaderboard has."""
 
     def __str__(self) -> str:
@@ -133,7 +133,9 @@ class Leaderboard:
         return "mixture" if any(c.base == "modes.hq" for c in self.columns) else "image"
 
     def headline_columns(self) -> list[Column]:
-        """The main table's columns: the first present of each group of :data:`HEADLINES`."""
+        """The main table's columns: the first present of each group of :data:`HEADLINES`,
+        led by the sort column when it is none of them (a plugin's metric, say); every
+        column when no headline metric ran."""
         out = []
         for group in HEADLINES[self.kind]:
             for base in group:
@@ -141,7 +143,8 @@ class Leaderboard:
                 if found:
                     out.extend(found)
                     break
-        return out
+        sort = [c for c in self.columns if self.primary in (c.base, c.name) and c not in out]
+        return (sort + out) or list(self.columns)
 
     def select(self, full: bool = False, metrics: list[str] | None = None) -> list[Column]:
         """The columns to show: ``metrics`` (metric names, ``metric.key`` or column names),

@@ -8,6 +8,8 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
+from .errors import OutputNotWritableError
+
 
 _SHA256_MEMO: dict[tuple[str, int, int], str] = {}
 
@@ -40,6 +42,25 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> None:
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def ensure_writable_dir(path: str | os.PathLike, what: str = "folder") -> Path:
+    """Create the folder ``path`` if needed and make sure files can be created in it (a
+    real file is created and removed: permission bits say nothing to root, nor about a
+    read-only mount); raise :class:`~genbench.errors.OutputNotWritableError` naming it."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path, prefix=".genbench-probe-"):
+            pass
+    except (FileExistsError, NotADirectoryError):
+        culprit = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), path)
+        raise OutputNotWritableError(f"cannot use {path} as the {what}: {culprit} is a file, "
+                                     "not a folder") from None
+    except OSError as exc:
+        raise OutputNotWritableError(f"cannot write to the {what} {path}: "
+                                     f"{exc.strerror or exc}") from None
+    return path
 
 
 def _user_cache() -> Path:

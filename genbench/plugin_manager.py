@@ -16,48 +16,51 @@ from __future__ import annotations
 import functools
 import importlib
 import importlib.metadata
+import inspect
 import os
 import warnings
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping
+from types import MappingProxyType
+from typing import Callable, Iterable, Mapping
 
 import pluggy
 
 from . import hookspecs
-from .data import BenchmarkDataset
 from .errors import PluginError, RegistrationError, UnknownNameError
-from .metric import Metric
-from .model import GenerativeModel
 from .registry import Entry, Registry
-from .sampler import Sampler
 
-#: Built-in plugin modules, registered before any entry point.
-DEFAULT_PLUGINS: tuple[str, ...] = (
-    "genbench_plugins.datasets.embedded",
-    "genbench_plugins.datasets.synthetic",
-    "genbench_plugins.datasets.torchvision_sets",
-    "genbench_plugins.datasets.image_folder",
-    "genbench_plugins.models.vae",
-    "genbench_plugins.models.autoencoders",
-    "genbench_plugins.models.aae",
-    "genbench_plugins.metrics.elbo",
-    "genbench_plugins.metrics.reconstruction",
-    "genbench_plugins.metrics.speed",
-    "genbench_plugins.models.reference",
-    "genbench_plugins.models.gans",
-    "genbench_plugins.models.diffusion",
-    "genbench_plugins.samplers.ddpm",
-    "genbench_plugins.samplers.ddim",
-    "genbench_plugins.metrics.fidelity_metrics",
-    "genbench_plugins.metrics.modes",
-    "genbench_plugins.metrics.coverage",
-    "genbench_plugins.metrics.prdc",
-    "genbench_plugins.metrics.ndb",
-    "genbench_plugins.metrics.vendi",
-    "genbench_plugins.metrics.memorization",
-    "genbench_plugins.metrics.fid_inf",
-    "genbench_plugins.extractors.builtin",
-)
+_DATASETS, _MODELS, _METRICS = ("register_datasets",), ("register_models",), ("register_metrics",)
+
+#: Built-in plugin modules, registered before any entry point, and the hooks each implements.
+#: A module is imported when one of its hooks is first called (see :class:`LazyPlugin`), so
+#: a command that calls none of them, such as ``genbench --help``, imports no torch;
+#: tests/test_registry.py checks these hooks against the modules' own.
+DEFAULT_PLUGINS: Mapping[str, tuple[str, ...]] = MappingProxyType({
+    "genbench_plugins.datasets.embedded": _DATASETS,
+    "genbench_plugins.datasets.synthetic": _DATASETS,
+    "genbench_plugins.datasets.torchvision_sets": _DATASETS,
+    "genbench_plugins.datasets.image_folder": _DATASETS,
+    "genbench_plugins.models.vae": _MODELS,
+    "genbench_plugins.models.autoencoders": _MODELS,
+    "genbench_plugins.models.aae": _MODELS,
+    "genbench_plugins.metrics.elbo": _METRICS,
+    "genbench_plugins.metrics.reconstruction": _METRICS,
+    "genbench_plugins.metrics.speed": _METRICS,
+    "genbench_plugins.models.reference": _MODELS,
+    "genbench_plugins.models.gans": _MODELS,
+    "genbench_plugins.models.diffusion": _MODELS,
+    "genbench_plugins.samplers.ddpm": ("register_samplers",),
+    "genbench_plugins.samplers.ddim": ("register_samplers",),
+    "genbench_plugins.metrics.fidelity_metrics": _METRICS,
+    "genbench_plugins.metrics.modes": _METRICS,
+    "genbench_plugins.metrics.coverage": _METRICS,
+    "genbench_plugins.metrics.prdc": _METRICS,
+    "genbench_plugins.metrics.ndb": _METRICS,
+    "genbench_plugins.metrics.vendi": _METRICS,
+    "genbench_plugins.metrics.memorization": _METRICS,
+    "genbench_plugins.metrics.fid_inf": _METRICS,
+    "genbench_plugins.extractors.builtin": ("register_feature_extractors",),
+})
 
 ENTRY_POINT_GROUP = "genbench"
 
@@ -181,12 +184,49 @@ def _load_entrypoints(pm: GenbenchPluginManager) -> None:
                       f"distribution provides a genbench plugin of that name", stacklevel=2)
 
 
+class LazyPlugin:
+    """Stands for a plugin module whose hooks are known in advance: it implements them by
+    importing the module on the first call and calling the module's own implementation.
+
+    A module that fails to import, or lacks a declared hook, fails in that hook call, and is
+    left out like any plugin whose hook raises.
+    """
+
+    def __init__(self, module_name: str, hooks: Iterable[str]):
+        self.__name__ = module_name
+        self._module = None
+        for hook in hooks:
+            setattr(self, hook, self._forward(hook))
+
+    def module(self):
+        """The plugin module, imported on first use."""
+        if self._module is None:
+            self._module = importlib.import_module(self.__name__)
+        return self._module
+
+    def _forward(self, hook: str):
+        def call(**kwargs):
+            impl = getattr(self.module(), hook)
+            wanted = inspect.signature(impl).parameters
+            return impl(**{k: v for k, v in kwargs.items() if k in wanted})
+
+        call.__name__ = call.__qualname__ = hook
+        # pluggy passes the arguments a hook implementation names: the hook's own.
+        call.__signature__ = inspect.signature(getattr(hookspecs, hook))
+        return hookspecs.hookimpl(call)
+
+    def __repr__(self) -> str:
+        return f"<LazyPlugin {self.__name__}>"
+
+
 def create_plugin_manager(
     load_entrypoints: bool | None = None,
-    default_plugins: Iterable[str] = DEFAULT_PLUGINS,
+    default_plugins: Iterable[str] | Mapping[str, Iterable[str]] = DEFAULT_PLUGINS,
 ) -> GenbenchPluginManager:
     """A fresh PluginManager with the built-ins and (by default) the installed plugins.
 
+    ``default_plugins`` names modules, imported now, or maps module names to the hooks
+    they implement, registered as :class:`LazyPlugin` and imported on first use.
     ``load_entrypoints=None`` follows ``GENBENCH_DISABLE_PLUGIN_AUTOLOAD``. Never raises for
     a plugin that fails to import or implements an unknown hook: it is left out and recorded
     in ``pm.broken``, built-ins included.
@@ -197,6 +237,9 @@ def create_plugin_manager(
     pm.add_hookspecs(hookspecs)
     origin = ("genbench", __version__)
     for module_name in default_plugins:
+        if isinstance(default_plugins, Mapping):
+            pm._add(LazyPlugin(module_name, default_plugins[module_name]), module_name, origin)
+            continue
         try:
             module = importlib.import_module(module_name)
         except Exception as exc:
@@ -211,10 +254,14 @@ def create_plugin_manager(
     return pm
 
 
-def _feature_extractor_base() -> type:
-    from torch_fidelity.feature_extractor_base import FeatureExtractorBase
+def _import_attribute(module: str, name: str) -> type:
+    return getattr(importlib.import_module(module), name)
 
-    return FeatureExtractorBase
+
+def _base(module: str, name: str) -> Callable[[], type]:
+    """A registry's base class, imported when the first registration is checked (picklable:
+    registries travel to the worker processes)."""
+    return functools.partial(_import_attribute, module, name)
 
 
 @dataclass
@@ -241,7 +288,7 @@ class Registries:
 
 
 def _stage(pm: GenbenchPluginManager, plugin: object, plugin_name: str,
-           regs: Registries) -> list[tuple[Registry, Entry]]:
+           regs: Registries, kinds: Iterable[str]) -> list[tuple[Registry, Entry]]:
     """Call every ``register_*`` hook of one plugin; return what it registered, validated.
 
     Raises :class:`PluginError` (a :class:`RegistrationError` for an invalid or taken name)
@@ -249,6 +296,8 @@ def _stage(pm: GenbenchPluginManager, plugin: object, plugin_name: str,
     """
     staged: list[tuple[Registry, Entry]] = []
     for hook_name, kind in REGISTRY_HOOKS:
+        if kind not in kinds:
+            continue
         registry = regs.by_kind(kind)
         pending: dict[str, Entry] = {}
         rejected: list[RegistrationError] = []
@@ -277,27 +326,35 @@ def _stage(pm: GenbenchPluginManager, plugin: object, plugin_name: str,
     return staged
 
 
-def build_registries(pm: GenbenchPluginManager) -> Registries:
+def build_registries(pm: GenbenchPluginManager, kinds: Iterable[str] | None = None) -> Registries:
     """Call the ``register_*`` hooks plugin by plugin, oldest first, recording each owner.
 
     A plugin's registrations are kept only if all its hooks succeed; a plugin that fails is
     left out whole (unregistered from ``pm`` and recorded in ``pm.broken``), so the built-ins
     keep their names and a later duplicate marks the later plugin broken, naming both.
+
+    ``kinds`` (e.g. ``["datasets"]``) fills only those registries, calling only their hooks,
+    and imports no plugin module that implements none of them (``genbench list``); the
+    others stay empty, and a plugin whose other hooks would fail is not noticed.
     """
+    wanted = [kind for _, kind in REGISTRY_HOOKS] if kinds is None else list(kinds)
     regs = Registries(
-        models=Registry("model", GenerativeModel, pm.broken),
-        datasets=Registry("dataset", BenchmarkDataset, pm.broken),
-        metrics=Registry("metric", Metric, pm.broken),
-        samplers=Registry("sampler", Sampler, pm.broken),
-        extractors=Registry("feature extractor", _feature_extractor_base, pm.broken),
+        models=Registry("model", _base("genbench.model", "GenerativeModel"), pm.broken),
+        datasets=Registry("dataset", _base("genbench.data", "BenchmarkDataset"), pm.broken),
+        metrics=Registry("metric", _base("genbench.metric", "Metric"), pm.broken),
+        samplers=Registry("sampler", _base("genbench.sampler", "Sampler"), pm.broken),
+        extractors=Registry("feature extractor", _base(
+            "torch_fidelity.feature_extractor_base", "FeatureExtractorBase"), pm.broken),
         broken=pm.broken,
     )
+    for kind in wanted:
+        regs.by_kind(kind)  # an unknown kind lists the valid ones
     pm.drop_unknown_hooks()  # plugins registered after create_plugin_manager, too
     for plugin_name, plugin in pm.list_name_plugin():
         if plugin is None:
             continue
         try:
-            staged = _stage(pm, plugin, plugin_name, regs)
+            staged = _stage(pm, plugin, plugin_name, regs, wanted)
         except PluginError as exc:
             pm.leave_out(plugin_name, str(exc))
             continue

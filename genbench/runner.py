@@ -13,13 +13,16 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
-from .errors import ConfigError
-from .executors import Executor, InlineExecutor
+from .checkpoints import recover
+from .errors import CheckpointCorruptError, ConfigError
+from .executors import Executor, ExecutorRequest, InlineExecutor, executor_kind
 from .jobs import DatasetSource, Job, Training, expand_rows
+from .locking import OutputLock
 from .paths import cache_dir as default_cache_dir
 from .paths import data_root as default_data_root
+from .preflight import check_suite
 from .scheduling import schedule
 from .spec import SuiteSpec
 from .store import JobRecord, MetricRecord, ResultStore, TrainingRecord
@@ -61,13 +64,18 @@ class SuiteRunner:
 
     ``jobs``: worker processes (``None``: one per available core on the CPU, one per GPU on
     CUDA; ``0``: run in this process). ``threads``: torch threads per worker (``None``: the
-    worker's share of the cores, so that workers never oversubscribe them).
+    worker's share of the cores, so that workers never oversubscribe them). ``wait``: when
+    another process holds the output folder's lock, wait for it (else raise
+    OutputInUseError; see :meth:`run`). The spec's ``executor`` picks where jobs run
+    (:data:`genbench.executors.EXECUTORS`: ``local`` worker processes, or ``ray`` tasks, for
+    which ``jobs`` caps the jobs in flight) and its ``nproc`` how many processes train each
+    model (:mod:`genbench.distributed`).
     """
 
     def __init__(self, spec: SuiteSpec, out_dir: str | Path, registries, *, force: bool = False,
                  progress: bool | None = None, data_root: str | None = None,
                  download: bool | None = None, cache_dir: str | None = None,
-                 jobs: int | None = None, threads: int | None = None,
+                 jobs: int | None = None, threads: int | None = None, wait: bool = True,
                  echo: Callable[[str], None] = lambda s: print(s, file=sys.stderr)):
         spec.validate(registries)
         for name, value in (("jobs", jobs), ("threads", threads)):
@@ -81,14 +89,19 @@ class SuiteRunner:
         self.data_root, self.download = data_root, download
         self.cache_dir = default_cache_dir(cache_dir)
         self.jobs, self.threads = jobs, threads
+        # the executor's options and packages are checked here, before anything trains
+        self.executor_kind = executor_kind(spec.executor)
+        self.executor_options = self.executor_kind.make_options(spec.executor_options)
+        self.executor_kind.check_installed()
         self.echo = echo
+        self.wait = wait
 
     # -- planning ---------------------------------------------------------------------
     def prepare(self) -> tuple[list[Job], list[SkippedPair], dict[str, PreparedDataset]]:
-        """Load every dataset, build every model once (untrained, referenced models
-        included) and run every metric's preflight, so that missing data or weights and
-        rejected hyper-parameter values fail here, before anything trains; then expand the
-        rows."""
+        """Load every dataset and expand the rows; then check, before anything trains,
+        everything known without a trained model (see :mod:`genbench.preflight`: models
+        build, metrics apply somewhere and their weights are there, sample and split sizes
+        suffice, batches fit) and print the metrics' skips and count warnings once."""
         root = str(default_data_root(self.data_root or self.spec.data_root))
         download = self.spec.download if self.download is None else self.download
         sources, prepared = [], {}
@@ -100,32 +113,9 @@ class SuiteRunner:
             sources.append((source, info))
             prepared[dataset_key(source)] = PreparedDataset(ds, info)
         rows, impossible = expand_rows(self.spec, self.registries, sources, self.device.type)
-        metrics = [self.spec.build_metric(self.registries.metrics.get(m.name), m.label, m.params)
-                   for m in self.spec.metrics]
-        checked = set()
-        for job in rows:
-            info = prepared[dataset_key(job.training.dataset)].info
-            ev = job.evaluation
-            if job.training.config_fingerprint not in checked:  # rows of one model: once
-                checked.add(job.training.config_fingerprint)
-                try:
-                    self._build_untrained(job.training, info)
-                except ConfigError as exc:
-                    msg = str(exc)
-                    raise ConfigError(msg if ev.model_label in msg
-                                      else f"model {ev.model_label!r}: {msg}") from None
-            if ev.dataset_label not in checked:
-                checked.add(ev.dataset_label)
-                for metric in metrics:
-                    if info.kind in metric.data_kinds:
-                        metric.preflight(info, feature_extractor=ev.feature_extractor,
-                                         feature_weights=self.spec.feature_weights,
-                                         registries=self.registries)
+        for line in check_suite(self.spec, self.registries, rows, prepared).lines():
+            self.echo(line)
         return rows, [SkippedPair(*p) for p in impossible], prepared
-
-    def _build_untrained(self, training: Training, info):
-        refs = {key: self._build_untrained(ref, info) for key, ref in training.refs}
-        return self.registries.models.get(training.model)(info, **training.params, **refs)
 
     def _training_status(self, training: Training) -> str | None:
         """``"ok"`` when ``training``'s checkpoint is finished (models that refit instead of
@@ -133,24 +123,38 @@ class SuiteRunner:
         cls = self.registries.models.get(training.model)
         if cls.refit_instead_of_checkpoint and overrides_fit(cls):
             return "ok"
-        if checkpoint_finished(self.out_dir / training.run_dir / "checkpoint.pt", training.fingerprint):
-            return "ok"
+        try:
+            if checkpoint_finished(self.out_dir / training.run_dir / "checkpoint.pt",
+                                   training.fingerprint, raise_corrupt=True):
+                return "ok"
+        except CheckpointCorruptError as exc:  # set aside; the training starts again
+            self.echo(recover(exc, training.key))
         status = self.store.training_status(training.fingerprint)
         return "diverged" if status == "diverged" else None
 
     def default_executor(self, n_jobs: int) -> Executor:
-        """Worker processes as ``jobs``/``threads`` say (in this process for ``jobs=0``)."""
-        from .executors import LocalExecutor, available_cores, default_workers
-
-        workers = default_workers(self.device.type) if self.jobs is None else self.jobs
-        if workers == 0:
-            return InlineExecutor()
-        threads = self.threads or max(1, available_cores() // workers)
-        return LocalExecutor(min(workers, max(1, n_jobs)), threads_per_worker=threads)
+        """The spec's executor (``local``: worker processes as ``jobs``/``threads`` say, in
+        this process for ``jobs=0``; ``ray``: tasks on a Ray cluster) for ``n_jobs`` jobs."""
+        return self.executor_kind.build(ExecutorRequest(
+            self.device.type, n_jobs, self.jobs, self.threads, self.executor_options,
+            str(self.out_dir.absolute()), self.spec.nproc))
 
     # -- running ----------------------------------------------------------------------
-    def run(self, executor: Executor | None = None) -> SuiteReport:
+    def run(self, executor: Executor | None = None, *,
+            publish: Callable[[SuiteReport], Any] | None = None) -> SuiteReport:
+        """Prepare, then, holding the output folder's lock (waiting for another run that
+        holds it, or with ``wait=False`` raising OutputInUseError), plan from the store as
+        it is then, run and store; ``publish(report)`` (writing the leaderboard files) runs
+        under the same lock, so two runs never write those files at once."""
         rows, impossible, prepared = self.prepare()
+        with OutputLock(self.out_dir, wait=self.wait, echo=self.echo):
+            report = self._run(rows, impossible, prepared, executor)
+            if publish is not None:
+                publish(report)
+            return report
+
+    def _run(self, rows: list[Job], impossible: list[SkippedPair],
+             prepared: dict[str, PreparedDataset], executor: Executor | None) -> SuiteReport:
         report = SuiteReport(impossible=impossible,
                              fingerprints=[r.evaluation.fingerprint for r in rows])
         for pair in impossible:
@@ -173,7 +177,7 @@ class SuiteRunner:
         # with more than one, the driver's line per finished job is the progress report.
         progress = self.progress if executor.slots == 1 else False
         context = WorkerContext(self.registries, str(self.out_dir), str(self.cache_dir),
-                                self.spec.device, progress,
+                                self.spec.device, progress, nproc=self.spec.nproc,
                                 datasets=prepared if isinstance(executor, InlineExecutor) else {})
         with executor:
             executor.start(setup_worker, context)
@@ -206,6 +210,8 @@ class SuiteRunner:
                     record = failed_record(job, completion.failure)
                     if completion.traceback:
                         record.provenance["traceback"] = completion.traceback
+                if completion.retried:  # earlier attempts whose workers died
+                    record.provenance["retried_after"] = list(completion.retried)
                 if isinstance(record, TrainingRecord):
                     (done if record.status == "ok" else broken)[job.key] = record
                 else:
@@ -250,16 +256,21 @@ class SuiteRunner:
 
     def _store(self, record: JobRecord | TrainingRecord, report: SuiteReport,
                rows_total: int | None = None) -> None:
+        for warning in record.provenance.get("warnings", ()):  # checkpoints a worker set aside
+            self.echo(warning)
         if isinstance(record, TrainingRecord):
-            self.store.write_training(record)
+            self.store.write_training(record, finished_checkpoint=record.status != "ok" and
+                                      checkpoint_finished(self.out_dir / record.run_dir /
+                                                          "checkpoint.pt", record.fingerprint))
             report.trainings.append(record)
             self.echo(f"trained {record.dataset_name}/{record.label}/seed{record.seed} "
                       f"(training {record.fingerprint[:8]}): {_training_summary(record)}")
             return
-        self.store.write(record)
+        kept = "" if self.store.write(record) else \
+            " (the earlier ok result is kept; this attempt is in `genbench results`)"
         report.ran.append(record)
         counter = f"[{len(report.ran)}/{rows_total}] " if rows_total else ""
-        self.echo(f"{counter}{record.job_key}: {_summary(record)}")
+        self.echo(f"{counter}{record.job_key}: {_summary(record)}{kept}")
 
 
 def _training_summary(record: TrainingRecord) -> str:

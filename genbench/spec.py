@@ -65,9 +65,10 @@ class Entry:
 
 def _bracket(values: dict[str, Any]) -> str:
     def show(v: Any) -> str:
-        if isinstance(v, dict) and "name" in v:  # a model reference given as a table
+        if (isinstance(v, dict) and isinstance(v.get("name"), str)  # a model reference table
+                and isinstance(v.get("params", {}), dict)):
             return v["name"] + _bracket(v.get("params") or {})
-        return str(v)
+        return str(v)  # anything else, a malformed reference included (validate rejects it)
 
     return "[" + ",".join(f"{k}={show(values[k])}" for k in sorted(values)) + "]" if values else ""
 
@@ -154,6 +155,42 @@ def _entries(value: Any, section: str, allow_budget: bool) -> list[Entry]:
     return out
 
 
+def _run_settings(d: dict[str, Any]) -> dict[str, Any]:
+    """``executor``, ``[executor_options]`` and ``[train]`` of a spec table, checked."""
+    out: dict[str, Any] = {}
+    if "executor" in d:
+        if not isinstance(d["executor"], str):
+            raise SpecError(f"'executor' must be an executor name such as \"ray\", "
+                            f"got {d['executor']!r}")
+        out["executor"] = d["executor"]
+    if "executor_options" in d:
+        if not isinstance(d["executor_options"], dict):
+            raise SpecError("'executor_options' must be a table such as { address = \"auto\" }, "
+                            f"got {d['executor_options']!r}")
+        out["executor_options"] = dict(d["executor_options"])
+    if "train" in d:
+        train = d["train"]
+        if not isinstance(train, dict) or set(train) - {"nproc"}:
+            raise SpecError(f"'train' must be a table with the key nproc, such as "
+                            f"{{ nproc = 2 }}, got {train!r}")
+        if "nproc" in train:
+            out["nproc"] = train["nproc"]
+    check_run_settings(out.get("executor", "local"), out.get("executor_options", {}),
+                       out.get("nproc", 1))
+    return out
+
+
+def check_run_settings(executor: str, options: dict[str, Any], nproc: Any) -> None:
+    """Raise when the executor is not registered, its options are not its own or invalid
+    (without importing the executor's packages), or ``nproc`` is not a positive integer."""
+    from .executors import executor_kind
+
+    executor_kind(executor).make_options(options)
+    if not isinstance(nproc, int) or isinstance(nproc, bool) or nproc < 1:
+        raise SpecError(f"train.nproc (processes that train each model data-parallel) must be "
+                        f"an integer >= 1, got {nproc!r}")
+
+
 def merged_budget(suite_budget: Budget, overrides: dict[str, Any] | None, where: str) -> Budget:
     """The suite's budget with an entry's own keys on top (``steps``/``epochs`` replace
     each other)."""
@@ -195,19 +232,31 @@ class SuiteSpec:
     baselines: tuple[str, ...] | None = None
     primary_metric: str | None = None
     source: str = "<dict>"
+    #: Set by :meth:`select` when it narrows the models or datasets but keeps the metrics
+    #: chosen for the whole suite: a metric that then applies to no (model, dataset) pair
+    #: is skipped with a note instead of failing the run.
+    narrowed: bool = False
+    #: Where the jobs run: a registered executor ("local", "ray") and its options.
+    executor: str = "local"
+    executor_options: dict[str, Any] = field(default_factory=dict)
+    #: Processes that train each model data-parallel (``[train] nproc``).
+    nproc: int = 1
 
     KEYS = ("name", "datasets", "models", "metrics", "seeds", "budget", "num_samples",
             "eval_batch_size", "device", "data_root", "download", "feature_extractor",
             "feature_weights", "baselines", "primary_metric")
+    #: Keys that say where and on how many processes jobs run, not what they compute: they
+    #: are not part of :meth:`to_dict` (nor of the spec's hash).
+    RUN_KEYS = ("executor", "executor_options", "train")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], source: str = "<dict>") -> "SuiteSpec":
         if not isinstance(d, dict):
             raise SpecError(f"{source}: a spec must be a table")
-        unknown = sorted(set(d) - set(cls.KEYS))
+        unknown = sorted(set(d) - set(cls.KEYS) - set(cls.RUN_KEYS))
         if unknown:
             raise SpecError(f"{source}: unknown key(s) {', '.join(map(repr, unknown))}; "
-                            f"valid keys: {', '.join(cls.KEYS)}")
+                            f"valid keys: {', '.join(cls.KEYS + cls.RUN_KEYS)}")
         for required in ("datasets", "models"):
             if required not in d:
                 raise SpecError(f"{source}: missing required key '{required}'")
@@ -256,6 +305,7 @@ class SuiteSpec:
                 kw["baselines"] = tuple(b)
             budget = kw.get("budget", Budget(steps=600))
             kw["models"] = tuple(_with_budget(e, budget) for e in kw["models"])
+            kw.update(_run_settings(d))
         except SpecError as exc:
             msg = str(exc)
             raise SpecError(msg if msg.startswith(source) else f"{source}: {msg}") from None
@@ -265,9 +315,11 @@ class SuiteSpec:
     def from_toml(cls, path: str | Path) -> "SuiteSpec":
         path = Path(path)
         try:
-            text = path.read_text()
+            text = path.read_text(encoding="utf-8")  # TOML is UTF-8 whatever the locale
         except OSError as exc:
             raise SpecError(f"cannot read spec {path}: {exc.strerror}") from None
+        except UnicodeDecodeError as exc:
+            raise SpecError(f"{path}: not a TOML file: byte {exc.start} is not UTF-8 text") from None
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
@@ -283,6 +335,13 @@ class SuiteSpec:
     # -- registry checks ----------------------------------------------------------------
     def validate(self, registries) -> None:
         """Check every name and hyper-parameter against the registries (raises on the first)."""
+        check_run_settings(self.executor, self.executor_options, self.nproc)
+        for budget, where in [(self.budget, "the suite's budget"),
+                              *((e.budget, f"model {e.label!r}") for e in self.models if e.budget)]:
+            if budget.batch_size % self.nproc:
+                raise ConfigError(f"{where}: batch_size {budget.batch_size} must be a multiple of "
+                                  f"train.nproc = {self.nproc} (each process trains on an equal "
+                                  f"share of every batch)")
         for section, reg in (("datasets", registries.datasets), ("metrics", registries.metrics)):
             for e in getattr(self, section):
                 cls = reg.get(e.name)
@@ -358,6 +417,8 @@ class SuiteSpec:
             changes[section] = tuple(picked)
         if seeds is not None:
             changes["seeds"] = tuple(seeds)
+        if metrics is None and (models is not None or datasets is not None):
+            changes["narrowed"] = True
         return replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:

@@ -16,8 +16,9 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from .budget import Budget
+from .checkpoints import load_checkpoint_file
 from .data import DataInfo, TensorSplit
-from .errors import ConfigError, TrainingDiverged
+from .errors import CheckpointCorruptError, ConfigError, TrainingDiverged
 from .model import GenerativeModel
 from .paths import atomic_write
 
@@ -79,14 +80,17 @@ class TrainResult:
     amp_skipped_steps: int = 0
 
 
-def checkpoint_finished(path: str | Path, fingerprint: str) -> bool:
+def checkpoint_finished(path: str | Path, fingerprint: str, *, raise_corrupt: bool = False) -> bool:
     """Whether ``path`` holds a finished checkpoint of the training ``fingerprint`` (read
-    memory-mapped: its tensors are not loaded)."""
+    memory-mapped: its tensors are not loaded). A file that does not load is not one, or
+    with ``raise_corrupt`` raises :class:`~genbench.errors.CheckpointCorruptError`."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        state = load_checkpoint_file(path, mmap=True)
     except FileNotFoundError:
         return False
-    except Exception:  # a truncated or foreign file is not a finished checkpoint
+    except CheckpointCorruptError:
+        if raise_corrupt:
+            raise
         return False
     return _is_checkpoint_of(state, fingerprint) and bool(state.get("done"))
 
@@ -281,25 +285,37 @@ class Trainer:
 
     def load_checkpoint(self, model: GenerativeModel,
                         scaler: torch.amp.GradScaler | None = None) -> dict | None:
-        """Restore model, optimizers and RNG from a matching checkpoint; return it (or None)."""
-        if self.checkpoint_path is None or not self.checkpoint_path.exists():
+        """Restore model, optimizers and RNG from a matching checkpoint; return it (or None).
+
+        A file that does not load, or whose state does not fit ``model``, raises
+        :class:`~genbench.errors.CheckpointCorruptError` (``model`` may then be partly
+        restored: build it again before training it from scratch)."""
+        if self.checkpoint_path is None:
             return None
-        state = torch.load(self.checkpoint_path, map_location=self.device, weights_only=True)
+        try:
+            state = load_checkpoint_file(self.checkpoint_path, map_location=self.device)
+        except FileNotFoundError:
+            return None
         if not _is_checkpoint_of(state, self.fingerprint):
             return None
-        model.load_state_dict(state["model"])
-        for name, opt in model.optimizers().items():
-            if name in state["optimizers"]:
-                opt.load_state_dict(state["optimizers"][name])
-        saved_schedulers = state.get("schedulers") or {}
-        for name, sched in model.schedulers().items():
-            if name in saved_schedulers:
-                sched.load_state_dict(saved_schedulers[name])
-        if scaler is not None and state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-        torch.set_rng_state(state["torch_rng"].cpu())
-        if self.device.type == "cuda" and state.get("cuda_rng"):
-            torch.cuda.set_rng_state_all([t.cpu() for t in state["cuda_rng"]])
+        try:
+            model.load_state_dict(state["model"])
+            for name, opt in model.optimizers().items():
+                if name in state["optimizers"]:
+                    opt.load_state_dict(state["optimizers"][name])
+            saved_schedulers = state.get("schedulers") or {}
+            for name, sched in model.schedulers().items():
+                if name in saved_schedulers:
+                    sched.load_state_dict(saved_schedulers[name])
+            if scaler is not None and state.get("scaler"):
+                scaler.load_state_dict(state["scaler"])
+            torch.set_rng_state(state["torch_rng"].cpu())
+            if self.device.type == "cuda" and state.get("cuda_rng"):
+                torch.cuda.set_rng_state_all([t.cpu() for t in state["cuda_rng"]])
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
+            detail = " ".join(f"{type(exc).__name__}: {exc}".split())
+            raise CheckpointCorruptError(self.checkpoint_path,
+                                         f"its state does not fit the model ({detail[:200]})") from None
         return state
 
     def load_finished(self, model: GenerativeModel, data: Dataset, budget: Budget) -> TrainResult | None:
@@ -384,11 +400,12 @@ class Trainer:
             preview.take()
             skipped_in_a_row = 0
             while step < total:
-                batch = next(it) if per_step == 1 else tuple(next(it) for _ in range(per_step))
+                batch = self._local_batch(
+                    next(it) if per_step == 1 else tuple(next(it) for _ in range(per_step)))
                 backoffs = model._amp_backoffs
                 with autocast:
                     out = model.train_step(batch, step)
-                new_losses = {k: float(v) for k, v in out.items()}
+                new_losses = self._global_losses({k: float(v) for k, v in out.items()})
                 step += 1
                 if not all(math.isfinite(v) for v in new_losses.values()):
                     skipped_in_a_row += 1
@@ -415,7 +432,7 @@ class Trainer:
                     self.save_checkpoint(model, step, done=False, scaler=scaler, losses=losses,
                                          seconds=earlier + time.perf_counter() - t0,
                                          history=history)
-                if deadline is not None and time.perf_counter() > deadline:
+                if self._out_of_time(deadline):
                     result.stopped_by_time = True
                     break
         finally:
@@ -431,6 +448,19 @@ class Trainer:
             self.save_checkpoint(model, step, done=True, losses=losses, seconds=result.seconds,
                                  history=history)
         return result
+
+    # -- data-parallel hooks: identities here, see genbench.distributed ------------------
+    def _local_batch(self, batch):
+        """The part of a drawn batch this process trains on (all of it)."""
+        return batch
+
+    def _global_losses(self, losses: dict[str, float]) -> dict[str, float]:
+        """The step's losses as logged and checked (this process's own)."""
+        return losses
+
+    def _out_of_time(self, deadline: float | None) -> bool:
+        """Whether the time budget is spent."""
+        return deadline is not None and time.perf_counter() > deadline
 
     def _progress_bar(self, total: int, start: int):
         if self.progress is False:

@@ -10,18 +10,20 @@ referenced model's training) and the driver stores it.
 from __future__ import annotations
 
 import csv
+import functools
 import platform
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from .checkpoints import recover
 from .config import hyperparameters, validate_config
 from .data import BenchmarkDataset, DataInfo
-from .errors import GenbenchError
+from .errors import CheckpointCorruptError, GenbenchError
 from .evaluation import EvalContext
 from .features import NonFiniteSamplesError
 from .figures import save_sample_grid
@@ -71,6 +73,8 @@ class WorkerContext:
     cache_dir: str
     device: str = "auto"
     progress: bool | None = None
+    #: Processes that train each model data-parallel (see :mod:`genbench.distributed`).
+    nproc: int = 1
     #: Datasets the driver already built, by source (only for in-process executors).
     datasets: dict = field(default_factory=dict)
 
@@ -121,8 +125,9 @@ def run_job(state: WorkerState, job: Job) -> JobRecord | TrainingRecord:
         return _train(state, job.training, job.retrain, job.key)
     t0 = time.perf_counter()
     record = _row_record(state, job)
+    notes: list[str] = []  # checkpoints set aside while loading: the driver prints them
     try:
-        model, loaded = _load_trained(state, job.training)
+        model, loaded = _load_trained(state, job.training, notes)
         record.train_steps, record.train_seconds = loaded.steps, loaded.seconds
         record.provenance.update(parameters=model.num_parameters(), train=_train_provenance(loaded))
         record.metrics, timings, sample_failure = _evaluate(state, job, model)
@@ -137,6 +142,8 @@ def run_job(state: WorkerState, job: Job) -> JobRecord | TrainingRecord:
     except Exception as exc:  # the suite goes on; the error is kept
         record.error = f"{type(exc).__name__}: {exc}"
         record.provenance["traceback"] = traceback.format_exc(limit=20)
+    if notes:
+        record.provenance["warnings"] = notes
     record.total_seconds = time.perf_counter() - t0
     record.provenance["total_seconds"] = record.total_seconds
     return record
@@ -176,15 +183,27 @@ def _train(state: WorkerState, training: Training, retrain: bool, description: s
                  "code": {"model": code_identity(state.registries.models.get(training.model))},
                  "references": _references(training), "versions": environment_versions(),
                  "device": device_description(state.device), "threads": torch.get_num_threads()})
+    if state.context.nproc > 1:  # data-parallel: threads are per rank process
+        prov.update(nproc=state.context.nproc,
+                    threads=max(1, torch.get_num_threads() // state.context.nproc))
+    notes: list[str] = []  # checkpoints set aside: the driver prints them
     try:
-        model, trainer, data = _build(state, training, description)
+        model, trainer, data = _build(state, training, description, notes)
         if retrain:
             trainer.discard_checkpoint()
-        result = trainer.fit(model, data.dataset.split("train"), training.budget)
+        try:
+            result = _fit(state, training, description, model, trainer, data)
+        except CheckpointCorruptError as exc:  # a damaged checkpoint to resume from
+            notes.append(recover(exc, training.key))
+            model, trainer, data = _build(state, training, description, notes)
+            result = _fit(state, training, description, model, trainer, data)
     except Exception as exc:
         record.error = f"{type(exc).__name__}: {exc}"
         prov["traceback"] = traceback.format_exc(limit=20)
         return record
+    finally:
+        if notes:
+            prov["warnings"] = notes
     _write_history(Path(state.context.out_dir) / training.run_dir / "losses.csv", result.history)
     record.train_steps, record.train_seconds = result.steps, result.seconds
     prov.update(parameters=model.num_parameters(), train=_train_provenance(result))
@@ -198,10 +217,32 @@ def _train(state: WorkerState, training: Training, retrain: bool, description: s
     return record
 
 
-def _build(state: WorkerState, training: Training, description: str):
-    """``training``'s model (its referenced models loaded, trained), its trainer and data."""
+def _fit(state: WorkerState, training: Training, description: str, model, trainer, data):
+    """``trainer.fit`` in this process, or on ``nproc`` data-parallel processes."""
+    split = data.dataset.split("train")
+    if state.context.nproc == 1:
+        return trainer.fit(model, split, training.budget)
+    from .distributed import fit_data_parallel
+
+    # each rank builds its own copy; the driver's prepared datasets stay here
+    build = functools.partial(_rank_build, replace(state.context, datasets={}), training,
+                              description)
+    return fit_data_parallel(build, trainer, model, split, training.budget, state.context.nproc)
+
+
+def _rank_build(context: WorkerContext, training: Training, description: str,
+                device: torch.device):
+    """A data-parallel rank's model, trainer and training split, built as :func:`_build`
+    builds them, on ``device``."""
+    model, trainer, data = _build(WorkerState(context, device), training, description, [])
+    return model, trainer, data.dataset.split("train")
+
+
+def _build(state: WorkerState, training: Training, description: str, notes: list[str]):
+    """``training``'s model (its referenced models loaded, trained), its trainer and data;
+    warnings about checkpoints set aside on the way are appended to ``notes``."""
     data = state.dataset(training.dataset)
-    refs = {key: _load_trained(state, ref)[0].eval() for key, ref in training.refs}
+    refs = {key: _load_trained(state, ref, notes)[0].eval() for key, ref in training.refs}
     cls = state.registries.models.get(training.model)
     seed_everything(training.seed)
     model = cls(data.info, **training.params, **refs)
@@ -213,10 +254,22 @@ def _build(state: WorkerState, training: Training, description: str):
     return model, trainer, data
 
 
-def _load_trained(state: WorkerState, training: Training):
-    """``training``'s model as trained, from its finished checkpoint, never trained here."""
-    model, trainer, data = _build(state, training, training.key)
-    result = trainer.load_finished(model, data.dataset.split("train"), training.budget)
+def _load_trained(state: WorkerState, training: Training, notes: list[str]):
+    """``training``'s model as trained, from its finished checkpoint, never trained here,
+    unless that checkpoint does not load: then it is set aside (a warning in ``notes``) and
+    the model trained again from scratch, so that the job can still run."""
+    model, trainer, data = _build(state, training, training.key, notes)
+    try:
+        result = trainer.load_finished(model, data.dataset.split("train"), training.budget)
+    except CheckpointCorruptError as exc:
+        notes.append(recover(exc, training.key))
+        model, trainer, data = _build(state, training, training.key, notes)
+        result = trainer.fit(model, data.dataset.split("train"), training.budget)
+        _write_history(Path(state.context.out_dir) / training.run_dir / "losses.csv", result.history)
+        if result.status != "ok":
+            raise TrainingUnavailableError(
+                f"{training.label!r} (training {training.fingerprint[:8]}) was trained again "
+                f"after its checkpoint was set aside, and diverged at step {result.diverged_step}")
     if result is None:
         raise TrainingUnavailableError(
             f"{training.label!r} (training {training.fingerprint[:8]}) has no finished checkpoint "

@@ -2,21 +2,40 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 import torch
 
 from genbench.plugin_manager import build_registries, create_plugin_manager
 
 
+_PHASES_PASSED = pytest.StashKey[dict]()
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    """Remember which phases of a test passed (a failed test keeps its genbench home)."""
+    report = yield
+    item.stash.setdefault(_PHASES_PASSED, {})[report.when] = report.passed
+    return report
+
+
 @pytest.fixture(autouse=True)
-def _isolated_environment(tmp_path_factory, monkeypatch):
-    """Keep caches and data roots inside the test's temp dir; never autoload plugins."""
+def _isolated_environment(request, tmp_path_factory, monkeypatch):
+    """Keep caches and data roots inside the test's temp dir; never autoload plugins.
+
+    The folder is removed after a test that passed, as pytest removes ``tmp_path`` under
+    ``tmp_path_retention_policy = "failed"`` (pyproject.toml)."""
     base = tmp_path_factory.mktemp("genbench-home")
     monkeypatch.setenv("GENBENCH_CACHE", str(base / "cache"))
     monkeypatch.setenv("GENBENCH_DATA", str(base / "data"))
     monkeypatch.setenv("TORCH_HOME", str(base / "torch"))
     monkeypatch.setenv("GENBENCH_DISABLE_PLUGIN_AUTOLOAD", "1")
     torch.manual_seed(0)
+    yield
+    if request.node.stash.get(_PHASES_PASSED, {}).get("call", False):
+        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)
@@ -38,6 +57,25 @@ def registries():
 @pytest.fixture
 def digits(registries):
     return registries.datasets.get("digits")()
+
+
+@pytest.fixture
+def cli_plugins(monkeypatch):
+    """Forget the CLI's process-wide plugin manager, registries and reports for this test
+    (and after it); returns the factory of the fresh plugin manager."""
+    import genbench.cli
+    from genbench import plugin_manager
+    from genbench.cli import cli
+
+    caches = (plugin_manager.default_plugin_manager, plugin_manager.default_registries)
+    for cache in caches:
+        cache.cache_clear()
+    monkeypatch.setattr(cli, "commands", dict(cli.commands))
+    monkeypatch.setattr(cli, "_plugins_added", False)
+    monkeypatch.setattr(genbench.cli, "_reported", set())
+    yield plugin_manager.default_plugin_manager
+    for cache in caches:
+        cache.cache_clear()
 
 
 @pytest.fixture

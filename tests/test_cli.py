@@ -113,7 +113,7 @@ def test_run_leaderboard_results(tmp_path):
     csv_rows = invoke("results", "--out", str(out)).output.splitlines()
     assert len(csv_rows) == 2 and "provenance" in csv_rows[0] and "recon.mse" in csv_rows[0]
     missing = invoke("leaderboard", "--out", str(tmp_path / "empty"))
-    assert missing.exit_code == 1 and "run `genbench run --out" in missing.output
+    assert missing.exit_code == 2 and "run `genbench run --out" in missing.output
 
 
 def test_list_and_plugins():
@@ -129,24 +129,6 @@ def test_list_and_plugins():
             "distribution": "genbench", "version": __version__, "status": "ok"} in everything
     bad = invoke("list", "things")
     assert bad.exit_code == 2
-
-
-@pytest.fixture
-def cli_plugins(monkeypatch):
-    """Forget the CLI's process-wide plugin manager, registries and reports for this test
-    (and after it); returns the factory of the fresh plugin manager."""
-    import genbench.cli
-    from genbench import plugin_manager
-
-    caches = (plugin_manager.default_plugin_manager, plugin_manager.default_registries)
-    for cache in caches:
-        cache.cache_clear()
-    monkeypatch.setattr(cli, "commands", dict(cli.commands))
-    monkeypatch.setattr(cli, "_plugins_added", False)
-    monkeypatch.setattr(genbench.cli, "_reported", set())
-    yield plugin_manager.default_plugin_manager
-    for cache in caches:
-        cache.cache_clear()
 
 
 def test_list_and_show_a_plugin_sampler(cli_plugins):

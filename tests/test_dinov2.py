@@ -236,9 +236,13 @@ def test_runs_in_a_suite_on_a_28x28_image_folder(registries, random_weights, tmp
     spec = tiny_spec(
         datasets=[{"name": "image-folder",
                    "params": {"path": str(folder), "size": 28, "channels": 1, "test_fraction": 0.5}}],
-        models=["train-data"], metrics=["kid", "prc", "isc"], num_samples=4,
+        models=["train-data"], metrics=["kid", "prc"], num_samples=4,
         budget={"steps": 1, "batch_size": 4},
         feature_extractor=NAME, feature_weights=str(random_weights))
+    # no class logits, so the Inception Score applies to no pair: refused before training
+    with pytest.raises(ConfigError, match="'isc' applies to no .* has no class logits"):
+        run_inline(spec.select(registries, metrics=["kid", "prc", "isc"]), tmp_path / "out",
+                   registries)
     report = run_inline(spec, tmp_path / "out", registries)
     (job,) = report.ran
     assert job.status == "ok", job.error
@@ -249,4 +253,3 @@ def test_runs_in_a_suite_on_a_28x28_image_folder(registries, random_weights, tmp
         assert m.values and all(math.isfinite(v) for v in m.values.values())
         assert m.details["feature_extractor"] == NAME
         assert m.details["weights_sha256"] == sha256_file(random_weights)
-    assert by_name["isc"].status == "skipped" and "no class logits" in by_name["isc"].message

@@ -294,3 +294,16 @@ def test_comparison_without_modes_is_unchanged(tmp_path, monkeypatch):
     assert out.exists()
     (fig,) = figures
     assert [ax.get_title() for ax in fig.axes] == ["a", "b"] and not fig.axes[0].patches
+
+
+def test_a_plugin_metric_that_sorts_the_board_leads_its_main_table(tmp_path):
+    """A metric outside the headline groups (a plugin's) still shows in the main table when
+    it is the sort column."""
+    s = ResultStore(tmp_path / "r.db")
+    for seed, (cov, other) in enumerate([(0.1, 3.0), (0.2, 4.0)]):
+        s.write(scored("gauss", seed, {"cov": cov, "other": other}, metric="moments"))
+    board = build_leaderboards(s, primary="moments.cov")[("s", "digits")]
+    assert [c.name for c in board.headline_columns()][0] == "moments.cov"
+    assert "moments.cov" in board.to_text()
+    by_other = build_leaderboards(s, primary="moments.other")[("s", "digits")]
+    assert [c.name for c in by_other.headline_columns()] == ["moments.other"]

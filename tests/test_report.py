@@ -256,8 +256,11 @@ def test_cli_leaderboard_html(store, tmp_path):
 # -- in a browser ------------------------------------------------------------------------------
 
 @pytest.fixture
-def browser(monkeypatch):
-    """Headless Chromium at 1,600 x 1,000 through the system chromedriver, never a download."""
+def browser(monkeypatch, tmp_path_factory):
+    """Headless Chromium at 1,600 x 1,000 through the system chromedriver, never a download.
+
+    Its profile, caches, crash reports and temporary files go to a folder removed afterwards
+    (Chromium writes to ~/.config, ~/.cache and $TMPDIR otherwise)."""
     webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed "
                                     "(pip install -e '.[dev]')")
     from selenium.webdriver.chrome.service import Service
@@ -268,16 +271,21 @@ def browser(monkeypatch):
         pytest.skip("chromium or chromedriver is not installed (apt-get install chromium "
                     "chromium-driver)")
     monkeypatch.setenv("SE_OFFLINE", "true")  # Selenium Manager: never fetch a driver
+    home = tmp_path_factory.mktemp("chromium")
+    for var in ("XDG_CONFIG_HOME", "XDG_CACHE_HOME", "TMPDIR"):  # inherited by the driver
+        monkeypatch.setenv(var, str(home))
     options = webdriver.ChromeOptions()
     options.binary_location = binary
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--window-size=1600,1000", "--disable-extensions", "--no-first-run"):
+                "--window-size=1600,1000", "--disable-extensions", "--no-first-run",
+                f"--user-data-dir={home / 'profile'}", f"--disk-cache-dir={home / 'cache'}"):
         options.add_argument(arg)
     driver = webdriver.Chrome(options=options, service=Service(executable_path=driver_path))
     try:
         yield driver
     finally:
         driver.quit()
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def test_sorting_and_layout_in_chromium(browser, boards, store, tmp_path):

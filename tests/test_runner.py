@@ -114,7 +114,8 @@ def test_unapplicable_metric_is_skipped_with_reason(tmp_path):
 
     regs = registries_with()
     regs.models.register("norecon", NoRecon, plugin="test")
-    job = _run(tiny_spec(models=["norecon"]), tmp_path, regs).ran[0]
+    job = _run(tiny_spec(models=["norecon", "vae"]), tmp_path, regs).ran[0]
+    assert job.model == "norecon"
     recon = job.metrics[0]
     assert recon.status == "skipped" and "has no reconstruct" in recon.message
 

@@ -13,7 +13,7 @@ def plan(spec, regs, tmp_path, stored=(), trained=None, force=False):
 
 
 def spec_of(models, seeds=(0,)):
-    return tiny_spec(models=models, seeds=list(seeds), budget={"steps": 10})
+    return tiny_spec(models=models, seeds=list(seeds), budget={"steps": 10}, metrics=["speed"])
 
 
 def kinds(s):

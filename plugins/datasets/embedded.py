@@ -54,6 +54,11 @@ class Digits(BenchmarkDataset):
         return {"train": TensorSplit(x[train_idx], y[train_idx]),
                 "test": TensorSplit(x[test_idx], y[test_idx])}
 
+    @classmethod
+    def describe(cls) -> dict[str, Any]:
+        """Known without loading the digits."""
+        return {"kind": "image", "shape": (1, 8, 8), "classes": 10, "modes": None}
+
     def split(self, name: str) -> TensorSplit:
         try:
             return self._splits[name]

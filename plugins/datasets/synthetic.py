@@ -12,6 +12,7 @@ from __future__ import annotations
 import abc
 import functools
 import math
+from typing import Any
 
 import numpy as np
 import torch
@@ -34,6 +35,11 @@ class _Synthetic2D(BenchmarkDataset):
                 raise ConfigError(f"{self.name}: {opt} must be positive, got {n}")
         self.n = {"train": n_train, "test": n_test}
         self.seed = seed
+
+    @classmethod
+    def describe(cls) -> dict[str, Any]:
+        """Known without drawing a point."""
+        return {"kind": "vector", "shape": (2,), "classes": None, "modes": None}
 
     @abc.abstractmethod
     def _draw(self, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray | None]:
@@ -64,6 +70,11 @@ class _GaussianMixture(_Synthetic2D):
 
     centres: tuple[tuple[float, float], ...] = ()
     std: float = 0.0
+
+    @classmethod
+    def describe(cls) -> dict[str, Any]:
+        """One class and one mode per centre."""
+        return {**super().describe(), "classes": len(cls.centres), "modes": len(cls.centres)}
 
     def _draw(self, rng, n):
         centres = np.asarray(self.centres, dtype=np.float64)

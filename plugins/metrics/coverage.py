@@ -25,7 +25,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy.stats import entropy
 
 from genbench import DataInfo, EvalContext, Metric, MetricResult, features, hookimpl
 from genbench.errors import ConfigError
@@ -46,6 +45,8 @@ def class_statistics(predicted: torch.Tensor, num_classes: int,
                      reference: tuple[float, ...] | None = None) -> tuple[int, float, list[int]]:
     """``(classes covered, KL(p_gen || p_ref) in nats, per-class counts)`` of predicted labels;
     p_ref is ``reference`` (normalised weights) or uniform."""
+    from scipy.stats import entropy  # here, not at import: `genbench list` stays fast
+
     counts = torch.bincount(predicted.reshape(-1).long(), minlength=num_classes).numpy()
     p_ref = np.full(num_classes, 1.0 / num_classes) if reference is None else np.asarray(reference)
     kl = float(entropy(counts / counts.sum(), p_ref))
@@ -67,27 +68,35 @@ class ClassCoverage(Metric):
             raise ConfigError(f"coverage: extractor must be an extractor name or None, got {extractor!r}")
         self.num_samples, self.extractor = num_samples, extractor
 
-    def skip_reason(self, ctx: EvalContext) -> str | None:
-        """Skipped without class labels, without an extractor that has class logits, or when
-        its logits are not the dataset's classes (Inception's 1,008 ImageNet classes on
-        CIFAR-10, say): that takes one forward pass of one test item."""
-        reason = super().skip_reason(ctx)
+    def data_skip_reason(self, data_info, *, feature_extractor, registries) -> str | None:
+        """Skipped without class labels, or without an extractor that has class logits."""
+        reason = super().data_skip_reason(data_info, feature_extractor=feature_extractor,
+                                          registries=registries)
         if reason is not None:
             return reason
-        info = ctx.data_info
-        if not info.num_classes:
-            return f"dataset {info.name!r} declares no classes (DataInfo.num_classes)"
-        name = self.extractor or ctx.extractor_name
+        if not data_info.num_classes:
+            return f"dataset {data_info.name!r} declares no classes (DataInfo.num_classes)"
+        name = self.extractor or feature_extractor
         if name is None:
-            return (f"needs a classifier extractor and dataset {info.name!r} declares none; "
+            return (f"needs a classifier extractor and dataset {data_info.name!r} declares none; "
                     "choose one with --extractor or the metric's extractor option")
-        cls = ctx.registries.extractors.get(name)
-        reason = features.extractor_skip_reason(name, cls, info)
+        cls = registries.extractors.get(name)
+        reason = features.extractor_skip_reason(name, cls, data_info)
         if reason is not None:
             return reason
         if features.feature_layer(cls, "isc") is None:
             return f"needs a classifier extractor: {name!r} has no class logits"
-        feats = ctx.features(name)
+        return None
+
+    def skip_reason(self, ctx: EvalContext) -> str | None:
+        """Also skipped when the extractor's logits are not the dataset's classes
+        (Inception's 1,008 ImageNet classes on CIFAR-10, say): that takes one forward pass
+        of one test item."""
+        reason = super().skip_reason(ctx)
+        if reason is not None:
+            return reason
+        info = ctx.data_info
+        feats = ctx.features(self.extractor or ctx.extractor_name)
         width = feats.extractor.features(ctx.test[0][:1], 1)[feats.layer("isc")].shape[1]
         if width != info.num_classes:
             return (f"feature extractor {feats.name!r} has {width} class logits, not the "

@@ -7,7 +7,7 @@ import inspect
 
 import torch
 
-from genbench import EvalContext, Metric, MetricResult, hookimpl
+from genbench import CountNeed, EvalContext, Metric, MetricResult, hookimpl
 from genbench.errors import ConfigError
 
 
@@ -43,6 +43,9 @@ class ELBO(Metric):
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"elbo: {name} must be a positive integer, got {value!r}")
         self.draws, self.batch_size = draws, batch_size
+
+    def count_needs(self) -> tuple[CountNeed, ...]:
+        return (CountNeed("test", 1, why="an average over the test split"),)
 
     @torch.no_grad()
     def compute(self, ctx: EvalContext) -> MetricResult:

@@ -22,12 +22,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy.stats import linregress
 
-from genbench import EvalContext, MetricResult, hookimpl
+from genbench import CountNeed, EvalContext, MetricResult, hookimpl
 from genbench.errors import ConfigError
 
-from .inputs import FeatureMetric, positive_int
+from .inputs import RECOMMENDED_REFERENCE, FeatureMetric, positive_int
 
 
 def sample_counts(total: int, points: int, min_fraction: float) -> list[int]:
@@ -45,6 +44,8 @@ def fid_infinity(generated: torch.Tensor, reference: dict[str, np.ndarray], coun
     """``(fid_inf, r2, fit)``: FID of seeded random subsets of ``generated`` ``(N, D)`` of each
     size in ``counts`` against ``reference`` statistics, fitted linearly in ``1/N`` and
     extrapolated to ``1/N = 0``. ``fit`` holds the counts, their FIDs and the slope."""
+    from scipy.stats import linregress  # here, not at import: `genbench list` stays fast
+
     from genbench.fidelity import fid_from_statistics, fid_statistics
 
     if len(counts) < 2:
@@ -60,8 +61,20 @@ def fid_infinity(generated: torch.Tensor, reference: dict[str, np.ndarray], coun
     return float(fit.intercept), r2, {"counts": list(counts), "fids": fids, "slope": float(fit.slope)}
 
 
+def fewest_samples(min_fraction: float) -> int:
+    """The fewest samples :func:`sample_counts` makes a range of (at least two counts) from."""
+    total = 3
+    while max(2, int(round(min_fraction * total))) >= total:
+        total += 1
+    return total
+
+
 class FIDInfinity(FeatureMetric):
-    """FID extrapolated to infinitely many samples from a linear fit against 1/N."""
+    """FID extrapolated to infinitely many samples from a linear fit against 1/N.
+
+    Needs samples enough for two counts from ``min_fraction`` of them (3 at the default
+    0.1; :func:`fewest_samples`) and 2 test items (a covariance); recommended: at least
+    :data:`~.inputs.RECOMMENDED_REFERENCE` test items."""
 
     description = ("FD-infinity (Chong & Forsyth 2020): FID at several sample counts (seeded "
                    "subsets), fitted linearly in 1/N and extrapolated to N = infinity; with the "
@@ -84,6 +97,13 @@ class FIDInfinity(FeatureMetric):
             raise ConfigError(f"fid-inf: rng_seed must be a non-negative integer, got {rng_seed!r}")
         self.points, self.min_fraction = points, float(min_fraction)
         self.max_reference, self.rng_seed = max_reference, rng_seed
+
+    def count_needs(self) -> tuple[CountNeed, ...]:
+        return (CountNeed("samples", fewest_samples(self.min_fraction),
+                          why=f"a line through FIDs at 2 or more sample counts from "
+                              f"min_fraction = {self.min_fraction} of them"),
+                CountNeed("test", 2, RECOMMENDED_REFERENCE, self.max_reference,
+                          "a covariance needs 2 points"))
 
     def compute(self, ctx: EvalContext) -> MetricResult:
         from genbench.fidelity import fid_statistics

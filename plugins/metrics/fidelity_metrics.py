@@ -9,6 +9,10 @@ weights' sha256, the sample counts, whether the reference came from the cache an
 the subset size used. Precision/recall use equal numbers of generated and test points (the
 smaller count, recorded as ``n_used``); FID, KID and IS use every sample.
 
+Before training each states the sample and test-split sizes it needs (``count_needs``):
+below a floor it cannot be computed and the suite stops; below
+:data:`~.inputs.RECOMMENDED_REFERENCE` test items it runs, with a warning.
+
 torch-fidelity 0.4 is imported only when a metric runs.
 """
 
@@ -16,10 +20,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from genbench import EvalContext, Metric, MetricResult, features, hookimpl
+from genbench import CountNeed, EvalContext, Metric, MetricResult, features, hookimpl
 from genbench.errors import ConfigError
 
-from .inputs import shared_equal_count_features
+from .inputs import RECOMMENDED_REFERENCE, shared_equal_count_features
 
 
 def _positive(metric: str, **values: int) -> None:
@@ -36,11 +40,11 @@ class _FidelityMetric(Metric):
     #: torch-fidelity's name of the metric (its layer is the extractor's default for it).
     fidelity_name: str = ""
 
-    def skip_reason(self, ctx: EvalContext) -> str | None:
-        reason = super().skip_reason(ctx)
-        if reason is not None:
-            return reason
-        return features.skip_reason(ctx, self.fidelity_name)
+    def data_skip_reason(self, data_info, *, feature_extractor, registries) -> str | None:
+        return (super().data_skip_reason(data_info, feature_extractor=feature_extractor,
+                                         registries=registries)
+                or features.layer_skip_reason(data_info, self.fidelity_name,
+                                              extractor=feature_extractor, registries=registries))
 
     def preflight(self, data_info, *, feature_extractor, feature_weights, registries) -> None:
         """Before training: the extractor must exist and its weights file be present and intact."""
@@ -61,7 +65,10 @@ class _FidelityMetric(Metric):
 
 
 class FID(_FidelityMetric):
-    """Frechet distance between Gaussians fitted to generated and test-split features."""
+    """Frechet distance between Gaussians fitted to generated and test-split features.
+
+    Needs at least 2 samples and 2 test items (a covariance); recommended: at least
+    :data:`~.inputs.RECOMMENDED_REFERENCE` test items."""
 
     description = "Frechet Inception Distance (torch-fidelity) against the test split, in extractor features"
     higher_is_better = {"fid": False}
@@ -71,6 +78,11 @@ class FID(_FidelityMetric):
     def __init__(self, max_reference: int = 10000):
         _positive("fid", max_reference=max_reference)
         self.max_reference = max_reference
+
+    def count_needs(self) -> tuple[CountNeed, ...]:
+        why = "a covariance needs 2 points"
+        return (CountNeed("samples", 2, why=why),
+                CountNeed("test", 2, RECOMMENDED_REFERENCE, self.max_reference, why))
 
     def compute(self, ctx: EvalContext) -> MetricResult:
         from genbench.fidelity import fid_from_statistics, fid_statistics
@@ -83,7 +95,9 @@ class FID(_FidelityMetric):
 
 
 class InceptionScore(_FidelityMetric):
-    """exp E[KL(p(y|x) || p(y))] over the extractor's class logits, mean and std over splits."""
+    """exp E[KL(p(y|x) || p(y))] over the extractor's class logits, mean and std over splits.
+
+    Needs at least ``splits`` samples (one per split)."""
 
     description = "Inception Score (torch-fidelity): mean and std over splits of the generated samples"
     higher_is_better = {"mean": True}
@@ -92,6 +106,9 @@ class InceptionScore(_FidelityMetric):
     def __init__(self, splits: int = 10, rng_seed: int = 2020):
         _positive("isc", splits=splits)
         self.splits, self.rng_seed = splits, rng_seed
+
+    def count_needs(self) -> tuple[CountNeed, ...]:
+        return (CountNeed("samples", self.splits, why=f"one per split, splits = {self.splits}"),)
 
     def compute(self, ctx: EvalContext) -> MetricResult:
         from genbench.fidelity import isc_from_logits
@@ -104,7 +121,10 @@ class InceptionScore(_FidelityMetric):
 
 
 class KID(_FidelityMetric):
-    """Unbiased MMD^2 with a cubic polynomial kernel, averaged over random subsets."""
+    """Unbiased MMD^2 with a cubic polynomial kernel, averaged over random subsets.
+
+    Needs at least 2 samples and 2 test items (the unbiased estimate's subsets); recommended:
+    at least :data:`~.inputs.RECOMMENDED_REFERENCE` test items."""
 
     description = ("Kernel Inception Distance (torch-fidelity) against the test split; subset size "
                    "min(subset_size, #generated, #reference), recorded")
@@ -116,6 +136,11 @@ class KID(_FidelityMetric):
         _positive("kid", max_reference=max_reference, subsets=subsets, subset_size=subset_size)
         self.max_reference, self.subsets = max_reference, subsets
         self.subset_size, self.rng_seed = subset_size, rng_seed
+
+    def count_needs(self) -> tuple[CountNeed, ...]:
+        why = "the unbiased estimate compares subsets of at least 2 points"
+        return (CountNeed("samples", 2, why=why),
+                CountNeed("test", 2, RECOMMENDED_REFERENCE, self.max_reference, why))
 
     def compute(self, ctx: EvalContext) -> MetricResult:
         from genbench.fidelity import kid_from_features
@@ -132,7 +157,10 @@ class KID(_FidelityMetric):
 
 class PrecisionRecall(_FidelityMetric):
     """Improved precision and recall (Kynkaanniemi et al. 2019): k-NN balls in feature space,
-    on equal numbers of generated and test points."""
+    on equal numbers of generated and test points.
+
+    Needs more than k = ``neighborhood`` samples and test items (a point's k-th nearest
+    other point); recommended: at least :data:`~.inputs.RECOMMENDED_REFERENCE` test items."""
 
     description = ("precision, recall and F-score (torch-fidelity, Kynkaanniemi et al. 2019) "
                    "against the test split, k = neighborhood, on equal numbers of real and "
@@ -143,6 +171,12 @@ class PrecisionRecall(_FidelityMetric):
     def __init__(self, max_reference: int = 10000, neighborhood: int = 3):
         _positive("prc", max_reference=max_reference, neighborhood=neighborhood)
         self.max_reference, self.neighborhood = max_reference, neighborhood
+
+    def count_needs(self) -> tuple[CountNeed, ...]:
+        k = self.neighborhood
+        why = f"the k-th nearest other point of each, k = neighborhood = {k}"
+        return (CountNeed("samples", k + 1, why=why),
+                CountNeed("test", k + 1, RECOMMENDED_REFERENCE, self.max_reference, why))
 
     def compute(self, ctx: EvalContext) -> MetricResult:
         """Recall counts the real points inside the samples' k-NN balls, so unequal counts

@@ -27,6 +27,12 @@ import torch
 from genbench import EvalContext, Metric, features
 from genbench.errors import ConfigError
 
+#: Test-split items below which a metric that compares samples with the test split (FID,
+#: KID, precision/recall, density/coverage, FD-infinity, memorisation) warns before training:
+#: it is computed, but its estimate's variance, and for FID its 1/N bias (Chong & Forsyth
+#: 2020), dominate the differences between models at that count.
+RECOMMENDED_REFERENCE = 100
+
 
 def positive_int(metric: str, name: str, value: Any, *, allow_none: bool = False) -> None:
     """Validate a count option at construction: a positive int (or ``None`` if allowed)."""
@@ -83,8 +89,11 @@ class FeatureMetric(Metric):
 
     layer_metric: ClassVar[str] = "prc"
 
-    def skip_reason(self, ctx: EvalContext) -> str | None:
-        return super().skip_reason(ctx) or features.skip_reason(ctx, self.layer_metric)
+    def data_skip_reason(self, data_info, *, feature_extractor, registries) -> str | None:
+        return (super().data_skip_reason(data_info, feature_extractor=feature_extractor,
+                                         registries=registries)
+                or features.layer_skip_reason(data_info, self.layer_metric,
+                                              extractor=feature_extractor, registries=registries))
 
     def preflight(self, data_info, *, feature_extractor, feature_weights, registries) -> None:
         if data_info.kind in self.data_kinds:

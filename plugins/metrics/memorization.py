@@ -44,12 +44,11 @@ import math
 from typing import Any
 
 import numpy as np
-from scipy.stats import mannwhitneyu
 
-from genbench import EvalContext, MetricResult, hookimpl
+from genbench import CountNeed, EvalContext, MetricResult, hookimpl
 from genbench.errors import ConfigError
 
-from .inputs import FeatureMetric, positive_int, shared_equal_count_features
+from .inputs import RECOMMENDED_REFERENCE, FeatureMetric, positive_int, shared_equal_count_features
 from .neighbours import limited_sklearn, nearest_neighbours
 
 
@@ -77,6 +76,8 @@ def mann_whitney_z(gen_dist: np.ndarray, test_dist: np.ndarray) -> float:
     """Z-scored Mann-Whitney U of ``gen_dist`` (m values) against ``test_dist`` (n values):
     ``(U - mn/2) / sqrt(mn(n + m + 1)/12)``, ``U`` = #pairs with gen > test (+ 1/2 per tie).
     Negative when the samples are closer to the training data than the test points."""
+    from scipy.stats import mannwhitneyu  # here, not at import: `genbench list` stays fast
+
     m, n = len(gen_dist), len(test_dist)
     u = mannwhitneyu(gen_dist, test_dist, alternative="two-sided").statistic  # U of the first
     return float((u - m * n / 2.0) / math.sqrt(m * n * (n + m + 1) / 12.0))
@@ -103,7 +104,11 @@ def data_copying_ct(gen_dist: np.ndarray, gen_cell: np.ndarray, test_dist: np.nd
 
 class Memorization(FeatureMetric):
     """Copy rate, authenticity and the C_T data-copying statistic, from nearest-training
-    distances of samples and test points in feature space."""
+    distances of samples and test points in feature space.
+
+    Needs ``cells`` (and 2) training items for its K-means cells and a test item;
+    recommended: at least :data:`~.inputs.RECOMMENDED_REFERENCE` test items (the copy
+    threshold is a percentile of their distances)."""
 
     description = ("memorisation: copy rate (samples nearer a training point than the 1st "
                    "percentile of test points), AuthPct (Alaa et al. 2022) and C_T (Meehan et al. "
@@ -131,6 +136,12 @@ class Memorization(FeatureMetric):
         self.cells, self.min_cell_samples = cells, min_cell_samples
         self.copy_percentile, self.kmeans_seed = float(copy_percentile), kmeans_seed
         self.max_reference, self.max_train = max_reference, max_train
+
+    def count_needs(self) -> tuple[CountNeed, ...]:
+        return (CountNeed("test", 1, RECOMMENDED_REFERENCE, self.max_reference,
+                          "nearest-training distances of new data"),
+                CountNeed("train", max(self.cells, 2), cap=self.max_train,
+                          why=f"K-means with cells = {self.cells}"))
 
     def compute(self, ctx: EvalContext) -> MetricResult:
         from sklearn.cluster import KMeans

@@ -26,7 +26,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy.stats import entropy
 
 from genbench import EvalContext, Metric, MetricResult, hookimpl
 from genbench.errors import ConfigError
@@ -41,6 +40,8 @@ def mode_statistics(x: torch.Tensor, centres: torch.Tensor, std: float,
                     within: float = 3.0) -> dict[str, Any]:
     """The protocol on samples ``x`` ``(n, D)`` and centres ``(K, D)``: values and the
     per-mode counts of high-quality samples. Non-finite samples are never high quality."""
+    from scipy.stats import entropy  # here, not at import: `genbench list` stays fast
+
     x = x.reshape(len(x), -1).double()
     centres = centres.double()
     # Exact differences, not the |a|^2 + |b|^2 - 2ab shortcut: thresholds are 0.03 on ring8.
@@ -74,10 +75,11 @@ class Modes(Metric):
                               f"got {within!r}")
         self.num_samples, self.within = num_samples, float(within)
 
-    def skip_reason(self, ctx: EvalContext) -> str | None:
-        reason = super().skip_reason(ctx)
-        if reason is None and (ctx.data_info.modes is None or ctx.data_info.mode_std is None):
-            reason = (f"dataset {ctx.data_info.name!r} declares no mixture modes "
+    def data_skip_reason(self, data_info, *, feature_extractor, registries) -> str | None:
+        reason = super().data_skip_reason(data_info, feature_extractor=feature_extractor,
+                                          registries=registries)
+        if reason is None and (data_info.modes is None or data_info.mode_std is None):
+            reason = (f"dataset {data_info.name!r} declares no mixture modes "
                       "(DataInfo.modes and mode_std)")
         return reason
 

@@ -22,9 +22,8 @@ Features are the run's extractor's embedding layer (raw coordinates for vectors)
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import norm
 
-from genbench import EvalContext, MetricResult, hookimpl
+from genbench import CountNeed, EvalContext, MetricResult, hookimpl
 from genbench.errors import ConfigError
 
 from .inputs import FeatureMetric, positive_int
@@ -34,6 +33,8 @@ from .neighbours import limited_sklearn
 def different_bins(p: np.ndarray, n: int, q: np.ndarray, m: int, alpha: float) -> np.ndarray:
     """Which bins differ at level ``alpha``: two-sided two-proportion z-test per bin of the
     proportions ``p`` (of ``n`` points) and ``q`` (of ``m``)."""
+    from scipy.stats import norm  # here, not at import: `genbench list` stays fast
+
     pooled = (p * n + q * m) / (n + m)
     se = np.sqrt(pooled * (1.0 - pooled) * (1.0 / n + 1.0 / m))
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -50,7 +51,7 @@ def js_divergence(p: np.ndarray, q: np.ndarray) -> float:
 
 class NDB(FeatureMetric):
     """NDB/K and JS divergence of the generated samples' K-means bin histogram against the
-    training split's."""
+    training split's. Needs ``bins`` training items (one per K-means bin)."""
 
     description = ("NDB/K (Richardson & Weiss 2018): K-means bins of training features, "
                    "two-proportion z-test per bin; and JS divergence of the bin histograms")
@@ -70,6 +71,10 @@ class NDB(FeatureMetric):
         if max_train < bins:
             raise ConfigError(f"ndb: max_train ({max_train}) must be at least bins ({bins})")
         self.bins, self.alpha, self.max_train, self.kmeans_seed = bins, float(alpha), max_train, kmeans_seed
+
+    def count_needs(self) -> tuple[CountNeed, ...]:
+        return (CountNeed("train", self.bins, cap=self.max_train,
+                          why=f"K-means with bins = {self.bins}"),)
 
     def compute(self, ctx: EvalContext) -> MetricResult:
         from sklearn.cluster import KMeans

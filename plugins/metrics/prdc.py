@@ -17,10 +17,10 @@ grows linearly with the number of points.
 
 from __future__ import annotations
 
-from genbench import EvalContext, MetricResult, hookimpl
+from genbench import CountNeed, EvalContext, MetricResult, hookimpl
 from genbench.errors import ConfigError
 
-from .inputs import FeatureMetric, positive_int, shared_equal_count_features
+from .inputs import RECOMMENDED_REFERENCE, FeatureMetric, positive_int, shared_equal_count_features
 from .neighbours import ball_membership, kth_neighbour_distances
 
 
@@ -32,7 +32,10 @@ def density_coverage(real, fake, k: int = 5) -> dict[str, float]:
 
 
 class DensityCoverage(FeatureMetric):
-    """Density and coverage against the test split on equal numbers of points."""
+    """Density and coverage against the test split on equal numbers of points.
+
+    Needs more than ``k`` samples and test items (each real point's k-th nearest other real
+    point); recommended: at least :data:`~.inputs.RECOMMENDED_REFERENCE` test items."""
 
     description = ("density and coverage (Naeem et al. 2020, k-NN balls of the test split) on "
                    "equal numbers of real and generated points, in extractor features")
@@ -47,6 +50,11 @@ class DensityCoverage(FeatureMetric):
         if max_reference <= k:
             raise ConfigError(f"prdc: max_reference ({max_reference}) must exceed k ({k})")
         self.k, self.max_reference = k, max_reference
+
+    def count_needs(self) -> tuple[CountNeed, ...]:
+        why = f"the k-th nearest other real point, k = {self.k}, on equal counts"
+        return (CountNeed("samples", self.k + 1, why=why),
+                CountNeed("test", self.k + 1, RECOMMENDED_REFERENCE, self.max_reference, why))
 
     def compute(self, ctx: EvalContext) -> MetricResult:
         gen, ref, details = shared_equal_count_features(ctx, self.layer_metric, self.max_reference)

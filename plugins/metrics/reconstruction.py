@@ -7,7 +7,7 @@ import math
 import numpy as np
 import torch
 
-from genbench import EvalContext, Metric, MetricResult, hookimpl
+from genbench import CountNeed, EvalContext, Metric, MetricResult, hookimpl
 
 
 def psnr(mse: float, data_range: float = 1.0) -> float:
@@ -37,6 +37,9 @@ class Reconstruction(Metric):
     requires = ("reconstruct",)
     higher_is_better = {"mse": False, "psnr": True, "ssim": True}
     primary = "mse"
+
+    def count_needs(self) -> tuple[CountNeed, ...]:
+        return (CountNeed("test", 1, why="an average over the test split"),)
 
     def compute(self, ctx: EvalContext) -> MetricResult:
         x = ctx.test[0]

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from scipy.stats import entropy
 
 from genbench import EvalContext, MetricResult, hookimpl
 
@@ -29,6 +28,8 @@ from .inputs import FeatureMetric
 
 def vendi_score_cosine(x) -> float:
     """The Vendi score of the rows of ``x`` ``(n, d)`` under the cosine kernel."""
+    from scipy.stats import entropy  # here, not at import: `genbench list` stays fast
+
     x = torch.as_tensor(x).reshape(len(x), -1).double()
     norms = x.norm(dim=1, keepdim=True)
     zero = norms[:, 0] == 0

@@ -33,6 +33,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from genbench import DataInfo, GenerativeModel
+from genbench.distributed import batch_randn
 from genbench.errors import ConfigError
 
 from .stabilisers import (MinibatchDiscrimination, ReplayBuffer, Stabilisers,
@@ -166,8 +167,8 @@ class GANBase(GenerativeModel):
     def generate(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """``n`` generator outputs in model space (noise from the global stream when
         ``generator`` is None, as in training)."""
-        if generator is None:
-            z = torch.randn(n, self.latent_dim, device=self.device)
+        if generator is None:  # this process's rows of the batch's noise (data-parallel)
+            z = batch_randn(n, self.latent_dim, device=self.device)
         else:
             z = self.randn(n, self.latent_dim, generator=generator)
         return self.generator(z).reshape(n, *self.shape)

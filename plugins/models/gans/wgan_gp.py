@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from genbench import DataInfo
+from genbench.distributed import batch_rand
 from genbench.errors import ConfigError
 
 from ..layers import check_hidden, mlp
@@ -52,7 +53,7 @@ def gradient_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch
     :meth:`~genbench.GenerativeModel.gradients` in training)."""
     n = real.shape[0]
     if eps is None:
-        eps = torch.rand(n // pack, device=real.device).repeat_interleave(pack)
+        eps = batch_rand(n // pack, device=real.device).repeat_interleave(pack)
     eps = eps.reshape(n, *([1] * (real.dim() - 1))).to(real.dtype)
     x_hat = (eps * real.detach() + (1 - eps) * fake.detach()).requires_grad_(True)
     scores = critic(x_hat)

@@ -1,0 +1,210 @@
+"""The ray executor (genbench.ray_executor) on a local Ray instance started once for the
+module: the numbers of the local executor, retried dead workers, Ctrl-C and resume."""
+
+import os
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from genbench import hookimpl
+from genbench.cli import cli
+from genbench.errors import ConfigError, MissingDependencyError, UnknownNameError
+from genbench.runner import SuiteRunner
+from genbench.store import ResultStore
+from genbench_plugins.models.autoencoders import AE
+from helpers import RunnerPlugin, registries_with, tiny_spec
+
+TESTS = str(Path(__file__).parent)
+
+
+class DyingAE(AE):
+    """An autoencoder whose worker process exits in its second training step: every time
+    (``always``), or only while ``marker`` (a file it creates) does not exist yet."""
+
+    description = "test model: its process exits while training"
+
+    def __init__(self, data_info, marker: str = "", always: bool = False, **kwargs):
+        super().__init__(data_info, **kwargs)
+        self.marker, self.always = marker, always
+
+    def train_step(self, batch, step):
+        if step == 1 and (self.always or not os.path.exists(self.marker)):
+            if self.marker:
+                Path(self.marker).touch()
+            os._exit(3)
+        return super().train_step(batch, step)
+
+
+class RayTestPlugin(RunnerPlugin):
+    @hookimpl
+    def register_models(self, register):
+        super().register_models(register)
+        register("dying-ae", DyingAE)
+
+
+@pytest.fixture(scope="module")
+def ray_instance():
+    """A local Ray instance with 2 CPUs whose workers import the test modules."""
+    ray = pytest.importorskip("ray")
+    saved = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join([TESTS, *sys.path])
+    try:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    finally:
+        if saved is None:
+            os.environ.pop("PYTHONPATH")
+        else:
+            os.environ["PYTHONPATH"] = saved
+    yield ray
+    ray.shutdown()
+
+
+def run(spec, out, regs, **kwargs):
+    return SuiteRunner(spec, out, regs, progress=False, echo=kwargs.pop("echo", lambda s: None),
+                       threads=1, **kwargs).run()
+
+
+def values(out):
+    """Every stored metric value but timings, by row."""
+    rows = ResultStore(out / "results.db").results()
+    return {r["job_key"]: {k: v for k, v in r["metrics"].items() if not k.startswith("speed.")}
+            for r in rows}
+
+
+def suite(**overrides):
+    return tiny_spec(models=["ae", "code-gaussian"], metrics=["recon", "fid", "speed"],
+                     budget={"steps": 20}, **overrides)
+
+
+def test_a_suite_on_ray_stores_what_the_local_executor_stores(tmp_path, ray_instance):
+    regs = registries_with(RayTestPlugin())
+    local = run(suite(), tmp_path / "local", regs, jobs=2)
+    shared = run(suite(executor="ray"), tmp_path / "shared", regs)
+    driver = run(suite(executor="ray", executor_options={"artifacts": "driver"}),
+                 tmp_path / "driver", regs)
+    for report in (local, shared, driver):
+        assert sorted((r.job_key, r.status) for r in report.ran) == [
+            ("digits/ae/seed0", "ok"), ("digits/code-gaussian/seed0", "ok")]
+        # the referenced autoencoder (counting-ae) trained before the model built on it
+        assert len(report.trainings) == 3
+    expected = values(tmp_path / "local")
+    assert expected["digits/ae/seed0"]["fid.fid"] > 0
+    assert values(tmp_path / "shared") == expected
+    assert values(tmp_path / "driver") == expected
+    for name in ("shared", "driver"):  # checkpoints and samples landed in the out folder
+        out = tmp_path / name
+        assert len(list(out.glob("runs/*/checkpoint.pt"))) == 3
+        assert len(list(out.glob("runs/*/eval-*/samples.pt"))) == 2
+        row = ResultStore(out / "results.db").results()[0]
+        assert row["provenance"]["threads"] == 1
+
+
+def test_a_dead_worker_is_retried_then_its_job_fails_naming_the_cause(tmp_path, ray_instance):
+    regs = registries_with(RayTestPlugin())
+    marker = tmp_path / "died-once"
+    spec = tiny_spec(
+        models=[{"name": "dying-ae", "label": "dies-once", "params": {"marker": str(marker)}},
+                {"name": "dying-ae", "label": "dies-always", "params": {"always": True}}],
+        metrics=["recon"], budget={"steps": 4}, executor="ray",
+        executor_options={"max_retries": 1})
+    report = run(spec, tmp_path / "out", regs)
+    assert marker.exists()  # the first attempt did die
+    trainings = {"dies-always" if "always=True" in t.label else "dies-once": t
+                 for t in report.trainings}
+    once = trainings["dies-once"]
+    assert once.status == "ok" and once.train_steps == 4
+    (cause,) = once.provenance["retried_after"]
+    assert "WorkerCrashedError" in cause
+    always = trainings["dies-always"]
+    assert always.status == "failed"
+    assert always.error.startswith("worker process died: WorkerCrashedError")
+    assert "after 1 retry" in always.error and len(always.provenance["retried_after"]) == 1
+    rows = {r["job_key"]: r for r in ResultStore(tmp_path / "out" / "results.db").results()}
+    assert rows["digits/dies-once/seed0"]["status"] == "ok"
+    assert rows["digits/dies-always/seed0"]["status"] == "failed"
+    assert "worker process died" in rows["digits/dies-always/seed0"]["error"]
+
+
+def test_ctrl_c_keeps_finished_jobs_and_the_next_run_resumes(tmp_path, ray_instance):
+    regs = registries_with(RayTestPlugin())
+    spec = suite(executor="ray", executor_options={"max_retries": 0})
+    lines = []
+
+    def interrupt_after_first_row(line):
+        lines.append(line)
+        if "digits/" in line and ": " in line and line.startswith("["):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run(spec, tmp_path / "out", regs, echo=interrupt_after_first_row)
+    (first,) = ResultStore(tmp_path / "out" / "results.db").results()
+    assert first["status"] == "ok"
+    again = run(spec, tmp_path / "out", regs)
+    assert again.already_stored == [first["job_key"]]  # its fingerprint is stored: not rerun
+    (other,) = {"digits/ae/seed0", "digits/code-gaussian/seed0"} - {first["job_key"]}
+    assert [(r.job_key, r.status) for r in again.ran] == [(other, "ok")]
+    assert len(ResultStore(tmp_path / "out" / "results.db").results()) == 2
+
+
+def test_cancel_stops_running_tasks_at_once(tmp_path, ray_instance):
+    from genbench.ray_executor import RayExecutor
+
+    done = tmp_path / "finished"
+    executor = RayExecutor(jobs=2)
+    executor.start(_setup, None)
+    executor.submit("quick", _sleep_then_touch, (0.0, str(tmp_path / "quick")))
+    executor.submit("slow", _sleep_then_touch, (3.0, str(done)))
+    (completion,) = executor.wait()
+    assert completion.key == "quick" and completion.result == "slept"
+    executor.close(cancel=True)
+    time.sleep(4.0)
+    assert not done.exists()
+
+
+def _setup(context, index):
+    return None
+
+
+def _sleep_then_touch(state, job):
+    seconds, path = job
+    time.sleep(seconds)
+    Path(path).touch()
+    return "slept"
+
+
+def test_without_ray_the_executor_says_how_to_install_it(tmp_path, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "ray" else real(name, *a))
+    regs = registries_with(RayTestPlugin())
+    with pytest.raises(MissingDependencyError, match=r'pip install "genbench\[ray\]"'):
+        SuiteRunner(suite(executor="ray"), tmp_path / "out", regs)
+    spec = tmp_path / "s.toml"
+    spec.write_text('datasets = ["ring8"]\nmodels = ["ae"]\n[budget]\nsteps = 1\n')
+    result = CliRunner().invoke(cli, ["run", str(spec), "--out", str(tmp_path / "cli"),
+                                      "--executor", "ray"])
+    assert result.exit_code == 2, result.output
+    assert 'pip install "genbench[ray]"' in result.output
+    assert not (tmp_path / "cli" / "runs").exists()  # nothing trained
+
+
+def test_executor_settings_are_checked_where_they_enter():
+    with pytest.raises(UnknownNameError, match="valid executors: local, ray"):
+        suite(executor="slurm")
+    with pytest.raises(ConfigError, match="unknown option.*adress.*valid options: address"):
+        suite(executor="ray", executor_options={"adress": "auto"})
+    with pytest.raises(ConfigError, match="address must be auto"):
+        suite(executor="ray", executor_options={"address": "http://head"})
+    with pytest.raises(ConfigError, match="artifacts must be one of shared, driver"):
+        suite(executor="ray", executor_options={"artifacts": "s3"})
+    with pytest.raises(ConfigError, match="max_retries must be an integer >= 0"):
+        suite(executor="ray", executor_options={"max_retries": -1})
+    with pytest.raises(ConfigError, match="unknown option.*address.*valid options: \\(none\\)"):
+        suite(executor_options={"address": "auto"})
+    ok = suite(executor="ray", executor_options={"address": "ray://head:10001", "num_cpus": 2})
+    assert ok.executor == "ray" and ok.executor_options["num_cpus"] == 2
