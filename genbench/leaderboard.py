@@ -526,6 +526,9 @@ def _board(suite: str, dataset: str, jobs: pd.DataFrame, values: pd.DataFrame,
     chosen = _find(board, primary) if primary else None
     if chosen is None:
         chosen = next((c.name for c in columns if c.primary), None)
+    if chosen is None:  # no metric's declared primary key was stored (a metric that names
+        # its keys per dataset, say): the first scored column, so the order is still explained
+        chosen = next((c.name for c in columns if c.higher_is_better is not None), None)
     board.primary = chosen
     board.rows = _sorted_rows(board)
     return board

@@ -307,3 +307,22 @@ def test_a_plugin_metric_that_sorts_the_board_leads_its_main_table(tmp_path):
     assert "moments.cov" in board.to_text()
     by_other = build_leaderboards(s, primary="moments.other")[("s", "digits")]
     assert [c.name for c in by_other.headline_columns()] == ["moments.other"]
+
+
+def test_a_board_whose_primary_key_was_never_stored_sorts_by_its_first_scored_column(tmp_path):
+    """coverage declares classes_covered primary but stores modes/mode_kl on stacked digits:
+    the board still sorts, by the first scored column, and says so."""
+    s = ResultStore(tmp_path / "r.db")
+    for model, modes in (("a", [900.0, 910.0]), ("b", [990.0, 995.0])):
+        for seed, m in enumerate(modes):
+            rec = MetricRecord("coverage", "ok", {"modes": m, "mode_kl": 1000.0 / m},
+                               higher_is_better={"modes": True, "mode_kl": False},
+                               primary="classes_covered")
+            s.write(JobRecord(fingerprint=f"{model}{seed}", config_fingerprint=model,
+                              job_key=f"stacked/{model}/seed{seed}", suite="s", dataset="stacked",
+                              dataset_name="stacked", model=model, model_name=model,
+                              model_family="gan", seed=seed, status="ok", provenance={},
+                              metrics=[rec]))
+    board = build_leaderboards(s)[("s", "stacked")]
+    assert board.primary == "coverage.modes" and board.models == ["b", "a"]
+    assert "sorted by coverage.modes (higher is better)" in board.heading()
