@@ -35,6 +35,9 @@ COMMANDS: tuple[tuple[str, list[str], float | None], ...] = (
     ("genbench list metrics", [sys.executable, "-m", "genbench", "list", "metrics"], 3.0),
     ("genbench show dataset digits",
      [sys.executable, "-m", "genbench", "show", "dataset", "digits"], 3.0),
+    # Extractor classes subclass torch-fidelity's base class, whose package imports
+    # torchvision (and torch's compiler stack through it) on import: the known slow one.
+    ("genbench list extractors", [sys.executable, "-m", "genbench", "list", "extractors"], 3.0),
 )
 
 

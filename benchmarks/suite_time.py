@@ -48,8 +48,10 @@ def timed_run(spec: SuiteSpec, registries, jobs: int | None, folder: Path) -> di
         parts["rows"] += record.total_seconds or 0.0
     parts["n"] = len(report.ran)
     families: dict[tuple[str, str], float] = defaultdict(float)  # (family, model) -> seconds
+    row_label = {record.run_dir: record.model for record in report.ran}  # training -> its rows
     for t in report.trainings:
-        families[(registries.models.get(t.model_name).family, t.label)] += t.train_seconds or 0.0
+        families[(registries.models.get(t.model_name).family,
+                  row_label.get(t.run_dir, t.label))] += t.train_seconds or 0.0
     for record in report.ran:
         families[(record.model_family, record.model)] += record.total_seconds or 0.0
     parts["by_model"] = dict(families)
@@ -103,7 +105,7 @@ def main() -> None:
         print(f"  {family:<20}{seconds:>8.1f} s {seconds / total:>6.1%}")
     print("by model:")
     for (family, model), seconds in sorted(by_model.items(), key=lambda kv: -kv[1]):
-        print(f"  {model:<28}{family:<14}{seconds:>8.1f} s {seconds / total:>6.1%}")
+        print(f"  {model:<28} {family:<14}{seconds:>8.1f} s {seconds / total:>6.1%}")
 
 
 if __name__ == "__main__":

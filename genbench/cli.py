@@ -248,17 +248,26 @@ def run(spec, out_dir, models, datasets, metrics, seeds, device, data_root, down
     from .spec import SuiteSpec
 
     if tensorboard_dir is not None:  # fail before any training, not after all of them
+        from .paths import ensure_writable_dir
         from .tensorboard import require_tensorboard
 
         require_tensorboard()
+        ensure_writable_dir(tensorboard_dir, "TensorBoard folder")
     registries = _registries()
     suite = SuiteSpec.from_toml(spec) if spec is not None else SuiteSpec.default()
+    # Another executor than the spec's starts from no options: the spec's are not its own.
+    base_options = suite.executor_options if executor in (None, suite.executor) else {}
+    if address is not None and (executor or suite.executor) != "ray":
+        from .errors import ConfigError
+
+        raise ConfigError(f"--address names a Ray cluster, but this run's executor is "
+                          f"{executor or suite.executor!r}; add --executor ray")
     suite = suite.select(
         registries, models=_csv(models), datasets=_csv(datasets), metrics=_csv(metrics),
         seeds=seeds, device=device, feature_extractor=extractor,
         feature_weights=feature_weights, download=download, data_root=data_root,
-        executor=executor, nproc=nproc, executor_options=None if address is None
-        else {**suite.executor_options, "address": address})
+        executor=executor, nproc=nproc,
+        executor_options=base_options if address is None else {**base_options, "address": address})
     runner = SuiteRunner(suite, out_dir, registries, force=force, jobs=jobs, threads=threads,
                          progress=False if quiet else None, wait=not no_wait,
                          echo=(lambda s: None) if quiet else
@@ -348,10 +357,13 @@ def leaderboard(out_dir, fmt, suite, datasets, metrics, sort, full):
     boards = build_leaderboards(store, suite=suite, primary=sort, descriptions=(
         _metric_descriptions(_registries(["metrics"])) if fmt == "html" else None))
     if not boards:
+        from .errors import ConfigError
+
         suites = sorted(set(store.jobs()["suite"]))
-        raise click.ClickException(
-            f"no jobs of suite {suite!r}; suites stored: {', '.join(suites)}" if suite and suites
-            else "no jobs stored yet")
+        raise ConfigError(  # a name or folder to fix: exit 2, like `results` on an empty folder
+            f"no jobs of suite {suite!r} in {out_dir}; suites stored: {', '.join(suites)}"
+            if suite and suites else f"no jobs stored yet in {out_dir}; run `genbench run "
+            f"--out {out_dir}` first")
     wanted = _csv(datasets)
     if wanted:
         stored = sorted({d for _, d in boards})

@@ -79,16 +79,24 @@ def check_suite(spec, registries, rows: list[Job],
             ev.num_samples))
         ds.models.setdefault(ev.model_label, job.training.model)
     problems: list[str] = []
+    applying = []  # labels of the metrics that apply to some pair
     for entry in spec.metrics:
         metric = spec.build_metric(registries.metrics.get(entry.name), entry.label, entry.params)
         applies = _applicability(entry.label, metric, suite.values(), registries, spec.narrowed,
                                  report, problems)
+        if applies:
+            applying.append(entry.label)
         for ds in applies:
             metric.preflight(ds.prepared.info, feature_extractor=ds.extractor,
                              feature_weights=spec.feature_weights, registries=registries)
         for ds in applies:
             for need in metric.count_needs():
                 _check_count(entry.label, need, ds, problems, report.warnings)
+    if spec.metrics and not applying and spec.narrowed:  # a selection would measure nothing
+        problems.append(f"no metric of the suite ({', '.join(e.label for e in spec.metrics)}) "
+                        "applies to any (model, dataset) pair of this selection: "
+                        + "; ".join(report.skipped) + "; choose other --models/--datasets, or "
+                        "give --metrics")
     problems += _batch_problems(rows, registries, suite)
     problems = list(dict.fromkeys(problems))  # a samples count is reported once, not per dataset
     if len(problems) == 1:

@@ -45,6 +45,7 @@ from typing import Any, Callable
 
 import torch
 
+from .console import install_one_line_warnings
 from .errors import ConfigError
 from .executors import Completion, Executor, ExecutorRequest, _describe
 from .paths import atomic_write
@@ -172,6 +173,7 @@ class RayExecutor(Executor):
                 ray.init(address="local", include_dashboard=False, runtime_env={"env_vars": {
                     "PYTHONPATH": os.pathsep.join(p for p in [os.getcwd(), *sys.path] if p)}})
             else:
+                _check_reachable(address or os.environ["RAY_ADDRESS"])
                 ray.init(address=address)  # None: RAY_ADDRESS
         except (ConnectionError, RuntimeError, ValueError) as exc:
             where = address or os.environ.get("RAY_ADDRESS") or "a new local instance"
@@ -338,6 +340,7 @@ def _ray_task(run_id: str, blob: bytes, threads: int, work: Callable, job: Any,
     """One job in a Ray worker: ``("result", value, files)``, ``("failed", reason, trace)``
     or ``("setup failed", reason, trace)``, as the local executor's replies."""
     torch.set_num_threads(max(1, int(threads)))
+    install_one_line_warnings()  # as the local workers and the command line print them
     key = (run_id, os.environ.get("CUDA_VISIBLE_DEVICES", ""))
     if key not in _STATE:
         try:
@@ -373,3 +376,18 @@ def _ray_task(run_id: str, blob: bytes, threads: int, work: Callable, job: Any,
         return ("result", value, outputs)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Raise ConnectionError when ``HOST:PORT`` or ``ray://HOST:PORT`` takes no TCP
+    connection: ``ray.init`` would otherwise retry for minutes (``auto`` is left to Ray)."""
+    import socket
+
+    hostport = address.split("://", 1)[-1]
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not port.isdigit():
+        return  # "auto" or a form Ray resolves itself
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise ConnectionError(f"nothing answers at {host}:{port} ({exc.strerror or exc})") from None

@@ -86,6 +86,15 @@ def test_missing_and_corrupt_results_exit_2(tmp_path):
     assert "Traceback" not in corrupt.stderr
 
 
+def test_a_leaderboard_of_an_unknown_suite_or_an_empty_store_exits_2(tmp_path):
+    from genbench.store import ResultStore
+
+    ResultStore(tmp_path / "results.db")  # a store with no jobs
+    empty = invoke("leaderboard", "--out", str(tmp_path))
+    assert empty.exit_code == 2 and "no jobs stored yet" in empty.stderr, empty.output
+    assert "Traceback" not in empty.output
+
+
 # -- exit status 1: anything else, one line; --debug shows the traceback -------------------
 
 EXPLODE = '''

@@ -72,6 +72,16 @@ def test_a_narrowed_suite_notes_a_metric_that_applies_nowhere(tmp_path, registri
     assert "'isc' applies to no" in _fails_before_training(explicit, tmp_path, registries)
 
 
+def test_a_narrowed_suite_where_no_metric_applies_fails_before_training(tmp_path, registries):
+    """The issue's own case: nothing would be measured, so nothing is trained (exit 2)."""
+    spec = tiny_spec(datasets=["digits", "ring8"], models=["ae", "vae"],
+                     metrics=["isc", "elbo"]).select(registries, datasets=["ring8"],
+                                                     models=["ae"])
+    message = _fails_before_training(spec, tmp_path, registries)
+    assert "no metric of the suite (isc, elbo) applies to any" in message, message
+    assert "isc: skipped" in message and "elbo: skipped" in message
+
+
 @pytest.mark.parametrize("metric, label, num_samples, floor", [
     ("prc", "prc", 1, "4 samples (the k-th nearest other point of each, k = neighborhood = 3)"),
     ({"prdc": {"k": 5}}, "prdc[k=5]", 5, "6 samples"),

@@ -2,6 +2,7 @@
 module: the numbers of the local executor, retried dead workers, Ctrl-C and resume."""
 
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -208,3 +209,30 @@ def test_executor_settings_are_checked_where_they_enter():
         suite(executor_options={"address": "auto"})
     ok = suite(executor="ray", executor_options={"address": "ray://head:10001", "num_cpus": 2})
     assert ok.executor == "ray" and ok.executor_options["num_cpus"] == 2
+
+
+def test_command_line_executor_overrides_and_unreachable_addresses_exit_2(tmp_path):
+    """--executor local replaces a ray spec's options; --address without ray and an address
+    where nothing answers are errors to fix (exit 2), found without waiting on Ray."""
+    pytest.importorskip("ray")
+    spec = tmp_path / "s.toml"
+    spec.write_text('datasets = ["ring8"]\nmodels = ["ae"]\nmetrics = ["recon"]\nseeds = [0]\n'
+                    'num_samples = 64\nbaselines = []\nexecutor = "ray"\n'
+                    '[executor_options]\naddress = "auto"\nnum_cpus = 1\n[budget]\nsteps = 5\n')
+    local = CliRunner().invoke(cli, ["run", str(spec), "--out", str(tmp_path / "a"), "-q",
+                                     "--executor", "local", "--jobs", "0"])
+    assert local.exit_code == 0, local.output
+    plain = spec.read_text().replace('executor = "ray"\n', "").split("[executor_options]")[0] \
+        + "[budget]\nsteps = 5\n"
+    spec.write_text(plain)
+    wrong = CliRunner().invoke(cli, ["run", str(spec), "--out", str(tmp_path / "b"),
+                                     "--address", "127.0.0.1:1"])
+    assert wrong.exit_code == 2 and "add --executor ray" in wrong.output, wrong.output
+    # a fresh process: this one may already hold the module's Ray instance, which a run reuses
+    nobody = subprocess.run([sys.executable, "-m", "genbench", "run", str(spec), "--out",
+                             str(tmp_path / "c"), "--executor", "ray", "--address", "127.0.0.1:1"],
+                            capture_output=True, text=True, timeout=300)
+    # genbench's own check answered, not Ray's minutes of retries
+    assert nobody.returncode == 2 and "nothing answers at 127.0.0.1:1" in nobody.stderr, \
+        nobody.stderr
+    assert not (tmp_path / "c" / "runs").exists()

@@ -107,3 +107,15 @@ def test_missing_tensorboard_fails_before_training(tmp_path, monkeypatch):
     lines = r.output.strip().splitlines()
     assert len(lines) == 1 and 'pip install "genbench[tensorboard]"' in lines[0], r.output
     assert not (tmp_path / "o").exists() and not (tmp_path / "tb").exists()
+
+
+def test_an_unwritable_tensorboard_folder_fails_before_training(tmp_path):
+    pytest.importorskip("tensorboard")
+    spec = tmp_path / "s.toml"
+    spec.write_text(textwrap.dedent(SPEC))
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    r = invoke("run", str(spec), "--out", str(tmp_path / "o"), "--tensorboard", str(blocker / "tb"))
+    assert r.exit_code == 2, r.output
+    assert "TensorBoard folder" in r.output and "is a file" in r.output, r.output
+    assert not (tmp_path / "o").exists()
