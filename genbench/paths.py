@@ -63,6 +63,20 @@ def ensure_writable_dir(path: str | os.PathLike, what: str = "folder") -> Path:
     return path
 
 
+def check_writable_dir(path: str | os.PathLike, what: str = "folder") -> Path:
+    """:func:`ensure_writable_dir` without leaving anything behind: the folder, or the
+    nearest ancestor that exists when it does not, must be a folder that takes a file; raise
+    :class:`~genbench.errors.OutputNotWritableError` naming it."""
+    path = Path(path)
+    existing = next((p for p in (path, *path.parents) if p.exists()), None)
+    if existing is None or existing.is_dir():
+        ensure_writable_dir(existing or Path.cwd(), what if existing == path else
+                            f"{what} {path} (in {existing})")
+        return path
+    raise OutputNotWritableError(f"cannot use {path} as the {what}: {existing} is a file, "
+                                 "not a folder")
+
+
 def _user_cache() -> Path:
     base = os.environ.get("XDG_CACHE_HOME")
     return (Path(base) if base else Path.home() / ".cache") / "genbench"

@@ -21,6 +21,7 @@ from .executors import Executor, ExecutorRequest, InlineExecutor, executor_kind
 from .jobs import DatasetSource, Job, Training, expand_rows
 from .locking import OutputLock
 from .paths import cache_dir as default_cache_dir
+from .paths import check_writable_dir
 from .paths import data_root as default_data_root
 from .preflight import check_suite
 from .scheduling import schedule
@@ -84,7 +85,12 @@ class SuiteRunner:
                 raise ConfigError(f"{name} must be an integer >= {0 if name == 'jobs' else 1}, got {value!r}")
         self.spec, self.registries, self.force, self.progress = spec, registries, force, progress
         self.out_dir = Path(out_dir)
-        self.store = ResultStore(self.out_dir / "results.db")
+        # An existing store is opened (and checked) now; a new one is created only when the
+        # suite passed its checks, so a rejected suite leaves nothing in a new --out.
+        path = self.out_dir / "results.db"
+        self._results = ResultStore(path) if path.exists() else None
+        if self._results is None:
+            check_writable_dir(self.out_dir, "output folder")
         self.device = resolve_device(spec.device)
         self.data_root, self.download = data_root, download
         self.cache_dir = default_cache_dir(cache_dir)
@@ -95,6 +101,13 @@ class SuiteRunner:
         self.executor_kind.check_installed()
         self.echo = echo
         self.wait = wait
+
+    @property
+    def store(self) -> ResultStore:
+        """The output folder's results database (created on first use)."""
+        if self._results is None:
+            self._results = ResultStore(self.out_dir / "results.db")
+        return self._results
 
     # -- planning ---------------------------------------------------------------------
     def prepare(self) -> tuple[list[Job], list[SkippedPair], dict[str, PreparedDataset]]:

@@ -17,11 +17,15 @@ def _runner(spec, out, registries, lines=None):
 
 
 def _fails_before_training(spec, out, registries) -> str:
-    """The ConfigError ``spec``'s run raises; no checkpoint may have been written."""
+    """The ConfigError ``spec``'s run raises; no checkpoint may have been written, and a new
+    output folder is left as it was: not even an empty results.db."""
+    new = not out.exists()
     with pytest.raises(ConfigError) as info:
         _runner(spec, out, registries).run()
     assert isinstance(info.value, USER_ERRORS)  # the CLI exits 2
     assert not list(out.rglob("checkpoint.pt")) and not (out / "runs").exists()
+    if new:
+        assert not out.exists(), list(out.rglob("*"))
     return str(info.value)
 
 
@@ -38,7 +42,7 @@ def _fails_before_training(spec, out, registries) -> str:
 ])
 def test_a_metric_that_applies_to_no_pair_fails_before_training(tmp_path, registries,
                                                                  overrides, expected):
-    message = _fails_before_training(tiny_spec(**overrides), tmp_path, registries)
+    message = _fails_before_training(tiny_spec(**overrides), tmp_path / "out", registries)
     for text in expected:
         assert text in message, message
 
