@@ -229,8 +229,9 @@ def average_gradients(params: list[torch.Tensor], world_size: int) -> None:
     for p in params:
         if p.grad is not None:
             if p.grad.is_sparse:
-                raise NotImplementedError("data-parallel training does not average sparse "
-                                          "gradients")
+                raise ConfigError("data-parallel training averages dense gradients only; "
+                                  "this model has a sparse one (e.g. nn.Embedding(sparse=True)): "
+                                  "train it with nproc = 1, or make the gradient dense")
             groups.setdefault((p.grad.device, p.grad.dtype), []).append(p.grad)
     for grads in groups.values():
         flat = torch._utils._flatten_dense_tensors(grads)

@@ -136,3 +136,12 @@ def test_batches_must_split_evenly_and_nproc_is_checked_where_it_enters(tmp_path
     assert tiny_spec(train={"nproc": 4}).nproc == 4
     # where jobs run is not what they compute: the spec's hash ignores it
     assert tiny_spec(train={"nproc": 4}).hash() == tiny_spec().hash()
+
+
+def test_sparse_gradients_are_refused_with_an_actionable_error():
+    from genbench.distributed import average_gradients
+
+    emb = torch.nn.Embedding(4, 2, sparse=True)
+    emb(torch.tensor([1, 2])).sum().backward()
+    with pytest.raises(ConfigError, match="nproc = 1"):
+        average_gradients(list(emb.parameters()), world_size=2)
