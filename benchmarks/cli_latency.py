@@ -3,9 +3,10 @@
     python benchmarks/cli_latency.py [--repeats N]
 
 * ``genbench --help``: target under 1 s (imports neither torch nor any plugin module);
-* ``genbench list models`` / ``list datasets`` / ``list metrics`` / ``show dataset digits``:
-  target under 3 s (torch, which every plugin class subclasses, and the plugin modules of
-  that kind only: no feature extractor, scikit-learn, scipy, pandas or matplotlib).
+* ``genbench list models`` / ``list datasets`` / ``list metrics`` / ``list extractors`` /
+  ``show dataset digits`` / ``show extractor inception-v3-compat``: target under 3 s (torch,
+  which every plugin class subclasses, and the plugin modules of that kind only: no
+  torch-fidelity, torchvision, scikit-learn, scipy, pandas or matplotlib).
 
 Each command runs ``--repeats`` times (default 5) after one untimed warm-up run (the file
 cache); the median wall time is shown with its ratio to the baseline, ``python -c pass``
@@ -35,9 +36,11 @@ COMMANDS: tuple[tuple[str, list[str], float | None], ...] = (
     ("genbench list metrics", [sys.executable, "-m", "genbench", "list", "metrics"], 3.0),
     ("genbench show dataset digits",
      [sys.executable, "-m", "genbench", "show", "dataset", "digits"], 3.0),
-    # Extractor classes subclass torch-fidelity's base class, whose package imports
-    # torchvision (and torch's compiler stack through it) on import: the known slow one.
+    # The extractor classes subclass genbench's own base: no torch-fidelity (torchvision,
+    # torch's compiler stack) until an extractor is built.
     ("genbench list extractors", [sys.executable, "-m", "genbench", "list", "extractors"], 3.0),
+    ("genbench show extractor inception-v3-compat",
+     [sys.executable, "-m", "genbench", "show", "extractor", "inception-v3-compat"], 3.0),
 )
 
 

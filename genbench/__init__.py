@@ -2,8 +2,8 @@
 
 The public contract for plugin authors: :data:`hookimpl`, :class:`GenerativeModel`,
 :class:`BenchmarkDataset` with :class:`DataInfo`, :class:`Metric` with
-:class:`EvalContext`, :class:`Sampler`, :class:`ModelRef`, :class:`Budget` and
-:func:`split_tensors`.
+:class:`EvalContext`, :class:`Sampler`, :class:`FeatureExtractor`, :class:`ModelRef`,
+:class:`Budget` and :func:`split_tensors`.
 
 The names are imported on first use (PEP 562), so that ``import genbench`` and commands that
 need no model, such as ``genbench --help``, do not pay for torch.
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from .budget import Budget
     from .data import BenchmarkDataset, DataInfo, TensorSplit, split_tensors
     from .evaluation import EvalContext
-    from .features import ExtractorMixin
+    from .extractor import ExtractorMixin, FeatureExtractor
     from .metric import CountNeed, Metric, MetricResult
     from .model import GenerativeModel, ModelRef
     from .sampler import Sampler
@@ -31,7 +31,7 @@ _LAZY = {
     "BenchmarkDataset": "data", "DataInfo": "data", "TensorSplit": "data",
     "split_tensors": "data",
     "EvalContext": "evaluation",
-    "ExtractorMixin": "features",
+    "ExtractorMixin": "extractor", "FeatureExtractor": "extractor",
     "CountNeed": "metric", "Metric": "metric", "MetricResult": "metric",
     "GenerativeModel": "model", "ModelRef": "model",
     "Sampler": "sampler",
@@ -39,8 +39,8 @@ _LAZY = {
 
 __all__ = [
     "BenchmarkDataset", "Budget", "CountNeed", "DataInfo", "EvalContext", "ExtractorMixin",
-    "GenerativeModel", "Metric", "MetricResult", "ModelRef", "Sampler", "TensorSplit", "hookimpl", "split_tensors",
-    "__version__",
+    "FeatureExtractor", "GenerativeModel", "Metric", "MetricResult", "ModelRef", "Sampler",
+    "TensorSplit", "hookimpl", "split_tensors", "__version__",
 ]
 
 

@@ -18,11 +18,11 @@ vectors never pass through uint8. Extraction runs on ``EvalContext.device`` in b
 ``EvalContext.batch_size``, not through torch-fidelity's input pipeline (a DataLoader with
 worker processes and ``cuda=True`` by default). Features are returned on the CPU.
 
-Extractors are torch-fidelity ``FeatureExtractorBase`` subclasses registered through the
-``register_feature_extractors`` hook. genbench reads a few optional class attributes from them
-(see :class:`ExtractorMixin`); a plain torch-fidelity extractor works with the defaults.
-torch-fidelity itself is imported only when an extractor is loaded, so importing this module
-(and ``genbench``) stays cheap.
+Extractors are :class:`genbench.extractor.FeatureExtractor` subclasses (torch-fidelity's
+interface on torch alone) or torch-fidelity ``FeatureExtractorBase`` subclasses, registered
+through the ``register_feature_extractors`` hook. genbench reads a few optional class attributes
+from them (see :class:`~genbench.extractor.ExtractorMixin`); a plain torch-fidelity extractor
+works with the defaults. Neither this module nor the built-in extractors import torch-fidelity.
 """
 
 from __future__ import annotations
@@ -32,24 +32,23 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from .assets import resolve_weights
 from .data import DataInfo, tensor_fingerprint
 from .errors import ConfigError, GenbenchError
+from .extractor import INPUT_FORMATS, ExtractorMixin, FeatureExtractor, default_supports
 from .identity import code_identity
 from .paths import atomic_write
 
 if TYPE_CHECKING:
-    from torch_fidelity.feature_extractor_base import FeatureExtractorBase
-
     from .evaluation import EvalContext
 
 __all__ = [
-    "CACHE_FORMAT", "Extractor", "ExtractorMixin", "INPUT_FORMATS", "JobFeatures", "LAYER_METRICS",
-    "NonFiniteSamplesError", "SPLITS", "SplitFeatures", "choose_feature_extractor",
+    "CACHE_FORMAT", "Extractor", "ExtractorMixin", "FeatureExtractor", "INPUT_FORMATS",
+    "JobFeatures", "LAYER_METRICS", "NonFiniteSamplesError", "SPLITS", "SplitFeatures", "choose_feature_extractor",
     "extractor_skip_reason", "feature_layer", "layer_skip_reason", "load_extractor", "preflight",
     "reference_indices", "skip_reason", "split_cache_key", "to_uint8_images",
 ]
@@ -63,7 +62,6 @@ LAYER_METRICS = ("fid", "isc", "kid", "prc")
 SPLITS = ("train", "test")
 #: Bumped when what a cached features file holds, or how its key or features are made, changes.
 CACHE_FORMAT = 2
-INPUT_FORMATS = ("uint8", "float")
 
 
 class NonFiniteSamplesError(GenbenchError, ValueError):
@@ -84,64 +82,6 @@ def choose_feature_extractor(data_info: DataInfo, requested: str | None = None) 
 
 # -- what genbench reads from an extractor class ------------------------------------------
 
-class ExtractorMixin:
-    """genbench's side of a feature extractor; mix it in before ``FeatureExtractorBase``.
-
-    Every attribute is optional (a plain torch-fidelity extractor gets these defaults):
-
-    * ``input_format``: ``"uint8"`` (``Bx3xHxW`` uint8 images, torch-fidelity's convention) or
-      ``"float"`` (the data tensor itself, float32: vectors ``(B, D)`` or images in [0, 1]).
-    * ``weights_filename``, ``weights_sha256``, ``weights_url``: the weights file the extractor
-      loads, its expected sha256 (``None`` if unknown) and where it is published.
-      :meth:`default_weights_path` is where genbench looks for it; ``genbench assets`` lists
-      and installs it there.
-    * :meth:`supports` says whether the extractor applies to a dataset; :meth:`init_kwargs`
-      adds constructor keywords that depend on the dataset; :meth:`check_dependencies`
-      fails before training when an optional package it needs is missing.
-
-    Metric layers come from torch-fidelity's ``get_default_feature_layer_for_metric``; an
-    extractor without class logits returns ``None`` for ``"isc"`` and IS is then skipped.
-    """
-
-    input_format: ClassVar[str] = "uint8"
-    weights_filename: ClassVar[str | None] = None
-    weights_sha256: ClassVar[str | None] = None
-    weights_url: ClassVar[str | None] = None
-
-    @classmethod
-    def default_weights_path(cls) -> Path | None:
-        """Where the weights file is looked for: by default torch hub's checkpoint cache."""
-        if not cls.weights_filename:
-            return None
-        return Path(torch.hub.get_dir()) / "checkpoints" / cls.weights_filename
-
-    @classmethod
-    def supports(cls, data_info: DataInfo) -> str | None:
-        """``None`` if the extractor can embed this data, else the reason it cannot."""
-        return _default_supports(cls, data_info)
-
-    @classmethod
-    def init_kwargs(cls, data_info: DataInfo) -> dict[str, Any]:
-        """Extra constructor keywords for this dataset (default: none)."""
-        return {}
-
-    @classmethod
-    def check_dependencies(cls) -> None:
-        """Raise :class:`~genbench.errors.MissingDependencyError`, saying how to install it,
-        when a package the extractor imports is missing (checked before training; default:
-        nothing to check). Must be cheap: look the package up, do not import it."""
-
-
-def _default_supports(cls: type, data_info: DataInfo) -> str | None:
-    if getattr(cls, "input_format", "uint8") == "float":
-        return None
-    if data_info.kind != "image":
-        return f"it embeds images and {data_info.name!r} is {data_info.kind} data"
-    if data_info.shape[0] not in (1, 3):
-        return f"it embeds gray or RGB images and {data_info.name!r} has {data_info.shape[0]} channels"
-    return None
-
-
 def _input_format(cls: type) -> str:
     fmt = getattr(cls, "input_format", "uint8")
     if fmt not in INPUT_FORMATS:
@@ -152,7 +92,7 @@ def _input_format(cls: type) -> str:
 def extractor_skip_reason(name: str, cls: type, data_info: DataInfo) -> str | None:
     """Why extractor ``name`` cannot embed ``data_info``'s data, or ``None``."""
     supports = getattr(cls, "supports", None)
-    reason = supports(data_info) if supports is not None else _default_supports(cls, data_info)
+    reason = supports(data_info) if supports is not None else default_supports(cls, data_info)
     return None if reason is None else f"feature extractor {name!r} does not apply: {reason}"
 
 
@@ -193,7 +133,8 @@ class Extractor:
     """A loaded extractor and where its weights came from. Build it with :func:`load_extractor`."""
 
     name: str
-    module: "FeatureExtractorBase"
+    #: A :class:`~genbench.extractor.FeatureExtractor` or torch-fidelity ``FeatureExtractorBase``.
+    module: torch.nn.Module
     #: metric (one of :data:`LAYER_METRICS`) -> layer name (``None``: no layer for that metric).
     layers: dict[str, str | None]
     input_format: str

@@ -63,7 +63,8 @@ def register_feature_extractors(register):
     """Register feature extractors for sample-quality metrics (FID, IS, KID, PRC).
 
     Call ``register(name, extractor_cls)`` once per extractor, where ``extractor_cls`` is a
-    subclass of torch-fidelity's ``FeatureExtractorBase``. Returns nothing.
+    subclass of :class:`genbench.FeatureExtractor` (torch-fidelity's interface, without
+    importing torch-fidelity) or of torch-fidelity's ``FeatureExtractorBase``. Returns nothing.
     """
 
 

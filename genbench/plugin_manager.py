@@ -254,13 +254,14 @@ def create_plugin_manager(
     return pm
 
 
-def _import_attribute(module: str, name: str) -> type:
-    return getattr(importlib.import_module(module), name)
+def _import_attribute(module: str, name: str) -> type | tuple[type, ...]:
+    value = getattr(importlib.import_module(module), name)
+    return value if isinstance(value, type) else value()  # a function naming the bases
 
 
-def _base(module: str, name: str) -> Callable[[], type]:
-    """A registry's base class, imported when the first registration is checked (picklable:
-    registries travel to the worker processes)."""
+def _base(module: str, name: str) -> Callable[[], type | tuple[type, ...]]:
+    """A registry's base class (or a function returning the accepted bases), imported when the
+    first registration is checked (picklable: registries travel to the worker processes)."""
     return functools.partial(_import_attribute, module, name)
 
 
@@ -343,8 +344,8 @@ def build_registries(pm: GenbenchPluginManager, kinds: Iterable[str] | None = No
         datasets=Registry("dataset", _base("genbench.data", "BenchmarkDataset"), pm.broken),
         metrics=Registry("metric", _base("genbench.metric", "Metric"), pm.broken),
         samplers=Registry("sampler", _base("genbench.sampler", "Sampler"), pm.broken),
-        extractors=Registry("feature extractor", _base(
-            "torch_fidelity.feature_extractor_base", "FeatureExtractorBase"), pm.broken),
+        extractors=Registry("feature extractor", _base("genbench.extractor", "extractor_bases"),
+                            pm.broken),
         broken=pm.broken,
     )
     for kind in wanted:

@@ -29,12 +29,12 @@ class Entry(Generic[T]):
 class Registry(Generic[T]):
     """Name -> class mapping for one kind of plugin object ("model", "dataset", ...).
 
-    ``base`` is the required base class, or a zero-argument callable returning it (used for
-    bases that live in optional heavy imports, such as torch-fidelity's). ``broken`` maps the
+    ``base`` is the required base class, or a zero-argument callable returning it or a tuple
+    of accepted base classes (imported when the first registration is checked). ``broken`` maps the
     names of plugins that failed to load to their failure; an unknown name mentions them.
     """
 
-    def __init__(self, kind: str, base: type | Callable[[], type],
+    def __init__(self, kind: str, base: type | Callable[[], type | tuple[type, ...]],
                  broken: Mapping[str, object] | None = None):
         self.kind = kind
         self._base = base
@@ -42,7 +42,7 @@ class Registry(Generic[T]):
         self.broken: Mapping[str, object] = {} if broken is None else broken
 
     @property
-    def base(self) -> type:
+    def base(self) -> type | tuple[type, ...]:
         return self._base if isinstance(self._base, type) else self._base()
 
     def check(self, name: str, obj: T, plugin: str,
@@ -61,9 +61,11 @@ class Registry(Generic[T]):
             )
         base = self.base
         if not (isinstance(obj, type) and issubclass(obj, base)):
+            bases = " or ".join(f"{b.__module__}.{b.__qualname__}"
+                                for b in (base if isinstance(base, tuple) else (base,)))
             raise RegistrationError(
                 f"{who} tried to register {self.kind} {name!r} as {obj!r}, which is not a "
-                f"subclass of {base.__module__}.{base.__qualname__}"
+                f"subclass of {bases}"
             )
         taken = self._entries.get(name) or (pending or {}).get(name)
         if taken is not None:

@@ -1,5 +1,6 @@
 """What the fast commands do not import or load: ``genbench --help`` no torch, ``list`` and
-``show`` no feature extractor, scikit-learn, scipy, pandas or matplotlib, and describing a
+``show`` no torch-fidelity, torchvision, scikit-learn, scipy, pandas or matplotlib (extractors
+included), and describing a
 dataset never builds it. Structural checks; the timings are in benchmarks/cli_latency.py."""
 
 import importlib
@@ -49,9 +50,11 @@ def test_help_and_version_import_no_torch():
     assert imported == {"--help": [], "--version": [], "list --help": []}
 
 
-def test_list_and_show_import_no_extractor_sklearn_scipy_pandas_or_matplotlib():
+def test_list_and_show_import_no_torch_fidelity_sklearn_scipy_pandas_or_matplotlib():
     commands = [["list", "datasets"], ["show", "dataset", "digits"], ["list", "models"],
-                ["show", "model", "vae"], ["list", "metrics"], ["list", "samplers"]]
+                ["show", "model", "vae"], ["list", "metrics"], ["list", "samplers"],
+                ["list", "extractors"], ["show", "extractor", "inception-v3-compat"],
+                ["show", "extractor", "digits-cnn"]]
     imported = imported_after(*commands)
     assert tops(imported["list datasets"]) == {"torch"}  # dataset classes subclass torch's
     for command, modules in imported.items():

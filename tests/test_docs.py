@@ -46,6 +46,26 @@ def test_models_built_on_models_example_runs(tmp_path):
         "code-gaussian[autoencoder=conv-ae[latent_dim=8]]", "conv-ae[latent_dim=8]"]
 
 
+def test_feature_extractor_example_registers_lists_and_scores(tmp_path):
+    text = DOCS.read_text()
+    text = text[text.index("## Feature extractors"):]
+    code = re.search(r"```python\n(.*?)```", text, re.S).group(1)
+    plugin = types.ModuleType("docs_extractor_plugin")
+    exec(compile(code, str(DOCS), "exec"), plugin.__dict__)
+    regs = registries_with(plugin)
+    assert regs.extractors.entry("pooled-pixels").obj is plugin.PooledPixels
+    spec = SuiteSpec.from_dict({
+        "name": "docs-extractor", "datasets": ["digits"], "models": ["ae"], "metrics": ["fid"],
+        "seeds": [0], "num_samples": 200, "baselines": [], "budget": {"steps": 5},
+        "feature_extractor": "pooled-pixels"})
+    report = run_inline(spec, tmp_path, regs)
+    [row] = report.ran
+    assert row.status == "ok", row.error
+    [fid] = row.metrics
+    assert fid.metric == "fid" and fid.status == "ok", fid.message
+    assert fid.details["feature_extractor"] == "pooled-pixels" and fid.values["fid"] > 0
+
+
 # -- docs/spec.md ------------------------------------------------------------------------
 
 def table_keys(text: str, heading: str) -> list[str]:

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 
-from genbench import DataInfo
+from genbench import DataInfo, FeatureExtractor
+from genbench.errors import ConfigError, RegistrationError
 from genbench.features import load_extractor, to_uint8_images
 
 REPO = Path(__file__).resolve().parents[1]
@@ -25,10 +25,10 @@ def _train_script():
     return module
 
 
-def test_builtin_extractors_are_registered_torch_fidelity_classes(registries):
-    assert {"inception-v3-compat", "digits-cnn", "raw"} <= set(registries.extractors.names())
-    for name in ("inception-v3-compat", "digits-cnn", "raw"):
-        assert issubclass(registries.extractors.get(name), FeatureExtractorBase)
+def test_builtin_extractors_are_registered_genbench_extractors(registries):
+    assert {"inception-v3-compat", "digits-cnn", "raw", "dinov2-vitb14"} <= set(registries.extractors.names())
+    for name in ("inception-v3-compat", "digits-cnn", "raw", "dinov2-vitb14"):
+        assert issubclass(registries.extractors.get(name), FeatureExtractor)
 
 
 def test_shipped_digits_weights_match_their_recorded_sha256(registries):
@@ -140,3 +140,93 @@ def test_raw_features_are_the_data_itself(registries):
     img = torch.rand(4, 1, 8, 8)
     assert torch.equal(load_extractor("raw", cls, DataInfo("i", "image", (1, 8, 8))).features(img)["raw"],
                        img.flatten(1))
+
+
+# -- the extractor contract ------------------------------------------------------------------
+
+class _Pairs(FeatureExtractor):
+    """Two layers of a flattened input: its sum and its mean."""
+
+    input_format = "float"
+
+    def __init__(self, name, features_list, **kwargs):
+        super().__init__(name, features_list)
+
+    def forward(self, x):
+        out = {"sum": x.flatten(1).sum(1, keepdim=True), "mean": x.flatten(1).mean(1, keepdim=True)}
+        return tuple(out[k] for k in self.features_list)
+
+    @staticmethod
+    def get_provided_features_list():
+        return "sum", "mean"
+
+    @staticmethod
+    def get_default_feature_layer_for_metric(metric):
+        return {"fid": "mean", "kid": "mean", "prc": "sum"}.get(metric)
+
+
+def test_feature_extractor_checks_layers_and_forward_output():
+    ext = _Pairs("pairs", ["mean", "sum"])
+    x = torch.arange(6.0).reshape(2, 3)
+    feats = ext.convert_features_tuple_to_dict(ext(x))
+    assert list(feats) == ["mean", "sum"] and feats["sum"].flatten().tolist() == [3.0, 12.0]
+    assert ext.get_name() == "pairs" and not ext.can_be_compiled()
+    for bad in (["logits"], [], ["sum", "sum"], "sum"):
+        with pytest.raises(ConfigError, match="pairs"):
+            _Pairs("pairs", bad)
+    with pytest.raises(ValueError, match="tuple of 2 tensors"):
+        ext.convert_features_tuple_to_dict([feats["mean"], feats["sum"]])
+
+
+def test_registration_accepts_both_bases_and_names_them_when_neither(registries):
+    from torch_fidelity.feature_extractor_base import FeatureExtractorBase
+
+    class TorchFidelityStyle(FeatureExtractorBase):
+        @staticmethod
+        def get_provided_features_list():
+            return ("f",)
+
+    registries.extractors.register("tf-style", TorchFidelityStyle, plugin="test")
+    registries.extractors.register("pairs", _Pairs, plugin="test")
+    with pytest.raises(RegistrationError) as err:
+        registries.extractors.register("module", torch.nn.Linear, plugin="test")
+    assert ("not a subclass of genbench.extractor.FeatureExtractor or "
+            "torch_fidelity.feature_extractor_base.FeatureExtractorBase") in str(err.value)
+
+
+def test_inception_is_torch_fidelity_network_with_its_layers(registries, tmp_path, no_network):
+    """Random weights of torch-fidelity's InceptionV3, written by the test, loaded through
+    the wrapper: same layers, same outputs as torch-fidelity's own module."""
+    import torch_fidelity.feature_extractor_inceptionv3 as tf_inception
+
+    cls = registries.extractors.get("inception-v3-compat")
+    tf_cls = tf_inception.FeatureExtractorInceptionV3
+    assert cls.weights_url == tf_inception.URL_INCEPTION_V3
+    assert tuple(cls.get_provided_features_list()) == tuple(tf_cls.get_provided_features_list())
+    for metric in ("fid", "isc", "kid", "prc"):
+        assert cls.get_default_feature_layer_for_metric(metric) == \
+            tf_cls.get_default_feature_layer_for_metric(metric)
+
+    class RandomInit(tf_cls):  # torch-fidelity's network, its weight loading skipped
+        def load_state_dict(self, *args, **kwargs):
+            return None
+
+    path = tmp_path / "random-inception.pth"
+    torch.save({"unused": torch.zeros(1)}, path)
+    torch.manual_seed(0)
+    reference = RandomInit("inception-v3-compat", ["2048", "logits_unbiased"],
+                           feature_extractor_weights_path=str(path)).eval()
+    torch.save(reference.state_dict(), path)
+
+    info = DataInfo("rgb", "image", (3, 16, 16))
+    ext = load_extractor("inception-v3-compat", cls, info, weights=path)
+    assert ext.weights_verified is False  # not the published file: recorded, not trusted
+    assert ext.layers == {"fid": "2048", "isc": "logits_unbiased", "kid": "2048", "prc": "2048"}
+    x = torch.rand(3, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    ours = ext.features(x)
+    with torch.no_grad():
+        theirs = reference.convert_features_tuple_to_dict(reference(to_uint8_images(x)))
+    assert set(ours) == {"2048", "logits_unbiased"}
+    for layer in ours:
+        torch.testing.assert_close(ours[layer], theirs[layer], rtol=1e-5, atol=1e-6)
+    assert ours["2048"].shape == (3, 2048) and ours["logits_unbiased"].shape == (3, 1008)

@@ -21,6 +21,7 @@ from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 from genbench import Budget, DataInfo, EvalContext
 from genbench.assets import AssetChecksumError
 from genbench.errors import AssetMissingError, ConfigError, UnknownNameError
+from genbench.extractor import torch_fidelity_extractor
 from genbench.features import (
     JobFeatures,
     NonFiniteSamplesError,
@@ -159,6 +160,38 @@ def test_metrics_equal_a_direct_torch_fidelity_call(registries, random_extractor
     assert ours["prc"].details["n_used"] == 150
     assert ours["kid"].details["kid_subset_size"] == 150
     assert 0 < direct["frechet_inception_distance"] and 0 < direct["precision"] < 1
+
+
+def test_digits_cnn_run_by_torch_fidelity_gives_genbench_numbers(registries, digits, tmp_path):
+    """The shipped extractor, adapted with torch_fidelity_extractor and run through
+    torch-fidelity's own input pipeline and metrics, gives the numbers genbench stores."""
+    cls = registries.extractors.get("digits-cnn")
+    adapted = torch_fidelity_extractor(cls)
+    assert issubclass(adapted, FeatureExtractorBase) and issubclass(adapted, cls)
+    assert torch_fidelity_extractor(adapted) is adapted
+    name = "genbench-test-digits-cnn"
+    torch_fidelity.register_feature_extractor(name, adapted)
+    try:
+        test_x, gen = digits.split("test").x, digits.split("train").x[:300]
+        info = digits.info()
+        ctx = make_ctx(FixedSamples(info, gen), info, (test_x, None), registries, tmp_path,
+                       n=len(gen), extractor="digits-cnn")
+        ours = {m: registries.metrics.get(m)().compute(ctx) for m in ("fid", "isc", "kid")}
+        as_u8 = lambda x: _UInt8Set(to_uint8_images(x))  # noqa: E731
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # DataLoader worker-count advice
+            direct = torch_fidelity.calculate_metrics(
+                input1=as_u8(gen), input2=as_u8(test_x), cuda=False, isc=True, fid=True,
+                kid=True, feature_extractor=name, batch_size=128, isc_splits=10,
+                samples_shuffle=True, rng_seed=2020, kid_subsets=100,
+                kid_subset_size=ours["kid"].details["kid_subset_size"], cache=False, verbose=False)
+    finally:
+        FEATURE_EXTRACTORS_REGISTRY.pop(name, None)
+    assert ours["fid"].values["fid"] == pytest.approx(direct["frechet_inception_distance"], rel=1e-5)
+    assert ours["isc"].values["mean"] == pytest.approx(direct["inception_score_mean"], rel=1e-5)
+    assert ours["kid"].values["mean"] == pytest.approx(direct["kernel_inception_distance_mean"],
+                                                       rel=1e-5, abs=1e-9)
+    assert direct["inception_score_mean"] > 5  # real digits: confident, varied classes
 
 
 def test_fid_equals_the_frechet_distance_definition(registries, tmp_path):

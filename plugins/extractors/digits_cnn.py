@@ -1,4 +1,4 @@
-"""``digits-cnn``: a small CNN classifier of 8x8 digits, as a torch-fidelity feature extractor.
+"""``digits-cnn``: a small CNN classifier of 8x8 digits, as a feature extractor.
 
 Trained by ``scripts/train_digits_classifier.py`` on the ``digits`` dataset's train split; the
 weights ship in ``weights/digits_cnn.pt`` (a plain state_dict) with their sha256 recorded in
@@ -12,14 +12,15 @@ features sit far outside the regime KID's cubic kernel ``(x.y / d + 1) ** 3`` as
 ``x.y / d`` about 20), which made KID values run into the thousands; FID scales by
 ``feature_scale ** 2``. The logits are computed from the unscaled features.
 
-Gray digits (``digits``, 1x8x8) arrive from torch-fidelity as three identical uint8
-channels and are classified once. Stacked digits (3x8x8, one digit per channel) are
+Gray digits (``digits``, 1x8x8) arrive as three identical uint8 channels (torch-fidelity's
+input convention) and are classified once. Stacked digits (3x8x8, one digit per channel) are
 classified channel by channel: ``penultimate`` concatenates the three 64-unit vectors (192)
 and ``logits`` are the 1,000-way log-probabilities of the digit triple,
 ``log p(a) + log p(b) + log p(c)`` at index ``100 a + 10 b + c``, whose softmax is the product
 of the per-channel class probabilities. genbench chooses the mode from the dataset's channel
-count (:meth:`DigitsCNNExtractor.init_kwargs`); a direct torch-fidelity call passes
-``digit_channels=3`` for stacked digits.
+count (:meth:`DigitsCNNExtractor.init_kwargs`); a direct torch-fidelity call (through
+:func:`genbench.extractor.torch_fidelity_extractor`) passes ``digit_channels=3`` for stacked
+digits.
 """
 
 from __future__ import annotations
@@ -29,9 +30,8 @@ from pathlib import Path
 import torch
 from torch import nn
 from torch.nn import functional as F
-from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 
-from genbench import DataInfo, ExtractorMixin
+from genbench import DataInfo, FeatureExtractor
 from genbench.errors import AssetInvalidError, AssetMissingError, ConfigError
 
 #: The shipped weights file, next to this module.
@@ -70,8 +70,8 @@ def quantize(x: torch.Tensor) -> torch.Tensor:
     return (x * 255.0).round().clamp(0.0, 255.0) / 255.0
 
 
-class DigitsCNNExtractor(ExtractorMixin, FeatureExtractorBase):
-    """torch-fidelity extractor over :class:`DigitsNet`; takes uint8 ``Bx3x8x8`` images."""
+class DigitsCNNExtractor(FeatureExtractor):
+    """Extractor over :class:`DigitsNet`; takes uint8 ``Bx3x8x8`` images."""
 
     description = ("CNN classifier of 8x8 digits (shipped, 99.7% test accuracy): 64 penultimate "
                    "features, 10 logits; stacked 3x8x8 digits per channel (192 features, 1,000 logits)")

@@ -1,4 +1,4 @@
-"""``dinov2-vitb14``: DINOv2 ViT-B/14 (Oquab et al. 2023) as a torch-fidelity feature extractor.
+"""``dinov2-vitb14``: DINOv2 ViT-B/14 (Oquab et al. 2023) as a feature extractor.
 
 The backbone of Stein et al. (NeurIPS 2023, "Exposing flaws of generative model evaluation
 metrics") and of their dgm-eval package, whose features agree with human judgement far better
@@ -43,9 +43,8 @@ from pathlib import Path
 import torch
 from torch import nn
 from torch.nn import functional as F
-from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 
-from genbench import ExtractorMixin
+from genbench import FeatureExtractor
 from genbench.errors import AssetMissingError, ConfigError, MissingDependencyError
 
 WEIGHTS_FILENAME = "dinov2_vitb14_pretrain.pth"
@@ -145,7 +144,7 @@ def resize_like_pil(x: torch.Tensor, size: int = INPUT_SIZE) -> torch.Tensor:
     return x
 
 
-class DINOv2ViTB14(ExtractorMixin, FeatureExtractorBase):
+class DINOv2ViTB14(FeatureExtractor):
     """DINOv2 ViT-B/14 class token (768-d) of uint8 ``Bx3xHxW`` images, via timm."""
 
     description = ("DINOv2 ViT-B/14 (Stein et al. 2023, dgm-eval): 768-d class token at 224 px, "

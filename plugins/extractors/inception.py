@@ -11,6 +11,10 @@ check. The URL's file name follows torch hub's ``name-<sha256 prefix>.ext`` conv
 (prefix ``6726825d``), and the full digest is the one published for this file by projects that
 pin it (it starts with that prefix and is the same as pytorch-fid's
 ``pt_inception-2015-12-05-6726825d.pth``, 95,628,359 bytes).
+
+The class wraps torch-fidelity's ``FeatureExtractorInceptionV3`` (built, with torch-fidelity
+imported, only when the extractor is constructed) and takes its layer names and metric layers
+from it, so registering and listing the extractor never imports torch-fidelity.
 """
 
 from __future__ import annotations
@@ -18,28 +22,58 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3, FeatureExtractorInceptionV3
 
-from genbench import ExtractorMixin
+from genbench import FeatureExtractor
 from genbench.assets import resolve_weights
 
-WEIGHTS_FILENAME = URL_INCEPTION_V3.rsplit("/", 1)[-1]
+#: torch-fidelity's ``URL_INCEPTION_V3`` (a test checks they agree), written out so that
+#: describing the extractor does not import torch-fidelity.
+WEIGHTS_URL = ("https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/"
+               "weights-inception-2015-12-05-6726825d.pth")
+WEIGHTS_FILENAME = WEIGHTS_URL.rsplit("/", 1)[-1]
 WEIGHTS_SHA256 = "6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2"
 
 
-class InceptionV3Compat(ExtractorMixin, FeatureExtractorInceptionV3):
+def _network_class() -> type:
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+    return FeatureExtractorInceptionV3
+
+
+class InceptionV3Compat(FeatureExtractor):
     """torch-fidelity's ``inception-v3-compat``, loading its weights only from disk."""
 
     description = ("torch-fidelity's InceptionV3 (TF-compatible): 2048 pool features, 1008 logits; "
                    "weights from torch hub's cache or --feature-weights, never downloaded")
     weights_filename = WEIGHTS_FILENAME
     weights_sha256 = WEIGHTS_SHA256
-    weights_url = URL_INCEPTION_V3
+    weights_url = WEIGHTS_URL
 
     def __init__(self, name, features_list, feature_extractor_weights_path=None, **kwargs):
+        super().__init__(name, features_list)
         # Resolve before torch-fidelity's constructor, which would download when given None.
         path, _, _ = resolve_weights(name, type(self), feature_extractor_weights_path)
-        super().__init__(name, features_list, feature_extractor_weights_path=str(path), **kwargs)
+        self.network = _network_class()(name, features_list,
+                                        feature_extractor_weights_path=str(path), **kwargs)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return self.network(x)
+
+    @staticmethod
+    def get_provided_features_list():
+        return _network_class().get_provided_features_list()
+
+    @staticmethod
+    def get_default_feature_layer_for_metric(metric):
+        return _network_class().get_default_feature_layer_for_metric(metric)
+
+    @staticmethod
+    def can_be_compiled():
+        return _network_class().can_be_compiled()
+
+    @staticmethod
+    def get_dummy_input_for_compile():
+        return _network_class().get_dummy_input_for_compile()
 
     @classmethod
     def default_weights_path(cls) -> Path:

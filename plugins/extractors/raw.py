@@ -7,12 +7,11 @@ vector, an image is flattened. There are no class logits, so the Inception Score
 from __future__ import annotations
 
 import torch
-from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 
-from genbench import ExtractorMixin
+from genbench import FeatureExtractor
 
 
-class RawFeatures(ExtractorMixin, FeatureExtractorBase):
+class RawFeatures(FeatureExtractor):
     """Identity extractor: float32 data flattened to ``(B, D)``; layer ``"raw"``."""
 
     description = "the data itself (flattened, float32) as features; no logits, so no Inception Score"
