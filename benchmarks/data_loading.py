@@ -6,7 +6,8 @@
 * ``mnist (IDX)``: a 28x28 set in MNIST's IDX format, written to a temp dir and read by the
   ``mnist`` plugin (torchvision's reader), then held in memory;
 * ``image-folder``: 2,000 64x64 PNGs written to a temp dir, decoded, resized to 32x32 per
-  item and streamed through the engine's DataLoader (with its default workers, and with none).
+  item and streamed through the engine's DataLoader (with its default workers, which stay within
+  the job's torch threads, for one thread and for every core; and with none).
 
 Each line gives the one-off load time and images/second for batches of 64 on the CPU, with
 the ratio to the digits baseline measured in the same run. Runs in well under a minute.
@@ -23,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from genbench.executors import available_cores
 from genbench.training import _LoaderBatches, _TensorBatches
 from genbench_plugins.datasets.embedded import Digits
 from genbench_plugins.datasets.image_folder import ImageFolder
@@ -103,15 +105,20 @@ def main() -> None:
         folder = ImageFolder(str(tmp / "pngs"), size=32, test_fraction=0.1)
         train = folder.split("train")
         load = time.perf_counter() - t0
-        for workers in (None, 0):
+        # The engine's default gives a job loader workers only within its torch threads
+        # (its share of the cores): measured for one thread per job and for a job that
+        # has every core, then with no workers.
+        for threads, workers in ((1, None), (available_cores(), None), (1, 0)):
+            torch.set_num_threads(threads)
             rate, used = rate_streamed(train, workers)
-            rows.append((f"image-folder, 2,000 PNGs 64->32 ({used} workers)", load, rate))
+            rows.append((f"image-folder, 2,000 PNGs 64->32 ({threads} thr, {used} wkr)", load, rate))
+        torch.set_num_threads(1)
 
     base = rows[0][2]
     print(f"batch size {BATCH}, CPU ({os.cpu_count()} cores), torch {torch.__version__}")
-    print(f"{'data':<44} {'load s':>7} {'images/s':>12} {'vs digits':>10}")
+    print(f"{'data':<50} {'load s':>7} {'images/s':>12} {'vs digits':>10}")
     for name, load, rate in rows:
-        print(f"{name:<44} {load:>7.2f} {rate:>12,.0f} {rate / base:>10.4f}")
+        print(f"{name:<50} {load:>7.2f} {rate:>12,.0f} {rate / base:>10.4f}")
 
 
 if __name__ == "__main__":

@@ -66,11 +66,14 @@ class WorkerSetupError(GenbenchError):
 
 
 def available_cores() -> int:
-    """CPU cores this process may run on (its affinity mask: taskset, a container's cpuset)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
+    """CPU cores this process may use: the fewest of the machine's, its affinity mask
+    (taskset, a container's cpuset) and its cgroup's CPU quota (``docker --cpus``, a CI
+    runner's limit), rounded up. joblib (loky) reads all three; on a 2-core quota over a
+    many-core host, counting the host's cores would run one torch thread per host core
+    and make every job many times slower."""
+    import joblib
+
+    return max(1, joblib.cpu_count())
 
 
 def default_workers(device_type: str) -> int:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -25,6 +24,25 @@ from .paths import atomic_write
 CHECKPOINT_FORMAT = 1
 
 
+def _cuda_problem(device: torch.device) -> str | None:
+    if not torch.cuda.is_available():
+        return "CUDA is not available; use --device auto or cpu"
+    if device.index is not None and device.index >= torch.cuda.device_count():
+        return (f"this machine has {torch.cuda.device_count()} CUDA device(s), "
+                f"numbered from 0")
+    return None
+
+
+def _mps_problem(device: torch.device) -> str | None:
+    mps = getattr(torch.backends, "mps", None)
+    return None if mps is not None and mps.is_available() else "MPS is not available"
+
+
+#: The device types genbench trains and evaluates on, each with why it cannot be used here
+#: (``None``: it can). Others torch knows (``meta``, ``xla``, ...) are refused before training.
+DEVICE_TYPES = {"cpu": lambda device: None, "cuda": _cuda_problem, "mps": _mps_problem}
+
+
 def resolve_device(name: str | torch.device = "auto") -> torch.device:
     """``"auto"`` picks CUDA, then MPS, then the CPU; any other name is checked and used."""
     if isinstance(name, torch.device):
@@ -32,18 +50,20 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
+        if _mps_problem(torch.device("mps")) is None:
             return torch.device("mps")
         return torch.device("cpu")
+    valid = "use auto, cpu, cuda, cuda:N or mps"
     try:
         device = torch.device(name)
-    except RuntimeError as exc:
-        raise ConfigError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps") from exc
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r} requested but CUDA is not available; use --device auto or cpu")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError(f"device {name!r} requested but MPS is not available")
+    except (RuntimeError, TypeError) as exc:
+        raise ConfigError(f"unknown device {name!r}; {valid}") from exc
+    problem = DEVICE_TYPES.get(device.type)
+    if problem is None:
+        raise ConfigError(f"device {name!r} is not one genbench runs on; {valid}")
+    reason = problem(device)
+    if reason is not None:
+        raise ConfigError(f"device {name!r} requested but {reason}")
     return device
 
 
@@ -133,9 +153,11 @@ class _LoaderBatches:
                  num_workers: int | None = None):
         self.data, self.batch_size, self.device, self.seed = data, batch_size, device, seed
         self.per_epoch = max(1, len(data) // batch_size)
-        if num_workers is None:
-            num_workers = min(4, os.cpu_count() or 1) if len(data) > 4 * batch_size else 0
-        self.num_workers = num_workers
+        if num_workers is None and len(data) > 4 * batch_size:
+            # Within this job's share of the cores (its torch threads, set by the executor):
+            # loader processes beside several jobs' threads would oversubscribe the CPU.
+            num_workers = min(4, torch.get_num_threads() - 1)
+        self.num_workers = max(0, num_workers or 0)
 
     def from_step(self, step: int):
         epoch, offset = divmod(step, self.per_epoch)

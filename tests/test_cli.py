@@ -57,6 +57,7 @@ def test_version_and_help():
     (["--seeds", "a,b"], "seeds must be comma-separated integers"),
     (["--seeds", "0,0"], "seeds has duplicates"),
     (["--device", "tpu9"], "unknown device 'tpu9'"),
+    (["--device", "meta"], "device 'meta' is not one genbench runs on"),
 ])
 def test_usage_errors_exit_2(tmp_path, args, needle):
     spec = write_spec(tmp_path / "s.toml")

@@ -8,6 +8,8 @@ import this module to unpickle them.
 import multiprocessing
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -242,6 +244,18 @@ def test_default_workers():
     assert available_cores() >= 1
     assert default_workers("cpu") == available_cores()
     assert default_workers("cuda") == max(1, torch.cuda.device_count())
+
+
+def test_cores_are_the_process_limit_not_the_hosts():
+    """Workers and threads follow joblib's count of usable cores (affinity mask, cgroup CPU
+    quota, ``LOKY_MAX_CPU_COUNT``), not ``os.cpu_count()``: here limited to one core."""
+    code = ("import os; from genbench.executors import LocalExecutor, available_cores, "
+            "default_workers; print(os.cpu_count(), available_cores(), default_workers('cpu'), "
+            "LocalExecutor(workers=2).threads_per_worker)")
+    env = {**os.environ, "LOKY_MAX_CPU_COUNT": "1"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert [int(v) for v in out[1:]] == [1, 1, 1] and int(out[0]) >= 1
 
 
 def test_inline_executor_returns_results_and_failures():

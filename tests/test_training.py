@@ -33,6 +33,13 @@ def test_device_resolution():
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="CUDA is not available"):
             resolve_device("cuda")
+    else:
+        with pytest.raises(ConfigError, match="CUDA device"):
+            resolve_device(f"cuda:{torch.cuda.device_count()}")
+    for unusable in ("meta", "xla", "meta:0"):
+        # torch accepts these names, but nothing trains on them: refused before training
+        with pytest.raises(ConfigError, match="not one genbench runs on"):
+            resolve_device(unusable)
 
 
 def test_training_reduces_loss_and_is_seeded(registries, digits):
@@ -161,3 +168,23 @@ def test_time_budget_and_seconds_accumulate_across_a_resume(registries, digits, 
     resumed = t.fit(_vae(registries, digits), digits.split("train"),
                     Budget(steps=40, checkpoint_every=20, max_seconds=3600))
     assert resumed.resumed_from == 20 and resumed.seconds > first
+
+
+def test_loader_workers_stay_within_the_jobs_threads():
+    """A streamed dataset gets DataLoader workers only from its job's torch threads (the
+    executor's share of the cores), so parallel jobs never oversubscribe the CPU."""
+    from genbench.training import _LoaderBatches
+
+    data = torch.utils.data.TensorDataset(torch.zeros(1000, 2))
+    before = torch.get_num_threads()
+    try:
+        counts = {}
+        for threads in (1, 3, 8):
+            torch.set_num_threads(threads)
+            counts[threads] = _LoaderBatches(data, 10, torch.device("cpu"), seed=0).num_workers
+    finally:
+        torch.set_num_threads(before)
+    assert counts == {1: 0, 3: 2, 8: 4}
+    small = _LoaderBatches(torch.utils.data.TensorDataset(torch.zeros(30, 2)), 10, torch.device("cpu"), 0)
+    assert small.num_workers == 0  # a few batches: processes cost more than they save
+    assert _LoaderBatches(data, 10, torch.device("cpu"), 0, num_workers=3).num_workers == 3
