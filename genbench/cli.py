@@ -293,9 +293,12 @@ def run(spec, out_dir, models, datasets, metrics, seeds, device, data_root, down
     try:
         report = runner.run(publish=publish)
     except KeyboardInterrupt:
-        n = runner.store.count()
-        click.echo(f"\ninterrupted: {n} finished job(s) are stored in {runner.store.path}; "
-                   "run the same command again to resume", err=True)
+        n = runner.stored_count()
+        where = out_dir / "results.db"
+        click.echo(f"\ninterrupted: {n} finished job(s) are stored in {where}; run the same "
+                   "command again to resume" if n else
+                   f"\ninterrupted before any job finished: nothing is stored in {out_dir}",
+                   err=True)
         sys.exit(EXIT_INTERRUPTED)
     finally:
         signal.signal(signal.SIGTERM, previous)

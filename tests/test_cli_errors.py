@@ -241,3 +241,17 @@ def test_results_failed_says_so_when_nothing_failed(tmp_path):
     as_json = invoke("results", "--failed", "--format", "json", "--out", str(tmp_path))
     assert as_json.exit_code == 0 and json.loads(as_json.stdout) == []
     assert invoke("results", "--format", "text", "--out", str(tmp_path)).exit_code == 2
+
+
+def test_ctrl_c_while_preparing_stores_nothing(monkeypatch, tmp_path):
+    import genbench.runner
+
+    def interrupt(self):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(genbench.runner.SuiteRunner, "prepare", interrupt)
+    out = tmp_path / "o"
+    r = invoke("run", str(spec_file(tmp_path)), "--out", str(out))
+    assert r.exit_code == 130 and "Traceback" not in r.output
+    assert f"interrupted before any job finished: nothing is stored in {out}" in r.stderr
+    assert not (out / "results.db").exists()
