@@ -73,6 +73,27 @@ def tiny_spec(**overrides):
     return SuiteSpec.from_dict(d)
 
 
+def tiny_spec_toml(*, name: str = "t", dataset: str = "digits", models=("vae",),
+                   metrics=("recon",), seeds=(0,), num_samples: int = 64, steps: int = 30) -> str:
+    """A tiny suite spec as the TOML a user writes, one key per line (tests edit it with
+    ``str.replace``, e.g. ``'models = ["vae"]'``)."""
+    def toml_list(values) -> str:
+        return "[" + ", ".join(f'"{v}"' if isinstance(v, str) else str(v) for v in values) + "]"
+
+    return (f'name = "{name}"\ndatasets = ["{dataset}"]\nmodels = {toml_list(models)}\n'
+            f"metrics = {toml_list(metrics)}\nseeds = {toml_list(seeds)}\n"
+            f"num_samples = {num_samples}\nbaselines = []\n[budget]\nsteps = {steps}\n")
+
+
+def invoke_cli(*args: str, catch_exceptions: bool = False, env: dict | None = None):
+    """``genbench ARGS`` through click's test runner, in this process."""
+    from click.testing import CliRunner
+
+    from genbench.cli import cli
+
+    return CliRunner().invoke(cli, list(args), catch_exceptions=catch_exceptions, env=env)
+
+
 def params_equal(a: torch.nn.Module, b: torch.nn.Module) -> bool:
     sa, sb = a.state_dict(), b.state_dict()
     return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)

@@ -12,29 +12,15 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from click.testing import CliRunner
 
 import torch
 
 from genbench import GenerativeModel, ModelRef, __version__, hookimpl
 from genbench.cli import cli
-from helpers import stored_jobs
+from helpers import invoke_cli, stored_jobs, tiny_spec_toml
 
-SPEC = """
-name = "t"
-datasets = ["digits"]
-models = ["vae"]
-metrics = ["recon", "speed"]
-seeds = [0]
-num_samples = 64
-baselines = []
-[budget]
-steps = 30
-"""
-
-
-def invoke(*args):
-    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+SPEC = tiny_spec_toml(metrics=["recon", "speed"])
+invoke = invoke_cli
 
 
 def write_spec(path: Path, text: str = SPEC) -> Path:

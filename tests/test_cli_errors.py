@@ -6,23 +6,20 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 import warnings
 
 import pytest
-from click.testing import CliRunner
 
 from genbench import hookimpl
-from genbench.cli import cli
 from genbench.console import DEBUG_HINT
 from genbench.executors import LocalExecutor
 from genbench.store import ResultStore
 from genbench_plugins.models.vae import VAE
-from helpers import BrokenMetric, registries_with, run_inline, tiny_spec
+from helpers import BrokenMetric, invoke_cli, registries_with, run_inline, tiny_spec, tiny_spec_toml
 
 
 def invoke(*args, **env):
-    return CliRunner().invoke(cli, list(args), catch_exceptions=False, env=env or None)
+    return invoke_cli(*args, env=env or None)
 
 
 def genbench_process(args, env_extra=None, code=None):
@@ -33,22 +30,9 @@ def genbench_process(args, env_extra=None, code=None):
                           text=True, timeout=300)
 
 
-SPEC = """
-name = "t"
-datasets = ["{dataset}"]
-models = ["vae"]
-metrics = ["{metric}"]
-seeds = [0]
-num_samples = 64
-baselines = []
-[budget]
-steps = 5
-"""
-
-
 def spec_file(tmp_path, dataset="digits", metric="recon"):
     path = tmp_path / "s.toml"
-    path.write_text(textwrap.dedent(SPEC.format(dataset=dataset, metric=metric)))
+    path.write_text(tiny_spec_toml(dataset=dataset, metrics=[metric], steps=5))
     return path
 
 

@@ -31,6 +31,7 @@ from genbench.errors import USER_ERRORS, SpecError
 from genbench.plugin_manager import build_registries, create_plugin_manager
 from genbench.runner import SuiteRunner
 from genbench.spec import MAX_SEED, SuiteSpec
+from helpers import tiny_spec_toml
 
 # No example database: it would be written into the working tree (.hypothesis/); a failure
 # prints its falsifying example instead.
@@ -331,17 +332,7 @@ class ReachedRun(BaseException):
     """Raised instead of running: the command line parsed and validated everything."""
 
 
-VALID_SPEC = """
-name = "fuzz"
-datasets = ["ring8"]
-models = ["vae"]
-metrics = ["recon"]
-seeds = [0]
-num_samples = 64
-baselines = []
-[budget]
-steps = 5
-"""
+VALID_SPEC = tiny_spec_toml(name="fuzz", dataset="ring8", steps=5)
 
 NAMES = ["vae", "ae", "gan", "digits", "ring8", "swissroll", "recon", "speed", "fid", "modes",
          "train-data", "nope", ""]

@@ -14,32 +14,20 @@ import textwrap
 
 import pandas as pd
 import pytest
-from click.testing import CliRunner
 
-from genbench.cli import cli
 from genbench.errors import OutputNotWritableError, StoreCorruptError, USER_ERRORS
 from genbench.leaderboard import build_leaderboards
 from genbench.runner import SuiteRunner
 from genbench.store import JobRecord, MetricRecord, ResultStore, TrainingRecord
 from genbench_plugins.metrics.reconstruction import Reconstruction
 from genbench import hookimpl
-from helpers import DivergingVAE, registries_with, tiny_spec
+from helpers import DivergingVAE, invoke_cli, registries_with, tiny_spec, tiny_spec_toml
 
-SPEC = """
-name = "t"
-datasets = ["ring8"]
-models = ["ae"]
-metrics = ["recon"]
-seeds = [0]
-num_samples = 100
-baselines = []
-[budget]
-steps = 20
-"""
+SPEC = tiny_spec_toml(dataset="ring8", models=["ae"], num_samples=100, steps=20)
 
 
 def invoke(*args):
-    return CliRunner().invoke(cli, list(args))
+    return invoke_cli(*args, catch_exceptions=True)
 
 
 def job(seed=0, mse=0.1, *, fingerprint=None, training="t0", status="ok", metrics=None):

@@ -7,22 +7,11 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from click.testing import CliRunner
 
-from genbench.cli import cli
 from genbench.store import ResultStore
+from helpers import invoke_cli, tiny_spec_toml
 
-SPEC = """
-name = "t"
-datasets = ["digits"]
-models = ["ae"]
-metrics = ["recon"]
-seeds = [0]
-num_samples = 64
-baselines = []
-[budget]
-steps = 30
-"""
+SPEC = tiny_spec_toml(models=["ae"])
 
 
 def scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:
@@ -79,8 +68,7 @@ def test_event_files_hold_every_training_s_losses(tmp_path):
     assert [p.parent.name for p in only] == [Path(with_losses["vae"]).name]
 
 
-def invoke(*args):
-    return CliRunner().invoke(cli, list(args), catch_exceptions=False)
+invoke = invoke_cli
 
 
 def test_run_writes_event_files_for_new_and_reused_trainings(tmp_path):
