@@ -253,6 +253,19 @@ def test_replay_buffer_mixes_at_the_configured_rate(rate):
     assert int((buf.items[:, 0] == 3).sum()) == round(rate * 10)
 
 
+def test_replay_buffer_never_stores_non_finite_samples():
+    """An overflowed mixed-precision batch (skipped by the gradient scaler) must not be
+    replayed into later discriminator steps."""
+    buf = ReplayBuffer(size=6, shape=(2,), rate=1.0)
+    batch = torch.tensor([[1.0, 1.0], [float("inf"), 0.0], [2.0, float("nan")], [3.0, 3.0]])
+    buf.push(batch)
+    assert int(buf.filled) == 2 and buf.items[:2, 0].tolist() == [1.0, 3.0]
+    buf.push(torch.full((4, 2), 4.0))  # fills the rest: 6 slots, all finite
+    buf.push(torch.full((4, 2), float("-inf")))  # full, nothing finite: nothing replaced
+    assert int(buf.filled) == 6 and torch.isfinite(buf.items).all()
+    assert torch.isfinite(buf.mix(torch.zeros(4, 2))).all()
+
+
 def test_replay_in_training_keeps_the_buffer_filling(grid25):
     torch.manual_seed(0)
     model = GAN(grid25.info(), experience_replay=True, replay_size=100, replay_rate=0.5,

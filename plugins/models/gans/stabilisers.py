@@ -188,7 +188,10 @@ class ReplayBuffer(nn.Module):
 
     @torch.no_grad()
     def push(self, fake: torch.Tensor) -> None:
+        """Store rows of ``fake``; rows holding NaN or infinity (a mixed-precision step that
+        overflowed, which the gradient scaler skips) are dropped, never replayed."""
         fake = fake.detach().to(self.items.dtype)
+        fake = fake[torch.isfinite(fake.flatten(1)).all(1)]
         filled = int(self.filled)
         free = self.size - filled
         if free > 0:
