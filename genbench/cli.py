@@ -294,11 +294,13 @@ def run(spec, out_dir, models, datasets, metrics, seeds, device, data_root, down
         report = runner.run(publish=publish)
     except KeyboardInterrupt:
         n = runner.stored_count()
-        where = out_dir / "results.db"
-        click.echo(f"\ninterrupted: {n} finished job(s) are stored in {where}; run the same "
-                   "command again to resume" if n else
-                   f"\ninterrupted before any job finished: nothing is stored in {out_dir}",
-                   err=True)
+        if n or (out_dir / "results.db").exists() or (out_dir / "runs").exists():
+            click.echo(f"\ninterrupted: {n} finished job(s) are stored in "
+                       f"{out_dir / 'results.db'} and finished trainings in {out_dir / 'runs'}; "
+                       "run the same command again to resume", err=True)
+        else:
+            click.echo(f"\ninterrupted before anything finished: nothing is stored in {out_dir}",
+                       err=True)
         sys.exit(EXIT_INTERRUPTED)
     finally:
         signal.signal(signal.SIGTERM, previous)

@@ -237,5 +237,5 @@ def test_ctrl_c_while_preparing_stores_nothing(monkeypatch, tmp_path):
     out = tmp_path / "o"
     r = invoke("run", str(spec_file(tmp_path)), "--out", str(out))
     assert r.exit_code == 130 and "Traceback" not in r.output
-    assert f"interrupted before any job finished: nothing is stored in {out}" in r.stderr
+    assert f"interrupted before anything finished: nothing is stored in {out}" in r.stderr
     assert not (out / "results.db").exists()
