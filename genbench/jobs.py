@@ -33,6 +33,12 @@ def safe_dirname(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_.+=" else "_" for c in text)
 
 
+def board_file(directory: str | Path, suite: str, dataset: str, suffix: str) -> Path:
+    """Where a leaderboard's file goes: ``<directory>/<suite>/<dataset><suffix>`` (suffix
+    ``".md"``, ``"-samples.png"``, ...), names made safe with :func:`safe_dirname`."""
+    return Path(directory) / safe_dirname(suite) / f"{safe_dirname(dataset)}{suffix}"
+
+
 def evaluation_dirname(fingerprint: str) -> str:
     """The folder, inside a training's folder, of one evaluation's samples."""
     return f"eval-{fingerprint[:8]}"

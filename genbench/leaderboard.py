@@ -27,7 +27,7 @@ from typing import Any
 import pandas as pd
 
 from .errors import ConfigError
-from .jobs import evaluation_dirname, safe_dirname
+from .jobs import board_file, evaluation_dirname
 from .paths import atomic_write
 from .statistics import CONFIDENCE, best_marks, ranks, summarize
 from .store import ResultStore
@@ -621,8 +621,7 @@ def save_sample_figures(boards: dict[tuple[str, str], Leaderboard], store: Resul
             "modes": torch.tensor(modes["centres"]), "mode_std": modes["std"],
             "within": modes["within"], "mode_counts": counts}
         out = save_model_comparison(
-            samples, Path(directory) / safe_dirname(board.suite) / f"{safe_dirname(board.dataset)}-samples.png",
-            **extra)
+            samples, board_file(directory, board.suite, board.dataset, "-samples.png"), **extra)
         if out is not None:
             written.append(out)
     return written
@@ -647,10 +646,9 @@ def write_leaderboards(boards: dict[tuple[str, str], Leaderboard], directory: st
     returns the paths."""
     written = []
     for board in boards.values():
-        folder = Path(directory) / safe_dirname(board.suite)
-        folder.mkdir(parents=True, exist_ok=True)
         for fmt in formats:
-            path = folder / f"{safe_dirname(board.dataset)}.{fmt}"
+            path = board_file(directory, board.suite, board.dataset, f".{fmt}")
+            path.parent.mkdir(parents=True, exist_ok=True)
             text = FILE_WRITERS[fmt](board)
             atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
             written.append(path)

@@ -15,7 +15,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from .jobs import safe_dirname
+from .jobs import board_file
 from .store import ResultStore
 
 SPEED = "speed.samples_per_s"
@@ -331,8 +331,6 @@ def save_plots(boards: dict, store: ResultStore, directory: str | Path) -> list[
         djobs = board.jobs[board.jobs["status"] == "ok"]
         if djobs.empty:
             continue
-        folder = Path(directory) / safe_dirname(suite_name)
-        stem = safe_dirname(dataset)
         dvalues = values[values["job_id"].isin(djobs["id"])]
         table = metric_table(djobs, dvalues)
         quality = quality_column(dvalues, board.primary)
@@ -340,11 +338,12 @@ def save_plots(boards: dict, store: ResultStore, directory: str | Path) -> list[
         where = f"{dataset} (suite {suite_name})"
         if quality is not None:
             written.append(quality_vs_speed(
-                table, folder / f"{stem}-quality-speed.png", quality=quality,
+                table, board_file(directory, suite_name, dataset, "-quality-speed.png"), quality=quality,
                 higher_is_better=bool(direction), title=f"{where}: {quality} against speed"))
             written.append(fid_vs_nfe(
-                table, folder / f"{stem}-fid-nfe.png", quality=quality,
+                table, board_file(directory, suite_name, dataset, "-fid-nfe.png"), quality=quality,
                 higher_is_better=direction, title=f"{where}: {quality} against NFE"))
-        written.append(loss_curves(read_loss_curves(djobs, root), folder / f"{stem}-losses.png",
+        written.append(loss_curves(read_loss_curves(djobs, root),
+                                   board_file(directory, suite_name, dataset, "-losses.png"),
                                    title=f"{where}: training losses"))
     return [p for p in written if p is not None]

@@ -19,7 +19,7 @@ import mimetypes
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-from .jobs import evaluation_dirname, safe_dirname
+from .jobs import board_file, evaluation_dirname, safe_dirname
 from .paths import atomic_write
 
 if TYPE_CHECKING:
@@ -44,9 +44,8 @@ def find_figures(boards: Boards, directory: str | Path) -> dict[tuple[str, str],
     """Per board, the :data:`FIGURES` that exist as ``<directory>/<suite>/<dataset>-<name>.png``."""
     found = {}
     for key, board in boards.items():
-        folder = Path(directory) / safe_dirname(board.suite)
-        stem = safe_dirname(board.dataset)
-        found[key] = [p for name in FIGURES if (p := folder / f"{stem}-{name}.png").is_file()]
+        found[key] = [p for name in FIGURES
+                      if (p := board_file(directory, board.suite, board.dataset, f"-{name}.png")).is_file()]
     return found
 
 
