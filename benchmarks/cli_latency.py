@@ -36,8 +36,8 @@ COMMANDS: tuple[tuple[str, list[str], float | None], ...] = (
     ("genbench list metrics", [sys.executable, "-m", "genbench", "list", "metrics"], 3.0),
     ("genbench show dataset digits",
      [sys.executable, "-m", "genbench", "show", "dataset", "digits"], 3.0),
-    # The extractor classes subclass genbench's own base: no torch-fidelity (torchvision,
-    # torch's compiler stack) until an extractor is built.
+    # The extractor classes subclass genbench's own base: listing and describing them never
+    # imports torch-fidelity (torchvision, torch's compiler stack).
     ("genbench list extractors", [sys.executable, "-m", "genbench", "list", "extractors"], 3.0),
     ("genbench show extractor inception-v3-compat",
      [sys.executable, "-m", "genbench", "show", "extractor", "inception-v3-compat"], 3.0),

@@ -31,6 +31,7 @@ import torch_fidelity  # noqa: E402
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY  # noqa: E402
 
 from genbench import Budget, EvalContext  # noqa: E402
+from genbench.extractor import torch_fidelity_extractor  # noqa: E402
 from genbench.features import to_uint8_images  # noqa: E402
 from genbench.plugin_manager import build_registries, create_plugin_manager  # noqa: E402
 from genbench.training import train  # noqa: E402
@@ -78,7 +79,7 @@ def main() -> None:
 
     ext_cls = regs.extractors.get("digits-cnn")
     if "digits-cnn" not in FEATURE_EXTRACTORS_REGISTRY:
-        torch_fidelity.register_feature_extractor("digits-cnn", ext_cls)
+        torch_fidelity.register_feature_extractor("digits-cnn", torch_fidelity_extractor(ext_cls))
     with tempfile.TemporaryDirectory() as tmp:  # removed afterwards, unlike mkdtemp's
         samples_u8 = to_uint8_images(new_ctx(Path(tmp)).samples)
     ref_u8 = to_uint8_images(test[0])

@@ -1,7 +1,7 @@
 """Weights files of feature extractors: where they live, their sha256, ``genbench assets``.
 
 Each extractor class says what file it needs (``weights_filename``, ``weights_sha256``,
-``weights_url``, ``default_weights_path()``; see :class:`genbench.features.ExtractorMixin`),
+``weights_url``, ``default_weights_path()``; see :class:`genbench.extractor.ExtractorMixin`),
 so no extractor is special-cased here. Nothing is ever downloaded.
 
 * :func:`weights_asset` / :class:`WeightsAsset` — the file an extractor declares.

@@ -181,6 +181,18 @@ def cli(debug):
     """
 
 
+def _interrupted_message(runner, out_dir: Path) -> str:
+    """What an interrupted ``genbench run`` kept: stored jobs, checkpoints, or nothing."""
+    kept = []
+    if (out_dir / "results.db").exists():
+        kept.append(f"{runner.stored_count()} finished job(s) are stored in {out_dir / 'results.db'}")
+    if (out_dir / "runs").is_dir() and any((out_dir / "runs").iterdir()):
+        kept.append(f"checkpoints in {out_dir / 'runs'} are reused")
+    if not kept:
+        return f"interrupted before anything finished: nothing is stored in {out_dir}"
+    return f"interrupted: {'; '.join(kept)}; run the same command again to resume"
+
+
 def _terminate_as_interrupt(signum, frame):
     raise KeyboardInterrupt
 
@@ -293,14 +305,7 @@ def run(spec, out_dir, models, datasets, metrics, seeds, device, data_root, down
     try:
         report = runner.run(publish=publish)
     except KeyboardInterrupt:
-        n = runner.stored_count()
-        if n or (out_dir / "results.db").exists() or (out_dir / "runs").exists():
-            click.echo(f"\ninterrupted: {n} finished job(s) are stored in "
-                       f"{out_dir / 'results.db'} and finished trainings in {out_dir / 'runs'}; "
-                       "run the same command again to resume", err=True)
-        else:
-            click.echo(f"\ninterrupted before anything finished: nothing is stored in {out_dir}",
-                       err=True)
+        click.echo("\n" + _interrupted_message(runner, out_dir), err=True)
         sys.exit(EXIT_INTERRUPTED)
     finally:
         signal.signal(signal.SIGTERM, previous)

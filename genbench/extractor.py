@@ -19,6 +19,7 @@ layers. Two kinds of class are accepted by the ``register_feature_extractors`` h
 
 from __future__ import annotations
 
+import functools
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Sequence
@@ -107,7 +108,8 @@ class FeatureExtractor(ExtractorMixin, nn.Module):
     :meth:`get_default_feature_layer_for_metric`; their constructor takes
     ``(name, features_list, feature_extractor_weights_path=None, **kwargs)`` and calls
     ``super().__init__(name, features_list)``. Unknown keywords (torch-fidelity passes
-    ``verbose``) are theirs to ignore.
+    ``verbose``) are theirs to ignore. The constructor initialises ``nn.Module`` itself, not
+    ``super().__init__()``: a mixin listed after this class is not initialised by it.
     """
 
     def __init__(self, name: str, features_list: Sequence[str]):
@@ -169,12 +171,16 @@ def extractor_bases() -> tuple[type, ...]:
     return (FeatureExtractor,) if base is None else (FeatureExtractor, base.FeatureExtractorBase)
 
 
+@functools.lru_cache(maxsize=None)
 def torch_fidelity_extractor(cls: type[FeatureExtractor]) -> type:
     """``cls`` as a subclass of torch-fidelity's ``FeatureExtractorBase`` too, for
-    ``torch_fidelity.register_feature_extractor(name, ...)`` and ``calculate_metrics``.
+    ``torch_fidelity.register_feature_extractor(name, ...)`` and ``calculate_metrics``
+    (one class per ``cls``, made on the first call).
 
     genbench itself never needs this: it runs extractors and computes torch-fidelity's
-    metrics from their features without torch-fidelity's input pipeline.
+    metrics from their features without torch-fidelity's input pipeline. Register the
+    original class with genbench: the one returned here is made at run time, so worker
+    processes cannot import it by name (it does not pickle).
     """
     from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 
@@ -182,5 +188,6 @@ def torch_fidelity_extractor(cls: type[FeatureExtractor]) -> type:
         return cls
     if not (isinstance(cls, type) and issubclass(cls, FeatureExtractor)):
         raise ConfigError(f"{cls!r} is not a genbench FeatureExtractor subclass")
-    return type(cls.__name__, (cls, FeatureExtractorBase),
-                {"__module__": cls.__module__, "__doc__": cls.__doc__})
+    return type(f"TorchFidelity{cls.__name__}", (cls, FeatureExtractorBase),
+                {"__module__": cls.__module__, "__doc__": cls.__doc__,
+                 "__qualname__": f"torch_fidelity_extractor({cls.__qualname__})"})

@@ -22,7 +22,9 @@ Extractors are :class:`genbench.extractor.FeatureExtractor` subclasses (torch-fi
 interface on torch alone) or torch-fidelity ``FeatureExtractorBase`` subclasses, registered
 through the ``register_feature_extractors`` hook. genbench reads a few optional class attributes
 from them (see :class:`~genbench.extractor.ExtractorMixin`); a plain torch-fidelity extractor
-works with the defaults. Neither this module nor the built-in extractors import torch-fidelity.
+works with the defaults. Neither this module nor the built-in extractors import torch-fidelity
+when imported; it is imported when a result records its version and when
+``inception-v3-compat`` builds torch-fidelity's network.
 """
 
 from __future__ import annotations

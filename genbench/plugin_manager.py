@@ -259,6 +259,12 @@ def _import_attribute(module: str, name: str) -> type | tuple[type, ...]:
     return value if isinstance(value, type) else value()  # a function naming the bases
 
 
+#: What an extractor class must subclass, as a rejected registration names it (the bases
+#: are looked up only when a registration is checked, and torch-fidelity's only if imported).
+EXTRACTOR_BASES = ("genbench.extractor.FeatureExtractor or "
+                   "torch_fidelity.feature_extractor_base.FeatureExtractorBase")
+
+
 def _base(module: str, name: str) -> Callable[[], type | tuple[type, ...]]:
     """A registry's base class (or a function returning the accepted bases), imported when the
     first registration is checked (picklable: registries travel to the worker processes)."""
@@ -345,7 +351,7 @@ def build_registries(pm: GenbenchPluginManager, kinds: Iterable[str] | None = No
         metrics=Registry("metric", _base("genbench.metric", "Metric"), pm.broken),
         samplers=Registry("sampler", _base("genbench.sampler", "Sampler"), pm.broken),
         extractors=Registry("feature extractor", _base("genbench.extractor", "extractor_bases"),
-                            pm.broken),
+                            pm.broken, accepts=EXTRACTOR_BASES),
         broken=pm.broken,
     )
     for kind in wanted:

@@ -35,9 +35,11 @@ class Registry(Generic[T]):
     """
 
     def __init__(self, kind: str, base: type | Callable[[], type | tuple[type, ...]],
-                 broken: Mapping[str, object] | None = None):
+                 broken: Mapping[str, object] | None = None, *, accepts: str | None = None):
         self.kind = kind
         self._base = base
+        #: What a registered class must subclass, in words (default: the base's dotted name).
+        self.accepts = accepts
         self._entries: dict[str, Entry[T]] = {}
         self.broken: Mapping[str, object] = {} if broken is None else broken
 
@@ -61,8 +63,8 @@ class Registry(Generic[T]):
             )
         base = self.base
         if not (isinstance(obj, type) and issubclass(obj, base)):
-            bases = " or ".join(f"{b.__module__}.{b.__qualname__}"
-                                for b in (base if isinstance(base, tuple) else (base,)))
+            bases = self.accepts or " or ".join(
+                f"{b.__module__}.{b.__qualname__}" for b in (base if isinstance(base, tuple) else (base,)))
             raise RegistrationError(
                 f"{who} tried to register {self.kind} {name!r} as {obj!r}, which is not a "
                 f"subclass of {bases}"

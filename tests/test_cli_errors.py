@@ -239,3 +239,25 @@ def test_ctrl_c_while_preparing_stores_nothing(monkeypatch, tmp_path):
     assert r.exit_code == 130 and "Traceback" not in r.output
     assert f"interrupted before anything finished: nothing is stored in {out}" in r.stderr
     assert not (out / "results.db").exists()
+
+    (out / "runs" / "digits__vae__seed0__0123").mkdir(parents=True)  # an unfinished training
+    r = invoke("run", str(spec_file(tmp_path)), "--out", str(out))
+    assert r.exit_code == 130 and "results.db" not in r.stderr
+    assert f"interrupted: checkpoints in {out / 'runs'} are reused; run the same command" in r.stderr
+    assert not (out / "results.db").exists()
+
+
+def test_ctrl_c_after_stored_jobs_counts_them(monkeypatch, tmp_path):
+    import genbench.runner
+
+    out = tmp_path / "o"
+    assert invoke("run", str(spec_file(tmp_path)), "--out", str(out)).exit_code == 0
+
+    def interrupt(self):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(genbench.runner.SuiteRunner, "prepare", interrupt)
+    r = invoke("run", str(spec_file(tmp_path)), "--out", str(out), "--force")
+    assert r.exit_code == 130
+    assert (f"interrupted: 1 finished job(s) are stored in {out / 'results.db'}; checkpoints in "
+            f"{out / 'runs'} are reused; run the same command again to resume") in r.stderr

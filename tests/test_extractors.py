@@ -230,3 +230,7 @@ def test_inception_is_torch_fidelity_network_with_its_layers(registries, tmp_pat
     for layer in ours:
         torch.testing.assert_close(ours[layer], theirs[layer], rtol=1e-5, atol=1e-6)
     assert ours["2048"].shape == (3, 2048) and ours["logits_unbiased"].shape == (3, 1008)
+    # torch-fidelity's own keywords reach its network (which checks this one)
+    with pytest.raises(Exception, match="Only 32 and 64 bit floats"):
+        cls("inception-v3-compat", ["2048"], feature_extractor_weights_path=str(path),
+            feature_extractor_internal_dtype="float16")

@@ -12,9 +12,10 @@ check. The URL's file name follows torch hub's ``name-<sha256 prefix>.ext`` conv
 pin it (it starts with that prefix and is the same as pytorch-fid's
 ``pt_inception-2015-12-05-6726825d.pth``, 95,628,359 bytes).
 
-The class wraps torch-fidelity's ``FeatureExtractorInceptionV3`` (built, with torch-fidelity
-imported, only when the extractor is constructed) and takes its layer names and metric layers
-from it, so registering and listing the extractor never imports torch-fidelity.
+The class wraps torch-fidelity's ``FeatureExtractorInceptionV3``, built (and torch-fidelity
+imported) only when the extractor is constructed; its layer names and metric layers are
+written out here (a test checks them against torch-fidelity's), so registering, listing and
+checking the extractor before training never import torch-fidelity.
 """
 
 from __future__ import annotations
@@ -32,6 +33,11 @@ WEIGHTS_URL = ("https://github.com/toshas/torch-fidelity/releases/download/v0.2.
                "weights-inception-2015-12-05-6726825d.pth")
 WEIGHTS_FILENAME = WEIGHTS_URL.rsplit("/", 1)[-1]
 WEIGHTS_SHA256 = "6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2"
+#: torch-fidelity's InceptionV3 layers: pooled features of 64, 192, 768 and 2048 channels,
+#: then the 1008 logits without and with the bias.
+LAYERS = ("64", "192", "768", "2048", "logits_unbiased", "logits")
+#: The layer each metric reads, as torch-fidelity's ``get_default_feature_layer_for_metric``.
+METRIC_LAYERS = {"fid": "2048", "isc": "logits_unbiased", "kid": "2048", "prc": "2048"}
 
 
 def _network_class() -> type:
@@ -61,11 +67,11 @@ class InceptionV3Compat(FeatureExtractor):
 
     @staticmethod
     def get_provided_features_list():
-        return _network_class().get_provided_features_list()
+        return LAYERS
 
     @staticmethod
     def get_default_feature_layer_for_metric(metric):
-        return _network_class().get_default_feature_layer_for_metric(metric)
+        return METRIC_LAYERS[metric]
 
     @staticmethod
     def can_be_compiled():
