@@ -30,10 +30,15 @@ summation order):
   buffers, by :class:`SyncBatchNorm`, which normalises with the statistics of the global
   batch (a differentiable all-reduce, on the CPU too) and updates the running statistics
   as one process would. Checkpoints keep the ordinary layers' keys;
+* statistics a model takes of a training batch computed on :func:`global_batch` (the
+  diffusion models' standardisation, from the first batch);
 * per-sample training noise drawn with :func:`batch_randn` / :func:`batch_rand`: each rank
   draws the noise of the whole global batch (the ranks' random streams stay identical) and
-  keeps its rows. The GANs draw their latents this way; noise drawn with ``torch.randn_like``
-  on a shard is valid data-parallel training but not the one-process draw.
+  keeps its rows (:func:`batch_randint` for integers). Every built-in model draws its
+  training noise this way (GAN latents, VAE posterior draws, the denoising autoencoder's
+  corruption, the AAE's prior draws, diffusion timesteps and noise); noise drawn with
+  ``torch.randn_like`` on a shard is valid data-parallel training but not the one-process
+  draw.
 
 Layers that look across the batch other than batch norm (minibatch discrimination,
 experience replay) see only their shard.
@@ -128,6 +133,20 @@ def shard(batch):
     return type(batch)(shard(b) for b in batch)
 
 
+def global_batch(x: torch.Tensor) -> torch.Tensor:
+    """The global batch of which ``x`` is this rank's shard, gathered from every rank in rank
+    order; ``x`` itself in one process. For statistics a model takes of a training batch (a
+    diffusion model's standardisation), so that every rank gets one process's numbers. Every
+    rank must call it at the same step (it is a collective)."""
+    dp = _current
+    if dp is None or dp.world_size == 1:
+        return x
+    x = x.contiguous()
+    parts = [torch.empty_like(x) for _ in range(dp.world_size)]
+    dist.all_gather(parts, x)
+    return torch.cat(parts)
+
+
 def _global_noise(draw: Callable[..., torch.Tensor], n: int, shape: tuple[int, ...],
                   kwargs: dict[str, Any]) -> torch.Tensor:
     dp = _current
@@ -149,6 +168,15 @@ def batch_rand(n: int, *shape: int, device=None, dtype=None) -> torch.Tensor:
     """``torch.rand(n, *shape)`` for the ``n`` items of a training batch; see
     :func:`batch_randn`."""
     return _global_noise(torch.rand, n, shape, {"device": device, "dtype": dtype})
+
+
+def batch_randint(high: int, n: int, device=None) -> torch.Tensor:
+    """``torch.randint(0, high, (n,))`` for the ``n`` items of a training batch (diffusion
+    timesteps, say); see :func:`batch_randn`."""
+    def draw(m: int, **kwargs) -> torch.Tensor:
+        return torch.randint(0, high, (m,), **kwargs)
+
+    return _global_noise(draw, n, (), {"device": device})
 
 
 # -- batch norm over the global batch -------------------------------------------------

@@ -19,6 +19,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from genbench import DataInfo, GenerativeModel, hookimpl
+from genbench.distributed import batch_randn
 from genbench.errors import ConfigError
 
 from .layers import check_hidden, check_positive_int, mlp
@@ -75,7 +76,7 @@ class AAE(GenerativeModel):
         # 2a. regularisation phase, discriminator: prior draws are "real", codes "fake"
         with torch.no_grad():
             fake = self.encode(batch).float()
-        real = torch.randn_like(fake)
+        real = batch_randn(len(fake), *fake.shape[1:], device=fake.device, dtype=fake.dtype)
         logits_real = self.discriminator(real).float()
         logits_fake = self.discriminator(fake).float()
         d_loss = (F.binary_cross_entropy_with_logits(logits_real, torch.ones_like(logits_real))

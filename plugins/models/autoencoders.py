@@ -23,6 +23,7 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from genbench import DataInfo, GenerativeModel, TensorSplit, hookimpl
+from genbench.distributed import batch_rand, batch_randn
 from genbench.errors import ConfigError
 
 from .layers import ConvDecoder, ConvEncoder, check_hidden, check_positive_int, mlp
@@ -263,10 +264,11 @@ class DenoisingAE(Autoencoder):
     def corrupt(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """The training corruption applied to ``x``; noise from ``generator`` if given."""
         if self.noise == "gaussian":
-            eps = (torch.randn_like(x) if generator is None
+            eps = (batch_randn(len(x), *x.shape[1:], device=x.device, dtype=x.dtype)
+                   if generator is None
                    else torch.randn(x.shape, generator=generator).to(x.device, x.dtype))
             return x + self.noise_level * eps
-        u = (torch.rand_like(x) if generator is None
+        u = (batch_rand(len(x), *x.shape[1:], device=x.device, dtype=x.dtype) if generator is None
              else torch.rand(x.shape, generator=generator).to(x.device, x.dtype))
         return x * (u >= self.noise_level).to(x.dtype)
 

@@ -18,6 +18,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from genbench import DataInfo, GenerativeModel, hookimpl
+from genbench.distributed import batch_randn
 from genbench.errors import ConfigError
 
 from .layers import ConvDecoder, ConvEncoder, check_hidden, check_positive_int, mlp
@@ -100,8 +101,8 @@ class VAEBase(GenerativeModel):
         The draw's noise comes from ``generator`` (a CPU generator) when one is given.
         """
         mu, logvar = (t.float() for t in self.posterior(x))
-        eps = (torch.randn_like(mu) if generator is None
-               else self.randn(*mu.shape, generator=generator))
+        eps = (batch_randn(len(mu), *mu.shape[1:], device=mu.device, dtype=mu.dtype)
+               if generator is None else self.randn(*mu.shape, generator=generator))
         z = mu + eps * torch.exp(0.5 * logvar)
         return {"recon": self._nll(self.decode_logits(z), x), "kl": self._kl(mu, logvar)}
 

@@ -35,6 +35,7 @@ from torch.nn import functional as F
 
 from genbench import DataInfo, GenerativeModel, Sampler
 from genbench.config import accepts_any_keyword, hyperparameters
+from genbench.distributed import batch_randint, batch_randn, global_batch
 from genbench.errors import ConfigError
 
 from ..layers import check_positive_int
@@ -114,7 +115,8 @@ class DiffusionModel(GenerativeModel):
     def standardise(self, z: torch.Tensor) -> torch.Tensor:
         """``z`` shifted and scaled by the buffers; the first training batch sets them."""
         if not self.__dict__.get("_space_measured") and float(self.space_scale) == 0:
-            flat = z.detach().float().reshape(len(z), -1)
+            # the whole first batch, also when this process trains on a shard of it
+            flat = global_batch(z.detach().float()).flatten(1)
             self.space_shift.copy_(flat.mean(0).reshape(self.space_shape))
             self.space_scale.copy_(flat.std(0).mean().clamp(min=1e-6))
         self._space_measured = True  # checked once per instance, not once per step
@@ -129,8 +131,8 @@ class DiffusionModel(GenerativeModel):
     def loss(self, x: torch.Tensor) -> torch.Tensor:
         """L_simple on a clean data batch: || eps - eps_theta(x_t, t) ||^2, t uniform."""
         x0 = self.standardise(self.to_space(x))
-        t = torch.randint(0, self.process.num_timesteps, (len(x0),), device=x0.device)
-        noise = torch.randn_like(x0)
+        t = batch_randint(self.process.num_timesteps, len(x0), device=x0.device)
+        noise = batch_randn(len(x0), *x0.shape[1:], device=x0.device, dtype=x0.dtype)
         return F.mse_loss(self.network(self.process(x0, t, noise), t).float(), noise.float())
 
     def train_step(self, batch: torch.Tensor, step: int) -> dict[str, float]:
