@@ -87,13 +87,28 @@ def pareto_front(points: Sequence[tuple[float, float]], higher_is_better: bool) 
     return sorted(front, key=lambda i: (float(points[i][0]), i))
 
 
+#: A positive quality axis whose largest mean is this many times its smallest is drawn on a
+#: log scale, so that the best rows (FID near 0 beside a collapsed model's 20) separate.
+LOG_QUALITY_RATIO = 30.0
+
+
 def quality_vs_speed(table: pd.DataFrame, path: str | Path, *, quality: str,
                      higher_is_better: bool, speed: str = SPEED,
                      title: str | None = None) -> Path | None:
-    """Quality against sampling speed (log x) for one dataset: a point per row label of
-    ``table`` (:func:`metric_table`), mean over seeds with std error bars, and the Pareto
-    front (the best quality at least that fast) as a step line through its marked points.
-    Rows without a positive speed (reference rows) are left out."""
+    """Quality against sampling speed (log x; log y too when the quality is positive and
+    spans :data:`LOG_QUALITY_RATIO`) for one dataset: a point per row label of ``table``
+    (:func:`metric_table`), mean over seeds with std error bars, and the Pareto front (the
+    best quality at least that fast) as a step line through its marked points. Labels are
+    placed apart from each other and the points (adjustText). Rows without a positive speed
+    (reference rows) are left out."""
+    fig = quality_speed_figure(table, quality=quality, higher_is_better=higher_is_better,
+                               speed=speed, title=title)
+    return None if fig is None else _save(fig, path)
+
+
+def quality_speed_figure(table: pd.DataFrame, *, quality: str, higher_is_better: bool,
+                         speed: str = SPEED, title: str | None = None):
+    """The matplotlib ``Figure`` :func:`quality_vs_speed` saves, or ``None`` with no row."""
     if quality not in table or speed not in table:
         return None
     rows = table[(table[speed] > 0) & table[quality].notna()]
@@ -110,23 +125,34 @@ def quality_vs_speed(table: pd.DataFrame, path: str | Path, *, quality: str,
 
     fig = Figure(figsize=(7, 5), dpi=100)
     ax = fig.subplots()
+    log_y = bool((y > 0).all() and y.max() >= LOG_QUALITY_RATIO * y.min())
     # On a log axis, a lower error bar reaching zero would vanish: stop it just above.
     xerr = np.vstack([np.minimum(xstd, 0.95 * x), xstd])
-    ax.errorbar(x, y, xerr=xerr, yerr=ystd, fmt="o", ms=4, color="tab:blue", ecolor="0.6",
+    yerr = np.vstack([np.minimum(ystd, 0.95 * y), ystd]) if log_y else ystd
+    ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt="o", ms=4, color="tab:blue", ecolor="0.6",
                 elinewidth=0.8, capsize=2, zorder=2, label="rows (mean ± std over seeds)")
     ax.step(x[front], y[front], where="pre", color="tab:red", lw=1.2, zorder=1,
             label="Pareto front")
     ax.scatter(x[front], y[front], s=70, facecolors="none", edgecolors="tab:red", lw=1.2,
                zorder=3)
-    for label, xi, yi in zip(stats["model"], x, y):
-        ax.annotate(str(label), (xi, yi), xytext=(4, 3), textcoords="offset points", fontsize=6)
     ax.set_xscale("log")
+    if log_y:
+        ax.set_yscale("log")
     ax.set_xlabel(f"{speed} (log scale, higher is faster)")
-    ax.set_ylabel(f"{quality} ({'higher' if higher_is_better else 'lower'} is better)")
+    ax.set_ylabel(f"{quality}{' (log scale)' if log_y else ''} "
+                  f"({'higher' if higher_is_better else 'lower'} is better)")
     ax.set_title(title or f"{quality} against sampling speed", fontsize=10)
     ax.grid(True, which="both", lw=0.3, alpha=0.5)
     ax.legend(fontsize=7)
-    return _save(fig, path)
+    fig.tight_layout()  # the final layout first: labels are placed in display space
+    # Above the front's line and circles, on a light backing, so that neither hides a label.
+    backing = {"boxstyle": "round,pad=0.15", "facecolor": "white", "edgecolor": "none", "alpha": 0.8}
+    texts = [ax.text(xi, yi, str(label), fontsize=6, zorder=4, bbox=backing)
+             for label, xi, yi in zip(stats["model"], x, y)]
+    from adjustText import adjust_text
+
+    adjust_text(texts, x=x, y=y, ax=ax, arrowprops={"arrowstyle": "-", "color": "0.6", "lw": 0.5})
+    return fig
 
 
 # -- quality against network evaluations --------------------------------------------------

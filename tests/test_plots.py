@@ -233,3 +233,31 @@ def test_plots_of_a_real_run(tmp_path, registries, no_network):
     curves = read_loss_curves(store.jobs(), store.path.parent)
     assert list(curves) == ["ae"] and len(curves["ae"]) == 2  # a line per seed
     assert curves["ae"][0]["step"].iloc[-1] <= 30
+
+
+def test_crowded_quality_speed_labels_do_not_overlap_and_fid_goes_log():
+    """The default suite's digits rows: four autoencoders sit within a factor 2 of speed
+    and FID 1.1-1.2; every label must stay readable, apart from the others."""
+    from genbench.plots import quality_speed_figure
+
+    rows = {"conv-ae": (6e4, 0.26), "ae": (1.4e6, 0.6), "denoising-ae": (1.39e6, 1.14),
+            "deep-ae": (6e5, 1.17), "sparse-ae": (7e5, 1.1), "aae": (2.7e5, 1.13),
+            "dcgan[channels=32]": (8e4, 0.87), "ddpm-ddim20": (6.3e2, 0.78),
+            "beta-vae": (1.3e6, 20.3), "conv-vae": (6.5e4, 5.6), "gan": (3.2e5, 2.5),
+            "vae": (1.35e6, 6.2)}
+    table = pd.DataFrame([{"model": m, "seed": s, "model_family": "ae",
+                           "speed.samples_per_s": v * (1 + 0.01 * s), "fid.fid": q * (1 + 0.02 * s)}
+                          for m, (v, q) in rows.items() for s in (0, 1)])
+    fig = quality_speed_figure(table, quality="fid.fid", higher_is_better=False)
+    ax = fig.axes[0]
+    assert ax.get_yscale() == "log" and ax.get_xscale() == "log"
+    boxes = {t.get_text(): t.get_window_extent() for t in ax.texts}  # the figure's renderer
+    assert set(boxes) == set(rows)
+    names = sorted(boxes)
+    overlapping = [(a, b) for i, a in enumerate(names) for b in names[i + 1:]
+                   if boxes[a].overlaps(boxes[b])]
+    assert overlapping == []
+    # a quality that is not positive, or spans little, stays linear
+    table["fid.fid"] = table["fid.fid"] - 1.0
+    linear = quality_speed_figure(table, quality="fid.fid", higher_is_better=False)
+    assert linear.axes[0].get_yscale() == "linear"
