@@ -184,8 +184,8 @@ def cli(debug):
 def _interrupted_message(runner, out_dir: Path) -> str:
     """What an interrupted ``genbench run`` kept: stored jobs, checkpoints, or nothing."""
     kept = []
-    if (out_dir / "results.db").exists():
-        kept.append(f"{runner.stored_count()} finished job(s) are stored in {out_dir / 'results.db'}")
+    if (out_dir / "results.db").exists():  # checked first: runner.store would create it
+        kept.append(f"{runner.store.count()} finished job(s) are stored in {out_dir / 'results.db'}")
     if (out_dir / "runs").is_dir() and any((out_dir / "runs").iterdir()):
         kept.append(f"checkpoints in {out_dir / 'runs'} are reused")
     if not kept:

@@ -32,10 +32,12 @@ from .errors import ConfigError
 if TYPE_CHECKING:
     from .data import DataInfo
 
-__all__ = ["ExtractorMixin", "FeatureExtractor", "INPUT_FORMATS", "extractor_bases",
-           "torch_fidelity_extractor"]
+__all__ = ["ExtractorMixin", "FeatureExtractor", "INPUT_FORMATS", "REQUIRED_METHODS",
+           "extractor_bases", "missing_methods", "torch_fidelity_extractor"]
 
 INPUT_FORMATS = ("uint8", "float")
+#: What an extractor class must define itself (checked when it is registered).
+REQUIRED_METHODS = ("forward", "get_provided_features_list", "get_default_feature_layer_for_metric")
 _TORCH_FIDELITY_BASE = "torch_fidelity.feature_extractor_base"
 
 
@@ -131,16 +133,18 @@ class FeatureExtractor(ExtractorMixin, nn.Module):
     def get_name(self) -> str:
         return self.name
 
+    # Abstract: a subclass that leaves either out is refused when registered (missing_methods).
     @staticmethod
     def get_provided_features_list() -> Sequence[str]:
         """Every layer the extractor can produce."""
-        raise NotImplementedError
+        raise NotImplementedError("a FeatureExtractor subclass defines get_provided_features_list")
 
     @staticmethod
     def get_default_feature_layer_for_metric(metric: str) -> str | None:
         """The layer ``metric`` (``"fid"``, ``"isc"``, ``"kid"`` or ``"prc"``) reads, ``None``
         (or ``KeyError``) if none."""
-        raise NotImplementedError
+        raise NotImplementedError("a FeatureExtractor subclass defines "
+                                  "get_default_feature_layer_for_metric")
 
     @staticmethod
     def can_be_compiled() -> bool:
@@ -149,7 +153,9 @@ class FeatureExtractor(ExtractorMixin, nn.Module):
 
     @staticmethod
     def get_dummy_input_for_compile() -> torch.Tensor:
-        raise NotImplementedError
+        """An input for ``torch.compile``; needed only by a class whose
+        :meth:`can_be_compiled` is true."""
+        raise NotImplementedError("can_be_compiled() is false: there is nothing to compile")
 
     def get_requested_features_list(self) -> list[str]:
         """The layers this instance produces, in ``forward``'s order."""
@@ -169,6 +175,15 @@ def extractor_bases() -> tuple[type, ...]:
     that subclasses it has imported it), so checking a registration never imports it."""
     base = sys.modules.get(_TORCH_FIDELITY_BASE)
     return (FeatureExtractor,) if base is None else (FeatureExtractor, base.FeatureExtractorBase)
+
+
+def missing_methods(cls: type) -> str | None:
+    """Why ``cls`` cannot serve as an extractor: the :data:`REQUIRED_METHODS` it inherits
+    unimplemented from a base (genbench's, torch-fidelity's or ``nn.Module``), else ``None``."""
+    bases = (*extractor_bases(), nn.Module)
+    missing = [m for m in REQUIRED_METHODS
+               if any(getattr(cls, m, None) is getattr(b, m, object()) for b in bases)]
+    return None if not missing else f"it does not define {', '.join(missing)}"
 
 
 @functools.lru_cache(maxsize=None)

@@ -50,7 +50,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CACHE_FORMAT", "Extractor", "ExtractorMixin", "FeatureExtractor", "INPUT_FORMATS",
-    "JobFeatures", "LAYER_METRICS", "NonFiniteSamplesError", "SPLITS", "SplitFeatures", "choose_feature_extractor",
+    "JobFeatures", "LAYER_METRICS", "NonFiniteSamplesError", "SPLITS", "SplitFeatures",
+    "choose_feature_extractor",
     "extractor_skip_reason", "feature_layer", "layer_skip_reason", "load_extractor", "preflight",
     "reference_indices", "skip_reason", "split_cache_key", "to_uint8_images",
 ]

@@ -259,6 +259,15 @@ def _import_attribute(module: str, name: str) -> type | tuple[type, ...]:
     return value if isinstance(value, type) else value()  # a function naming the bases
 
 
+def _call_attribute(module: str, name: str, *args):
+    return getattr(importlib.import_module(module), name)(*args)
+
+
+def _lazy_function(module: str, name: str) -> Callable:
+    """``module.name``, imported on the first call (picklable, like :func:`_base`)."""
+    return functools.partial(_call_attribute, module, name)
+
+
 #: What an extractor class must subclass, as a rejected registration names it (the bases
 #: are looked up only when a registration is checked, and torch-fidelity's only if imported).
 EXTRACTOR_BASES = ("genbench.extractor.FeatureExtractor or "
@@ -351,7 +360,8 @@ def build_registries(pm: GenbenchPluginManager, kinds: Iterable[str] | None = No
         metrics=Registry("metric", _base("genbench.metric", "Metric"), pm.broken),
         samplers=Registry("sampler", _base("genbench.sampler", "Sampler"), pm.broken),
         extractors=Registry("feature extractor", _base("genbench.extractor", "extractor_bases"),
-                            pm.broken, accepts=EXTRACTOR_BASES),
+                            pm.broken, accepts=EXTRACTOR_BASES,
+                            complete=_lazy_function("genbench.extractor", "missing_methods")),
         broken=pm.broken,
     )
     for kind in wanted:

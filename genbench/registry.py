@@ -35,11 +35,15 @@ class Registry(Generic[T]):
     """
 
     def __init__(self, kind: str, base: type | Callable[[], type | tuple[type, ...]],
-                 broken: Mapping[str, object] | None = None, *, accepts: str | None = None):
+                 broken: Mapping[str, object] | None = None, *, accepts: str | None = None,
+                 complete: Callable[[type], str | None] | None = None):
         self.kind = kind
         self._base = base
         #: What a registered class must subclass, in words (default: the base's dotted name).
         self.accepts = accepts
+        #: Why a subclass of the base is still unusable (say, abstract methods left out), or
+        #: ``None``; checked at registration.
+        self.complete = complete
         self._entries: dict[str, Entry[T]] = {}
         self.broken: Mapping[str, object] = {} if broken is None else broken
 
@@ -69,6 +73,10 @@ class Registry(Generic[T]):
                 f"{who} tried to register {self.kind} {name!r} as {obj!r}, which is not a "
                 f"subclass of {bases}"
             )
+        reason = self.complete(obj) if self.complete is not None else None
+        if reason is not None:
+            raise RegistrationError(f"{who} tried to register {self.kind} {name!r} as "
+                                    f"{obj.__module__}.{obj.__qualname__}, but {reason}")
         taken = self._entries.get(name) or (pending or {}).get(name)
         if taken is not None:
             raise RegistrationError(

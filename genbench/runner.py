@@ -109,13 +109,6 @@ class SuiteRunner:
             self._results = ResultStore(self.out_dir / "results.db")
         return self._results
 
-    def stored_count(self) -> int:
-        """Jobs stored in the output folder; 0, without creating the database, when there
-        is none yet (a run interrupted while it prepared)."""
-        if self._results is None and not (self.out_dir / "results.db").exists():
-            return 0
-        return self.store.count()
-
     # -- planning ---------------------------------------------------------------------
     def prepare(self) -> tuple[list[Job], list[SkippedPair], dict[str, PreparedDataset]]:
         """Load every dataset and expand the rows; then check, before anything trains,

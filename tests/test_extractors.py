@@ -182,12 +182,32 @@ def test_registration_accepts_both_bases_and_names_them_when_neither(registries)
     from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 
     class TorchFidelityStyle(FeatureExtractorBase):
+        def forward(self, x):
+            return (x.flatten(1),)
+
         @staticmethod
         def get_provided_features_list():
             return ("f",)
 
+        @staticmethod
+        def get_default_feature_layer_for_metric(metric):
+            return "f"
+
+    class NoLayers(FeatureExtractor):  # forgot the layer methods
+        def forward(self, x):
+            return (x,)
+
+    class NoForward(TorchFidelityStyle):
+        forward = torch.nn.Module.forward
+
     registries.extractors.register("tf-style", TorchFidelityStyle, plugin="test")
     registries.extractors.register("pairs", _Pairs, plugin="test")
+    for cls, missing in ((NoLayers, "get_provided_features_list, "
+                                    "get_default_feature_layer_for_metric"),
+                         (NoForward, "forward")):
+        with pytest.raises(RegistrationError, match=f"but it does not define {missing}$"):
+            registries.extractors.register("incomplete", cls, plugin="test")
+    assert "incomplete" not in registries.extractors
     with pytest.raises(RegistrationError) as err:
         registries.extractors.register("module", torch.nn.Linear, plugin="test")
     assert ("not a subclass of genbench.extractor.FeatureExtractor or "
