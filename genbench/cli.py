@@ -78,13 +78,13 @@ class _Group(click.Group):
         if self._plugins_added:
             return
         self._plugins_added = True
-        from .plugin_manager import default_plugin_manager
+        from .plugin_manager import call_one_plugin, default_plugin_manager, plugins_implementing
 
         pm = default_plugin_manager()
-        for impl in pm.hook.register_commands.get_hookimpls():
-            name, before = impl.plugin_name, dict(self.commands)
+        for name, plugin in plugins_implementing(pm, "register_commands"):
+            before = dict(self.commands)
             try:
-                impl.function(**{a: self for a in impl.argnames})
+                call_one_plugin(pm, "register_commands", plugin, cli=self)
             except Exception as exc:
                 error = f'plugin "{name}" failed in register_commands: {type(exc).__name__}: {exc}'
             else:

@@ -102,6 +102,18 @@ class GenbenchPluginManager(pluggy.PluginManager):
         super().__init__("genbench")
         self.distributions: dict[str, tuple[str, str]] = {}
         self.broken: dict[str, BrokenPlugin] = {}
+        self._order: list[str] = []
+
+    def register(self, plugin: object, name: str | None = None) -> str | None:
+        """pluggy's ``register``, also remembering the order of registration."""
+        registered = super().register(plugin, name)
+        if registered is not None:
+            self._order = [n for n in self._order if n != registered] + [registered]
+        return registered
+
+    def plugins_in_order(self) -> list[tuple[str, object]]:
+        """``(name, plugin)`` of every registered plugin, oldest registration first."""
+        return [(n, p) for n in self._order if (p := self.get_plugin(n)) is not None]
 
     def origin(self, name: str) -> tuple[str | None, str | None]:
         """``(distribution, version)`` of plugin ``name``; ``(None, None)`` for a plugin
@@ -184,6 +196,35 @@ def _load_entrypoints(pm: GenbenchPluginManager) -> None:
                       f"distribution provides a genbench plugin of that name", stacklevel=2)
 
 
+def _forward_register(plugin: "LazyPlugin", hook: str) -> Callable:
+    @hookspecs.hookimpl(specname=hook)
+    def forward(register):
+        return plugin.call(hook, register=register)
+    return forward
+
+
+def _forward_cli(plugin: "LazyPlugin", hook: str) -> Callable:
+    @hookspecs.hookimpl(specname=hook)
+    def forward(cli):
+        return plugin.call(hook, cli=cli)
+    return forward
+
+
+#: A forwarding implementation for each hook signature in :mod:`genbench.hookspecs`, keyed by
+#: the hook's parameter names. Each forwarder is a plain function whose parameters are the
+#: hook's own, so pluggy reads them as it reads any implementation's (no signature tricks);
+#: tests/test_registry.py checks that every hookspec has one.
+FORWARDERS: Mapping[tuple[str, ...], Callable[["LazyPlugin", str], Callable]] = MappingProxyType({
+    ("register",): _forward_register,
+    ("cli",): _forward_cli,
+})
+
+
+def hook_parameters(hook: str) -> tuple[str, ...]:
+    """The parameter names of hookspec ``hook``."""
+    return tuple(inspect.signature(getattr(hookspecs, hook)).parameters)
+
+
 class LazyPlugin:
     """Stands for a plugin module whose hooks are known in advance: it implements them by
     importing the module on the first call and calling the module's own implementation.
@@ -196,7 +237,7 @@ class LazyPlugin:
         self.__name__ = module_name
         self._module = None
         for hook in hooks:
-            setattr(self, hook, self._forward(hook))
+            setattr(self, hook, FORWARDERS[hook_parameters(hook)](self, hook))
 
     def module(self):
         """The plugin module, imported on first use."""
@@ -204,19 +245,27 @@ class LazyPlugin:
             self._module = importlib.import_module(self.__name__)
         return self._module
 
-    def _forward(self, hook: str):
-        def call(**kwargs):
-            impl = getattr(self.module(), hook)
-            wanted = inspect.signature(impl).parameters
-            return impl(**{k: v for k, v in kwargs.items() if k in wanted})
-
-        call.__name__ = call.__qualname__ = hook
-        # pluggy passes the arguments a hook implementation names: the hook's own.
-        call.__signature__ = inspect.signature(getattr(hookspecs, hook))
-        return hookspecs.hookimpl(call)
+    def call(self, hook: str, **kwargs):
+        """Call the module's implementation of ``hook`` with the arguments it names."""
+        impl = getattr(self.module(), hook)
+        wanted = inspect.signature(impl).parameters
+        return impl(**{k: v for k, v in kwargs.items() if k in wanted})
 
     def __repr__(self) -> str:
         return f"<LazyPlugin {self.__name__}>"
+
+
+def call_one_plugin(pm: pluggy.PluginManager, hook: str, plugin: object, **kwargs) -> list:
+    """Call ``plugin``'s implementation of ``hook`` alone, through pluggy's public
+    ``subset_hook_caller`` (every other plugin removed), so pluggy passes the arguments the
+    implementation names, as in any hook call."""
+    others = [p for p in pm.get_plugins() if p is not plugin]
+    return pm.subset_hook_caller(hook, remove_plugins=others)(**kwargs)
+
+
+def plugins_implementing(pm: GenbenchPluginManager, hook: str) -> list[tuple[str, object]]:
+    """``(name, plugin)`` of each plugin implementing ``hook``, oldest registration first."""
+    return [(n, p) for n, p in pm.plugins_in_order() if hook in pm.hook_names(p)]
 
 
 def create_plugin_manager(
@@ -326,16 +375,15 @@ def _stage(pm: GenbenchPluginManager, plugin: object, plugin_name: str,
                 raise
             _pending[name] = Entry(name, obj, plugin_name)
 
-        for impl in getattr(pm.hook, hook_name).get_hookimpls():
-            if impl.plugin is not plugin:
-                continue
-            try:
-                impl.function(**{a: register for a in impl.argnames})
-            except Exception as exc:
-                if rejected:
-                    raise rejected[0] from None
-                raise PluginError(f'plugin "{plugin_name}" failed in {hook_name}: '
-                                  f"{type(exc).__name__}: {exc}") from exc
+        if hook_name not in pm.hook_names(plugin):
+            continue
+        try:
+            call_one_plugin(pm, hook_name, plugin, register=register)
+        except Exception as exc:
+            if rejected:
+                raise rejected[0] from None
+            raise PluginError(f'plugin "{plugin_name}" failed in {hook_name}: '
+                              f"{type(exc).__name__}: {exc}") from exc
         if rejected:
             raise rejected[0]
         staged += [(registry, e) for e in pending.values()]
@@ -367,9 +415,7 @@ def build_registries(pm: GenbenchPluginManager, kinds: Iterable[str] | None = No
     for kind in wanted:
         regs.by_kind(kind)  # an unknown kind lists the valid ones
     pm.drop_unknown_hooks()  # plugins registered after create_plugin_manager, too
-    for plugin_name, plugin in pm.list_name_plugin():
-        if plugin is None:
-            continue
+    for plugin_name, plugin in pm.plugins_in_order():
         try:
             staged = _stage(pm, plugin, plugin_name, regs, wanted)
         except PluginError as exc:

@@ -113,8 +113,11 @@ def test_readme_starts_with_install_run_and_test_commands():
     text = README.read_text(encoding="utf-8")
     first_block = re.search(r"```sh\n(.*?)```", text, re.S)
     assert first_block.start() < text.index("\n## ")
-    assert first_block.group(1).splitlines() == ['pip install -e ".[dev]" && genbench run',
-                                                 "python -m pytest"]
+    commands = first_block.group(1).splitlines()
+    assert commands == ['python3 -m venv .venv && . .venv/bin/activate && pip install -e ".[dev]" '
+                        "&& genbench run", "python -m pytest"]
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    assert all(command in ci for command in commands), "CI must run the README's commands"
 
 
 def slug(heading: str) -> str:
