@@ -25,10 +25,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from genbench.executors import available_cores
-from genbench.plugin_manager import default_registries
-from genbench.runner import SuiteRunner
-from genbench.spec import SuiteSpec
+from genbench.run.executors import available_cores
+from genbench.registry.manager import default_registries
+from genbench.run.runner import SuiteRunner
+from genbench.plan.spec import SuiteSpec
 
 TARGET = 1.2
 

@@ -31,10 +31,10 @@ import torch_fidelity  # noqa: E402
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY  # noqa: E402
 
 from genbench import Budget, EvalContext  # noqa: E402
-from genbench.extractor import torch_fidelity_extractor  # noqa: E402
-from genbench.features import to_uint8_images  # noqa: E402
-from genbench.plugin_manager import build_registries, create_plugin_manager  # noqa: E402
-from genbench.training import train  # noqa: E402
+from genbench.api.extractor import torch_fidelity_extractor  # noqa: E402
+from genbench.features.job_features import to_uint8_images  # noqa: E402
+from genbench.registry.manager import build_registries, create_plugin_manager  # noqa: E402
+from genbench.run.training import train  # noqa: E402
 
 METRICS = ("fid", "isc", "kid", "prc")
 

@@ -18,8 +18,8 @@ import time
 
 import torch
 
-from genbench.plugin_manager import default_registries
-from genbench.training import resolve_device
+from genbench.registry.manager import default_registries
+from genbench.run.training import resolve_device
 
 SETTINGS = [("ddpm", 1000), ("ddim", 10), ("ddim", 20), ("ddim", 50), ("ddim", 100)]
 

@@ -19,8 +19,8 @@ from pathlib import Path
 import torch
 
 from genbench import Budget
-from genbench.plugin_manager import default_registries
-from genbench.training import Trainer, resolve_device
+from genbench.registry.manager import default_registries
+from genbench.run.training import Trainer, resolve_device
 
 
 def bare_loop(model, x: torch.Tensor, steps: int, batch_size: int, device) -> None:

@@ -14,27 +14,31 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-from .hookspecs import hookimpl
+from genbench import _moved
+from genbench.api.hookspecs import hookimpl
+
+_moved.install()  # old module paths (genbench.model...) keep working, with a warning
 
 if TYPE_CHECKING:
-    from .budget import Budget
-    from .data import BenchmarkDataset, DataInfo, TensorSplit, split_tensors
-    from .evaluation import EvalContext
-    from .extractor import ExtractorMixin, FeatureExtractor
-    from .metric import CountNeed, Metric, MetricResult
-    from .model import GenerativeModel, ModelRef
-    from .sampler import Sampler
+    from genbench.api.budget import Budget
+    from genbench.api.data import BenchmarkDataset, DataInfo, TensorSplit, split_tensors
+    from genbench.evaluation.context import EvalContext
+    from genbench.api.extractor import ExtractorMixin, FeatureExtractor
+    from genbench.api.metric import CountNeed, Metric, MetricResult
+    from genbench.api.model import GenerativeModel, ModelRef
+    from genbench.api.sampler import Sampler
 
-#: Public name -> the submodule that defines it.
+#: Public name -> the module that defines it.
 _LAZY = {
-    "Budget": "budget",
-    "BenchmarkDataset": "data", "DataInfo": "data", "TensorSplit": "data",
-    "split_tensors": "data",
-    "EvalContext": "evaluation",
-    "ExtractorMixin": "extractor", "FeatureExtractor": "extractor",
-    "CountNeed": "metric", "Metric": "metric", "MetricResult": "metric",
-    "GenerativeModel": "model", "ModelRef": "model",
-    "Sampler": "sampler",
+    "Budget": "genbench.api.budget",
+    "BenchmarkDataset": "genbench.api.data", "DataInfo": "genbench.api.data",
+    "TensorSplit": "genbench.api.data", "split_tensors": "genbench.api.data",
+    "EvalContext": "genbench.evaluation.context",
+    "ExtractorMixin": "genbench.api.extractor", "FeatureExtractor": "genbench.api.extractor",
+    "CountNeed": "genbench.api.metric", "Metric": "genbench.api.metric",
+    "MetricResult": "genbench.api.metric",
+    "GenerativeModel": "genbench.api.model", "ModelRef": "genbench.api.model",
+    "Sampler": "genbench.api.sampler",
 }
 
 __all__ = [
@@ -44,20 +48,13 @@ __all__ = [
 ]
 
 
-def _installed_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("genbench")
-    except PackageNotFoundError:  # running from a source tree that is not installed
-        return "0.0.0+unknown"
-
-
 def __getattr__(name: str):
     if name == "__version__":
-        value = _installed_version()
+        from genbench.api.version import installed_version
+
+        value = installed_version()
     elif name in _LAZY:
-        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        value = getattr(importlib.import_module(_LAZY[name]), name)
     else:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     globals()[name] = value  # later lookups skip this function

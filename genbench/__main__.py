@@ -1,3 +1,3 @@
-from .cli import main
+from genbench.cli import main
 
 main()

@@ -7,7 +7,7 @@ import shutil
 import pytest
 import torch
 
-from genbench.plugin_manager import build_registries, create_plugin_manager
+from genbench.registry.manager import build_registries, create_plugin_manager
 
 
 _PHASES_PASSED = pytest.StashKey[dict]()
@@ -63,16 +63,16 @@ def digits(registries):
 def cli_plugins(monkeypatch):
     """Forget the CLI's process-wide plugin manager, registries and reports for this test
     (and after it); returns the factory of the fresh plugin manager."""
-    import genbench.cli
-    from genbench import plugin_manager
-    from genbench.cli import cli
+    import genbench.cli.commands
+    from genbench.registry import manager as plugin_manager
+    from genbench.cli.commands import cli
 
     caches = (plugin_manager.default_plugin_manager, plugin_manager.default_registries)
     for cache in caches:
         cache.cache_clear()
     monkeypatch.setattr(cli, "commands", dict(cli.commands))
     monkeypatch.setattr(cli, "_plugins_added", False)
-    monkeypatch.setattr(genbench.cli, "_reported", set())
+    monkeypatch.setattr(genbench.cli.commands, "_reported", set())
     yield plugin_manager.default_plugin_manager
     for cache in caches:
         cache.cache_clear()

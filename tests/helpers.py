@@ -8,8 +8,8 @@ import signal
 import torch
 
 from genbench import GenerativeModel, Metric, ModelRef, Sampler, hookimpl, split_tensors
-from genbench.errors import ConfigError
-from genbench.plugin_manager import build_registries, create_plugin_manager
+from genbench.api.errors import ConfigError
+from genbench.registry.manager import build_registries, create_plugin_manager
 from genbench_plugins.models.autoencoders import AE
 from genbench_plugins.models.vae import VAE
 
@@ -64,7 +64,7 @@ class TestPlugin:
 
 
 def tiny_spec(**overrides):
-    from genbench.spec import SuiteSpec
+    from genbench.plan.spec import SuiteSpec
 
     d = {"name": "t", "datasets": ["digits"], "models": ["vae"], "metrics": ["recon", "speed"],
          "seeds": [0], "budget": {"steps": 40, "batch_size": 64}, "num_samples": 64,
@@ -89,7 +89,7 @@ def invoke_cli(*args: str, catch_exceptions: bool = False, env: dict | None = No
     """``genbench ARGS`` through click's test runner, in this process."""
     from click.testing import CliRunner
 
-    from genbench.cli import cli
+    from genbench.cli.commands import cli
 
     return CliRunner().invoke(cli, list(args), catch_exceptions=catch_exceptions, env=env)
 
@@ -246,7 +246,7 @@ class RunnerPlugin:
 
 def run_inline(spec, out, registries, **kwargs):
     """Run ``spec`` in this process (``jobs=0``), quietly; returns the report."""
-    from genbench.runner import SuiteRunner
+    from genbench.run.runner import SuiteRunner
 
     return SuiteRunner(spec, out, registries, progress=False, echo=lambda s: None, jobs=0,
                        **kwargs).run()
@@ -277,7 +277,7 @@ class LinearDDIM(Sampler):
                  beta_end: float = 0.02, alphas_cumprod: torch.Tensor | None = None):
         betas = torch.linspace(beta_start, beta_end, num_train_timesteps, dtype=torch.float64)
         self.alpha_bar = torch.cumprod(1 - betas, 0)
-        if alphas_cumprod is not None:  # a model's schedule (the genbench.sampler convention)
+        if alphas_cumprod is not None:  # a model's schedule (the genbench.api.sampler convention)
             self.alpha_bar = torch.as_tensor(alphas_cumprod, dtype=torch.float64)
             num_train_timesteps = len(self.alpha_bar)
         self.spacings = {

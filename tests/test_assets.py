@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 
 from genbench import ExtractorMixin
-from genbench.assets import (
+from genbench.features.assets import (
     AssetChecksumError,
     add_asset,
     asset_status,
@@ -20,7 +20,7 @@ from genbench.assets import (
     sha256_file,
     weights_asset,
 )
-from genbench.errors import AssetMissingError
+from genbench.api.errors import AssetMissingError
 
 
 class _FileExtractor(ExtractorMixin, FeatureExtractorBase):

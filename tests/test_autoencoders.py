@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from genbench import Budget, DataInfo, TensorSplit
-from genbench.errors import ConfigError
-from genbench.plugin_manager import build_registries, create_plugin_manager
-from genbench.training import Trainer, train
+from genbench.api.errors import ConfigError
+from genbench.registry.manager import build_registries, create_plugin_manager
+from genbench.run.training import Trainer, train
 
 DETERMINISTIC = ("ae", "deep-ae", "conv-ae", "denoising-ae", "sparse-ae")
 VAES = ("vae", "conv-vae", "beta-vae")

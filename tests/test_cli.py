@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from genbench import GenerativeModel, ModelRef, __version__, hookimpl
-from genbench.cli import cli
+from genbench.cli.commands import cli
 from helpers import invoke_cli, stored_jobs, tiny_spec_toml
 
 SPEC = tiny_spec_toml(metrics=["recon", "speed"])

@@ -11,9 +11,9 @@ import warnings
 import pytest
 
 from genbench import hookimpl
-from genbench.console import DEBUG_HINT
-from genbench.executors import LocalExecutor
-from genbench.store import ResultStore
+from genbench.api.console import DEBUG_HINT
+from genbench.run.executors import LocalExecutor
+from genbench.results.store import ResultStore
 from genbench_plugins.models.vae import VAE
 from helpers import BrokenMetric, invoke_cli, registries_with, run_inline, tiny_spec, tiny_spec_toml
 
@@ -25,7 +25,7 @@ def invoke(*args, **env):
 def genbench_process(args, env_extra=None, code=None):
     """``genbench ARGS`` as its own process; ``code`` (Python) runs first in that process."""
     env = {**os.environ, **(env_extra or {})}
-    script = (code or "") + "\nimport sys\nfrom genbench.cli import main\nmain(sys.argv[1:])\n"
+    script = (code or "") + "\nimport sys\nfrom genbench.cli.commands import main\nmain(sys.argv[1:])\n"
     return subprocess.run([sys.executable, "-c", script, *args], env=env, capture_output=True,
                           text=True, timeout=300)
 
@@ -71,7 +71,7 @@ def test_missing_and_corrupt_results_exit_2(tmp_path):
 
 
 def test_a_leaderboard_of_an_unknown_suite_or_an_empty_store_exits_2(tmp_path):
-    from genbench.store import ResultStore
+    from genbench.results.store import ResultStore
 
     ResultStore(tmp_path / "results.db")  # a store with no jobs
     empty = invoke("leaderboard", "--out", str(tmp_path))
@@ -82,12 +82,12 @@ def test_a_leaderboard_of_an_unknown_suite_or_an_empty_store_exits_2(tmp_path):
 # -- exit status 1: anything else, one line; --debug shows the traceback -------------------
 
 EXPLODE = '''
-import genbench.failures
+import genbench.results.failures
 
 def explode(store):
     raise RuntimeError("the disk caught fire\\nand a second line")
 
-genbench.failures.collect_failures = explode
+genbench.results.failures.collect_failures = explode
 '''
 
 
@@ -138,12 +138,12 @@ def test_warning_prints_as_one_line_and_a_bug_exits_1(cli_plugins):
 
 
 def test_ctrl_c_in_any_command_exits_130(monkeypatch, empty_out):
-    import genbench.failures
+    import genbench.results.failures
 
     def interrupt(store):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(genbench.failures, "collect_failures", interrupt)
+    monkeypatch.setattr(genbench.results.failures, "collect_failures", interrupt)
     r = invoke("results", "--failed", "--out", str(empty_out))
     assert r.exit_code == 130 and "interrupted" in r.stderr and "Traceback" not in r.output
 
@@ -228,12 +228,12 @@ def test_results_failed_says_so_when_nothing_failed(tmp_path):
 
 
 def test_ctrl_c_while_preparing_stores_nothing(monkeypatch, tmp_path):
-    import genbench.runner
+    import genbench.run.runner
 
     def interrupt(self):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(genbench.runner.SuiteRunner, "prepare", interrupt)
+    monkeypatch.setattr(genbench.run.runner.SuiteRunner, "prepare", interrupt)
     out = tmp_path / "o"
     r = invoke("run", str(spec_file(tmp_path)), "--out", str(out))
     assert r.exit_code == 130 and "Traceback" not in r.output
@@ -248,7 +248,7 @@ def test_ctrl_c_while_preparing_stores_nothing(monkeypatch, tmp_path):
 
 
 def test_ctrl_c_after_stored_jobs_counts_them(monkeypatch, tmp_path):
-    import genbench.runner
+    import genbench.run.runner
 
     out = tmp_path / "o"
     assert invoke("run", str(spec_file(tmp_path)), "--out", str(out)).exit_code == 0
@@ -256,7 +256,7 @@ def test_ctrl_c_after_stored_jobs_counts_them(monkeypatch, tmp_path):
     def interrupt(self):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(genbench.runner.SuiteRunner, "prepare", interrupt)
+    monkeypatch.setattr(genbench.run.runner.SuiteRunner, "prepare", interrupt)
     r = invoke("run", str(spec_file(tmp_path)), "--out", str(out), "--force")
     assert r.exit_code == 130
     assert (f"interrupted: 1 finished job(s) are stored in {out / 'results.db'}; checkpoints in "

@@ -11,8 +11,8 @@ import sys
 
 import pytest
 
-from genbench.errors import ConfigError, UnknownNameError
-from genbench.plugin_manager import (DEFAULT_PLUGINS, LazyPlugin, build_registries,
+from genbench.api.errors import ConfigError, UnknownNameError
+from genbench.registry.manager import (DEFAULT_PLUGINS, LazyPlugin, build_registries,
                                      create_plugin_manager)
 
 #: Modules none of the listing commands needs.
@@ -20,7 +20,7 @@ HEAVY = ("torch_fidelity", "torchvision", "sklearn", "scipy", "pandas", "matplot
 
 IMPORTS_AFTER = """
 import json, sys
-from genbench.cli import main
+from genbench.cli.commands import main
 imported = {}
 for args in json.loads(sys.argv[1]):
     try:
@@ -86,7 +86,7 @@ def test_the_default_describe_knows_nothing_and_list_says_so(cli_plugins):
     from click.testing import CliRunner
 
     from genbench import BenchmarkDataset, hookimpl
-    from genbench.cli import cli
+    from genbench.cli.commands import cli
 
     class Undescribed(BenchmarkDataset):
         description = "test dataset: describes nothing"

@@ -7,7 +7,7 @@ import textwrap
 import pytest
 
 from genbench import hookimpl
-from genbench.identity import _distributions_of_top_level, code_identity, source_modules
+from genbench.registry.identity import _distributions_of_top_level, code_identity, source_modules
 from helpers import registries_with, run_inline, tiny_spec
 
 MODEL_SOURCE = '''
@@ -117,7 +117,7 @@ def test_builtin_models_are_shipped_by_genbench(registries):
 
 @pytest.mark.parametrize("section", ["metric", "dataset"])
 def test_metric_and_dataset_code_are_part_of_the_evaluation(tmp_path, registries, section, monkeypatch):
-    import genbench.jobs as jobs
+    import genbench.plan.jobs as jobs
 
     spec = tiny_spec(metrics=["recon"])
     first = run_inline(spec, tmp_path, registries).ran[0]

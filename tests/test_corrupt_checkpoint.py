@@ -11,11 +11,11 @@ import pytest
 import torch
 
 from genbench import Budget, hookimpl
-from genbench.checkpoints import load_checkpoint_file, set_aside
-from genbench.errors import CheckpointCorruptError
-from genbench.runner import SuiteRunner
-from genbench.training import Trainer
-from genbench.worker import WorkerContext, run_job, setup_worker
+from genbench.run.checkpoints import load_checkpoint_file, set_aside
+from genbench.api.errors import CheckpointCorruptError
+from genbench.run.runner import SuiteRunner
+from genbench.run.training import Trainer
+from genbench.run.worker import WorkerContext, run_job, setup_worker
 from genbench_plugins.models.vae import VAE
 from helpers import RunnerPlugin, registries_with, tiny_spec
 

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from genbench import Budget
-from genbench.errors import ConfigError
-from genbench.training import train
+from genbench.api.errors import ConfigError
+from genbench.run.training import train
 from genbench_plugins.datasets.embedded import _digits_arrays, digits_split_indices
 
 ALL_DATASETS = {"digits", "stacked-digits", "ring8", "grid25", "swissroll", "mnist",

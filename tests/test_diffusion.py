@@ -6,10 +6,10 @@ import math
 import pytest
 import torch
 
-from genbench.budget import Budget
-from genbench.errors import ConfigError
-from genbench.store import ResultStore
-from genbench.training import train
+from genbench.api.budget import Budget
+from genbench.api.errors import ConfigError
+from genbench.results.store import ResultStore
+from genbench.run.training import train
 from genbench_plugins.metrics.modes import mode_statistics
 from genbench_plugins.models.diffusion import DDPM, LatentDiffusion
 from genbench_plugins.models.diffusion.networks import UNet
@@ -165,7 +165,7 @@ def test_a_third_party_sampler_works_with_ddpm(tmp_path, ring8):
 
 
 def test_an_unknown_sampler_is_refused_when_the_spec_is_read(tmp_path, registries):
-    from genbench.runner import SuiteRunner
+    from genbench.run.runner import SuiteRunner
 
     spec = tiny_spec(datasets=["ring8"], models=[{"name": "ddpm", "sampling": {"sampler": "euler"}}])
     with pytest.raises(ConfigError, match="model 'ddpm\\[sampler=euler\\]': sampling setting "

@@ -21,10 +21,10 @@ from click.testing import CliRunner
 from PIL import Image
 
 from genbench import DataInfo, EvalContext
-from genbench.assets import AssetChecksumError, assets, resolve_weights
-from genbench.errors import AssetMissingError, ConfigError, MissingDependencyError
-from genbench.features import feature_layer, load_extractor
-from genbench.paths import sha256_file
+from genbench.features.assets import AssetChecksumError, assets, resolve_weights
+from genbench.api.errors import AssetMissingError, ConfigError, MissingDependencyError
+from genbench.features.job_features import feature_layer, load_extractor
+from genbench.api.paths import sha256_file
 from genbench_plugins.extractors.dinov2 import (
     CHECKPOINT_GRID,
     FEATURE_DIM,

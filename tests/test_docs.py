@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from genbench.budget import Budget
-from genbench.errors import SpecError
-from genbench.spec import SuiteSpec
+from genbench.api.budget import Budget
+from genbench.api.errors import SpecError
+from genbench.plan.spec import SuiteSpec
 from helpers import registries_with, run_inline
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -10,8 +10,8 @@ import torch
 from torch.distributions import Normal, kl_divergence
 
 from genbench import DataInfo
-from genbench.errors import ConfigError
-from genbench.evaluation import EvalContext
+from genbench.api.errors import ConfigError
+from genbench.evaluation.context import EvalContext
 
 VECTOR = DataInfo("v", "vector", (3,))
 IMAGE = DataInfo("i", "image", (1, 2, 2))

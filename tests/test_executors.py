@@ -16,7 +16,7 @@ import time
 import pytest
 import torch
 
-from genbench.executors import (
+from genbench.run.executors import (
     Completion, InlineExecutor, LocalExecutor, WorkerSetupError, _worker_birth,
     available_cores, default_workers,
 )
@@ -249,7 +249,7 @@ def test_default_workers():
 def test_cores_are_the_process_limit_not_the_hosts():
     """Workers and threads follow joblib's count of usable cores (affinity mask, cgroup CPU
     quota, ``LOKY_MAX_CPU_COUNT``), not ``os.cpu_count()``: here limited to one core."""
-    code = ("import os; from genbench.executors import LocalExecutor, available_cores, "
+    code = ("import os; from genbench.run.executors import LocalExecutor, available_cores, "
             "default_workers; print(os.cpu_count(), available_cores(), default_workers('cpu'), "
             "LocalExecutor(workers=2).threads_per_worker)")
     env = {**os.environ, "LOKY_MAX_CPU_COUNT": "1"}

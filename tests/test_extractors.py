@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from genbench import DataInfo, FeatureExtractor
-from genbench.errors import ConfigError, RegistrationError
-from genbench.features import load_extractor, to_uint8_images
+from genbench.api.errors import ConfigError, RegistrationError
+from genbench.features.job_features import load_extractor, to_uint8_images
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -66,7 +66,7 @@ def test_digits_cnn_features_sit_in_kids_kernel_regime(registries, digits):
 
 
 def test_digits_weights_without_a_feature_scale_are_refused(registries, digits, tmp_path):
-    from genbench.errors import AssetInvalidError
+    from genbench.api.errors import AssetInvalidError
 
     cls = registries.extractors.get("digits-cnn")
     state = torch.load(cls.default_weights_path(), weights_only=True)
@@ -210,7 +210,7 @@ def test_registration_accepts_both_bases_and_names_them_when_neither(registries)
     assert "incomplete" not in registries.extractors
     with pytest.raises(RegistrationError) as err:
         registries.extractors.register("module", torch.nn.Linear, plugin="test")
-    assert ("not a subclass of genbench.extractor.FeatureExtractor or "
+    assert ("not a subclass of genbench.api.extractor.FeatureExtractor or "
             "torch_fidelity.feature_extractor_base.FeatureExtractorBase") in str(err.value)
 
 

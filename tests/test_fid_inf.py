@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from genbench import DataInfo, EvalContext
-from genbench.errors import ConfigError
+from genbench.api.errors import ConfigError
 from helpers import FixedSamples
 
 

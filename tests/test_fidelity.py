@@ -19,18 +19,18 @@ from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
 from genbench import Budget, DataInfo, EvalContext
-from genbench.assets import AssetChecksumError
-from genbench.errors import AssetMissingError, ConfigError, UnknownNameError
-from genbench.extractor import torch_fidelity_extractor
-from genbench.features import (
+from genbench.features.assets import AssetChecksumError
+from genbench.api.errors import AssetMissingError, ConfigError, UnknownNameError
+from genbench.api.extractor import torch_fidelity_extractor
+from genbench.features.job_features import (
     JobFeatures,
     NonFiniteSamplesError,
     load_extractor,
     reference_indices,
     to_uint8_images,
 )
-from genbench.fidelity import kid_subset_size
-from genbench.training import train
+from genbench.features.fidelity import kid_subset_size
+from genbench.run.training import train
 from helpers import FixedSamples
 
 REPO = Path(__file__).resolve().parents[1]
@@ -299,7 +299,7 @@ def test_reference_cache_survives_a_process_restart(registries, digits, tmp_path
         sys.path.insert(0, {str(Path(__file__).parent)!r})
         from pathlib import Path
         from genbench import EvalContext
-        from genbench.plugin_manager import build_registries, create_plugin_manager
+        from genbench.registry.manager import build_registries, create_plugin_manager
         from test_fidelity import FixedSamples, make_ctx
         regs = build_registries(create_plugin_manager(load_entrypoints=False))
         data = regs.datasets.get("digits")()
@@ -581,7 +581,7 @@ def test_preflight_unknown_extractor_lists_the_valid_ones(registries):
 
 
 def test_preflight_checks_the_checksum_and_hashes_once(registries, monkeypatch, no_network):
-    from genbench import paths
+    from genbench.api import paths
 
     class CountingMemo(dict):
         stores = 0

@@ -9,10 +9,10 @@ from click.testing import CliRunner
 from torch import nn
 
 from genbench import Budget, DataInfo
-from genbench.cli import cli
-from genbench.config import hyperparameters
-from genbench.errors import ConfigError
-from genbench.training import Trainer, train
+from genbench.cli.commands import cli
+from genbench.registry.parameters import hyperparameters
+from genbench.api.errors import ConfigError
+from genbench.run.training import Trainer, train
 from genbench_plugins.models.gans.dcgan import DCGAN
 from genbench_plugins.models.gans.gan import GAN
 from genbench_plugins.models.gans.stabilisers import (MinibatchDiscrimination, ReplayBuffer,

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from genbench.errors import ConfigError, DataUnavailableError
+from genbench.api.errors import ConfigError, DataUnavailableError
 from genbench_plugins.datasets.image_folder import ImageFolder
 
 

@@ -5,8 +5,8 @@ import statistics
 
 import pytest
 
-from genbench.leaderboard import build_leaderboards, write_leaderboards
-from genbench.store import JobRecord, MetricRecord, ResultStore
+from genbench.results.boards import build_leaderboards, write_leaderboards
+from genbench.results.store import JobRecord, MetricRecord, ResultStore
 
 
 def job(model, seed, mse, fid, family="vae", status="ok", dataset="digits"):
@@ -229,7 +229,7 @@ def mixture_store(tmp_path):
     its modes metric failed, 'far' off every mode (stored 0); plus a digits row."""
     import torch
 
-    from genbench.jobs import evaluation_dirname
+    from genbench.plan.jobs import evaluation_dirname
 
     s = ResultStore(tmp_path / "results.db")
     centres = torch.tensor(GRID25)
@@ -258,7 +258,7 @@ def mixture_store(tmp_path):
 def test_mixture_figures_draw_the_modes_on_shared_axes_with_mode_counts(tmp_path, monkeypatch):
     from matplotlib.patches import Circle
 
-    from genbench.leaderboard import save_sample_figures
+    from genbench.results.boards import save_sample_figures
 
     figures = drawn_figures(monkeypatch)
     store = mixture_store(tmp_path)
@@ -285,7 +285,7 @@ def test_mixture_figures_draw_the_modes_on_shared_axes_with_mode_counts(tmp_path
 def test_comparison_without_modes_is_unchanged(tmp_path, monkeypatch):
     import torch
 
-    from genbench.figures import save_model_comparison
+    from genbench.results.figures import save_model_comparison
 
     figures = drawn_figures(monkeypatch)
     g = torch.Generator().manual_seed(0)

@@ -13,7 +13,7 @@ import torch
 from scipy.spatial.distance import cdist
 
 from genbench import DataInfo, EvalContext
-from genbench.errors import ConfigError
+from genbench.api.errors import ConfigError
 from helpers import FixedSamples
 
 

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from genbench import BenchmarkDataset, DataInfo, EvalContext, GenerativeModel, TensorSplit, hookimpl
-from genbench.errors import AssetMissingError, ConfigError
-from genbench.spec import SuiteSpec
+from genbench.api.errors import AssetMissingError, ConfigError
+from genbench.plan.spec import SuiteSpec
 from helpers import registries_with, run_inline
 
 
@@ -182,7 +182,7 @@ def test_a_third_party_mixture_declaring_only_modes_is_measured(tmp_path):
 
 @pytest.fixture(scope="module")
 def digits_data():
-    from genbench.plugin_manager import build_registries, create_plugin_manager
+    from genbench.registry.manager import build_registries, create_plugin_manager
 
     ds = build_registries(create_plugin_manager(load_entrypoints=False)).datasets.get("digits")()
     return ds.info(), ds.tensors("train"), ds.tensors("test")

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from genbench.errors import SpecError
-from genbench.runner import SuiteRunner
-from genbench.store import ResultStore
+from genbench.api.errors import SpecError
+from genbench.run.runner import SuiteRunner
+from genbench.results.store import ResultStore
 from helpers import CodeGaussian, CountingAE, RunnerPlugin, registries_with, run_inline, tiny_spec
 
 STEPS = 30
@@ -106,10 +106,10 @@ def test_cycle_and_unknown_reference_are_spec_errors(tmp_path, regs):
 def test_reference_errors_exit_2(tmp_path, monkeypatch, regs, model, needle):
     from click.testing import CliRunner
 
-    import genbench.plugin_manager
-    from genbench.cli import cli
+    import genbench.registry.manager
+    from genbench.cli.commands import cli
 
-    monkeypatch.setattr(genbench.plugin_manager, "default_registries", lambda: regs)
+    monkeypatch.setattr(genbench.registry.manager, "default_registries", lambda: regs)
     spec = tmp_path / "s.toml"
     spec.write_text(f'datasets = ["digits"]\nmodels = [{model}]\n')
     result = CliRunner().invoke(cli, ["run", str(spec), "--out", str(tmp_path / "o")])

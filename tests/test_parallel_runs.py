@@ -5,8 +5,8 @@ included), and dead workers.
 
 import sqlite3
 
-from genbench.runner import SuiteRunner
-from genbench.store import ResultStore
+from genbench.run.runner import SuiteRunner
+from genbench.results.store import ResultStore
 from helpers import RunnerPlugin, registries_with, tiny_spec
 
 

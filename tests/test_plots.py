@@ -7,11 +7,11 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from genbench.leaderboard import build_leaderboards
-from genbench.plots import (loss_curves, metric_table, nfe_curves, pareto_front,
+from genbench.results.boards import build_leaderboards
+from genbench.results.plots import (loss_curves, metric_table, nfe_curves, pareto_front,
                             quality_column, quality_vs_speed, read_loss_curves, save_plots,
                             without_steps)
-from genbench.store import JobRecord, MetricRecord, ResultStore
+from genbench.results.store import JobRecord, MetricRecord, ResultStore
 
 
 # -- the Pareto front ---------------------------------------------------------------------
@@ -238,7 +238,7 @@ def test_plots_of_a_real_run(tmp_path, registries, no_network):
 def test_crowded_quality_speed_labels_do_not_overlap_and_fid_goes_log():
     """The default suite's digits rows: four autoencoders sit within a factor 2 of speed
     and FID 1.1-1.2; every label must stay readable, apart from the others."""
-    from genbench.plots import quality_speed_figure
+    from genbench.results.plots import quality_speed_figure
 
     rows = {"conv-ae": (6e4, 0.26), "ae": (1.4e6, 0.6), "denoising-ae": (1.39e6, 1.14),
             "deep-ae": (6e5, 1.17), "sparse-ae": (7e5, 1.1), "aae": (2.7e5, 1.13),

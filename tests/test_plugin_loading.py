@@ -14,8 +14,9 @@ import sys
 import pluggy
 import pytest
 
-from genbench import hookimpl, hookspecs
-from genbench.plugin_manager import (DEFAULT_PLUGINS, FORWARDERS, LazyPlugin, build_registries,
+from genbench import hookimpl
+from genbench.api import hookspecs
+from genbench.registry.manager import (DEFAULT_PLUGINS, FORWARDERS, LazyPlugin, build_registries,
                                      call_one_plugin, create_plugin_manager, hook_parameters)
 
 HOOKS = sorted(name for name, f in vars(hookspecs).items()
@@ -76,7 +77,7 @@ def test_one_plugins_hook_is_called_alone():
 
 LIST = """
 import sys
-from genbench.cli import main
+from genbench.cli.commands import main
 main(["list", sys.argv[1]])
 """
 

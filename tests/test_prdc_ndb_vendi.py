@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from genbench import DataInfo, EvalContext
-from genbench.errors import AssetMissingError, ConfigError
+from genbench.api.errors import AssetMissingError, ConfigError
 from helpers import FixedSamples
 
 

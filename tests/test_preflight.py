@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from genbench.errors import USER_ERRORS, ConfigError
-from genbench.runner import SuiteRunner
+from genbench.api.errors import USER_ERRORS, ConfigError
+from genbench.run.runner import SuiteRunner
 from helpers import RunnerPlugin, registries_with, tiny_spec
 
 

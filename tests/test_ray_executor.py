@@ -1,4 +1,4 @@
-"""The ray executor (genbench.ray_executor) on a local Ray instance started once for the
+"""The ray executor (genbench.run.ray_executor) on a local Ray instance started once for the
 module: the numbers of the local executor, retried dead workers, Ctrl-C and resume."""
 
 import os
@@ -11,10 +11,10 @@ import pytest
 from click.testing import CliRunner
 
 from genbench import hookimpl
-from genbench.cli import cli
-from genbench.errors import ConfigError, MissingDependencyError, UnknownNameError
-from genbench.runner import SuiteRunner
-from genbench.store import ResultStore
+from genbench.cli.commands import cli
+from genbench.api.errors import ConfigError, MissingDependencyError, UnknownNameError
+from genbench.run.runner import SuiteRunner
+from genbench.results.store import ResultStore
 from genbench_plugins.models.autoencoders import AE
 from helpers import RunnerPlugin, registries_with, tiny_spec
 
@@ -151,7 +151,7 @@ def test_ctrl_c_keeps_finished_jobs_and_the_next_run_resumes(tmp_path, ray_insta
 
 
 def test_cancel_stops_running_tasks_at_once(tmp_path, ray_instance):
-    from genbench.ray_executor import RayExecutor
+    from genbench.run.ray_executor import RayExecutor
 
     done = tmp_path / "finished"
     executor = RayExecutor(jobs=2)

@@ -5,11 +5,12 @@ import inspect
 import pytest
 import torch
 
-from genbench import GenerativeModel, Sampler, __version__, hookimpl, hookspecs
-from genbench.errors import ConfigError, RegistrationError, UnknownNameError
-from genbench.plugin_manager import (DEFAULT_PLUGINS, build_registries, create_plugin_manager,
+from genbench import GenerativeModel, Sampler, __version__, hookimpl
+from genbench.api import hookspecs
+from genbench.api.errors import ConfigError, RegistrationError, UnknownNameError
+from genbench.registry.manager import (DEFAULT_PLUGINS, build_registries, create_plugin_manager,
                                      plugin_info)
-from genbench.registry import Registry
+from genbench.registry.registries import Registry
 from genbench_plugins.metrics.reconstruction import Reconstruction
 from genbench_plugins.models.vae import VAE
 from helpers import LinearDDIM, SamplerPlugin
@@ -32,7 +33,7 @@ def test_bad_names_are_rejected(bad):
 
 def test_wrong_base_class_names_plugin_and_base():
     reg = Registry("model", GenerativeModel)
-    with pytest.raises(RegistrationError, match=r"plugin 'p'.*not a subclass of genbench.model.GenerativeModel"):
+    with pytest.raises(RegistrationError, match=r"plugin 'p'.*not a subclass of genbench.api.model.GenerativeModel"):
         reg.register("x", dict, plugin="p")
     with pytest.raises(RegistrationError):
         reg.register("x", Tiny(None), plugin="p")  # an instance, not a class
@@ -183,7 +184,7 @@ def test_sampler_registry_validates_like_the_others():
     regs = build_registries(_pm_with(("samplers", SamplerPlugin())))
     assert regs.by_kind("samplers").get("ddim-test") is LinearDDIM
     assert regs.samplers.entry("ddim-test").plugin == "samplers"
-    with pytest.raises(RegistrationError, match="not a subclass of genbench.sampler.Sampler"):
+    with pytest.raises(RegistrationError, match="not a subclass of genbench.api.sampler.Sampler"):
         regs.samplers.register("tiny", Tiny, plugin="p")
 
 

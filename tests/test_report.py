@@ -9,10 +9,10 @@ from html.parser import HTMLParser
 
 import pytest
 
-from genbench.jobs import evaluation_dirname
-from genbench.leaderboard import build_leaderboards
-from genbench.report import render_report, write_report
-from genbench.store import JobRecord, MetricRecord, ResultStore
+from genbench.plan.jobs import evaluation_dirname
+from genbench.results.boards import build_leaderboards
+from genbench.results.report import render_report, write_report
+from genbench.results.store import JobRecord, MetricRecord, ResultStore
 
 PNG = b"\x89PNG\r\n\x1a\n"
 EVIL = "gan<b>&"  # a model label that must come out escaped
@@ -246,7 +246,7 @@ def test_plots_and_write_report(boards, store, tmp_path):
 def test_cli_leaderboard_html(store, tmp_path):
     from click.testing import CliRunner
 
-    from genbench.cli import cli
+    from genbench.cli.commands import cli
 
     result = CliRunner().invoke(cli, ["leaderboard", "--out", str(tmp_path), "--format", "html"])
     assert result.exit_code == 0, result.output

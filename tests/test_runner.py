@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 
 from genbench import Budget
-from genbench.errors import ConfigError, SpecError, UnknownNameError
-from genbench.leaderboard import build_leaderboards
-from genbench.runner import SuiteRunner
+from genbench.api.errors import ConfigError, SpecError, UnknownNameError
+from genbench.results.boards import build_leaderboards
+from genbench.run.runner import SuiteRunner
 from helpers import TestPlugin, registries_with, tiny_spec
 
 
@@ -150,7 +150,7 @@ def test_validation_happens_before_anything_runs(tmp_path, registries):
     ({"datasets": ["digits"], "models": [{"name": "vae", "label": 3}]}, "label must be a string"),
 ])
 def test_malformed_specs(spec, message):
-    from genbench.spec import SuiteSpec
+    from genbench.plan.spec import SuiteSpec
 
     with pytest.raises(SpecError) as info:
         SuiteSpec.from_dict(spec, source="s.toml")
@@ -158,7 +158,7 @@ def test_malformed_specs(spec, message):
 
 
 def test_repeated_model_with_labels(tmp_path, registries):
-    from genbench.spec import SuiteSpec
+    from genbench.plan.spec import SuiteSpec
 
     spec = SuiteSpec.from_dict({
         "name": "t", "datasets": ["digits"], "metrics": ["recon"], "baselines": [],
@@ -213,7 +213,7 @@ def test_feature_weights_need_a_named_extractor(tmp_path, registries):
 
 
 def test_missing_extractor_weights_fail_before_training(tmp_path, registries):
-    from genbench.errors import AssetMissingError
+    from genbench.api.errors import AssetMissingError
 
     spec = tiny_spec(metrics=["fid"], feature_extractor="inception-v3-compat")
     with pytest.raises(AssetMissingError, match="genbench assets add inception-v3-compat"):
@@ -251,7 +251,7 @@ def test_an_unfinished_checkpoint_is_trained_again(tmp_path, registries):
     trained again, not trusted."""
     import torch
 
-    from genbench.training import Trainer
+    from genbench.run.training import Trainer
 
     first = _run(tiny_spec(metrics=["recon"]), tmp_path, registries).ran[0]
     path = tmp_path / first.run_dir / "checkpoint.pt"

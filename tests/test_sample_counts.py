@@ -12,7 +12,7 @@ import torch
 from scipy.spatial.distance import cdist
 
 from genbench import DataInfo, EvalContext, hookimpl
-from genbench.features import NonFiniteSamplesError, reference_indices
+from genbench.features.job_features import NonFiniteSamplesError, reference_indices
 from genbench_plugins.models.vae import VAE
 from helpers import FixedSamples, registries_with, run_inline, tiny_spec
 
@@ -151,7 +151,7 @@ def test_non_finite_samples_fail_every_sample_metric_with_the_reason(tmp_path):
 
 
 def report_rows(spec, out, regs):
-    from genbench.runner import SuiteRunner
+    from genbench.run.runner import SuiteRunner
 
     return SuiteRunner(spec, out, regs).store.metric_values()
 

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from genbench.errors import ConfigError
+from genbench.api.errors import ConfigError
 from genbench_plugins.models.diffusion.schedule import ForwardProcess, make_betas
 from genbench_plugins.samplers.ddim import DDIMSampler
 from genbench_plugins.samplers.ddpm import DDPMSampler

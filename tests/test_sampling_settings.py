@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from genbench.config import sampling_settings
-from genbench.errors import ConfigError
-from genbench.runner import SuiteRunner
-from genbench.spec import SuiteSpec
+from genbench.registry.parameters import sampling_settings
+from genbench.api.errors import ConfigError
+from genbench.run.runner import SuiteRunner
+from genbench.plan.spec import SuiteSpec
 from helpers import CountingVAE, RunnerPlugin, registries_with, run_inline, tiny_spec
 
 STEPS = 40
@@ -79,7 +79,7 @@ def test_settings_are_validated_when_the_spec_is_read(tmp_path, registries, samp
 def test_bad_setting_exits_2_on_the_command_line(tmp_path):
     from click.testing import CliRunner
 
-    from genbench.cli import cli
+    from genbench.cli.commands import cli
 
     spec = tmp_path / "s.toml"
     spec.write_text('datasets = ["digits"]\n[[models]]\nname = "vae"\nsampling = { steps = 5 }\n')

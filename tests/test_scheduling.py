@@ -1,7 +1,7 @@
 """Scheduling: rows, one job per training, referenced models first, resume."""
 
-from genbench.runner import SuiteRunner
-from genbench.scheduling import schedule
+from genbench.run.runner import SuiteRunner
+from genbench.plan.scheduling import schedule
 from helpers import RunnerPlugin, registries_with, tiny_spec
 
 

@@ -25,12 +25,12 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from genbench.budget import Budget
-from genbench.cli import cli
-from genbench.errors import USER_ERRORS, SpecError
-from genbench.plugin_manager import build_registries, create_plugin_manager
-from genbench.runner import SuiteRunner
-from genbench.spec import MAX_SEED, SuiteSpec
+from genbench.api.budget import Budget
+from genbench.cli.commands import cli
+from genbench.api.errors import USER_ERRORS, SpecError
+from genbench.registry.manager import build_registries, create_plugin_manager
+from genbench.run.runner import SuiteRunner
+from genbench.plan.spec import MAX_SEED, SuiteSpec
 from helpers import tiny_spec_toml
 
 # No example database: it would be written into the working tree (.hypothesis/); a failure

@@ -15,10 +15,10 @@ import textwrap
 import pandas as pd
 import pytest
 
-from genbench.errors import OutputNotWritableError, StoreCorruptError, USER_ERRORS
-from genbench.leaderboard import build_leaderboards
-from genbench.runner import SuiteRunner
-from genbench.store import JobRecord, MetricRecord, ResultStore, TrainingRecord
+from genbench.api.errors import OutputNotWritableError, StoreCorruptError, USER_ERRORS
+from genbench.results.boards import build_leaderboards
+from genbench.run.runner import SuiteRunner
+from genbench.results.store import JobRecord, MetricRecord, ResultStore, TrainingRecord
 from genbench_plugins.metrics.reconstruction import Reconstruction
 from genbench import hookimpl
 from helpers import DivergingVAE, invoke_cli, registries_with, tiny_spec, tiny_spec_toml
@@ -312,10 +312,10 @@ class SafetyPlugin:
 
 @pytest.fixture
 def regs(monkeypatch):
-    import genbench.plugin_manager
+    import genbench.registry.manager
 
     regs = registries_with(SafetyPlugin())
-    monkeypatch.setattr(genbench.plugin_manager, "default_registries", lambda: regs)
+    monkeypatch.setattr(genbench.registry.manager, "default_registries", lambda: regs)
     monkeypatch.setattr(FlakyRecon, "fail", False)
     monkeypatch.setattr(SometimesDivergingVAE, "diverge", False)
     return regs

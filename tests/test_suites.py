@@ -3,9 +3,9 @@
 from dataclasses import replace
 
 from genbench import Budget
-from genbench.leaderboard import build_leaderboards
-from genbench.runner import SuiteRunner
-from genbench.spec import SuiteSpec
+from genbench.results.boards import build_leaderboards
+from genbench.run.runner import SuiteRunner
+from genbench.plan.spec import SuiteSpec
 
 AUTOENCODERS = ["ae", "deep-ae", "conv-ae", "denoising-ae", "sparse-ae",
                 "vae", "conv-vae", "beta-vae", "aae"]

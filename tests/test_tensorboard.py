@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from genbench.store import ResultStore
+from genbench.results.store import ResultStore
 from helpers import invoke_cli, tiny_spec_toml
 
 SPEC = tiny_spec_toml(models=["ae"])
@@ -38,7 +38,7 @@ def test_event_files_hold_every_training_s_losses(tmp_path):
     pytest.importorskip("tensorboard")
     from helpers import RunnerPlugin, registries_with, run_inline, tiny_spec
 
-    from genbench.tensorboard import write_tensorboard
+    from genbench.results.tensorboard import write_tensorboard
 
     # code-gaussian is fitted on the codes of a counting-ae: a training no row evaluates.
     spec = tiny_spec(models=["vae", "code-gaussian"], metrics=["recon"],

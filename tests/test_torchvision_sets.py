@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from genbench.errors import DataUnavailableError
+from genbench.api.errors import DataUnavailableError
 
 ALLOW_DOWNLOAD = False  # tests never fetch anything
 IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
@@ -136,7 +136,7 @@ def test_truncated_idx_file_is_reported(registries, tmp_path):
 
 
 def test_limit_is_validated(registries):
-    from genbench.errors import ConfigError
+    from genbench.api.errors import ConfigError
 
     with pytest.raises(ConfigError, match="limit"):
         registries.datasets.get("mnist")(limit=0)

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from genbench import Budget, GenerativeModel, hookimpl
-from genbench.training import Trainer, total_train_steps, train
+from genbench.run.training import Trainer, total_train_steps, train
 from genbench_plugins.models.gans.gan import GAN
 from genbench_plugins.models.gans.wgan_gp import WGANGP
 from helpers import params_equal, registries_with, run_inline, tiny_spec
@@ -242,7 +242,7 @@ def test_the_runner_records_the_preview_of_a_diverged_gan(tmp_path):
                      metrics=["speed"])
     report = run_inline(spec, tmp_path, regs)
     assert report.ran[0].status == "diverged" and report.ran[0].diverged_step == 30
-    from genbench.store import ResultStore
+    from genbench.results.store import ResultStore
 
     store = ResultStore(tmp_path / "results.db")
     (fingerprint,) = store.trainings()["fingerprint"]

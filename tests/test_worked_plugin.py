@@ -18,9 +18,9 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from genbench.cli import cli
-from genbench.plugin_manager import ENTRY_POINT_GROUP
-from genbench.store import ResultStore
+from genbench.cli.commands import cli
+from genbench.registry.manager import ENTRY_POINT_GROUP
+from genbench.results.store import ResultStore
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "plugins.md"
 FILE_LINE = re.compile(r"# file: (\S+)\n")

@@ -9,8 +9,8 @@ import numpy as np
 import torch
 
 from genbench import BenchmarkDataset, DataInfo, TensorSplit, hookimpl
-from genbench.data import tensor_fingerprint
-from genbench.errors import ConfigError
+from genbench.api.data import tensor_fingerprint
+from genbench.api.errors import ConfigError
 
 from .stacking import STACKED_CLASSES, stack, stacked_indices
 

@@ -30,7 +30,7 @@ import torch
 from torch.utils.data import Dataset
 
 from genbench import BenchmarkDataset, DataInfo, hookimpl
-from genbench.errors import ConfigError, DataUnavailableError
+from genbench.api.errors import ConfigError, DataUnavailableError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp")
 ON_ERROR = ("fail", "skip")

@@ -20,9 +20,9 @@ from typing import Any, ClassVar
 import torch
 
 from genbench import BenchmarkDataset, DataInfo, TensorSplit, hookimpl
-from genbench.data import tensor_fingerprint
-from genbench.errors import ConfigError, DataUnavailableError
-from genbench.paths import data_root
+from genbench.api.data import tensor_fingerprint
+from genbench.api.errors import ConfigError, DataUnavailableError
+from genbench.api.paths import data_root
 
 from .stacking import STACKED_CLASSES, stack, stacked_indices
 

@@ -19,7 +19,7 @@ and ``logits`` are the 1,000-way log-probabilities of the digit triple,
 ``log p(a) + log p(b) + log p(c)`` at index ``100 a + 10 b + c``, whose softmax is the product
 of the per-channel class probabilities. genbench chooses the mode from the dataset's channel
 count (:meth:`DigitsCNNExtractor.init_kwargs`); a direct torch-fidelity call (through
-:func:`genbench.extractor.torch_fidelity_extractor`) passes ``digit_channels=3`` for stacked
+:func:`genbench.api.extractor.torch_fidelity_extractor`) passes ``digit_channels=3`` for stacked
 digits.
 """
 
@@ -32,7 +32,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from genbench import DataInfo, FeatureExtractor
-from genbench.errors import AssetInvalidError, AssetMissingError, ConfigError
+from genbench.api.errors import AssetInvalidError, AssetMissingError, ConfigError
 
 #: The shipped weights file, next to this module.
 WEIGHTS_PATH = Path(__file__).parent / "weights" / "digits_cnn.pt"

@@ -10,7 +10,7 @@ extra: ``pip install "genbench[dinov2]"``); genbench builds it with random weigh
 Weights. Looked up where torch hub keeps them (``$TORCH_HOME/hub/checkpoints/``, where
 ``torch.hub.load("facebookresearch/dinov2", "dinov2_vitb14")`` -- and so dgm-eval -- caches
 them) or taken from an explicit path (spec ``feature_weights`` / ``--feature-weights``). When
-absent, :class:`~genbench.errors.AssetMissingError` names the file, its URL and where to put
+absent, :class:`~genbench.api.errors.AssetMissingError` names the file, its URL and where to put
 it. :data:`WEIGHTS_SHA256` is ``None``: Meta publishes no digest for the file and its URL carries
 no hash prefix, so genbench records the sha256 of the file it loads (``weights_verified`` is
 ``None`` for an explicit path, ``False`` at the default place) and ``genbench assets`` reports
@@ -45,7 +45,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from genbench import FeatureExtractor
-from genbench.errors import AssetMissingError, ConfigError, MissingDependencyError
+from genbench.api.errors import AssetMissingError, ConfigError, MissingDependencyError
 
 WEIGHTS_FILENAME = "dinov2_vitb14_pretrain.pth"
 WEIGHTS_URL = "https://dl.fbaipublicfiles.com/dinov2/dinov2_vitb14/dinov2_vitb14_pretrain.pth"
@@ -164,7 +164,7 @@ class DINOv2ViTB14(FeatureExtractor):
         super().__init__(name, features_list)
         if feature_extractor_weights_path is None:
             # Direct torch-fidelity use: the default place, never a download.
-            from genbench.assets import resolve_weights
+            from genbench.features.assets import resolve_weights
 
             feature_extractor_weights_path, _, _ = resolve_weights(name, type(self))
         path = Path(feature_extractor_weights_path)

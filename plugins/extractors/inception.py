@@ -3,7 +3,7 @@
 The weights are torch-fidelity's own file, looked up where torch hub keeps it
 (``$TORCH_HOME/hub/checkpoints/weights-inception-2015-12-05-6726825d.pth``) or taken from an
 explicit path (spec ``feature_weights`` / ``--feature-weights``). They are never downloaded:
-when absent, :class:`~genbench.errors.AssetMissingError` names the file, its sha256, its URL
+when absent, :class:`~genbench.api.errors.AssetMissingError` names the file, its sha256, its URL
 and where to put it.
 
 :data:`WEIGHTS_SHA256` is not shipped by torch-fidelity, which loads the file without a hash
@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from genbench import FeatureExtractor
-from genbench.assets import resolve_weights
+from genbench.features.assets import resolve_weights
 
 #: torch-fidelity's ``URL_INCEPTION_V3`` (a test checks they agree), written out so that
 #: describing the extractor does not import torch-fidelity.

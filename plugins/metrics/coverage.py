@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from genbench import DataInfo, EvalContext, Metric, MetricResult, features, hookimpl
-from genbench.errors import ConfigError
+from genbench.api.errors import ConfigError
 from genbench_plugins.datasets.stacking import STACKED_CLASSES
 
 from .inputs import positive_int, sample_batches, uses_shared_samples

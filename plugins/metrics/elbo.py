@@ -8,7 +8,7 @@ import inspect
 import torch
 
 from genbench import CountNeed, EvalContext, Metric, MetricResult, hookimpl
-from genbench.errors import ConfigError
+from genbench.api.errors import ConfigError
 
 
 def _takes_generator(fn) -> bool:

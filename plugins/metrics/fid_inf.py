@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from genbench import CountNeed, EvalContext, MetricResult, hookimpl
-from genbench.errors import ConfigError
+from genbench.api.errors import ConfigError
 
 from .inputs import RECOMMENDED_REFERENCE, FeatureMetric, positive_int
 
@@ -46,7 +46,7 @@ def fid_infinity(generated: torch.Tensor, reference: dict[str, np.ndarray], coun
     extrapolated to ``1/N = 0``. ``fit`` holds the counts, their FIDs and the slope."""
     from scipy.stats import linregress  # here, not at import: `genbench list` stays fast
 
-    from genbench.fidelity import fid_from_statistics, fid_statistics
+    from genbench.features.fidelity import fid_from_statistics, fid_statistics
 
     if len(counts) < 2:
         raise ValueError(f"fid-inf needs at least 2 sample counts to fit a line, got {counts}")
@@ -106,7 +106,7 @@ class FIDInfinity(FeatureMetric):
                           "a covariance needs 2 points"))
 
     def compute(self, ctx: EvalContext) -> MetricResult:
-        from genbench.fidelity import fid_statistics
+        from genbench.features.fidelity import fid_statistics
 
         feats = ctx.features()
         layer = feats.layer(self.layer_metric)

@@ -3,7 +3,7 @@
 All four read the job's shared features (``ctx.features()``: one extractor pass per sample
 set, the test split's features cached on disk by content) and compare the generated samples
 with the test split (up to ``max_reference`` items, a fixed seeded subset when larger),
-through :mod:`genbench.fidelity`. The extractor is the job's (``--extractor`` / spec, else
+through :mod:`genbench.features.fidelity`. The extractor is the job's (``--extractor`` / spec, else
 the dataset's default, else ``raw`` for vectors). Every result records the extractor, its
 weights' sha256, the sample counts, whether the reference came from the cache and, for KID,
 the subset size used. Precision/recall use equal numbers of generated and test points (the
@@ -21,7 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 from genbench import CountNeed, EvalContext, Metric, MetricResult, features, hookimpl
-from genbench.errors import ConfigError
+from genbench.api.errors import ConfigError
 
 from .inputs import RECOMMENDED_REFERENCE, shared_equal_count_features
 
@@ -85,7 +85,7 @@ class FID(_FidelityMetric):
                 CountNeed("test", 2, RECOMMENDED_REFERENCE, self.max_reference, why))
 
     def compute(self, ctx: EvalContext) -> MetricResult:
-        from genbench.fidelity import fid_from_statistics, fid_statistics
+        from genbench.features.fidelity import fid_from_statistics, fid_statistics
 
         feats = ctx.features()
         layer = feats.layer("fid")
@@ -111,7 +111,7 @@ class InceptionScore(_FidelityMetric):
         return (CountNeed("samples", self.splits, why=f"one per split, splits = {self.splits}"),)
 
     def compute(self, ctx: EvalContext) -> MetricResult:
-        from genbench.fidelity import isc_from_logits
+        from genbench.features.fidelity import isc_from_logits
 
         feats = ctx.features()
         mean, std = isc_from_logits(feats.generated()[feats.layer("isc")], self.splits, True,
@@ -143,7 +143,7 @@ class KID(_FidelityMetric):
                 CountNeed("test", 2, RECOMMENDED_REFERENCE, self.max_reference, why))
 
     def compute(self, ctx: EvalContext) -> MetricResult:
-        from genbench.fidelity import kid_from_features
+        from genbench.features.fidelity import kid_from_features
 
         feats = ctx.features()
         layer = feats.layer("kid")
@@ -182,7 +182,7 @@ class PrecisionRecall(_FidelityMetric):
         """Recall counts the real points inside the samples' k-NN balls, so unequal counts
         bias it (more samples, more and smaller balls): the first ``n`` samples and ``n``
         test items (a fixed seeded subset when the split is larger), ``n`` the smaller count."""
-        from genbench.fidelity import prc_from_features
+        from genbench.features.fidelity import prc_from_features
 
         gen, ref, details = shared_equal_count_features(ctx, self.fidelity_name, self.max_reference)
         # The features are float32, returned as float64: exactly the same numbers.

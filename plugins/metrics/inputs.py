@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from genbench import EvalContext, Metric, features
-from genbench.errors import ConfigError
+from genbench.api.errors import ConfigError
 
 #: Test-split items below which a metric that compares samples with the test split (FID,
 #: KID, precision/recall, density/coverage, FD-infinity, memorisation) warns before training:
@@ -83,7 +83,7 @@ def metric_samples(ctx: EvalContext, n: int | None, stream: int) -> tuple[torch.
 
 class FeatureMetric(Metric):
     """A metric on one layer of the job's features: ``layer_metric`` names it the way
-    :func:`genbench.features.skip_reason` does (``"prc"`` for k-NN metrics, ``"fid"`` for
+    :func:`genbench.features.job_features.skip_reason` does (``"prc"`` for k-NN metrics, ``"fid"`` for
     embeddings). Skipped with the reason when no extractor serves that layer; the preflight
     fails before training when the extractor's weights are missing."""
 
@@ -109,7 +109,7 @@ def equal_count_features(ctx: EvalContext, layer_metric: str, max_reference: int
                          ) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
     """``(generated, reference, details)``: features of the first ``n`` generated samples and
     of ``n`` test-split items (the fixed seeded subset of
-    :func:`genbench.features.reference_indices` when the split is larger), where ``n`` is the
+    :func:`genbench.features.job_features.reference_indices` when the split is larger), where ``n`` is the
     smallest of the job's sample count, the test split's size and ``max_reference``.
 
     Both are float64 CPU tensors ``(n, D)``; ``details`` records the extractor, the layer,
@@ -131,7 +131,7 @@ def shared_equal_count_features(ctx: EvalContext, layer_metric: str, max_referen
     """What :func:`equal_count_features` returns (the same ``n`` test items, the same
     details), cut from the test split's features for ``max_reference`` items (the set
     ``fid`` and ``kid`` read) instead of extracted again: the subset of ``n`` that
-    :func:`genbench.features.reference_indices` picks lies inside its subset of any larger
+    :func:`genbench.features.job_features.reference_indices` picks lies inside its subset of any larger
     size (both are prefixes of one seeded permutation). ``details`` then names the cache
     state and key of that larger set."""
     feats = ctx.features()
@@ -149,7 +149,7 @@ def shared_equal_count_features(ctx: EvalContext, layer_metric: str, max_referen
 
 def reference_rows(split: features.SplitFeatures, n: int) -> torch.Tensor | None:
     """Rows of ``split`` (features of a fixed seeded subset of a split, or all of it) that
-    hold the items :func:`genbench.features.reference_indices` picks for ``n`` items of that
+    hold the items :func:`genbench.features.job_features.reference_indices` picks for ``n`` items of that
     split (``None``: all rows)."""
     if n > split.n:
         raise ValueError(f"{n} items asked of features of {split.n}")

@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 
 from genbench import CountNeed, EvalContext, MetricResult, hookimpl
-from genbench.errors import ConfigError
+from genbench.api.errors import ConfigError
 
 from .inputs import RECOMMENDED_REFERENCE, FeatureMetric, positive_int, shared_equal_count_features
 from .neighbours import limited_sklearn, nearest_neighbours

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from genbench import EvalContext, Metric, MetricResult, hookimpl
-from genbench.errors import ConfigError
+from genbench.api.errors import ConfigError
 
 from .inputs import metric_samples, positive_int
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from genbench import CountNeed, EvalContext, MetricResult, hookimpl
-from genbench.errors import ConfigError
+from genbench.api.errors import ConfigError
 
 from .inputs import FeatureMetric, positive_int
 from .neighbours import limited_sklearn

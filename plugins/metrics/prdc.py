@@ -18,7 +18,7 @@ grows linearly with the number of points.
 from __future__ import annotations
 
 from genbench import CountNeed, EvalContext, MetricResult, hookimpl
-from genbench.errors import ConfigError
+from genbench.api.errors import ConfigError
 
 from .inputs import RECOMMENDED_REFERENCE, FeatureMetric, positive_int, shared_equal_count_features
 from .neighbours import ball_membership, kth_neighbour_distances

@@ -8,7 +8,7 @@ import time
 import torch
 
 from genbench import EvalContext, Metric, MetricResult, hookimpl
-from genbench.errors import ConfigError
+from genbench.api.errors import ConfigError
 
 
 def _sync(device: torch.device) -> None:

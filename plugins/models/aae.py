@@ -19,8 +19,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from genbench import DataInfo, GenerativeModel, hookimpl
-from genbench.distributed import batch_randn
-from genbench.errors import ConfigError
+from genbench.run.distributed import batch_randn
+from genbench.api.errors import ConfigError
 
 from .layers import check_hidden, check_positive_int, mlp
 

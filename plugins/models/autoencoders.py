@@ -23,8 +23,8 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from genbench import DataInfo, GenerativeModel, TensorSplit, hookimpl
-from genbench.distributed import batch_rand, batch_randn
-from genbench.errors import ConfigError
+from genbench.run.distributed import batch_rand, batch_randn
+from genbench.api.errors import ConfigError
 
 from .layers import ConvDecoder, ConvEncoder, check_hidden, check_positive_int, mlp
 

@@ -13,7 +13,7 @@ from typing import Callable
 
 from torch import nn
 
-from genbench.errors import ConfigError
+from genbench.api.errors import ConfigError
 
 NORMS = ("none", "batch")
 

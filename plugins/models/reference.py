@@ -12,8 +12,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from genbench import DataInfo, GenerativeModel, hookimpl
-from genbench.data import TensorSplit
-from genbench.errors import ConfigError
+from genbench.api.data import TensorSplit
+from genbench.api.errors import ConfigError
 
 
 def _split_tensor(data: Dataset) -> torch.Tensor:

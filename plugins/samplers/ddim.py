@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 
 from genbench import hookimpl
-from genbench.errors import ConfigError
+from genbench.api.errors import ConfigError
 
 from .discrete import DiscreteSampler
 

@@ -1,7 +1,7 @@
 """What the built-in samplers share: a discrete alpha-bar schedule and its timestep spacings.
 
 :class:`DiscreteSampler` takes the training schedule as ``alphas_cumprod`` (the convention of
-:mod:`genbench.sampler`), picks the timesteps to visit and turns a noise prediction into a
+:mod:`genbench.api.sampler`), picks the timesteps to visit and turns a noise prediction into a
 prediction of the clean sample. The two spacings are those of the DDIM paper (Song et al.
 2021, appendix D.2, and its official code, ``runners/diffusion.py``), for ``T`` training
 timesteps and ``S`` sampling steps:
@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from genbench import Sampler
-from genbench.errors import ConfigError
+from genbench.api.errors import ConfigError
 
 SPACINGS = ("uniform", "quadratic")
 

@@ -20,7 +20,7 @@ clipped there while sampling, as in the paper's code); vectors (and latent codes
 deviation of the first training batch, kept as buffers (the scale-by-std of Rombach et al.
 2022 for latents), so that N(0, I) is a sensible prior whatever the data's scale.
 
-How the sampler is built is the convention of :mod:`genbench.sampler`:
+How the sampler is built is the convention of :mod:`genbench.api.sampler`:
 ``sampler_cls(alphas_cumprod=...)``, plus ``eta`` and ``clip_sample`` for a sampler whose
 ``__init__`` takes them.
 """
@@ -34,9 +34,9 @@ import torch
 from torch.nn import functional as F
 
 from genbench import DataInfo, GenerativeModel, Sampler
-from genbench.config import accepts_any_keyword, hyperparameters
-from genbench.distributed import batch_randint, batch_randn, global_batch
-from genbench.errors import ConfigError
+from genbench.registry.parameters import accepts_any_keyword, hyperparameters
+from genbench.run.distributed import batch_randint, batch_randn, global_batch
+from genbench.api.errors import ConfigError
 
 from ..layers import check_positive_int
 from .ema import EMA
@@ -51,11 +51,11 @@ OPTIONAL_SAMPLER_OPTIONS = ("eta", "clip_sample")
 def sampler_class(sampler: str | type[Sampler]) -> type[Sampler]:
     """The sampler class for a ``sampler`` setting: a class as it is (the evaluation context
     resolves names in the run's registries), a name looked up among the installed samplers
-    (:class:`~genbench.errors.UnknownNameError` lists them)."""
+    (:class:`~genbench.api.errors.UnknownNameError` lists them)."""
     if isinstance(sampler, type) and issubclass(sampler, Sampler):
         return sampler
     if isinstance(sampler, str):
-        from genbench.plugin_manager import default_registries
+        from genbench.registry.manager import default_registries
 
         return default_registries().samplers.get(sampler)
     raise ConfigError(f"sampler must be a registered sampler's name, got {sampler!r}")
@@ -152,7 +152,7 @@ class DiffusionModel(GenerativeModel):
         if "alphas_cumprod" not in takes and not anything:
             raise ConfigError(f"sampler {name} does not take alphas_cumprod: a sampler is built "
                               "as cls(alphas_cumprod=..., [eta=..., clip_sample=...]) "
-                              "(see genbench.sampler)")
+                              "(see genbench.api.sampler)")
         options: dict[str, Any] = {"alphas_cumprod": self.process.alphas_cumprod.clone()}
         values = {"eta": float(eta), "clip_sample": self.clip_sample}
         for key in OPTIONAL_SAMPLER_OPTIONS:

@@ -18,7 +18,7 @@ import copy
 import torch
 from torch import nn
 
-from genbench.errors import ConfigError
+from genbench.api.errors import ConfigError
 
 
 class EMA(nn.Module):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 
 from genbench import DataInfo, GenerativeModel, ModelRef
-from genbench.errors import ConfigError
+from genbench.api.errors import ConfigError
 
 from ..layers import check_positive_int
 from .ddpm import DiffusionModel, _check_number

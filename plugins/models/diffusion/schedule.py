@@ -16,7 +16,7 @@ and ``alphas_cumprod[t]`` (alpha-bar) is ``prod_{s <= t} (1 - betas[s])``, so th
   paper's t + 1 (the paper's alpha_bar_0 = 1 is the clean data, before step 0 here).
 
 The schedule is kept in float64: 1 - alpha_bar near t = 0 and alpha_bar near t = T lose
-digits in float32. Samplers receive ``alphas_cumprod`` (see :mod:`genbench.sampler`).
+digits in float32. Samplers receive ``alphas_cumprod`` (see :mod:`genbench.api.sampler`).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import math
 import torch
 from torch import nn
 
-from genbench.errors import ConfigError
+from genbench.api.errors import ConfigError
 
 SCHEDULES = ("linear", "cosine")
 #: The cosine schedule's offset s (Nichol & Dhariwal 2021, section 3.2).

@@ -33,8 +33,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from genbench import DataInfo, GenerativeModel
-from genbench.distributed import batch_randn
-from genbench.errors import ConfigError
+from genbench.run.distributed import batch_randn
+from genbench.api.errors import ConfigError
 
 from .stabilisers import (MinibatchDiscrimination, ReplayBuffer, Stabilisers,
                           apply_spectral_norm, pack, packed_shape, pyramid, pyramid_shapes)

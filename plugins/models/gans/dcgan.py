@@ -23,7 +23,7 @@ from __future__ import annotations
 from torch import nn
 
 from genbench import DataInfo
-from genbench.errors import ConfigError
+from genbench.api.errors import ConfigError
 
 from ..layers import _kernel, check_positive_int, conv_plan
 from .base import StandardGAN

@@ -17,7 +17,7 @@ from __future__ import annotations
 from torch import nn
 
 from genbench import DataInfo
-from genbench.errors import ConfigError
+from genbench.api.errors import ConfigError
 
 from ..layers import check_hidden, check_positive_int
 from .base import StandardGAN

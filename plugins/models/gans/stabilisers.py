@@ -24,7 +24,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from genbench import DataInfo
-from genbench.errors import ConfigError
+from genbench.api.errors import ConfigError
 
 #: The smallest side a multiscale discriminator may see.
 MIN_SCALE_SIZE = 2

@@ -24,8 +24,8 @@ import torch
 from torch import nn
 
 from genbench import DataInfo
-from genbench.distributed import batch_rand
-from genbench.errors import ConfigError
+from genbench.run.distributed import batch_rand
+from genbench.api.errors import ConfigError
 
 from ..layers import check_hidden, mlp
 from .base import GANBase

@@ -1,0 +1,210 @@
+"""Jobs: plain, picklable descriptions of what a worker does, and how a spec expands into them.
+
+A spec expands into *rows*: dataset x model entry x sampling setting x seed. A row is one
+:class:`Evaluation` of one :class:`Training`. Trainings are keyed by what is trained alone —
+data content and dataset parameters, model name and hyper-parameters, referenced models'
+trainings, seed, budget outcome, device type and the model's code identity — never by a
+label or an evaluation setting, so one checkpoint serves every row that evaluates it.
+
+A :class:`Job` is what an executor runs: a training (``evaluation is None``), or the
+evaluation of a finished training (a row), with the keys of the jobs that must finish
+first (see :mod:`genbench.plan.scheduling`). Jobs hold names, parameters, fingerprints and
+paths: no tensors, no runner, no open database.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from genbench.api.budget import Budget
+from genbench.api.data import DataInfo
+from genbench.registry.parameters import effective_params, validate_sampling
+from genbench.features.job_features import choose_feature_extractor
+from genbench.registry.identity import canonical_hash, code_identity
+from genbench.api.paths import sha256_file
+from genbench.plan.references import ModelConfig
+from genbench.plan.spec import Entry, SuiteSpec, merged_budget
+
+
+def safe_dirname(text: str) -> str:
+    """``text`` with every character but letters, digits and ``-_.+=`` replaced by ``_``."""
+    return "".join(c if c.isalnum() or c in "-_.+=" else "_" for c in text)
+
+
+def board_file(directory: str | Path, suite: str, dataset: str, suffix: str) -> Path:
+    """Where a leaderboard's file goes: ``<directory>/<suite>/<dataset><suffix>`` (suffix
+    ``".md"``, ``"-samples.png"``, ...), names made safe with :func:`safe_dirname`."""
+    return Path(directory) / safe_dirname(suite) / f"{safe_dirname(dataset)}{suffix}"
+
+
+def evaluation_dirname(fingerprint: str) -> str:
+    """The folder, inside a training's folder, of one evaluation's samples."""
+    return f"eval-{fingerprint[:8]}"
+
+
+@dataclass(frozen=True)
+class DatasetSource:
+    """How a worker builds a dataset, and the content fingerprint it must have."""
+
+    name: str
+    params: dict[str, Any]
+    label: str
+    root: str | None
+    download: bool
+    fingerprint: str | None
+
+
+@dataclass(frozen=True)
+class Training:
+    """One model configuration trained on one dataset with one seed: one checkpoint."""
+
+    model: str
+    params: dict[str, Any]
+    #: Model-valued hyper-parameters: parameter name -> the referenced model's training.
+    refs: tuple[tuple[str, "Training"], ...]
+    dataset: DatasetSource
+    seed: int
+    budget: Budget
+    fingerprint: str
+    #: The fingerprint without the seed (the referenced models' likewise).
+    config_fingerprint: str
+    #: The checkpoint's folder, relative to the output directory.
+    run_dir: str
+    label: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.dataset.label}/{self.label}/seed{self.seed} (training {self.fingerprint[:8]})"
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """How one row evaluates a training: metrics, sampling settings, samples, extractor."""
+
+    suite: str
+    dataset_label: str
+    model_label: str
+    metrics: tuple[Entry, ...]
+    #: The row's sampling settings, with the model's defaults filled in.
+    sampling: dict[str, Any]
+    num_samples: int
+    batch_size: int
+    feature_extractor: str | None
+    feature_weights: str | None
+    fingerprint: str
+    #: The fingerprint without the seed: the seeds of one configuration share it.
+    config_fingerprint: str
+    spec_hash: str
+    spec_source: str
+
+    @property
+    def dirname(self) -> str:
+        """The folder, inside the training's folder, of this evaluation's samples."""
+        return evaluation_dirname(self.fingerprint)
+
+
+@dataclass(frozen=True)
+class Job:
+    """What a worker runs: train ``training`` (no ``evaluation``), or load the finished
+    ``training`` and run ``evaluation`` (a row)."""
+
+    key: str
+    training: Training
+    evaluation: Evaluation | None = None
+    #: Keys of jobs that must finish before this one starts.
+    needs: tuple[str, ...] = ()
+    #: Discard a saved checkpoint and train from scratch (``--force``; training jobs only).
+    retrain: bool = False
+
+
+def _budget_for(spec: SuiteSpec, overrides: dict[str, Any] | None) -> Budget:
+    return merged_budget(spec.budget, overrides, "referenced model budget")
+
+
+def make_training(registries, config: ModelConfig, source: DatasetSource, seed: int,
+                  budget: Budget, device_type: str, spec: SuiteSpec) -> Training:
+    """The :class:`Training` of ``config``, its referenced models' trainings included."""
+    refs = tuple(
+        (key, make_training(registries, ref, source, seed, _budget_for(spec, ref.budget_overrides),
+                            device_type, spec))
+        for key, ref in config.refs)
+    cls = registries.models.get(config.name)
+    identity = {
+        "dataset": source.name, "dataset_params": source.params, "data": source.fingerprint,
+        "model": config.name, "params": effective_params(cls, config.params),
+        "budget": budget.outcome_dict(), "device": device_type, "code": code_identity(cls),
+    }
+    fingerprint = canonical_hash({**identity, "seed": seed,
+                                  "refs": {key: t.fingerprint for key, t in refs}})
+    config_fingerprint = canonical_hash({**identity,
+                                         "refs": {key: t.config_fingerprint for key, t in refs}})
+    run_dir = "runs/" + safe_dirname(f"{source.name}__{config.name}__seed{seed}__{fingerprint[:12]}")
+    return Training(config.name, dict(config.params), refs, source, seed, budget, fingerprint,
+                    config_fingerprint, run_dir, config.label)
+
+
+def _file_sha256(path: str | None) -> str | None:
+    """sha256 of a file given by the user (``None`` when not given or not there yet: the
+    metrics' preflight reports a missing weights file with what to do)."""
+    if not path:
+        return None
+    p = Path(path).expanduser()
+    return sha256_file(p) if p.is_file() else None
+
+
+def evaluation_identity(spec: SuiteSpec, registries, info: DataInfo, dataset: Entry,
+                        extractor: str | None) -> dict[str, Any]:
+    """What changes an evaluation besides the training, the sampling settings and labels."""
+    ext_cls = registries.extractors.get(extractor) if extractor in registries.extractors else None
+    return {
+        "metrics": [{**m.to_dict(), "code": code_identity(registries.metrics.get(m.name))}
+                    for m in spec.metrics],
+        "num_samples": spec.num_samples, "eval_batch_size": spec.eval_batch_size,
+        "extractor": {"name": extractor,
+                      "weights_sha256": getattr(ext_cls, "weights_sha256", None),
+                      "weights_path": spec.feature_weights,
+                      # the file itself: replacing it in place re-evaluates
+                      "weights_file_sha256": _file_sha256(spec.feature_weights),
+                      "code": None if ext_cls is None else code_identity(ext_cls)},
+        "dataset_code": code_identity(registries.datasets.get(dataset.name)),
+    }
+
+
+def expand_rows(spec: SuiteSpec, registries, datasets: list[tuple[DatasetSource, DataInfo]],
+                device_type: str) -> tuple[list[Job], list[tuple[str, str, str]]]:
+    """One job per dataset x model entry (one per sampling setting) x seed, without
+    dependencies; and the (dataset, model, reason) pairs a model cannot train on."""
+    rows: list[Job] = []
+    impossible: list[tuple[str, str, str]] = []
+    entries = list(spec.models) + spec.baseline_entries(registries)
+    spec_hash = spec.hash()
+    for source, info in datasets:
+        extractor = choose_feature_extractor(info, spec.feature_extractor)
+        dataset_entry = next(d for d in spec.datasets if d.label == source.label)
+        shared = evaluation_identity(spec, registries, info, dataset_entry, extractor)
+        for entry in entries:
+            cls = registries.models.get(entry.name)
+            reason = cls.supports(info)
+            if reason is not None:
+                impossible.append((source.label, entry.label, reason))
+                continue
+            config = spec.model_config(registries, entry)
+            sampling = validate_sampling(cls, entry.sampling, f"model {entry.label!r}")
+            samplers = {v: code_identity(registries.samplers.get(v)) for v in sampling.values()
+                        if isinstance(v, str) and v in registries.samplers}
+            budget = entry.budget or spec.budget
+            for seed in spec.seeds:
+                training = make_training(registries, config, source, seed, budget, device_type, spec)
+                evaluation = {**shared, "sampling": sampling, "samplers": samplers,
+                              "dataset_label": source.label, "model_label": entry.label}
+                config_fp = canonical_hash({**evaluation, "train": training.config_fingerprint})
+                rows.append(Job(
+                    key=f"{source.label}/{entry.label}/seed{seed}", training=training,
+                    evaluation=Evaluation(
+                        spec.name, source.label, entry.label, spec.metrics, sampling,
+                        spec.num_samples, spec.eval_batch_size, extractor, spec.feature_weights,
+                        canonical_hash({"train": training.fingerprint, **evaluation}), config_fp,
+                        spec_hash, spec.source)))
+    return rows, impossible

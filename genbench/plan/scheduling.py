@@ -1,0 +1,131 @@
+"""Scheduling: which jobs a run needs, and in which order.
+
+Every training a row needs (its own, and the trainings of the models it is built on,
+transitively) is one training job, run before the rows and trainings that need it, unless
+its checkpoint is already finished. Rows only evaluate: an evaluation that fails, or whose
+worker dies, never touches another row. A training that diverged is a result: rows of it
+are recorded as diverged and rows built on it fail, without running.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Callable
+
+from genbench.plan.jobs import Job, Training
+
+
+@dataclass
+class Blocked:
+    """A row that cannot run, and why: its training diverged (``status="diverged"``), or a
+    model it is built on did (``status="failed"``)."""
+
+    job: Job
+    reason: str
+    status: str = "failed"
+    diverged_step: int | None = None
+
+
+@dataclass
+class Schedule:
+    """What to run, every job after the jobs it needs, and what not to run."""
+
+    jobs: list[Job]
+    #: Keys of rows whose evaluation is already stored.
+    already_stored: list[str]
+    blocked: list[Blocked] = field(default_factory=list)
+
+
+def schedule(rows: list[Job], *, is_stored: Callable[[str], bool],
+             training_status: Callable[[Training], str | None], force: bool = False) -> Schedule:
+    """Jobs for the ``rows`` not yet stored, and the trainings they need.
+
+    ``is_stored(evaluation_fingerprint)`` says whether a row is finished in the store;
+    ``training_status(training)`` gives ``"ok"`` when its checkpoint is finished,
+    ``"diverged"`` when it diverged before, else ``None`` (never tried, unfinished or
+    failed: it is trained). A finished training whose referenced model must be trained
+    again (its checkpoint is gone) is trained again after it. With ``force`` every row runs and every training it needs is trained
+    again, once.
+    """
+    todo = [r for r in rows if force or not is_stored(r.evaluation.fingerprint)]
+    running = {r.key for r in todo}
+    stored = [r.key for r in rows if r.key not in running]
+    trainings: dict[str, Job] = {}   # training fingerprint -> its training job
+    diverged: dict[str, Training] = {}
+
+    provided: dict[str, tuple[str, ...]] = {}  # each training is looked at once
+
+    def provide(training: Training) -> tuple[str, ...]:
+        """Keys of the jobs that must run before ``training``'s model can be loaded: its own
+        training job, or none when its checkpoint is finished and its references load."""
+        fp = training.fingerprint
+        if fp not in provided:
+            provided[fp] = _provide(training)
+        return provided[fp]
+
+    def _provide(training: Training) -> tuple[str, ...]:
+        fp = training.fingerprint
+        below = tuple(dict.fromkeys(k for _, ref in training.refs for k in provide(ref)))
+        status = None if force else training_status(training)
+        if status == "diverged":
+            diverged[fp] = training
+            return ()
+        if status == "ok" and not below:
+            return ()
+        # Never trained, failed, or built on a model that must be trained again (its
+        # checkpoint is gone): then this model is refitted on it too.
+        trainings[fp] = Job(training.key, training, None, needs=below,
+                            retrain=force or status == "ok")
+        return (training.key,)
+
+    ready, blocked = [], []
+    for row in todo:
+        needs = provide(row.training)
+        problem = _diverged_below(row.training, diverged)
+        if problem is not None:
+            blocked.append(replace(problem, job=row))
+            continue
+        ready.append(replace(row, needs=needs))
+    # Only the trainings that a row which runs needs (a blocked row's are dropped).
+    by_key = {j.key: j for j in trainings.values()}
+    needed, queue = set(), [k for row in ready for k in row.needs]
+    while queue:
+        key = queue.pop()
+        if key not in needed:
+            needed.add(key)
+            queue += by_key[key].needs
+    jobs = [j for j in trainings.values() if j.key in needed]
+    return Schedule(_dependency_order(jobs + ready), stored, blocked)
+
+
+def _diverged_below(training: Training, diverged: dict[str, Training]) -> Blocked | None:
+    """Why a row of ``training`` cannot run when it, or a model below it, diverged before."""
+    if training.fingerprint in diverged:
+        return Blocked(None, f"training {training.fingerprint[:8]} of {training.label!r} "
+                             "diverged in an earlier run", "diverged")
+    for _, ref in training.refs:
+        below = _diverged_below(ref, diverged)
+        if below is not None:
+            return Blocked(None, f"referenced model {ref.label!r} (training {ref.fingerprint[:8]}) "
+                                 "diverged in an earlier run; change its configuration or use --force")
+    return None
+
+
+def _dependency_order(jobs: list[Job]) -> list[Job]:
+    """``jobs`` with every job after the jobs it needs (stable otherwise)."""
+    by_key = {j.key: j for j in jobs}
+    done: set[str] = set()
+    ordered: list[Job] = []
+
+    def visit(job: Job) -> None:
+        if job.key in done:
+            return
+        done.add(job.key)
+        for need in job.needs:
+            if need in by_key:
+                visit(by_key[need])
+        ordered.append(job)
+
+    for job in jobs:
+        visit(job)
+    return ordered

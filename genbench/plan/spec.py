@@ -1,0 +1,420 @@
+"""Suite specs: which datasets, models, metrics and seeds to run, read from TOML.
+
+A spec is validated in two stages, both before anything trains: its structure when it is
+read (:meth:`SuiteSpec.from_dict`), and its names and hyper-parameters against the
+registries (:meth:`SuiteSpec.validate`).
+
+Entries (datasets, models, metrics) take three forms::
+
+    models = ["vae", "ae"]                      # names, default hyper-parameters
+    [models.vae]                                # a table per name
+    latent_dim = 16
+    [[models]]                                  # an array of tables: repeat a model
+    name = "beta-vae"
+    label = "beta-vae-4"                        # optional; defaults to name[k=v,...]
+    params = { beta = 4.0 }
+    budget = { steps = 2000 }                   # optional, models only
+    sampling = [{ steps = 10 }, { steps = 50 }] # optional, models only: one row per setting
+
+A model entry's ``sampling`` (a table, or a list of tables) gives the keyword-only
+arguments of the model's ``sample``; every setting is its own leaderboard row, labelled
+``name[params][sampling]`` unless a label is given, and all of them share one training.
+A hyper-parameter whose default is a :class:`genbench.ModelRef` takes a model name or a
+table ``{ name = "ae", params = { ... }, budget = { ... } }``.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, replace
+from importlib import resources
+from pathlib import Path
+from typing import Any, Iterable
+
+from genbench.api.budget import Budget
+from genbench.registry.parameters import validate_config, validate_sampling
+from genbench.api.errors import ConfigError, SpecError, UnknownNameError
+from genbench.registry.identity import canonical_hash
+from genbench.plan.labels import bracket, default_label
+from genbench.plan.references import ModelConfig, resolve_model
+
+DEFAULT_BASELINE = "train-data"
+MAX_SEED = 2**31 - 1
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One named plugin object with its parameters and a display label."""
+
+    name: str
+    params: dict[str, Any] = field(default_factory=dict)
+    label: str = ""
+    budget: Budget | None = None
+    #: The entry's own budget keys, merged over the suite's budget (models only).
+    budget_overrides: dict[str, Any] | None = None
+    #: Sampling settings of this row (models only): keyword arguments of ``sample``.
+    sampling: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {"name": self.name, "label": self.label, "params": self.params}
+        if self.budget_overrides is not None:
+            d["budget"] = self.budget_overrides
+        if self.sampling:
+            d["sampling"] = self.sampling
+        return d
+
+
+def _sampling_list(value: Any, where: str) -> list[dict[str, Any]]:
+    items = value if isinstance(value, list) else [value]
+    if not items or not all(isinstance(s, dict) for s in items):
+        raise SpecError(f"{where}.sampling must be a table such as {{ steps = 50 }} or a "
+                        f"non-empty list of such tables, got {value!r}")
+    return [dict(s) for s in items]
+
+
+def _budget(value: Any, where: str) -> Budget:
+    if not isinstance(value, dict):
+        raise SpecError(f"{where} must be a table such as {{ steps = 600, batch_size = 64 }}")
+    valid = set(Budget.__dataclass_fields__)
+    unknown = sorted(set(value) - valid)
+    if unknown:
+        raise SpecError(f"{where}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(sorted(valid))}")
+    try:
+        return Budget(**value)
+    except ConfigError as exc:
+        raise SpecError(f"{where}: {exc}") from None
+
+
+def _entries(value: Any, section: str, allow_budget: bool) -> list[Entry]:
+    if isinstance(value, str):
+        value = [value]
+    raw: list[tuple[str, dict, str | None, Any, list[dict[str, Any]]]] = []
+    if isinstance(value, dict):
+        for name, params in value.items():
+            if not isinstance(params, dict):
+                raise SpecError(f"[{section}.{name}] must be a table of hyper-parameters, got {params!r}")
+            raw.append((name, dict(params), None, None, [{}]))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            if isinstance(item, str):
+                raw.append((item, {}, None, None, [{}]))
+            elif isinstance(item, dict):
+                keys = {"name", "label", "params"} | ({"budget", "sampling"} if allow_budget else set())
+                unknown = sorted(set(item) - keys)
+                if unknown or "name" not in item:
+                    raise SpecError(
+                        f"{section}[{i}] must have a 'name' and may have {', '.join(sorted(keys - {'name'}))}"
+                        + (f"; unknown key(s): {', '.join(unknown)}" if unknown else ""))
+                params = item.get("params", {})
+                if not isinstance(params, dict):
+                    raise SpecError(f"{section}[{i}].params must be a table, got {params!r}")
+                sampling = (_sampling_list(item["sampling"], f"{section}[{i}]")
+                            if "sampling" in item else [{}])
+                raw.append((item["name"], dict(params), item.get("label"), item.get("budget"),
+                            sampling))
+            else:
+                raise SpecError(f"{section}[{i}] must be a name or a table, got {item!r}")
+    else:
+        raise SpecError(f"'{section}' must be a list of names or tables, got {value!r}")
+    out, seen = [], {}
+    for name, params, given_label, budget, settings in raw:
+        if not isinstance(name, str) or not name:
+            raise SpecError(f"{section}: every entry needs a non-empty string name, got {name!r}")
+        if given_label is not None and (not isinstance(given_label, str) or not given_label.strip()
+                                        or len(given_label) > 100 or "/" in given_label):
+            raise SpecError(f"{section} {name!r}: label must be a string of 1 to 100 characters "
+                            f"without '/', got {given_label!r}")
+        if budget is not None and not isinstance(budget, dict):
+            raise SpecError(f"{section} {given_label or name!r} budget must be a table such as "
+                            "{ steps = 2000 }")
+        for sampling in settings:
+            if given_label is None:
+                label = default_label(name, params, sampling)
+            else:  # several settings under one label: each row names its setting
+                label = given_label + (bracket(sampling) if len(settings) > 1 else "")
+            if label in seen:
+                raise SpecError(f"{section}: two entries are labelled {label!r}; give each a distinct 'label'")
+            seen[label] = True
+            out.append(Entry(name, params, label, None,
+                             dict(budget) if budget is not None else None, sampling))
+    return out
+
+
+def _run_settings(d: dict[str, Any]) -> dict[str, Any]:
+    """``executor``, ``[executor_options]`` and ``[train]`` of a spec table, checked."""
+    out: dict[str, Any] = {}
+    if "executor" in d:
+        if not isinstance(d["executor"], str):
+            raise SpecError(f"'executor' must be an executor name such as \"ray\", "
+                            f"got {d['executor']!r}")
+        out["executor"] = d["executor"]
+    if "executor_options" in d:
+        if not isinstance(d["executor_options"], dict):
+            raise SpecError("'executor_options' must be a table such as { address = \"auto\" }, "
+                            f"got {d['executor_options']!r}")
+        out["executor_options"] = dict(d["executor_options"])
+    if "train" in d:
+        train = d["train"]
+        if not isinstance(train, dict) or set(train) - {"nproc"}:
+            raise SpecError(f"'train' must be a table with the key nproc, such as "
+                            f"{{ nproc = 2 }}, got {train!r}")
+        if "nproc" in train:
+            out["nproc"] = train["nproc"]
+    check_run_settings(out.get("executor", "local"), out.get("executor_options", {}),
+                       out.get("nproc", 1))
+    return out
+
+
+def check_run_settings(executor: str, options: dict[str, Any], nproc: Any) -> None:
+    """Raise when the executor is not registered, its options are not its own or invalid
+    (without importing the executor's packages), or ``nproc`` is not a positive integer."""
+    from genbench.run.executors import executor_kind
+
+    executor_kind(executor).make_options(options)
+    if not isinstance(nproc, int) or isinstance(nproc, bool) or nproc < 1:
+        raise SpecError(f"train.nproc (processes that train each model data-parallel) must be "
+                        f"an integer >= 1, got {nproc!r}")
+
+
+def merged_budget(suite_budget: Budget, overrides: dict[str, Any] | None, where: str) -> Budget:
+    """The suite's budget with an entry's own keys on top (``steps``/``epochs`` replace
+    each other)."""
+    if overrides is None:
+        return suite_budget
+    merged = suite_budget.to_dict()
+    if {"steps", "epochs"} & set(overrides):
+        merged.pop("steps", None)
+        merged.pop("epochs", None)
+    merged.update(overrides)
+    return _budget(merged, where)
+
+
+def _with_budget(entry: Entry, suite_budget: Budget) -> Entry:
+    """The entry with its budget: the suite's, with the entry's own keys on top."""
+    if entry.budget_overrides is None:
+        return entry
+    return replace(entry, budget=merged_budget(suite_budget, entry.budget_overrides,
+                                               f"models {entry.label!r} budget"))
+
+
+@dataclass(frozen=True)
+class SuiteSpec:
+    """A parsed suite spec; see the module docstring for the TOML form."""
+
+    datasets: tuple[Entry, ...]
+    models: tuple[Entry, ...]
+    metrics: tuple[Entry, ...]
+    name: str = "suite"
+    seeds: tuple[int, ...] = (0,)
+    budget: Budget = field(default_factory=lambda: Budget(steps=600))
+    num_samples: int = 1000
+    eval_batch_size: int = 256
+    device: str = "auto"
+    data_root: str | None = None
+    download: bool = False
+    feature_extractor: str | None = None
+    feature_weights: str | None = None
+    baselines: tuple[str, ...] | None = None
+    primary_metric: str | None = None
+    source: str = "<dict>"
+    #: Set by :meth:`select` when it narrows the models or datasets but keeps the metrics
+    #: chosen for the whole suite: a metric that then applies to no (model, dataset) pair
+    #: is skipped with a note instead of failing the run.
+    narrowed: bool = False
+    #: Where the jobs run: a registered executor ("local", "ray") and its options.
+    executor: str = "local"
+    executor_options: dict[str, Any] = field(default_factory=dict)
+    #: Processes that train each model data-parallel (``[train] nproc``).
+    nproc: int = 1
+
+    KEYS = ("name", "datasets", "models", "metrics", "seeds", "budget", "num_samples",
+            "eval_batch_size", "device", "data_root", "download", "feature_extractor",
+            "feature_weights", "baselines", "primary_metric")
+    #: Keys that say where and on how many processes jobs run, not what they compute: they
+    #: are not part of :meth:`to_dict` (nor of the spec's hash).
+    RUN_KEYS = ("executor", "executor_options", "train")
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], source: str = "<dict>") -> "SuiteSpec":
+        if not isinstance(d, dict):
+            raise SpecError(f"{source}: a spec must be a table")
+        unknown = sorted(set(d) - set(cls.KEYS) - set(cls.RUN_KEYS))
+        if unknown:
+            raise SpecError(f"{source}: unknown key(s) {', '.join(map(repr, unknown))}; "
+                            f"valid keys: {', '.join(cls.KEYS + cls.RUN_KEYS)}")
+        for required in ("datasets", "models"):
+            if required not in d:
+                raise SpecError(f"{source}: missing required key '{required}'")
+        kw: dict[str, Any] = {"source": source}
+        try:
+            kw["datasets"] = tuple(_entries(d["datasets"], "datasets", False))
+            kw["models"] = tuple(_entries(d["models"], "models", True))
+            kw["metrics"] = tuple(_entries(d.get("metrics", []), "metrics", False))
+            if not kw["datasets"] or not kw["models"]:
+                raise SpecError("'datasets' and 'models' must each name at least one entry")
+            if "seeds" in d:
+                seeds = d["seeds"]
+                if isinstance(seeds, int) and not isinstance(seeds, bool):
+                    seeds = [seeds]
+                if (not isinstance(seeds, list) or not seeds
+                        or not all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s <= MAX_SEED
+                                   for s in seeds)):
+                    raise SpecError("'seeds' must be a non-empty list of integers from 0 to "
+                                    f"{MAX_SEED}, got {d['seeds']!r}")
+                if len(set(seeds)) != len(seeds):
+                    raise SpecError(f"'seeds' has duplicates: {seeds}")
+                kw["seeds"] = tuple(seeds)
+            if "budget" in d:
+                kw["budget"] = _budget(d["budget"], "budget")
+            for key, typ in (("name", str), ("device", str), ("data_root", str),
+                             ("feature_extractor", str), ("feature_weights", str),
+                             ("primary_metric", str)):
+                if key in d:
+                    if not isinstance(d[key], typ):
+                        raise SpecError(f"'{key}' must be a {typ.__name__}, got {d[key]!r}")
+                    kw[key] = d[key]
+            for key in ("num_samples", "eval_batch_size"):
+                if key in d:
+                    v = d[key]
+                    if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                        raise SpecError(f"'{key}' must be a positive integer, got {v!r}")
+                    kw[key] = v
+            if "download" in d:
+                if not isinstance(d["download"], bool):
+                    raise SpecError(f"'download' must be true or false, got {d['download']!r}")
+                kw["download"] = d["download"]
+            if "baselines" in d:
+                b = d["baselines"]
+                if not isinstance(b, list) or not all(isinstance(x, str) for x in b):
+                    raise SpecError(f"'baselines' must be a list of model names, got {b!r}")
+                kw["baselines"] = tuple(b)
+            budget = kw.get("budget", Budget(steps=600))
+            kw["models"] = tuple(_with_budget(e, budget) for e in kw["models"])
+            kw.update(_run_settings(d))
+        except SpecError as exc:
+            msg = str(exc)
+            raise SpecError(msg if msg.startswith(source) else f"{source}: {msg}") from None
+        return cls(**kw)
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> "SuiteSpec":
+        path = Path(path)
+        try:
+            text = path.read_text(encoding="utf-8")  # TOML is UTF-8 whatever the locale
+        except OSError as exc:
+            raise SpecError(f"cannot read spec {path}: {exc.strerror}") from None
+        except UnicodeDecodeError as exc:
+            raise SpecError(f"{path}: not a TOML file: byte {exc.start} is not UTF-8 text") from None
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise SpecError(f"{path}: not valid TOML: {exc}") from None
+        return cls.from_dict(data, source=str(path))
+
+    @classmethod
+    def default(cls) -> "SuiteSpec":
+        """The suite embedded in the package (genbench/suites/default.toml)."""
+        text = resources.files("genbench.suites").joinpath("default.toml").read_text()
+        return cls.from_dict(tomllib.loads(text), source="<default suite>")
+
+    # -- registry checks ----------------------------------------------------------------
+    def validate(self, registries) -> None:
+        """Check every name and hyper-parameter against the registries (raises on the first)."""
+        check_run_settings(self.executor, self.executor_options, self.nproc)
+        for budget, where in [(self.budget, "the suite's budget"),
+                              *((e.budget, f"model {e.label!r}") for e in self.models if e.budget)]:
+            if budget.batch_size % self.nproc:
+                raise ConfigError(f"{where}: batch_size {budget.batch_size} must be a multiple of "
+                                  f"train.nproc = {self.nproc} (each process trains on an equal "
+                                  f"share of every batch)")
+        for section, reg in (("datasets", registries.datasets), ("metrics", registries.metrics)):
+            for e in getattr(self, section):
+                cls = reg.get(e.name)
+                params = validate_config(cls, e.params, f"{reg.kind} {e.label!r}")
+                if section == "metrics":
+                    self.build_metric(cls, e.label, params)  # value checks happen in __init__
+        for e in self.models:
+            self.model_config(registries, e)
+            settings = validate_sampling(registries.models.get(e.name), e.sampling,
+                                         f"model {e.label!r}")
+            # `sampler` names a registered diffusion sampler (see genbench.api.sampler)
+            if isinstance(settings.get("sampler"), str):
+                try:
+                    registries.samplers.get(settings["sampler"])
+                except UnknownNameError as exc:
+                    raise ConfigError(f"model {e.label!r}: sampling setting 'sampler': {exc}") from None
+        for name in self.baselines or ():
+            registries.models.get(name)
+        if self.primary_metric is not None:
+            metric = self.primary_metric.split(".")[0]
+            labels = [m.label for m in self.metrics]
+            if metric not in labels or "." not in self.primary_metric:
+                raise SpecError(f"{self.source}: primary_metric {self.primary_metric!r} must be "
+                                f"'<metric>.<key>' with <metric> one of the suite's metrics: "
+                                f"{', '.join(labels) or '(none)'}")
+        if self.feature_extractor is not None:
+            registries.extractors.get(self.feature_extractor)
+        elif self.feature_weights is not None:
+            raise SpecError(f"{self.source}: feature_weights is set but feature_extractor is not; "
+                            "name the extractor the weights are for (--extractor NAME)")
+
+    def model_config(self, registries, entry: Entry) -> ModelConfig:
+        """``entry``'s validated hyper-parameters with its referenced models resolved."""
+        return resolve_model(registries, entry.name, entry.params, f"model {entry.label!r}")
+
+    @staticmethod
+    def build_metric(cls, label: str, params: dict[str, Any]):
+        """Instantiate a metric entry; a value it rejects becomes a ConfigError naming it."""
+        try:
+            return cls(**params)
+        except ConfigError as exc:
+            msg = str(exc)
+            raise ConfigError(msg if label in msg else f"metric {label!r}: {msg}") from None
+
+    def baseline_entries(self, registries) -> list[Entry]:
+        """Reference models added to every dataset (``train-data`` when it is registered)."""
+        names = self.baselines
+        if names is None:
+            names = (DEFAULT_BASELINE,) if DEFAULT_BASELINE in registries.models else ()
+        taken = {e.label for e in self.models}
+        return [Entry(n, {}, n) for n in names if n not in taken]
+
+    # -- command-line overrides ---------------------------------------------------------
+    def select(self, registries, *, models: Iterable[str] | None = None,
+               datasets: Iterable[str] | None = None, metrics: Iterable[str] | None = None,
+               seeds: Iterable[int] | None = None, **overrides: Any) -> "SuiteSpec":
+        """A copy narrowed to the given labels/names (a registered name not in the spec is
+        added with its defaults) and with other fields overridden where not None."""
+        changes: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}
+        for section, wanted, reg in (("models", models, registries.models),
+                                     ("datasets", datasets, registries.datasets),
+                                     ("metrics", metrics, registries.metrics)):
+            if wanted is None:
+                continue
+            current: tuple[Entry, ...] = getattr(self, section)
+            picked: list[Entry] = []
+            for w in wanted:
+                match = [e for e in current if w in (e.label, e.name)]
+                if not match:
+                    reg.get(w)  # raises UnknownNameError listing what is registered
+                    match = [Entry(w, {}, w)]
+                picked += [e for e in match if e not in picked]
+            changes[section] = tuple(picked)
+        if seeds is not None:
+            changes["seeds"] = tuple(seeds)
+        if metrics is None and (models is not None or datasets is not None):
+            changes["narrowed"] = True
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {k: getattr(self, k) for k in self.KEYS}
+        for section in ("datasets", "models", "metrics"):
+            d[section] = [e.to_dict() for e in d[section]]
+        d["budget"] = self.budget.to_dict()
+        d["seeds"] = list(self.seeds)
+        return d
+
+    def hash(self) -> str:
+        return canonical_hash(self.to_dict())
+
+

@@ -1,0 +1,655 @@
+"""Leaderboards: one table per (suite, dataset), built from the results store.
+
+Each row is a model label (every configuration is its own row) over the seeds that finished;
+each cell is a :class:`~genbench.results.statistics.Summary` (mean, std, 95% t-interval, seeds) with
+the number of samples the metric used, its rank in the metric's direction and whether it is
+among the best (the best mean and every value whose interval overlaps it). Reference rows
+(family ``"reference"``, e.g. ``train-data``) sit on top, unranked: they are the floor a
+model is read against, not a competitor.
+
+Internally the board is tidy: ``rows`` (one per model), ``cells`` (one per model and
+column) and ``columns`` (:class:`Column`, in the suite's metric order). A column is one
+metric key under one protocol: rows whose values came from another feature extractor,
+sample count or reference set get their own column, named with what differs.
+
+Exports: Markdown (a headline table that fits a page, or ``full``), a tidy CSV (one line per
+cell, with suite and dataset columns) and a booktabs LaTeX ``tabular``. The HTML report is
+:mod:`genbench.results.report`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from genbench.api.errors import ConfigError
+from genbench.plan.jobs import board_file, evaluation_dirname
+from genbench.api.paths import atomic_write
+from genbench.results.statistics import CONFIDENCE, best_marks, ranks, summarize
+from genbench.results.store import ResultStore
+
+#: The headline columns of a main table, by what the board measures: 2-D mixtures (scored
+#: by ``modes``) and everything else (images). The first present of each group is shown.
+HEADLINES: dict[str, list[tuple[str, ...]]] = {
+    "mixture": [("modes.modes",), ("modes.hq",), ("modes.rkl",), ("recon.mse",),
+                ("speed.samples_per_s",)],
+    "image": [("fid.fid",), ("kid.mean",), ("prc.precision",), ("prc.recall",),
+              ("coverage.modes", "prdc.coverage", "coverage.classes_covered", "modes.modes"),
+              ("coverage.mode_kl",), ("recon.mse",), ("speed.samples_per_s",)],
+}
+#: Short headers of the headline columns in the main table.
+SHORT_NAMES = {
+    "modes.modes": "modes", "modes.hq": "% HQ", "modes.rkl": "rev. KL", "recon.mse": "recon MSE",
+    "speed.samples_per_s": "samples/s", "fid.fid": "FID", "kid.mean": "KID",
+    "prc.precision": "precision", "prc.recall": "recall", "prdc.coverage": "coverage",
+    "coverage.classes_covered": "classes", "coverage.modes": "modes", "coverage.mode_kl": "KL",
+}
+#: Metric details that define a column's protocol: values differing in one never share it.
+PROTOCOL_KEYS = (("feature_extractor", "extractor"), ("weights_sha256", "weights"),
+                 ("n_samples", "n"), ("n_reference", "ref"), ("reference_key", "ref set"))
+
+
+class UnknownColumnError(ConfigError, KeyError):
+    """A ``--sort`` / ``--metrics`` column that no leaderboard has."""
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
+@dataclass(frozen=True)
+class Column:
+    """One metric key under one protocol. ``name`` is ``metric.key`` plus, when rows of the
+    board were measured differently, ``[what differs]``."""
+
+    name: str
+    metric: str
+    key: str
+    higher_is_better: bool | None
+    primary: bool = False
+    protocol: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    description: str = ""
+
+    @property
+    def base(self) -> str:
+        return f"{self.metric}.{self.key}"
+
+    @property
+    def arrow(self) -> str:
+        return {True: "↑", False: "↓"}.get(self.higher_is_better, "")
+
+
+@dataclass
+class Leaderboard:
+    """One suite's table for one dataset (see the module docstring)."""
+
+    suite: str
+    dataset: str
+    rows: pd.DataFrame        # model, family, reference, n, status; in display order
+    cells: pd.DataFrame       # model, column, mean, std, ci, ci_low, ci_high, n, n_samples, rank, best
+    columns: list[Column]
+    primary: str | None
+    notes: list[str]
+    provenance: dict[str, Any]
+    jobs: pd.DataFrame        # the stored jobs the board summarises (one per model and seed)
+
+    # -- lookups ---------------------------------------------------------------------------
+
+    @property
+    def models(self) -> list[str]:
+        return self.rows["model"].tolist()
+
+    @property
+    def metric_columns(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    def column(self, name: str) -> Column:
+        for c in self.columns:
+            if c.name == name:
+                return c
+        raise UnknownColumnError(f"{self.dataset}: no column {name!r}; columns: "
+                                 f"{', '.join(self.metric_columns)}")
+
+    def cell(self, model: str, column: str) -> pd.Series | None:
+        hit = self.cells[(self.cells["model"] == model) & (self.cells["column"] == column)]
+        return None if hit.empty else hit.iloc[0]
+
+    def value(self, model: str, column: str, stat: str = "mean") -> float:
+        """One statistic (``mean``, ``std``, ``ci``, ``n``, ``n_samples``, ``rank``) of a cell."""
+        c = self.cell(model, column)
+        return math.nan if c is None else float(c[stat])
+
+    def wide(self, stat: str = "mean") -> pd.DataFrame:
+        """Rows x columns of one statistic, in display order."""
+        table = self.cells.pivot(index="model", columns="column", values=stat)
+        return table.reindex(index=self.models, columns=self.metric_columns)
+
+    @property
+    def kind(self) -> str:
+        """``"mixture"`` when the board is scored by ``modes`` (2-D mixtures), else ``"image"``."""
+        return "mixture" if any(c.base == "modes.hq" for c in self.columns) else "image"
+
+    def headline_columns(self) -> list[Column]:
+        """The main table's columns: the first present of each group of :data:`HEADLINES`,
+        led by the sort column when it is none of them (a plugin's metric, say); every
+        column when no headline metric ran."""
+        out = []
+        for group in HEADLINES[self.kind]:
+            for base in group:
+                found = [c for c in self.columns if c.base == base]
+                if found:
+                    out.extend(found)
+                    break
+        sort = [c for c in self.columns if self.primary in (c.base, c.name) and c not in out]
+        return (sort + out) or list(self.columns)
+
+    def select(self, full: bool = False, metrics: list[str] | None = None) -> list[Column]:
+        """The columns to show: ``metrics`` (metric names, ``metric.key`` or column names),
+        else every column (``full``), else the headline ones."""
+        if metrics:
+            chosen = [c for c in self.columns
+                      if c.metric in metrics or c.base in metrics or c.name in metrics]
+            return chosen
+        return list(self.columns) if full else self.headline_columns()
+
+    # -- text ------------------------------------------------------------------------------
+
+    def heading(self) -> str:
+        """What the table shows and how it is ordered, references included."""
+        parts = [f"{self.dataset} — suite {self.suite}"]
+        if self.primary:
+            c = self.column(self.primary)
+            way = {True: "higher is better", False: "lower is better"}.get(c.higher_is_better, "")
+            parts.append(f"sorted by {self.primary}" + (f" ({way})" if way else ""))
+        refs = self.rows.loc[self.rows["reference"], "model"].tolist()
+        if refs:
+            parts.append(f"reference rows ({', '.join(refs)}) first and unranked")
+        return "; ".join(parts)
+
+    def legend(self, columns: list[Column]) -> list[str]:
+        """Footnotes: what ± means, the best marking, samples per column, single-seed rows."""
+        level = f"{CONFIDENCE:.0%}"
+        seeds = self.rows["n"].unique()
+        if len(seeds) == 1 and int(seeds[0]) == 1:  # no interval to describe
+            lines = ["one seed: values without an interval; the best value in bold"]
+        else:
+            over = f"{int(seeds[0])} seeds" if len(seeds) == 1 else "the seeds that finished (n)"
+            lines = [f"mean ± half-width of the {level} Student-t interval over {over}; best "
+                     "value and every value whose interval overlaps it in bold"]
+        if (self.rows["n"] == 1).any() and not (len(seeds) == 1):
+            lines.append("n = 1: a single seed, shown without an interval")
+        samples = {}
+        for c in columns:
+            counts = self.cells.loc[self.cells["column"] == c.name, "n_samples"].dropna().unique()
+            if len(counts):
+                samples.setdefault(", ".join(f"{int(x):,}" for x in sorted(counts)), []).append(c.name)
+        if samples:
+            lines.append("samples per metric: " + "; ".join(
+                f"{', '.join(cols)}: {count}" for count, cols in samples.items()))
+        return lines + self.notes
+
+    def display(self, columns: list[Column] | None = None, *, latex: bool = False,
+                short: bool = False, marker: str | None = None,
+                means_only: tuple[str, ...] = ()) -> pd.DataFrame:
+        """The table as strings: ``mean ± ci`` per cell, the best marked (``**`` or
+        ``\\mathbf``), an arrow on every scored column."""
+        columns = self.headline_columns() if columns is None else columns
+        text = _latex_escape if latex else str
+        lookup = {(r["model"], r["column"]): r for _, r in self.cells.iterrows()}
+        out = pd.DataFrame({"model": [text(m) for m in self.models]})
+        if self.rows["n"].nunique() > 1:
+            out["n"] = self.rows["n"].astype(int).tolist()
+        if (self.rows["status"] != "ok").any():
+            out["status"] = self.rows["status"].tolist()
+        for c in columns:
+            label = SHORT_NAMES.get(c.base, c.base) + c.name[len(c.base):] if short else c.name
+            arrow = {True: r"$\uparrow$", False: r"$\downarrow$"}.get(c.higher_is_better, "") \
+                if latex else c.arrow
+            header = text(label) + (f" {arrow}" if arrow else "")
+            cells = []
+            for model in self.models:
+                cell = lookup.get((model, c.name))
+                cells.append("–" if cell is None else
+                             format_cell(cell["mean"], math.nan if c.base in means_only else
+                                         cell["ci"], bool(cell["best"]), latex=latex, marker=marker))
+            out[header] = cells
+        return out.reset_index(drop=True)
+
+    def to_markdown(self, full: bool = False, metrics: list[str] | None = None) -> str:
+        columns = self.select(full, metrics)
+        body = self.display(columns, short=not full and not metrics).to_markdown(
+            index=False, disable_numparse=True)
+        notes = "".join(f"\n- {n}" for n in self.legend(columns))
+        return f"### {self.heading()}\n\n{body}\n{notes}".rstrip() + "\n"
+
+    def to_text(self, width: int = 120) -> str:
+        """The main table for a terminal: plain columns, the best marked with ``*``, timings as
+        means only (they vary with the machine's load), notes wrapped to ``width``."""
+        import textwrap
+
+        columns = self.select()
+        timing = tuple(c.base for c in columns if c.metric == "speed")
+        table = self.display(columns, short=True, marker="*", means_only=timing)
+        body = table.to_markdown(index=False, disable_numparse=True, tablefmt="simple")
+        legend = [line.replace("in bold", "marked *") for line in self.legend(columns)]
+        if timing:
+            legend.insert(1, f"{', '.join(timing)}: mean only; the files give the interval")
+        notes = "".join("\n" + textwrap.fill(n, width, initial_indent="  ", subsequent_indent="    ")
+                        for n in legend)
+        return f"{textwrap.fill(self.heading(), width)}\n\n{body}\n{notes}".rstrip() + "\n"
+
+    def to_csv(self) -> str:
+        """The tidy table: one line per (model, column) with every statistic."""
+        return self.tidy().to_csv(index=False)
+
+    def tidy(self) -> pd.DataFrame:
+        """``cells`` with the suite, dataset, row and column facts joined on."""
+        rows = self.rows.set_index("model")
+        meta = pd.DataFrame([{"column": c.name, "metric": c.metric, "key": c.key,
+                              "higher_is_better": c.higher_is_better,
+                              "protocol": ", ".join(f"{k}={v}" for k, v in c.protocol.items())}
+                             for c in self.columns])
+        df = self.cells.merge(meta, on="column", how="left") if len(meta) else self.cells.copy()
+        df.insert(0, "suite", self.suite)
+        df.insert(1, "dataset", self.dataset)
+        df.insert(3, "family", df["model"].map(rows["family"]))
+        df.insert(4, "reference", df["model"].map(rows["reference"]))
+        df.insert(5, "seeds_finished", df["model"].map(rows["n"]))
+        order = ["suite", "dataset", "model", "family", "reference", "seeds_finished", "column",
+                 "metric", "key", "higher_is_better", "protocol", "mean", "std", "ci", "ci_low",
+                 "ci_high", "n", "n_samples", "rank", "best"]
+        return df[[c for c in order if c in df.columns]]
+
+    def to_latex(self, full: bool = False, metrics: list[str] | None = None) -> str:
+        """A booktabs ``tabular`` in a ``table`` float, with a caption naming the protocol."""
+        columns = self.select(full, metrics)
+        table = self.display(columns, latex=True, short=not full and not metrics)
+        spec = "l" + "r" * (len(table.columns) - 1)
+        lines = [r"\begin{table}[t]", r"\centering", r"\small",
+                 rf"\begin{{tabular}}{{{spec}}}", r"\toprule",
+                 " & ".join(table.columns) + r" \\", r"\midrule"]
+        refs = int(self.rows["reference"].sum())
+        for i, row in enumerate(table.itertuples(index=False)):
+            lines.append(" & ".join(str(v).replace("–", "--") for v in row) + r" \\")
+            if refs and i == refs - 1 and len(table) > refs:
+                lines.append(r"\midrule")
+        lines += [r"\bottomrule", r"\end{tabular}",
+                  rf"\caption{{{_latex_escape(self.caption())}}}",
+                  rf"\label{{tab:{_label(self.suite)}-{_label(self.dataset)}}}", r"\end{table}"]
+        return "\n".join(lines) + "\n"
+
+    def caption(self) -> str:
+        """One sentence of provenance for a paper's caption."""
+        p = self.provenance
+        parts = [self.heading() + "."]
+        parts.append(f"Mean ± {CONFIDENCE:.0%} t-interval over seeds; best and overlapping in bold.")
+        if p.get("extractors"):
+            parts.append("Features: " + ", ".join(f"{k} (sha256 {v[:12]})" if v else k
+                                                  for k, v in p["extractors"].items()) + ".")
+        v = p.get("versions") or {}
+        if v:
+            parts.append(f"genbench {v.get('genbench', '?')}, torch {v.get('torch', '?')}, "
+                         f"torch-fidelity {v.get('torch-fidelity', '?')}.")
+        if p.get("spec_hashes"):
+            parts.append(f"Spec {', '.join(p['spec_hashes'])}; device {', '.join(p.get('devices', []))}.")
+        return " ".join(parts)
+
+
+# -- formatting ------------------------------------------------------------------------------
+
+_LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
+                  "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\^{}",
+                  "±": r"$\pm$", "–": "--", "—": "---", "↑": r"$\uparrow$", "↓": r"$\downarrow$"}
+
+
+def _latex_escape(text: str) -> str:
+    return "".join(_LATEX_SPECIAL.get(c, c) for c in str(text))
+
+
+def _label(text: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in str(text))
+
+
+def format_cell(mean: float, ci: float, best: bool = False, *, latex: bool = False,
+                marker: str | None = None) -> str:
+    """``mean ± ci`` (see :func:`_fmt`), or the mean alone without an interval; when ``best``,
+    bold (Markdown or LaTeX) or followed by ``marker``."""
+    text = _fmt(mean, ci)
+    if text == "–":
+        return "--" if latex else text
+    if marker is not None:
+        return text + (marker if best else " " * len(marker))
+    if latex:
+        inner = text.replace(" ± ", r" \pm ")
+        return rf"$\mathbf{{{inner}}}$" if best else f"${inner}$"
+    return f"**{text}**" if best else text
+
+
+def _fmt(mean: float, spread: float) -> str:
+    """``mean ± spread``: the spread to two significant digits when its first digit is 1 or 2,
+    else one (the Particle Data Group's convention), the mean to the same decimal place;
+    thousands and millions as ``k`` / ``M``, tiny values with a shared exponent."""
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return "–"
+    if spread is None or math.isnan(spread) or math.isinf(mean) or math.isinf(spread):
+        return _num(mean)
+    if spread == 0:
+        return f"{_num(mean)} ± 0"
+    big = max(abs(mean), spread)
+    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if big >= max(scale, 1e4):
+            m, sp = _pm(mean / scale, spread / scale)
+            return f"{m}{suffix} ± {sp}{suffix}"
+    if big < 1e-3:
+        exponent = math.floor(math.log10(big))
+        m, sp = _pm(mean / 10 ** exponent, spread / 10 ** exponent)
+        return f"({m} ± {sp})e{exponent}"
+    return " ± ".join(_pm(mean, spread))
+
+
+def _pm(mean: float, spread: float) -> tuple[str, str]:
+    """``mean`` and ``spread`` as strings rounded to the spread's significant digits."""
+    digits = 2 if f"{spread:e}"[0] in "12" else 1
+    decimals = digits - 1 - math.floor(math.log10(spread))
+    rounded = round(spread, decimals)
+    if rounded and math.floor(math.log10(rounded)) > math.floor(math.log10(spread)):
+        decimals -= 1  # 0.96 -> 1.0: one digit fewer after the point
+    decimals = max(decimals, 0)
+    return f"{mean:.{decimals}f}", f"{spread:.{decimals}f}"
+
+
+def _num(x: float) -> str:
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    if float(x).is_integer() and abs(x) < 1e12:  # counts: parameters, NFE
+        return f"{int(x)}"
+    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(x) >= max(scale, 1e4):
+            return f"{x / scale:.3g}{suffix}"
+    if x != 0 and abs(x) < 1e-3:
+        return f"{x:.3e}"
+    return f"{x:.4g}"
+
+
+# -- building --------------------------------------------------------------------------------
+
+def select_jobs(store: ResultStore, *, suite: str | None = None,
+                include: list[str] | None = None) -> pd.DataFrame:
+    """The jobs a suite's boards summarise: every stored job of ``suite`` plus the jobs whose
+    fingerprints are in ``include`` (a run's own, which another suite may have stored first),
+    filed under ``suite``; without ``suite``, every job under the suite that stored it. Of
+    several jobs of one (suite, dataset, model, seed), only the latest counts."""
+    jobs = store.jobs()
+    if suite is not None:
+        mine = jobs["suite"] == suite
+        if include is not None:
+            mine |= jobs["fingerprint"].isin(include)
+        jobs = jobs[mine].assign(suite=suite)
+    jobs = jobs.sort_values("id")
+    return jobs.drop_duplicates(["suite", "dataset", "model", "seed"], keep="last")
+
+
+def build_leaderboards(store: ResultStore, *, suite: str | None = None,
+                       include: list[str] | None = None, primary: str | None = None,
+                       descriptions: dict[str, str] | None = None
+                       ) -> dict[tuple[str, str], Leaderboard]:
+    """Leaderboards keyed by ``(suite, dataset label)`` over :func:`select_jobs`.
+
+    ``primary`` sorts by that column (``metric.key`` or a column name), else by the suite's
+    first primary metric; ``descriptions`` (metric name -> text) become column tooltips.
+    """
+    jobs = select_jobs(store, suite=suite, include=include)
+    if jobs.empty:
+        return {}
+    values = store.metric_values()
+    values = values[values["job_id"].isin(jobs["id"]) & values["key"].notna()]
+    boards = {}
+    for (suite_name, dataset), djobs in jobs.groupby(["suite", "dataset"], sort=False):
+        dvals = values[values["job_id"].isin(djobs["id"])]
+        boards[(suite_name, dataset)] = _board(suite_name, dataset, djobs, dvals, primary,
+                                               descriptions or {})
+    if primary is not None and not any(_find(b, primary) for b in boards.values()):
+        columns = sorted({c for b in boards.values() for c in b.metric_columns})
+        raise UnknownColumnError(f"no leaderboard has a column {primary!r}; columns: {', '.join(columns)}")
+    return boards
+
+
+def _find(board: Leaderboard, name: str) -> str | None:
+    """The column ``name`` means on this board: an exact name, else the first of that base."""
+    for c in board.columns:
+        if c.name == name:
+            return c.name
+    return next((c.name for c in board.columns if c.base == name), None)
+
+
+def _n_samples(details: Any, num_samples: Any) -> float:
+    if isinstance(details, dict):
+        for key in ("n_used", "n_samples", "n_generated"):
+            if isinstance(details.get(key), (int, float)):
+                return float(details[key])
+    return float(num_samples) if pd.notna(num_samples) else math.nan
+
+
+def _protocol(details: Any, n_samples: float) -> dict[str, Any]:
+    d = details if isinstance(details, dict) else {}
+    return {"feature_extractor": d.get("feature_extractor"),
+            "weights_sha256": (d.get("weights_sha256") or "")[:12] or None,
+            "n_samples": None if math.isnan(n_samples) else int(n_samples),
+            "n_reference": d.get("n_reference", d.get("n_reference_total")),
+            "reference_key": d.get("reference_key")}
+
+
+def _columns(values: pd.DataFrame, descriptions: dict[str, str]) -> tuple[list[Column], pd.Series]:
+    """The board's columns in the suite's order and, per metric value row, its column name."""
+    values = values.sort_values(["position"], kind="stable")
+    names = pd.Series(index=values.index, dtype=object)
+    columns: list[Column] = []
+    for (metric, key), grp in values.groupby(["metric", "key"], sort=False):
+        hib = grp["higher_is_better"].dropna()
+        direction = None if hib.empty else bool(hib.iloc[0])
+        protocols = [tuple(p.items()) for p in grp["_protocol"]]
+        distinct = list(dict.fromkeys(protocols))
+        differing = [k for k, _ in PROTOCOL_KEYS
+                     if len({dict(p).get(k) for p in distinct}) > 1]
+        for proto in distinct:
+            pdict = dict(proto)
+            name = f"{metric}.{key}"
+            if differing:
+                shown = [f"{label} {pdict.get(k)}" for k, label in PROTOCOL_KEYS if k in differing
+                         and k != "reference_key"] or ["ref set " + str(pdict.get("reference_key"))[:8]]
+                name += f" [{', '.join(shown)}]"
+            columns.append(Column(name, metric, key, direction, bool(grp["is_primary"].any()),
+                                  {k: v for k, v in pdict.items() if v is not None},
+                                  descriptions.get(metric, "")))
+            mask = [p == proto for p in protocols]
+            names.loc[grp.index[mask]] = name
+    return columns, names
+
+
+def _board(suite: str, dataset: str, jobs: pd.DataFrame, values: pd.DataFrame,
+           primary: str | None, descriptions: dict[str, str]) -> Leaderboard:
+    notes: list[str] = []
+    kept = []
+    for model, mjobs in jobs.groupby("model", sort=False):
+        # Seeds of an earlier configuration under the same label (a rerun of some seeds
+        # with changed settings) are never averaged with the current one.
+        latest = mjobs.loc[mjobs["id"].idxmax(), "config_fingerprint"]
+        stale = mjobs[mjobs["config_fingerprint"] != latest]
+        if len(stale):
+            notes.append(f"{model}: {len(stale)} result(s) of an earlier configuration left out "
+                         f"(seeds {', '.join(map(str, sorted(stale['seed'])))}); rerun the suite "
+                         "to bring them up to date")
+        kept.append(mjobs[mjobs["config_fingerprint"] == latest])
+    jobs = pd.concat(kept)
+    values = values[values["job_id"].isin(jobs["id"])].copy()
+    num_samples = jobs.set_index("id")["num_samples"]
+    values["_n_samples"] = [_n_samples(d, num_samples.get(j)) for d, j in
+                            zip(values["details"], values["job_id"])]
+    values["_protocol"] = [_protocol(d, n) for d, n in zip(values["details"], values["_n_samples"])]
+    columns, names = _columns(values, descriptions) if len(values) else ([], pd.Series(dtype=object))
+    values["column"] = names
+
+    rows, cells = [], []
+    for model, mjobs in jobs.groupby("model", sort=False):
+        ok = mjobs[mjobs["status"] == "ok"].sort_values("seed", kind="stable")
+        counts = mjobs["status"].value_counts()
+        family = mjobs["model_family"].iloc[0]
+        rows.append({"model": model, "family": family, "reference": family == "reference",
+                     "n": len(ok), "status": "ok" if len(ok) == len(mjobs) else ", ".join(
+                         f"{c} {s}" for s, c in counts.items())})
+        mvals = values[values["job_id"].isin(ok["id"])]
+        seed_of = ok.set_index("id")["seed"]
+        for c in columns:
+            cv = mvals[mvals["column"] == c.name]
+            if cv.empty:
+                continue
+            # In seed order, so that parallel runs (jobs stored in completion order) sum alike.
+            cv = cv.assign(_seed=cv["job_id"].map(seed_of)).sort_values("_seed", kind="stable")
+            s = summarize(cv["value"].astype(float).to_numpy())
+            samples = cv["_n_samples"].dropna().unique()
+            cells.append({"model": model, "column": c.name, "summary": s, "mean": s.mean,
+                          "std": s.std, "ci": s.ci, "ci_low": s.low if s.n > 1 else math.nan,
+                          "ci_high": s.high if s.n > 1 else math.nan, "n": s.n,
+                          "n_samples": float(samples[0]) if len(samples) == 1 else math.nan})
+        for err in mjobs.loc[mjobs["status"] == "failed", "error"].dropna().unique():
+            notes.append(f"{model}: failed: {err}")
+    rows_df = pd.DataFrame(rows)
+    cells_df = pd.DataFrame(cells, columns=["model", "column", "summary", "mean", "std", "ci",
+                                            "ci_low", "ci_high", "n", "n_samples"])
+    _rank(cells_df, columns, set(rows_df.loc[rows_df["reference"], "model"]))
+
+    board = Leaderboard(suite, dataset, rows_df, cells_df.drop(columns="summary"), columns,
+                        None, notes, _provenance(jobs), jobs)
+    chosen = _find(board, primary) if primary else None
+    if chosen is None:
+        chosen = next((c.name for c in columns if c.primary), None)
+    if chosen is None:  # no metric's declared primary key was stored (a metric that names
+        # its keys per dataset, say): the first scored column, so the order is still explained
+        chosen = next((c.name for c in columns if c.higher_is_better is not None), None)
+    board.primary = chosen
+    board.rows = _sorted_rows(board)
+    return board
+
+
+def _rank(cells: pd.DataFrame, columns: list[Column], references: set[str]) -> None:
+    """Fill ``rank`` and ``best`` per scored column, references left out (rank NaN)."""
+    cells["rank"] = math.nan
+    cells["best"] = False
+    for c in columns:
+        if c.higher_is_better is None:
+            continue
+        idx = cells.index[(cells["column"] == c.name) & ~cells["model"].isin(references)]
+        if not len(idx):
+            continue
+        cells.loc[idx, "rank"] = ranks(cells.loc[idx, "mean"].tolist(), c.higher_is_better)
+        cells.loc[idx, "best"] = best_marks(cells.loc[idx, "summary"].tolist(), c.higher_is_better)
+
+
+def _sorted_rows(board: Leaderboard) -> pd.DataFrame:
+    rows = board.rows.copy()
+    rows["_other"] = ~rows["reference"]
+    keys, ascending = ["_other"], [True]
+    if board.primary is not None:
+        means = board.cells[board.cells["column"] == board.primary].set_index("model")["mean"]
+        rows["_key"] = rows["model"].map(means)
+        keys.append("_key")
+        ascending.append(not board.column(board.primary).higher_is_better)
+    rows = rows.sort_values(keys, ascending=ascending, na_position="last", kind="stable")
+    return rows.drop(columns=[c for c in ("_other", "_key") if c in rows]).reset_index(drop=True)
+
+
+def _provenance(jobs: pd.DataFrame) -> dict[str, Any]:
+    """What a caption or report names: spec hashes, versions, devices, extractors + sha256."""
+    provs = [p for p in jobs["provenance"] if isinstance(p, dict)]
+    extractors: dict[str, str] = {}
+    for p in provs:
+        extractors.update(p.get("feature_extractors") or {})
+    versions = next((p["versions"] for p in reversed(provs) if p.get("versions")), {})
+    return {"spec_hashes": sorted({p["spec_hash"] for p in provs if p.get("spec_hash")}),
+            "versions": versions,
+            "devices": sorted({str(d) for d in jobs["device"].dropna()}),
+            "extractors": extractors}
+
+
+# -- files -----------------------------------------------------------------------------------
+
+def board_markdown(board: Leaderboard) -> str:
+    """What ``<dataset>.md`` holds: the main table, then the full one."""
+    return (board.to_markdown() + "\n#### Every metric\n\n"
+            + board.to_markdown(full=True).split("\n", 2)[2])
+
+
+#: Per-board file writers of :func:`write_leaderboards`, by extension.
+FILE_WRITERS = {"md": board_markdown, "csv": Leaderboard.to_csv, "tex": Leaderboard.to_latex}
+
+
+def save_sample_figures(boards: dict[tuple[str, str], Leaderboard], store: ResultStore,
+                        directory: str | Path) -> list[Path]:
+    """Beside each board, ``<dataset>-samples.png``: each model's samples (its lowest
+    finished seed), in the board's order. Returns the paths written.
+
+    On a 2-D mixture measured by the ``modes`` metric (whose details record the true centres),
+    every panel draws the centres and their 3-std circles under the samples, on shared axes,
+    with that job's stored mode count in its title (counted from the samples if it has none)."""
+    import torch
+
+    from genbench.results.figures import save_model_comparison
+
+    declared = _declared_modes(store.metric_values())
+    written = []
+    for board in boards.values():
+        mine = board.jobs[board.jobs["status"] == "ok"].sort_values("seed", kind="stable")
+        samples, counts, modes = {}, {}, None
+        for model in board.models:
+            rows = mine[mine["model"] == model]
+            path = None
+            if len(rows):  # run directories are stored relative to results.db's folder
+                row = rows.iloc[0]
+                path = (store.path.parent / row["run_dir"] / evaluation_dirname(row["fingerprint"])
+                        / "samples.pt")
+            if path is not None and path.exists():
+                samples[model] = torch.load(path, weights_only=True)
+                if row["fingerprint"] in declared:
+                    found = declared[row["fingerprint"]]
+                    modes = modes or found
+                    if found["count"] is not None:
+                        counts[model] = found["count"]
+        extra = {} if modes is None else {
+            "modes": torch.tensor(modes["centres"]), "mode_std": modes["std"],
+            "within": modes["within"], "mode_counts": counts}
+        out = save_model_comparison(
+            samples, board_file(directory, board.suite, board.dataset, "-samples.png"), **extra)
+        if out is not None:
+            written.append(out)
+    return written
+
+
+def _declared_modes(values: pd.DataFrame) -> dict[str, dict]:
+    """Per job fingerprint, the mixture the ``modes`` metric measured (from its recorded
+    ``mode_centres``, ``mode_std``, ``within_std``) and the modes it counted (None if none)."""
+    out = {}
+    for r in values[values["key"] == "modes"].itertuples():
+        d = r.details
+        if isinstance(d, dict) and d.get("mode_centres") and d.get("mode_std"):
+            count = None if pd.isna(r.value) else float(r.value)
+            out[r.fingerprint] = {"centres": d["mode_centres"], "std": float(d["mode_std"]),
+                                  "within": float(d.get("within_std", 3.0)), "count": count}
+    return out
+
+
+def write_leaderboards(boards: dict[tuple[str, str], Leaderboard], directory: str | Path,
+                       formats: tuple[str, ...] = ("md", "csv", "tex")) -> list[Path]:
+    """Write each board as ``<directory>/<suite>/<dataset>.<ext>`` (see :data:`FILE_WRITERS`);
+    returns the paths."""
+    written = []
+    for board in boards.values():
+        for fmt in formats:
+            path = board_file(directory, board.suite, board.dataset, f".{fmt}")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            text = FILE_WRITERS[fmt](board)
+            atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+            written.append(path)
+    return written

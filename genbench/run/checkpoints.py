@@ -1,0 +1,86 @@
+"""Reading checkpoint files, and setting aside the ones that do not load.
+
+Checkpoints hold state dicts only and are read with ``torch.load(..., weights_only=True)``.
+A file that exists but does not load (truncated, overwritten, not a checkpoint at all)
+raises :class:`~genbench.api.errors.CheckpointCorruptError` naming the file and what is wrong
+with it, never torch's advice to retry with ``weights_only=False``: that is unsafe, and no
+help for a damaged file. :func:`set_aside` moves such a file to
+``<name>.corrupt-<UTC time>`` beside it (never deleted, so that it can be inspected);
+its training then starts again from scratch.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from genbench.api.errors import CheckpointCorruptError
+
+#: The first bytes of every file ``torch.save`` writes (a zip archive).
+ZIP_MAGIC = b"PK\x03\x04"
+
+
+def load_checkpoint_file(path: str | os.PathLike, *, map_location: Any = "cpu",
+                         mmap: bool = False) -> Any:
+    """``torch.load(path, weights_only=True)``. A missing file raises ``FileNotFoundError``
+    (and other ``OSError``s, such as a permission error, pass through); a file that does not
+    load raises :class:`~genbench.api.errors.CheckpointCorruptError` with a short reason."""
+    path = Path(path)
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
+    except (OSError, MemoryError):
+        raise
+    except Exception as exc:  # torch raises RuntimeError, UnpicklingError, KeyError, EOFError...
+        raise CheckpointCorruptError(path, describe_load_failure(path, exc)) from None
+
+
+def describe_load_failure(path: Path, exc: BaseException) -> str:
+    """What is wrong with a file ``torch.load`` failed on, in a few words (torch's own
+    message only when it says something about the file, never its weights_only advice)."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(len(ZIP_MAGIC))
+    except OSError:
+        return f"unreadable ({type(exc).__name__})"
+    if size == 0:
+        return "the file is empty"
+    if head != ZIP_MAGIC:
+        return f"not a torch checkpoint: {size} bytes that do not start as torch.save writes"
+    text = " ".join(str(exc).split())
+    if not text or "weights_only" in text or "Weights only" in text:
+        return f"damaged data inside the archive: {size} bytes, {type(exc).__name__}"
+    first = text.split(". ")[0].rstrip(".")
+    return f"{first}: {size} bytes, truncated or damaged"
+
+
+def set_aside(path: str | os.PathLike) -> Path | None:
+    """Move ``path`` to ``<name>.corrupt-<UTC time>`` beside it (``-2``, ``-3``... when that
+    name is taken) and return the new path; ``None`` when ``path`` is gone already (another
+    process set it aside first). The file is never deleted."""
+    path = Path(path)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    for i in itertools.count(1):
+        target = path.with_name(f"{path.name}.corrupt-{stamp}" + (f"-{i}" if i > 1 else ""))
+        if target.exists():
+            continue
+        try:
+            os.rename(path, target)
+        except FileNotFoundError:
+            return None
+        return target
+    raise AssertionError("unreachable")
+
+
+def recover(exc: CheckpointCorruptError, what: str) -> str:
+    """Set the checkpoint of ``exc`` aside, and return the one-line warning that says so;
+    ``what`` names the training that is then trained again from scratch."""
+    moved = set_aside(exc.path)
+    where = f"moved to {moved}" if moved is not None else "already set aside by another process"
+    return (f"warning: checkpoint {exc.path} cannot be loaded ({exc.reason}); {where}; "
+            f"training {what} again from scratch")

@@ -1,0 +1,210 @@
+"""Checks before anything trains: everything about a suite that is known without a
+trained model.
+
+:func:`check_suite` runs once the datasets are loaded and the rows expanded. A problem
+stops the suite in seconds, not after its trainings, with one
+:class:`~genbench.api.errors.ConfigError` that names every problem found:
+
+* every model builds untrained with its hyper-parameters (referenced models included);
+* every metric applies to some (model, dataset) pair of the suite: to the data
+  (:meth:`~genbench.Metric.data_skip_reason`: its kind, declared modes or classes, the
+  extractor's layers) and to the model (the capabilities in ``Metric.requires``). A metric
+  that some pairs skip is fine: those skips are summarised, one line per metric. When the
+  command line narrowed the suite's models or datasets (``SuiteSpec.narrowed``), a metric
+  that applies nowhere is summarised too, not an error;
+* every metric's :meth:`~genbench.Metric.preflight` passes on the data it applies to (its
+  extractor's weights are there, say); it raises its own error type;
+* the suite's ``num_samples`` and the datasets' splits hold at least the items each metric
+  needs (:meth:`~genbench.Metric.count_needs`); fewer than it recommends is a warning;
+* the training batch fits in the training split (models the engine's loop trains; a model
+  that overrides ``fit`` uses the budget its own way).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from genbench.api.errors import ConfigError
+from genbench.plan.jobs import Job, Training
+from genbench.api.metric import CountNeed, Metric
+from genbench.run.training import overrides_fit
+from genbench.run.worker import PreparedDataset, dataset_key
+
+
+@dataclass
+class PreflightReport:
+    """What the checks found that is not an error, to print once per suite."""
+
+    #: One line per metric that some pairs skip: ``"elbo: skipped for ae (no elbo)"``.
+    skipped: list[str] = field(default_factory=list)
+    #: Counts below a metric's recommendation, one line each.
+    warnings: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        return self.skipped + self.warnings
+
+
+@dataclass
+class _Dataset:
+    """One dataset of the suite as the checks see it: its rows' models and its split sizes."""
+
+    label: str
+    prepared: PreparedDataset
+    extractor: str | None
+    num_samples: int
+    #: Model label -> model name, in row order.
+    models: dict[str, str] = field(default_factory=dict)
+    _sizes: dict[str, int] = field(default_factory=dict)
+
+    def size(self, split: str) -> int:
+        if split not in self._sizes:
+            self._sizes[split] = len(self.prepared.dataset.split(split))
+        return self._sizes[split]
+
+
+def check_suite(spec, registries, rows: list[Job],
+                datasets: dict[str, PreparedDataset]) -> PreflightReport:
+    """Check ``rows`` (the suite's expanded rows; ``datasets`` by
+    :func:`~genbench.run.worker.dataset_key`) before training; raise on problems, return the
+    skips and warnings to print."""
+    report = PreflightReport()
+    if not rows:
+        return report
+    _build_models(rows, registries, datasets)
+    suite: dict[str, _Dataset] = {}
+    for job in rows:
+        ev = job.evaluation
+        ds = suite.setdefault(ev.dataset_label, _Dataset(
+            ev.dataset_label, datasets[dataset_key(job.training.dataset)], ev.feature_extractor,
+            ev.num_samples))
+        ds.models.setdefault(ev.model_label, job.training.model)
+    problems: list[str] = []
+    applying = []  # labels of the metrics that apply to some pair
+    for entry in spec.metrics:
+        metric = spec.build_metric(registries.metrics.get(entry.name), entry.label, entry.params)
+        applies = _applicability(entry.label, metric, suite.values(), registries, spec.narrowed,
+                                 report, problems)
+        if applies:
+            applying.append(entry.label)
+        for ds in applies:
+            metric.preflight(ds.prepared.info, feature_extractor=ds.extractor,
+                             feature_weights=spec.feature_weights, registries=registries)
+        for ds in applies:
+            for need in metric.count_needs():
+                _check_count(entry.label, need, ds, problems, report.warnings)
+    if spec.metrics and not applying and spec.narrowed:  # a selection would measure nothing
+        problems.append(f"no metric of the suite ({', '.join(e.label for e in spec.metrics)}) "
+                        "applies to any (model, dataset) pair of this selection: "
+                        + "; ".join(report.skipped) + "; choose other --models/--datasets, or "
+                        "give --metrics")
+    problems += _batch_problems(rows, registries, suite)
+    problems = list(dict.fromkeys(problems))  # a samples count is reported once, not per dataset
+    if len(problems) == 1:
+        raise ConfigError(problems[0])
+    if problems:
+        raise ConfigError(f"{len(problems)} problems found before training:\n"
+                          + "\n".join(f"  - {p}" for p in problems))
+    return report
+
+
+def _build_models(rows: list[Job], registries, datasets: dict[str, PreparedDataset]) -> None:
+    """Build every model of the suite once, untrained, so that a rejected hyper-parameter
+    value fails here (a ConfigError naming the row's model)."""
+    checked = set()
+    for job in rows:
+        if job.training.config_fingerprint in checked:  # rows of one model: once
+            continue
+        checked.add(job.training.config_fingerprint)
+        info = datasets[dataset_key(job.training.dataset)].info
+        try:
+            _build_untrained(registries, job.training, info)
+        except ConfigError as exc:
+            msg, label = str(exc), job.evaluation.model_label
+            raise ConfigError(msg if label in msg else f"model {label!r}: {msg}") from None
+
+
+def _build_untrained(registries, training: Training, info):
+    refs = {key: _build_untrained(registries, ref, info) for key, ref in training.refs}
+    return registries.models.get(training.model)(info, **training.params, **refs)
+
+
+def _applicability(label: str, metric: Metric, suite, registries, narrowed: bool,
+                   report: PreflightReport, problems: list[str]) -> list[_Dataset]:
+    """The datasets on which ``metric`` applies to some model; the pairs it skips go to
+    ``report`` as one line, and a metric that applies to none to ``problems``."""
+    on_data: dict[str, list[str]] = {}    # reason -> datasets
+    for_model: dict[str, list[str]] = {}  # reason -> model labels
+    applies = []
+    for ds in suite:
+        reason = metric.data_skip_reason(ds.prepared.info, feature_extractor=ds.extractor,
+                                         registries=registries)
+        if reason is not None:
+            on_data.setdefault(reason, []).append(ds.label)
+            continue
+        fits = False
+        for model_label, model_name in ds.models.items():
+            caps = registries.models.get(model_name).capabilities()
+            missing = [c for c in metric.requires if c not in caps]
+            if missing:
+                models = for_model.setdefault(f"no {', '.join(missing)}", [])
+                if model_label not in models:
+                    models.append(model_label)
+            else:
+                fits = True
+        if fits:
+            applies.append(ds)
+    parts = [f"on {', '.join(d)} ({r})" for r, d in on_data.items()]
+    parts += [f"for {', '.join(m)} ({r})" for r, m in for_model.items()]
+    if applies and parts:
+        report.skipped.append(f"{label}: skipped {'; '.join(parts)}")
+    elif not applies and narrowed:
+        report.skipped.append(f"{label}: skipped on every pair of this selection: {'; '.join(parts)}")
+    elif not applies:
+        problems.append(f"metric {label!r} applies to no (model, dataset) pair of the suite: "
+                        f"skipped {'; '.join(parts)}; remove it from the metrics, or add a model "
+                        "or dataset it applies to")
+    return applies
+
+
+def _check_count(label: str, need: CountNeed, ds: _Dataset, problems: list[str],
+                 warnings: list[str]) -> None:
+    if need.of == "samples":
+        n = ds.num_samples if need.cap is None else min(ds.num_samples, need.cap)
+        if n < need.floor:
+            problems.append(f"metric {label!r}: num_samples = {ds.num_samples} is too few, it "
+                            f"needs at least {need.floor} samples ({need.why}); raise num_samples")
+        return
+    size = ds.size(need.of)
+    n = size if need.cap is None else min(size, need.cap)
+    have = (f"the {need.of} split has {size} item{'s' if size != 1 else ''}" if n == size
+            else f"it reads {n} of the {size} {need.of}-split items (its cap)")
+    if n < need.floor:
+        why = f" ({need.why})" if need.why else ""
+        fix = f"use a larger dataset or {need.of} split" if n == size else "raise the metric's cap"
+        problems.append(f"metric {label!r} on dataset {ds.label!r}: {have}, fewer than the "
+                        f"{need.floor} it needs{why}; {fix}")
+    elif n < need.recommended:
+        warnings.append(f"warning: metric {label!r} on dataset {ds.label!r}: {have}, fewer than "
+                        f"the {need.recommended} recommended; its value is noisy and biased at "
+                        "this count")
+
+
+def _batch_problems(rows: list[Job], registries, suite: dict[str, _Dataset]) -> list[str]:
+    """A batch larger than the training split, for every training the engine's loop runs
+    (the rows' and those of the models they are built on)."""
+    problems, seen = [], set()
+    queue: list[tuple[str, Training]] = [(j.evaluation.dataset_label, j.training) for j in rows]
+    while queue:
+        label, training = queue.pop(0)
+        queue += [(label, ref) for _, ref in training.refs]
+        if training.config_fingerprint in seen:  # the seeds of one model: once
+            continue
+        seen.add(training.config_fingerprint)
+        if overrides_fit(registries.models.get(training.model)):
+            continue
+        n, batch = suite[label].size("train"), training.budget.batch_size
+        if batch > n:
+            problems.append(f"model {training.label!r} on dataset {label!r}: batch_size = {batch} "
+                            f"is larger than the training split ({n} items); set the budget's "
+                            f"batch_size to at most {n}")
+    return problems

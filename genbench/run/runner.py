@@ -1,0 +1,317 @@
+"""The runner (the driver): suite spec -> plan -> executor -> results store.
+
+Planning expands the spec into rows (dataset x model entry x sampling setting x seed, see
+:mod:`genbench.plan.jobs`) and schedules them with the trainings they need. An executor runs
+the jobs (worker processes by default, see :mod:`genbench.run.executors`); the driver alone
+writes the store, each finished job in one transaction, in completion order. A row whose
+fingerprint is stored is skipped, so an interrupted suite resumes where it stopped; a job
+that fails, or whose worker dies, is recorded as failed and the suite goes on.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable
+
+from genbench.run.checkpoints import recover
+from genbench.api.errors import CheckpointCorruptError, ConfigError
+from genbench.run.executors import Executor, ExecutorRequest, InlineExecutor, executor_kind
+from genbench.plan.jobs import DatasetSource, Job, Training, expand_rows
+from genbench.run.locking import OutputLock
+from genbench.api.paths import cache_dir as default_cache_dir
+from genbench.api.paths import check_writable_dir
+from genbench.api.paths import data_root as default_data_root
+from genbench.run.preflight import check_suite
+from genbench.plan.scheduling import schedule
+from genbench.plan.spec import SuiteSpec
+from genbench.results.store import JobRecord, MetricRecord, ResultStore, TrainingRecord
+from genbench.run.training import checkpoint_finished, overrides_fit, resolve_device
+from genbench.run.worker import (PreparedDataset, WorkerContext, build_dataset, dataset_key, failed_record,
+                     run_job, setup_worker)
+
+
+@dataclass
+class SkippedPair:
+    dataset: str
+    model: str
+    reason: str
+
+
+@dataclass
+class SuiteReport:
+    """What a run did: stored job records, jobs skipped as already stored, impossible pairs."""
+
+    ran: list[JobRecord] = field(default_factory=list)
+    already_stored: list[str] = field(default_factory=list)
+    impossible: list[SkippedPair] = field(default_factory=list)
+    #: Fingerprints of every row of the suite, run now or found stored: its leaderboard.
+    fingerprints: list[str] = field(default_factory=list)
+    #: Trainings run now (each once, whatever number of rows evaluates it).
+    trainings: list[TrainingRecord] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[JobRecord]:
+        return [j for j in self.ran if j.status == "failed"]
+
+    @property
+    def metric_failures(self) -> list[tuple[str, MetricRecord]]:
+        return [(j.job_key, m) for j in self.ran for m in j.metrics if m.status == "failed"]
+
+
+class SuiteRunner:
+    """Runs a validated :class:`SuiteSpec` into ``out_dir`` (results.db, runs/, leaderboards/).
+
+    ``jobs``: worker processes (``None``: one per available core on the CPU, one per GPU on
+    CUDA; ``0``: run in this process). ``threads``: torch threads per worker (``None``: the
+    worker's share of the cores, so that workers never oversubscribe them). ``wait``: when
+    another process holds the output folder's lock, wait for it (else raise
+    OutputInUseError; see :meth:`run`). The spec's ``executor`` picks where jobs run
+    (:data:`genbench.run.executors.EXECUTORS`: ``local`` worker processes, or ``ray`` tasks, for
+    which ``jobs`` caps the jobs in flight) and its ``nproc`` how many processes train each
+    model (:mod:`genbench.run.distributed`).
+    """
+
+    def __init__(self, spec: SuiteSpec, out_dir: str | Path, registries, *, force: bool = False,
+                 progress: bool | None = None, data_root: str | None = None,
+                 download: bool | None = None, cache_dir: str | None = None,
+                 jobs: int | None = None, threads: int | None = None, wait: bool = True,
+                 echo: Callable[[str], None] = lambda s: print(s, file=sys.stderr)):
+        spec.validate(registries)
+        for name, value in (("jobs", jobs), ("threads", threads)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                      or value < (0 if name == "jobs" else 1)):
+                raise ConfigError(f"{name} must be an integer >= {0 if name == 'jobs' else 1}, got {value!r}")
+        self.spec, self.registries, self.force, self.progress = spec, registries, force, progress
+        self.out_dir = Path(out_dir)
+        # An existing store is opened (and checked) now; a new one is created only when the
+        # suite passed its checks, so a rejected suite leaves nothing in a new --out.
+        path = self.out_dir / "results.db"
+        self._results = ResultStore(path) if path.exists() else None
+        if self._results is None:
+            check_writable_dir(self.out_dir, "output folder")
+        self.device = resolve_device(spec.device)
+        self.data_root, self.download = data_root, download
+        self.cache_dir = default_cache_dir(cache_dir)
+        self.jobs, self.threads = jobs, threads
+        # the executor's options and packages are checked here, before anything trains
+        self.executor_kind = executor_kind(spec.executor)
+        self.executor_options = self.executor_kind.make_options(spec.executor_options)
+        self.executor_kind.check_installed()
+        self.echo = echo
+        self.wait = wait
+
+    @property
+    def store(self) -> ResultStore:
+        """The output folder's results database (created on first use)."""
+        if self._results is None:
+            self._results = ResultStore(self.out_dir / "results.db")
+        return self._results
+
+    # -- planning ---------------------------------------------------------------------
+    def prepare(self) -> tuple[list[Job], list[SkippedPair], dict[str, PreparedDataset]]:
+        """Load every dataset and expand the rows; then check, before anything trains,
+        everything known without a trained model (see :mod:`genbench.run.preflight`: models
+        build, metrics apply somewhere and their weights are there, sample and split sizes
+        suffice, batches fit) and print the metrics' skips and count warnings once."""
+        root = str(default_data_root(self.data_root or self.spec.data_root))
+        download = self.spec.download if self.download is None else self.download
+        sources, prepared = [], {}
+        for entry in self.spec.datasets:
+            source = DatasetSource(entry.name, dict(entry.params), entry.label, root, download, None)
+            ds = build_dataset(self.registries, source)
+            info = ds.info()
+            source = replace(source, fingerprint=info.fingerprint)
+            sources.append((source, info))
+            prepared[dataset_key(source)] = PreparedDataset(ds, info)
+        rows, impossible = expand_rows(self.spec, self.registries, sources, self.device.type)
+        for line in check_suite(self.spec, self.registries, rows, prepared).lines():
+            self.echo(line)
+        return rows, [SkippedPair(*p) for p in impossible], prepared
+
+    def _training_status(self, training: Training) -> str | None:
+        """``"ok"`` when ``training``'s checkpoint is finished (models that refit instead of
+        checkpointing always are), ``"diverged"`` when it diverged before, else ``None``."""
+        cls = self.registries.models.get(training.model)
+        if cls.refit_instead_of_checkpoint and overrides_fit(cls):
+            return "ok"
+        try:
+            if checkpoint_finished(self.out_dir / training.run_dir / "checkpoint.pt",
+                                   training.fingerprint, raise_corrupt=True):
+                return "ok"
+        except CheckpointCorruptError as exc:  # set aside; the training starts again
+            self.echo(recover(exc, training.key))
+        status = self.store.training_status(training.fingerprint)
+        return "diverged" if status == "diverged" else None
+
+    def default_executor(self, n_jobs: int) -> Executor:
+        """The spec's executor (``local``: worker processes as ``jobs``/``threads`` say, in
+        this process for ``jobs=0``; ``ray``: tasks on a Ray cluster) for ``n_jobs`` jobs."""
+        return self.executor_kind.build(ExecutorRequest(
+            self.device.type, n_jobs, self.jobs, self.threads, self.executor_options,
+            str(self.out_dir.absolute()), self.spec.nproc))
+
+    # -- running ----------------------------------------------------------------------
+    def run(self, executor: Executor | None = None, *,
+            publish: Callable[[SuiteReport], Any] | None = None) -> SuiteReport:
+        """Prepare, then, holding the output folder's lock (waiting for another run that
+        holds it, or with ``wait=False`` raising OutputInUseError), plan from the store as
+        it is then, run and store; ``publish(report)`` (writing the leaderboard files) runs
+        under the same lock, so two runs never write those files at once."""
+        rows, impossible, prepared = self.prepare()
+        with OutputLock(self.out_dir, wait=self.wait, echo=self.echo):
+            report = self._run(rows, impossible, prepared, executor)
+            if publish is not None:
+                publish(report)
+            return report
+
+    def _run(self, rows: list[Job], impossible: list[SkippedPair],
+             prepared: dict[str, PreparedDataset], executor: Executor | None) -> SuiteReport:
+        report = SuiteReport(impossible=impossible,
+                             fingerprints=[r.evaluation.fingerprint for r in rows])
+        for pair in impossible:
+            self.echo(f"skip {pair.dataset} x {pair.model}: {pair.reason}")
+        plan = schedule(rows, is_stored=self.store.is_finished,
+                        training_status=self._training_status, force=self.force)
+        report.already_stored = plan.already_stored
+        if plan.already_stored:
+            self.echo(f"{len(plan.already_stored)} job(s) already in {self.store.path}; "
+                      "not run again (--force reruns them)")
+        rows_total = len(plan.blocked) + sum(j.evaluation is not None for j in plan.jobs)
+        for b in plan.blocked:
+            step = self.store.diverged_step(b.job.training.fingerprint) if b.status == "diverged" else None
+            self._store(failed_record(b.job, b.reason, status=b.status, diverged_step=step),
+                        report, rows_total)
+        if not plan.jobs:
+            return report
+        executor = executor or self.default_executor(len(plan.jobs))
+        # Progress bars of several workers would overwrite each other on one terminal:
+        # with more than one, the driver's line per finished job is the progress report.
+        progress = self.progress if executor.slots == 1 else False
+        context = WorkerContext(self.registries, str(self.out_dir), str(self.cache_dir),
+                                self.spec.device, progress, nproc=self.spec.nproc,
+                                datasets=prepared if isinstance(executor, InlineExecutor) else {})
+        with executor:
+            executor.start(setup_worker, context)
+            self._drive(executor, plan.jobs, report, rows_total)
+        return report
+
+    def _drive(self, executor: Executor, jobs: list[Job], report: SuiteReport,
+               rows_total: int) -> None:
+        """Submit jobs whose needs are met; store each result as it comes."""
+        pending = {j.key: j for j in jobs}
+        running: dict[str, Job] = {}
+        done: dict[str, TrainingRecord] = {}     # training job key -> its finished training
+        broken: dict[str, TrainingRecord] = {}   # training job key -> failed or diverged
+        while pending or running:
+            self._cascade(pending, broken, report, rows_total)
+            ready = [j for j in pending.values() if all(n in done for n in j.needs)]
+            for job in ready[:max(0, executor.slots - len(running))]:
+                executor.submit(job.key, run_job, pending.pop(job.key))
+                running[job.key] = job
+            if not running:
+                for job in pending.values():  # unreachable: a need that no job provides
+                    self._store(failed_record(job, f"not run: it needs {', '.join(job.needs)}, "
+                                                   "which did not finish"), report, rows_total)
+                return
+            for completion in executor.wait():
+                job = running.pop(completion.key)
+                if completion.failure is None:
+                    record = completion.result
+                else:
+                    record = failed_record(job, completion.failure)
+                    if completion.traceback:
+                        record.provenance["traceback"] = completion.traceback
+                if completion.retried:  # earlier attempts whose workers died
+                    record.provenance["retried_after"] = list(completion.retried)
+                if isinstance(record, TrainingRecord):
+                    (done if record.status == "ok" else broken)[job.key] = record
+                else:
+                    self._add_training_provenance(record, job, done)
+                self._store(record, report, rows_total)
+
+    def _add_training_provenance(self, record: JobRecord, job: Job,
+                                 done: dict[str, TrainingRecord]) -> None:
+        """What the row's training recorded: how it went when it ran in this run, and the
+        torch threads it trained with (they change the last bits of convolutions)."""
+        now = [done[n] for n in job.needs if done[n].fingerprint == job.training.fingerprint]
+        prov = now[0].provenance if now else self.store.training_provenance(job.training.fingerprint)
+        if now and "train" in prov:
+            record.provenance["train"] = prov["train"]
+        if prov and "threads" in prov:
+            record.provenance["train_threads"] = prov["threads"]
+
+    def _cascade(self, pending: dict[str, Job], broken: dict[str, TrainingRecord],
+                 report: SuiteReport, rows_total: int) -> None:
+        """Jobs that need a failed or diverged training end without running: rows of that
+        training share its outcome; models built on it fail, naming it."""
+        changed = True
+        while changed:
+            changed = False
+            for key, job in list(pending.items()):
+                lost = [n for n in job.needs if n in broken]
+                if not lost:
+                    continue
+                cause = broken[lost[0]]
+                del pending[key]
+                changed = True
+                if cause.fingerprint == job.training.fingerprint:
+                    record = failed_record(job, cause.error or cause.status, status=cause.status,
+                                           diverged_step=cause.diverged_step)
+                else:
+                    record = failed_record(job, f"referenced model {cause.label!r} (training "
+                                                f"{cause.fingerprint[:8]}) {cause.status}: {cause.error}")
+                if isinstance(record, TrainingRecord):
+                    broken[key] = record  # never ran: not stored, its dependents fail too
+                else:
+                    self._store(record, report, rows_total)
+
+    def _store(self, record: JobRecord | TrainingRecord, report: SuiteReport,
+               rows_total: int | None = None) -> None:
+        for warning in record.provenance.get("warnings", ()):  # checkpoints a worker set aside
+            self.echo(warning)
+        if isinstance(record, TrainingRecord):
+            self.store.write_training(record, finished_checkpoint=record.status != "ok" and
+                                      checkpoint_finished(self.out_dir / record.run_dir /
+                                                          "checkpoint.pt", record.fingerprint))
+            report.trainings.append(record)
+            self.echo(f"trained {record.dataset_name}/{record.label}/seed{record.seed} "
+                      f"(training {record.fingerprint[:8]}): {_training_summary(record)}")
+            return
+        kept = "" if self.store.write(record) else \
+            " (the earlier ok result is kept; this attempt is in `genbench results`)"
+        report.ran.append(record)
+        counter = f"[{len(report.ran)}/{rows_total}] " if rows_total else ""
+        self.echo(f"{counter}{record.job_key}: {_summary(record)}{kept}")
+
+
+def _training_summary(record: TrainingRecord) -> str:
+    if record.status == "failed":
+        return f"FAILED: {record.error}"
+    if record.status == "diverged":
+        return f"diverged at step {record.diverged_step}"
+    return (f"trained {record.train_steps} steps in {record.train_seconds:.1f}s"
+            if record.train_steps else f"fitted in {record.train_seconds or 0:.1f}s")
+
+
+def _summary(record: JobRecord) -> str:
+    if record.status != "ok":
+        return f"FAILED: {record.error}" if record.status == "failed" else \
+            f"diverged at step {record.diverged_step}"
+    train = record.provenance.get("train", {})
+    parts = [f"trained {train['steps']} steps in {train['seconds']:.1f}s"
+             if train.get("steps") and not train.get("resumed_from")
+             else f"checkpoint of {record.train_steps} steps" if record.train_steps else "fitted"]
+    for m in record.metrics:
+        if m.status == "ok" and m.primary in m.values:
+            parts.append(f"{m.metric}.{m.primary}={m.values[m.primary]:.4g}")
+        elif m.status == "failed":
+            parts.append(f"{m.metric} FAILED ({m.message})")
+    return "; ".join(parts)
+
+
+def run_suite(spec: SuiteSpec, out_dir: str | Path, registries, **kwargs) -> SuiteReport:
+    """Validate and run ``spec`` into ``out_dir`` with the run's ``registries``; see
+    :class:`SuiteRunner` for options."""
+    return SuiteRunner(spec, out_dir, registries, **kwargs).run()

@@ -1,0 +1,504 @@
+"""The training engine: device, seeding, budgets, AMP, checkpoints with resume, NaN guard."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from genbench.api.budget import Budget
+from genbench.run.checkpoints import load_checkpoint_file
+from genbench.api.data import DataInfo, TensorSplit
+from genbench.api.errors import CheckpointCorruptError, ConfigError, TrainingDiverged
+from genbench.api.model import GenerativeModel
+from genbench.api.paths import atomic_write
+
+CHECKPOINT_FORMAT = 1
+
+
+def _cuda_problem(device: torch.device) -> str | None:
+    if not torch.cuda.is_available():
+        return "CUDA is not available; use --device auto or cpu"
+    if device.index is not None and device.index >= torch.cuda.device_count():
+        return (f"this machine has {torch.cuda.device_count()} CUDA device(s), "
+                f"numbered from 0")
+    return None
+
+
+def _mps_problem(device: torch.device) -> str | None:
+    mps = getattr(torch.backends, "mps", None)
+    return None if mps is not None and mps.is_available() else "MPS is not available"
+
+
+#: The device types genbench trains and evaluates on, each with why it cannot be used here
+#: (``None``: it can). Others torch knows (``meta``, ``xla``, ...) are refused before training.
+DEVICE_TYPES = {"cpu": lambda device: None, "cuda": _cuda_problem, "mps": _mps_problem}
+
+
+def resolve_device(name: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` picks CUDA, then MPS, then the CPU; any other name is checked and used."""
+    if isinstance(name, torch.device):
+        return name
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if _mps_problem(torch.device("mps")) is None:
+            return torch.device("mps")
+        return torch.device("cpu")
+    valid = "use auto, cpu, cuda, cuda:N or mps"
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError) as exc:
+        raise ConfigError(f"unknown device {name!r}; {valid}") from exc
+    problem = DEVICE_TYPES.get(device.type)
+    if problem is None:
+        raise ConfigError(f"device {name!r} is not one genbench runs on; {valid}")
+    reason = problem(device)
+    if reason is not None:
+        raise ConfigError(f"device {name!r} requested but {reason}")
+    return device
+
+
+def device_description(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return device.type
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+@dataclass
+class TrainResult:
+    """What happened in one training run."""
+
+    status: str  # "ok" or "diverged"
+    steps: int
+    seconds: float
+    losses: dict[str, float] = field(default_factory=dict)
+    history: list[dict[str, float]] = field(default_factory=list)
+    resumed_from: int = 0
+    diverged_step: int | None = None
+    stopped_by_time: bool = False
+    #: Where the last finite preview grid was written when training diverged (models that
+    #: set ``preview_samples``), else None.
+    preview_path: str | None = None
+    #: Steps whose non-finite losses came from an fp16 gradient-scaler overflow: the scaler
+    #: skipped their update and lowered its scale, so they are not a divergence.
+    amp_skipped_steps: int = 0
+
+
+def checkpoint_finished(path: str | Path, fingerprint: str, *, raise_corrupt: bool = False) -> bool:
+    """Whether ``path`` holds a finished checkpoint of the training ``fingerprint`` (read
+    memory-mapped: its tensors are not loaded). A file that does not load is not one, or
+    with ``raise_corrupt`` raises :class:`~genbench.api.errors.CheckpointCorruptError`."""
+    try:
+        state = load_checkpoint_file(path, mmap=True)
+    except FileNotFoundError:
+        return False
+    except CheckpointCorruptError:
+        if raise_corrupt:
+            raise
+        return False
+    return _is_checkpoint_of(state, fingerprint) and bool(state.get("done"))
+
+
+def _is_checkpoint_of(state: Any, fingerprint: str) -> bool:
+    return (isinstance(state, dict) and state.get("format") == CHECKPOINT_FORMAT
+            and state.get("fingerprint") == fingerprint)
+
+
+def overrides_fit(model: GenerativeModel | type[GenerativeModel]) -> bool:
+    """Whether a model (or model class) trains through its own ``fit``."""
+    cls = model if isinstance(model, type) else type(model)
+    return cls.fit is not GenerativeModel.fit
+
+
+class _TensorBatches:
+    """Shuffled batches of an in-memory split, indexed on the device: no per-item collation."""
+
+    def __init__(self, x: torch.Tensor, batch_size: int, device: torch.device, seed: int):
+        self.x = x.to(device, non_blocking=True)
+        self.batch_size, self.seed = batch_size, seed
+        self.per_epoch = max(1, len(x) // batch_size)
+
+    def from_step(self, step: int):
+        epoch, offset = divmod(step, self.per_epoch)
+        n = len(self.x)
+        while True:
+            g = torch.Generator().manual_seed(self.seed * 7919 + epoch)
+            perm = torch.randperm(n, generator=g).to(self.x.device)
+            bs = min(self.batch_size, n)
+            for i in range(offset, self.per_epoch):
+                yield self.x[perm[i * bs:(i + 1) * bs]]
+            epoch, offset = epoch + 1, 0
+
+
+class _LoaderBatches:
+    """Shuffled batches streamed through a DataLoader (folders and other lazy sets)."""
+
+    def __init__(self, data: Dataset, batch_size: int, device: torch.device, seed: int,
+                 num_workers: int | None = None):
+        self.data, self.batch_size, self.device, self.seed = data, batch_size, device, seed
+        self.per_epoch = max(1, len(data) // batch_size)
+        if num_workers is None and len(data) > 4 * batch_size:
+            # Within this job's share of the cores (its torch threads, set by the executor):
+            # loader processes beside several jobs' threads would oversubscribe the CPU.
+            num_workers = min(4, torch.get_num_threads() - 1)
+        self.num_workers = max(0, num_workers or 0)
+
+    def from_step(self, step: int):
+        epoch, offset = divmod(step, self.per_epoch)
+        while True:
+            g = torch.Generator().manual_seed(self.seed * 7919 + epoch)
+            loader = DataLoader(
+                self.data, batch_size=min(self.batch_size, len(self.data)), shuffle=True,
+                generator=g, drop_last=len(self.data) >= self.batch_size,
+                num_workers=self.num_workers, pin_memory=self.device.type == "cuda",
+                persistent_workers=False,
+            )
+            for i, batch in enumerate(loader):
+                if i < offset:
+                    continue
+                x = batch[0] if isinstance(batch, (tuple, list)) else batch
+                yield x.to(self.device, non_blocking=True).float()
+            epoch, offset = epoch + 1, 0
+
+
+def total_train_steps(budget: Budget, n_items: int, batches_per_step: int = 1) -> int:
+    """``train_step`` calls a budget allows: ``budget.steps``, or for an epoch budget the
+    calls that pass over the data ``epochs`` times when each call takes ``batches_per_step``
+    batches (at least one call)."""
+    if budget.steps is not None:
+        return budget.steps
+    return max(1, budget.total_steps(n_items) // batches_per_step)
+
+
+def _batches_per_step(model: GenerativeModel) -> int:
+    k = getattr(model, "batches_per_step", 1)
+    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+        raise ConfigError(f"{type(model).__name__}.batches_per_step must be a positive integer, "
+                          f"got {k!r}")
+    return k
+
+
+#: Below this gradient scale a non-finite loss is a divergence, not an fp16 overflow.
+MIN_AMP_SCALE = 1.0
+
+
+def _scaler_overflowed(model: GenerativeModel, scaler: torch.amp.GradScaler,
+                       backoffs_before: int) -> bool:
+    """Whether the scaler skipped one of the step's optimizer updates (it lowered its scale,
+    counted in ``optimizer_step``, so a backoff is seen even when a later update of the same
+    step grew the scale back) and its scale is still high enough for an overflow to explain
+    a non-finite loss."""
+    return model._amp_backoffs > backoffs_before and scaler.get_scale() >= MIN_AMP_SCALE
+
+
+class _Preview:
+    """The last finite preview samples of a model that opts in with ``preview_samples``."""
+
+    def __init__(self, model: GenerativeModel, seed: int):
+        self.model, self.seed = model, seed
+        n = getattr(model, "preview_samples", 0)
+        self.n = n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else 0
+        self.samples: torch.Tensor | None = None
+
+    def take(self) -> None:
+        """Draw the preview (eval mode, a seeded CPU generator, no gradients); keep it if finite.
+        The modules' train/eval modes are restored exactly afterwards."""
+        if not self.n:
+            return
+        modes = [(m, m.training) for m in self.model.modules()]
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                x = self.model.sample(self.n, generator=torch.Generator().manual_seed(self.seed))
+        finally:
+            for m, mode in modes:
+                m.training = mode
+        x = x.detach().float().cpu()
+        if torch.isfinite(x).all():
+            self.samples = x
+
+    def write(self, checkpoint_path: Path | None, batch) -> str | None:
+        """Write the kept preview as ``preview.png`` beside the checkpoint (the run folder);
+        ``batch`` (real data) is drawn behind 2-D samples. Returns the path, or None."""
+        if self.samples is None or checkpoint_path is None:
+            return None
+        from genbench.results.figures import save_sample_grid
+
+        x = self.samples
+        info = DataInfo(name="preview", kind="image" if x.dim() == 4 else "vector",
+                        shape=tuple(x.shape[1:]))
+        real = batch if isinstance(batch, torch.Tensor) else batch[0]
+        real = real.detach().float().cpu()
+        real = real[torch.isfinite(real.flatten(1)).all(1)]
+        path = save_sample_grid(x, info, Path(checkpoint_path).parent / "preview.png",
+                                reference=real)
+        return None if path is None else str(path)
+
+
+class Trainer:
+    """Runs a model's training under a :class:`Budget`.
+
+    ``checkpoint_path``: where to save (atomically) every ``budget.checkpoint_every`` steps
+    and at the end; an existing checkpoint with the same ``fingerprint`` is resumed, and a
+    finished one means nothing is trained. ``amp=None`` enables mixed precision on CUDA only
+    (bfloat16 autocast where supported, else float16 autocast with a gradient scaler).
+    ``grad_scaler``: a scaler to use instead (no autocast is added); tests pass
+    ``torch.amp.GradScaler("cpu")`` to run the fp16 call sequence on the CPU.
+    """
+
+    def __init__(self, device: str | torch.device = "auto", *, seed: int = 0,
+                 amp: bool | None = None, checkpoint_path: str | Path | None = None,
+                 fingerprint: str = "", progress: bool | None = None, log_every: int = 25,
+                 description: str = "train", grad_scaler: torch.amp.GradScaler | None = None):
+        self.device = resolve_device(device)
+        self.seed = seed
+        self.amp = self.device.type == "cuda" if amp is None else (amp and self.device.type == "cuda")
+        self.grad_scaler = grad_scaler
+        self.checkpoint_path = Path(checkpoint_path) if checkpoint_path else None
+        self.fingerprint = fingerprint
+        self.progress = progress
+        self.log_every = max(1, log_every)
+        self.description = description
+
+    # -- checkpoints --------------------------------------------------------------------
+    def save_checkpoint(self, model: GenerativeModel, step: int, done: bool,
+                        scaler: torch.amp.GradScaler | None = None,
+                        losses: dict[str, float] | None = None, seconds: float = 0.0,
+                        history: list[dict[str, float]] | None = None) -> None:
+        if self.checkpoint_path is None:
+            return
+        state = {
+            "format": CHECKPOINT_FORMAT,
+            "fingerprint": self.fingerprint,
+            "step": step,
+            "done": done,
+            "model": model.state_dict(),
+            "optimizers": {k: o.state_dict() for k, o in model.optimizers().items()},
+            "schedulers": {k: s.state_dict() for k, s in model.schedulers().items()},
+            "scaler": scaler.state_dict() if scaler is not None else None,
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
+            "losses": dict(losses or {}),
+            "seconds": float(seconds),  # training time over every process that trained it
+            "history": list(history or []),  # the logged losses, so a resumed curve is whole
+        }
+        atomic_write(self.checkpoint_path, lambda tmp: torch.save(state, tmp))
+
+    def discard_checkpoint(self) -> None:
+        """Forget a saved checkpoint, so that the next fit trains from scratch."""
+        if self.checkpoint_path is not None and self.checkpoint_path.exists():
+            self.checkpoint_path.unlink()
+
+    def load_checkpoint(self, model: GenerativeModel,
+                        scaler: torch.amp.GradScaler | None = None) -> dict | None:
+        """Restore model, optimizers and RNG from a matching checkpoint; return it (or None).
+
+        A file that does not load, or whose state does not fit ``model``, raises
+        :class:`~genbench.api.errors.CheckpointCorruptError` (``model`` may then be partly
+        restored: build it again before training it from scratch)."""
+        if self.checkpoint_path is None:
+            return None
+        try:
+            state = load_checkpoint_file(self.checkpoint_path, map_location=self.device)
+        except FileNotFoundError:
+            return None
+        if not _is_checkpoint_of(state, self.fingerprint):
+            return None
+        try:
+            model.load_state_dict(state["model"])
+            for name, opt in model.optimizers().items():
+                if name in state["optimizers"]:
+                    opt.load_state_dict(state["optimizers"][name])
+            saved_schedulers = state.get("schedulers") or {}
+            for name, sched in model.schedulers().items():
+                if name in saved_schedulers:
+                    sched.load_state_dict(saved_schedulers[name])
+            if scaler is not None and state.get("scaler"):
+                scaler.load_state_dict(state["scaler"])
+            torch.set_rng_state(state["torch_rng"].cpu())
+            if self.device.type == "cuda" and state.get("cuda_rng"):
+                torch.cuda.set_rng_state_all([t.cpu() for t in state["cuda_rng"]])
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
+            detail = " ".join(f"{type(exc).__name__}: {exc}".split())
+            raise CheckpointCorruptError(self.checkpoint_path,
+                                         f"its state does not fit the model ({detail[:200]})") from None
+        return state
+
+    def load_finished(self, model: GenerativeModel, data: Dataset, budget: Budget) -> TrainResult | None:
+        """The trained model without training it: a finished checkpoint with this
+        fingerprint is loaded (models that refit instead of checkpointing refit). ``None``
+        when there is no finished checkpoint to load."""
+        model.to(self.device)
+        if overrides_fit(model) and model.refit_instead_of_checkpoint:
+            return self.fit(model, data, budget)
+        state = self.load_checkpoint(model)
+        if state is None or not state["done"]:
+            return None
+        model.eval()
+        return TrainResult("ok", state["step"], state.get("seconds", 0.0), losses=state["losses"],
+                           history=list(state.get("history", [])), resumed_from=state["step"])
+
+    # -- the loop -----------------------------------------------------------------------
+    def fit(self, model: GenerativeModel, data: Dataset, budget: Budget) -> TrainResult:
+        """Train ``model`` on ``data``; raises nothing on divergence (see ``status``)."""
+        t0 = time.perf_counter()
+        model.to(self.device)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        if overrides_fit(model):
+            if model.refit_instead_of_checkpoint:
+                seed_everything(self.seed)
+                model.fit(data, budget)
+                model.eval()
+                return TrainResult("ok", 0, time.perf_counter() - t0)
+            state = self.load_checkpoint(model)
+            if state is not None and state["done"]:
+                model.eval()
+                return TrainResult("ok", state["step"], state.get("seconds", 0.0),
+                                   losses=state["losses"], resumed_from=state["step"])
+            seed_everything(self.seed)
+            model.train()
+            model.fit(data, budget)
+            model.eval()
+            seconds = time.perf_counter() - t0
+            self.save_checkpoint(model, 0, done=True, seconds=seconds)  # fit() has no steps
+            return TrainResult("ok", 0, seconds)
+        if not callable(getattr(model, "train_step", None)):
+            raise ConfigError(f"{type(model).__name__} defines neither train_step nor fit")
+
+        amp_dtype = None
+        scaler = self.grad_scaler
+        if self.amp:
+            amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+            if amp_dtype is torch.float16 and scaler is None:
+                scaler = torch.amp.GradScaler("cuda")
+        model._grad_scaler = scaler
+
+        per_step = _batches_per_step(model)
+        total = total_train_steps(budget, len(data), per_step)
+        seed_everything(self.seed)
+        state = self.load_checkpoint(model, scaler)
+        start = state["step"] if state is not None else 0
+        losses: dict[str, float] = dict(state["losses"]) if state is not None else {}
+        earlier = state.get("seconds", 0.0) if state is not None else 0.0
+        if state is not None and state["done"]:
+            model._grad_scaler = None
+            model.eval()
+            return TrainResult("ok", start, earlier, losses=losses, resumed_from=start,
+                               history=list(state.get("history", [])))
+
+        if isinstance(data, TensorSplit):
+            batches = _TensorBatches(data.x, budget.batch_size, self.device, self.seed)
+        else:
+            batches = _LoaderBatches(data, budget.batch_size, self.device, self.seed)
+        autocast = (torch.autocast(self.device.type, dtype=amp_dtype) if amp_dtype is not None
+                    else contextlib.nullcontext())
+        history: list[dict[str, float]] = list(state.get("history", [])) if state is not None else []
+        bar = self._progress_bar(total, start)
+        model.train()
+        step = start
+        result = TrainResult("ok", start, 0.0, resumed_from=start)
+        preview = _Preview(model, self.seed)
+        # the time budget counts training done by earlier (interrupted) processes too
+        deadline = None if budget.max_seconds is None else t0 + budget.max_seconds - earlier
+        try:
+            it = batches.from_step(start * per_step)
+            preview.take()
+            skipped_in_a_row = 0
+            while step < total:
+                batch = self._local_batch(
+                    next(it) if per_step == 1 else tuple(next(it) for _ in range(per_step)))
+                backoffs = model._amp_backoffs
+                with autocast:
+                    out = model.train_step(batch, step)
+                new_losses = self._global_losses({k: float(v) for k, v in out.items()})
+                step += 1
+                if not all(math.isfinite(v) for v in new_losses.values()):
+                    skipped_in_a_row += 1
+                    if scaler is not None and _scaler_overflowed(model, scaler, backoffs):
+                        result.amp_skipped_steps += 1  # the scaler skipped it: keep training
+                    else:
+                        losses = new_losses
+                        # the first of a run of non-finite steps is where it went wrong
+                        result.status = "diverged"
+                        result.diverged_step = step - skipped_in_a_row + 1
+                        result.preview_path = preview.write(self.checkpoint_path, batch)
+                        break
+                else:
+                    skipped_in_a_row = 0
+                    losses = new_losses
+                if step % self.log_every == 0 or step == total:
+                    preview.take()
+                    history.append({"step": step, **losses})
+                    if bar is not None:
+                        bar.set_postfix({k: f"{v:.4g}" for k, v in losses.items()}, refresh=False)
+                if bar is not None:
+                    bar.update(1)
+                if budget.checkpoint_every and step % budget.checkpoint_every == 0 and step < total:
+                    self.save_checkpoint(model, step, done=False, scaler=scaler, losses=losses,
+                                         seconds=earlier + time.perf_counter() - t0,
+                                         history=history)
+                if self._out_of_time(deadline):
+                    result.stopped_by_time = True
+                    break
+        finally:
+            if bar is not None:
+                bar.close()
+            model._grad_scaler = None
+        model.eval()
+        result.steps, result.losses, result.history = step, losses, history
+        if result.status == "ok":
+            model.on_train_end(data)
+        result.seconds = earlier + time.perf_counter() - t0
+        if result.status == "ok":
+            self.save_checkpoint(model, step, done=True, losses=losses, seconds=result.seconds,
+                                 history=history)
+        return result
+
+    # -- data-parallel hooks: identities here, see genbench.run.distributed ------------------
+    def _local_batch(self, batch):
+        """The part of a drawn batch this process trains on (all of it)."""
+        return batch
+
+    def _global_losses(self, losses: dict[str, float]) -> dict[str, float]:
+        """The step's losses as logged and checked (this process's own)."""
+        return losses
+
+    def _out_of_time(self, deadline: float | None) -> bool:
+        """Whether the time budget is spent."""
+        return deadline is not None and time.perf_counter() > deadline
+
+    def _progress_bar(self, total: int, start: int):
+        if self.progress is False:
+            return None
+        from tqdm.auto import tqdm
+
+        # disable=None: shown on a terminal, silent in logs and CI.
+        return tqdm(total=total, initial=start, desc=self.description, unit="step",
+                    disable=None if self.progress is None else False, leave=False,
+                    dynamic_ncols=True)
+
+
+def train(model: GenerativeModel, data: Dataset, budget: Budget, *, device: str = "auto",
+          seed: int = 0, raise_on_divergence: bool = False, **kwargs: Any) -> TrainResult:
+    """Convenience wrapper: ``Trainer(device, seed=seed, **kwargs).fit(model, data, budget)``."""
+    result = Trainer(device, seed=seed, **kwargs).fit(model, data, budget)
+    if raise_on_divergence and result.status == "diverged":
+        raise TrainingDiverged(result.diverged_step or result.steps, result.losses)
+    return result
