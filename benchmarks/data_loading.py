@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from genbench.run.executors import available_cores
-from genbench.run.training import _LoaderBatches, _TensorBatches
+from genbench.execution.executor_support import available_cores
+from genbench.execution.training import _LoaderBatches, _TensorBatches
 from genbench_plugins.datasets.embedded import Digits
 from genbench_plugins.datasets.image_folder import ImageFolder
 from genbench_plugins.datasets.torchvision_sets import MNIST

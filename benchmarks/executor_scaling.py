@@ -25,9 +25,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from genbench.run.executors import available_cores
+from genbench.execution.executor_support import available_cores
 from genbench.registry.manager import default_registries
-from genbench.run.runner import SuiteRunner
+from genbench.execution.runner import SuiteRunner
 from genbench.plan.spec import SuiteSpec
 
 TARGET = 1.2

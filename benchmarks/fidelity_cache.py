@@ -34,7 +34,7 @@ from genbench import Budget, EvalContext  # noqa: E402
 from genbench.api.extractor import torch_fidelity_extractor  # noqa: E402
 from genbench.features.job_features import to_uint8_images  # noqa: E402
 from genbench.registry.manager import build_registries, create_plugin_manager  # noqa: E402
-from genbench.run.training import train  # noqa: E402
+from genbench.execution.training import train  # noqa: E402
 
 METRICS = ("fid", "isc", "kid", "prc")
 

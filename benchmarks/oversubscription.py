@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 
-from genbench.run.executors import available_cores
+from genbench.execution.executor_support import available_cores
 
 
 def busy_loop() -> None:

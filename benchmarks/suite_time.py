@@ -21,11 +21,11 @@ from collections import defaultdict
 from dataclasses import replace
 from pathlib import Path
 
-from genbench.run.executors import available_cores, default_workers
+from genbench.execution.executor_support import available_cores, default_workers
 from genbench.registry.manager import default_registries
-from genbench.run.runner import SuiteRunner
+from genbench.execution.runner import SuiteRunner
 from genbench.plan.spec import SuiteSpec
-from genbench.run.training import resolve_device
+from genbench.execution.training import resolve_device
 
 
 def timed_run(spec: SuiteSpec, registries, jobs: int | None, folder: Path) -> dict[str, float]:

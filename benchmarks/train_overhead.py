@@ -20,7 +20,7 @@ import torch
 
 from genbench import Budget
 from genbench.registry.manager import default_registries
-from genbench.run.training import Trainer, resolve_device
+from genbench.execution.training import Trainer, resolve_device
 
 
 def bare_loop(model, x: torch.Tensor, steps: int, batch_size: int, device) -> None:

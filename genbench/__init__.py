@@ -3,7 +3,10 @@
 The public contract for plugin authors: :data:`hookimpl`, :class:`GenerativeModel`,
 :class:`BenchmarkDataset` with :class:`DataInfo`, :class:`Metric` with
 :class:`EvalContext`, :class:`Sampler`, :class:`FeatureExtractor`, :class:`ModelRef`,
-:class:`Budget` and :func:`split_tensors`.
+:class:`Budget` and :func:`split_tensors`, with the errors a plugin raises, the noise helpers
+(:func:`batch_randn`...), the feature and fidelity helpers and :func:`registered_name`: every
+name in ``__all__`` (docs/plugins.md, "The public API"). Plugins import nothing else of
+genbench (tests/test_public_api.py).
 
 The names are imported on first use (PEP 562), so that ``import genbench`` and commands that
 need no model, such as ``genbench --help``, do not pay for torch.
@@ -24,11 +27,34 @@ if TYPE_CHECKING:
     from genbench.api.data import BenchmarkDataset, DataInfo, TensorSplit, split_tensors
     from genbench.evaluation.context import EvalContext
     from genbench.api.extractor import ExtractorMixin, FeatureExtractor
-    from genbench.api.metric import CountNeed, Metric, MetricResult
+    from genbench.api.metric import CountNeed, Headline, KeyPresentation, Metric, MetricResult
     from genbench.api.model import GenerativeModel, ModelRef
     from genbench.api.sampler import Sampler
+    from genbench.api.errors import (AssetInvalidError, AssetMissingError, ConfigError,
+                                     DataUnavailableError, GenbenchError, MissingDependencyError,
+                                     UnknownNameError)
+    from genbench.api.names import registered_name
+    from genbench.api.data import tensor_fingerprint
+    from genbench.api.paths import data_root
+    from genbench.api.parallel import batch_rand, batch_randint, batch_randn, global_batch
+    from genbench.registry.parameters import accepts_any_keyword, hyperparameters
+    from genbench.features.job_features import (JobFeatures, SplitFeatures, extractor_skip_reason,
+                                                feature_layer, layer_skip_reason,
+                                                preflight_features, reference_indices)
+    from genbench.features.fidelity import (fid_from_statistics, fid_statistics, isc_from_logits,
+                                            kid_from_features, prc_from_features)
+    from genbench.features.assets import resolve_weights
+    from genbench.api.extractor import torch_fidelity_extractor
+    from genbench.api.executor import Completion, Executor, ExecutorRequest
+    from genbench.execution.local_executor import LocalExecutor
+    from genbench.execution.ray_executor import RayExecutor
+    from genbench.api.formats import OutputFormat
+    from genbench.evaluation.scoring import Evaluation, MetricRecord, evaluate
+    from genbench.results.report import render_report, write_reports
+    from genbench.results.tensorboard import check_tensorboard_folder, write_tensorboard
+    from genbench.execution.suite import RunResult
 
-#: Public name -> the module that defines it.
+#: Public name -> the module that defines it (``module:attribute`` where the names differ).
 _LAZY = {
     "Budget": "genbench.api.budget",
     "BenchmarkDataset": "genbench.api.data", "DataInfo": "genbench.api.data",
@@ -36,15 +62,57 @@ _LAZY = {
     "EvalContext": "genbench.evaluation.context",
     "ExtractorMixin": "genbench.api.extractor", "FeatureExtractor": "genbench.api.extractor",
     "CountNeed": "genbench.api.metric", "Metric": "genbench.api.metric",
-    "MetricResult": "genbench.api.metric",
+    "MetricResult": "genbench.api.metric", "Headline": "genbench.api.metric",
+    "KeyPresentation": "genbench.api.metric",
     "GenerativeModel": "genbench.api.model", "ModelRef": "genbench.api.model",
     "Sampler": "genbench.api.sampler",
+    # errors a plugin raises or catches
+    **dict.fromkeys(["GenbenchError", "ConfigError", "DataUnavailableError", "AssetMissingError",
+                     "AssetInvalidError", "MissingDependencyError", "UnknownNameError"],
+                    "genbench.api.errors"),
+    # helpers for plugins: names, data, noise under data-parallel training, features
+    "registered_name": "genbench.api.names",
+    "tensor_fingerprint": "genbench.api.data", "data_root": "genbench.api.paths",
+    **dict.fromkeys(["batch_rand", "batch_randint", "batch_randn", "global_batch"],
+                    "genbench.api.parallel"),
+    **dict.fromkeys(["accepts_any_keyword", "hyperparameters"], "genbench.registry.parameters"),
+    **dict.fromkeys(["JobFeatures", "SplitFeatures", "extractor_skip_reason", "feature_layer",
+                     "layer_skip_reason", "preflight_features", "reference_indices"],
+                    "genbench.features.job_features"),
+    **dict.fromkeys(["fid_statistics", "fid_from_statistics", "isc_from_logits",
+                     "kid_from_features", "prc_from_features"], "genbench.features.fidelity"),
+    "resolve_weights": "genbench.features.assets",
+    "torch_fidelity_extractor": "genbench.api.extractor",
+    "Completion": "genbench.api.executor", "Executor": "genbench.api.executor",
+    "ExecutorRequest": "genbench.api.executor",
+    "LocalExecutor": "genbench.execution.local_executor", "RayExecutor": "genbench.execution.ray_executor",
+    # output formats, and what the built-in ones write with
+    "OutputFormat": "genbench.api.formats",
+    **dict.fromkeys(["render_report", "write_reports"], "genbench.results.report"),
+    **dict.fromkeys(["check_tensorboard_folder", "write_tensorboard"],
+                    "genbench.results.tensorboard"),
+    # the library: genbench.run(spec, out=...), genbench.evaluate(model, dataset, ...)
+    "run": "genbench.execution.suite:run_and_publish", "RunResult": "genbench.execution.suite",
+    **dict.fromkeys(["evaluate", "Evaluation", "MetricRecord"], "genbench.evaluation.scoring"),
 }
 
 __all__ = [
     "BenchmarkDataset", "Budget", "CountNeed", "DataInfo", "EvalContext", "ExtractorMixin",
     "FeatureExtractor", "GenerativeModel", "Metric", "MetricResult", "ModelRef", "Sampler",
     "TensorSplit", "hookimpl", "split_tensors", "__version__",
+    "Completion", "Executor", "ExecutorRequest", "LocalExecutor", "RayExecutor",
+    "Headline", "KeyPresentation",
+    "AssetInvalidError", "AssetMissingError", "ConfigError", "DataUnavailableError",
+    "GenbenchError", "MissingDependencyError", "UnknownNameError",
+    "registered_name", "tensor_fingerprint", "data_root",
+    "batch_rand", "batch_randint", "batch_randn", "global_batch",
+    "accepts_any_keyword", "hyperparameters",
+    "JobFeatures", "SplitFeatures", "extractor_skip_reason", "feature_layer", "layer_skip_reason",
+    "preflight_features", "reference_indices",
+    "fid_from_statistics", "fid_statistics", "isc_from_logits", "kid_from_features",
+    "prc_from_features", "resolve_weights", "torch_fidelity_extractor",
+    "OutputFormat", "check_tensorboard_folder", "render_report", "write_reports",
+    "write_tensorboard", "run", "RunResult", "evaluate", "Evaluation", "MetricRecord",
 ]
 
 
@@ -54,7 +122,8 @@ def __getattr__(name: str):
 
         value = installed_version()
     elif name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
+        module, _, attribute = _LAZY[name].partition(":")
+        value = getattr(importlib.import_module(module), attribute or name)
     else:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     globals()[name] = value  # later lookups skip this function

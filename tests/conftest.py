@@ -63,7 +63,7 @@ def digits(registries):
 def cli_plugins(monkeypatch):
     """Forget the CLI's process-wide plugin manager, registries and reports for this test
     (and after it); returns the factory of the fresh plugin manager."""
-    import genbench.cli.commands
+    import genbench.cli.group
     from genbench.registry import manager as plugin_manager
     from genbench.cli.commands import cli
 
@@ -72,7 +72,7 @@ def cli_plugins(monkeypatch):
         cache.cache_clear()
     monkeypatch.setattr(cli, "commands", dict(cli.commands))
     monkeypatch.setattr(cli, "_plugins_added", False)
-    monkeypatch.setattr(genbench.cli.commands, "_reported", set())
+    monkeypatch.setattr(genbench.cli.group, "_reported", set())
     yield plugin_manager.default_plugin_manager
     for cache in caches:
         cache.cache_clear()

@@ -246,7 +246,7 @@ class RunnerPlugin:
 
 def run_inline(spec, out, registries, **kwargs):
     """Run ``spec`` in this process (``jobs=0``), quietly; returns the report."""
-    from genbench.run.runner import SuiteRunner
+    from genbench.execution.runner import SuiteRunner
 
     return SuiteRunner(spec, out, registries, progress=False, echo=lambda s: None, jobs=0,
                        **kwargs).run()

@@ -10,11 +10,11 @@ from click.testing import CliRunner
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 
 from genbench import ExtractorMixin
+from genbench.cli.assets import assets
 from genbench.features.assets import (
     AssetChecksumError,
     add_asset,
     asset_status,
-    assets,
     list_assets,
     resolve_weights,
     sha256_file,

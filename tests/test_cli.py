@@ -167,17 +167,17 @@ def test_show_model_lists_hyperparameters_with_defaults():
     r = invoke("show", "model", "vae")
     assert r.exit_code == 0, r.output
     assert r.stdout.startswith("model vae\n")
-    assert table_row(r.stdout, "latent_dim", "10", "int")
+    assert table_row(r.stdout, "latent_dim", "10", "int", ">=", "1")
     assert table_row(r.stdout, "class", "genbench_plugins.models.vae:VAE")
     assert table_row(r.stdout, "plugin", "genbench_plugins.models.vae", "(genbench",
                      f"{__version__})")
     assert "capabilities  sample, train_step, reconstruct, encode, elbo" in r.stdout
     info = json.loads(invoke("show", "model", "vae", "--json").stdout)
-    latent_dim = {"name": "latent_dim", "default": 10, "type": "int", "required": False}
+    latent_dim = {"name": "latent_dim", "default": 10, "type": "int >= 1", "required": False}
     assert latent_dim in info["hyperparameters"]
     assert info["distribution"] == "genbench" and info["class"] == "genbench_plugins.models.vae:VAE"
     folder = invoke("show", "dataset", "image-folder").stdout
-    assert table_row(folder, "path", "<required>", "str")
+    assert table_row(folder, "path", "<required>", "str", "|", "PathLike")
 
 
 def test_show_model_ref_and_sampling_settings(cli_plugins):

@@ -12,7 +12,7 @@ import pytest
 
 from genbench import hookimpl
 from genbench.api.console import DEBUG_HINT
-from genbench.run.executors import LocalExecutor
+from genbench.execution.local_executor import LocalExecutor
 from genbench.results.store import ResultStore
 from genbench_plugins.models.vae import VAE
 from helpers import BrokenMetric, invoke_cli, registries_with, run_inline, tiny_spec, tiny_spec_toml
@@ -228,12 +228,12 @@ def test_results_failed_says_so_when_nothing_failed(tmp_path):
 
 
 def test_ctrl_c_while_preparing_stores_nothing(monkeypatch, tmp_path):
-    import genbench.run.runner
+    import genbench.execution.runner
 
     def interrupt(self):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(genbench.run.runner.SuiteRunner, "prepare", interrupt)
+    monkeypatch.setattr(genbench.execution.runner.SuiteRunner, "prepare", interrupt)
     out = tmp_path / "o"
     r = invoke("run", str(spec_file(tmp_path)), "--out", str(out))
     assert r.exit_code == 130 and "Traceback" not in r.output
@@ -248,7 +248,7 @@ def test_ctrl_c_while_preparing_stores_nothing(monkeypatch, tmp_path):
 
 
 def test_ctrl_c_after_stored_jobs_counts_them(monkeypatch, tmp_path):
-    import genbench.run.runner
+    import genbench.execution.runner
 
     out = tmp_path / "o"
     assert invoke("run", str(spec_file(tmp_path)), "--out", str(out)).exit_code == 0
@@ -256,7 +256,7 @@ def test_ctrl_c_after_stored_jobs_counts_them(monkeypatch, tmp_path):
     def interrupt(self):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(genbench.run.runner.SuiteRunner, "prepare", interrupt)
+    monkeypatch.setattr(genbench.execution.runner.SuiteRunner, "prepare", interrupt)
     r = invoke("run", str(spec_file(tmp_path)), "--out", str(out), "--force")
     assert r.exit_code == 130
     assert (f"interrupted: 1 finished job(s) are stored in {out / 'results.db'}; checkpoints in "

@@ -138,5 +138,5 @@ def test_lazy_plugins_import_on_first_use_and_fail_like_any_plugin():
 
 
 def test_unknown_registry_kind_lists_the_valid_ones():
-    with pytest.raises(UnknownNameError, match="valid registry kinds: datasets, extractors"):
+    with pytest.raises(UnknownNameError, match="valid registry kinds: datasets, executors, extractors"):
         build_registries(create_plugin_manager(load_entrypoints=False), ["widgets"])

@@ -11,11 +11,11 @@ import pytest
 import torch
 
 from genbench import Budget, hookimpl
-from genbench.run.checkpoints import load_checkpoint_file, set_aside
+from genbench.execution.checkpoints import load_checkpoint_file, set_aside
 from genbench.api.errors import CheckpointCorruptError
-from genbench.run.runner import SuiteRunner
-from genbench.run.training import Trainer
-from genbench.run.worker import WorkerContext, run_job, setup_worker
+from genbench.execution.runner import SuiteRunner
+from genbench.execution.training import Trainer
+from genbench.execution.worker import WorkerContext, run_job, setup_worker
 from genbench_plugins.models.vae import VAE
 from helpers import RunnerPlugin, registries_with, tiny_spec
 

@@ -10,7 +10,7 @@ import torch
 
 from genbench import Budget
 from genbench.api.errors import ConfigError
-from genbench.run.training import train
+from genbench.execution.training import train
 from genbench_plugins.datasets.embedded import _digits_arrays, digits_split_indices
 
 ALL_DATASETS = {"digits", "stacked-digits", "ring8", "grid25", "swissroll", "mnist",
@@ -114,7 +114,7 @@ def test_stacked_digits_seeded_and_sized():
     c = StackedDigits(n_train=500, n_test=200, seed=1)
     assert not torch.equal(a.split("train").x, c.split("train").x)
     assert a.info().fingerprint != c.info().fingerprint
-    with pytest.raises(ConfigError, match="n_train"):
+    with pytest.raises(ConfigError, match=r"'n_train' must be int >= 1 \(default 20000\), got 0"):
         StackedDigits(n_train=0)
 
 

@@ -9,7 +9,7 @@ import torch
 from genbench.api.budget import Budget
 from genbench.api.errors import ConfigError
 from genbench.results.store import ResultStore
-from genbench.run.training import train
+from genbench.execution.training import train
 from genbench_plugins.metrics.modes import mode_statistics
 from genbench_plugins.models.diffusion import DDPM, LatentDiffusion
 from genbench_plugins.models.diffusion.networks import UNet
@@ -72,10 +72,14 @@ def test_forward_process_matches_q_xt_given_x0():
 
 
 @pytest.mark.parametrize("params, message", [
-    ({"beta_schedule": "quadratic"}, "beta_schedule must be one of linear, cosine"),
-    ({"ema_decay": 1.0}, r"ema_decay must be a number in \[0, 1\)"),
+    ({"beta_schedule": "quadratic"},
+     r"'beta_schedule' must be 'linear' \| 'cosine' \(default 'linear'\), got 'quadratic'"),
+    ({"ema_decay": 1.0}, r"'ema_decay' must be float in \[0, 1\) \(default 0.999\), got 1.0"),
+    ({"timesteps": 1}, r"'timesteps' must be int >= 2 \(default 1000\), got 1"),
     ({"timesteps": 10}, "linear schedule needs 0 < beta_start <= beta_end < T / 1000"),
-    ({"lr": 0.0}, "lr must be a positive number"),
+    ({"lr": 0.0}, r"'lr' must be float > 0 \(default 0.0005\), got 0.0"),
+    ({"dropout": 1}, r"'dropout' must be float in \[0, 1\) \(default 0.0\), got 1"),
+    ({"depth": 0}, r"'depth' must be int >= 1 \(default 3\), got 0"),
 ])
 def test_bad_hyperparameters_are_config_errors(ring8, params, message):
     with pytest.raises(ConfigError, match=message):
@@ -93,7 +97,7 @@ def test_unet_keeps_the_image_shape(shape):
 
 # -- EMA ------------------------------------------------------------------------------------
 
-def test_ema_weights_differ_from_the_raw_ones_and_are_the_ones_sampled(ring8):
+def test_ema_weights_differ_from_the_raw_ones_and_are_the_ones_sampled(registries, ring8):
     model = DDPM(ring8.info(), **TINY_MLP, ema_decay=0.9)
     raw0 = {k: v.clone() for k, v in model.network.state_dict().items()}
     batch = ring8.tensors("train")[0][:64]
@@ -109,7 +113,8 @@ def test_ema_weights_differ_from_the_raw_ones_and_are_the_ones_sampled(ring8):
     assert model.num_parameters() == sum(p.numel() for p in model.network.parameters())
 
     def draw():
-        return model.sample(16, torch.Generator().manual_seed(3), sampler="ddim", steps=10)
+        return model.sample(16, torch.Generator().manual_seed(3), registries, sampler="ddim",
+                            steps=10)
 
     before = draw()
     with torch.no_grad():
@@ -126,17 +131,47 @@ def test_ema_weights_differ_from_the_raw_ones_and_are_the_ones_sampled(ring8):
 
 def test_samples_follow_the_seed_and_nfe_the_settings(registries, digits):
     model = DDPM(digits.info(), timesteps=100, channels=8, max_channels=16)
-    a = model.sample(4, torch.Generator().manual_seed(1), sampler="ddim", steps=5)
-    b = model.sample(4, torch.Generator().manual_seed(1), sampler="ddim", steps=5)
+    a = model.sample(4, torch.Generator().manual_seed(1), registries, sampler="ddim", steps=5)
+    b = model.sample(4, torch.Generator().manual_seed(1), registries, sampler="ddim", steps=5)
     assert torch.equal(a, b) and a.shape == (4, 1, 8, 8) and 0 <= a.min() and a.max() <= 1
     assert a.requires_grad is False and not a.is_inference()
-    assert model.nfe() == 100
-    assert model.nfe(sampler="ddim", steps=10, spacing="uniform") == 10
+    assert model.nfe(registries=registries) == 100
+    assert model.nfe(sampler="ddim", steps=10, spacing="uniform", registries=registries) == 10
     # T = 100: floor(80 i^2 / 81) is 0 for i = 0 and 1, a step visited once
-    assert model.nfe(sampler="ddim", steps=10, spacing="quadratic") == 9
+    assert model.nfe(sampler="ddim", steps=10, spacing="quadratic",
+                     registries=registries) == 9
     assert model.nfe(sampler=registries.samplers.get("ddim"), steps=20) == 20
     with pytest.raises(ConfigError, match="sampler DDPMSampler takes no eta"):
-        model.sample(2, sampler="ddpm", steps=5, eta=1.0)
+        model.sample(2, sampler=registries.samplers.get("ddpm"), steps=5, eta=1.0)
+
+
+def test_a_sampler_name_is_looked_up_only_in_the_registries_the_caller_passes(registries, ring8,
+                                                                            monkeypatch):
+    """No process-wide fallback: called directly, ddpm takes a Sampler class, or a name with
+    the registries to find it in; a name alone is a ConfigError saying what to pass, and the
+    installed plugins are never loaded for it."""
+    import genbench.registry.manager as manager
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a model must not fall back to the process-wide registries")
+
+    monkeypatch.setattr(manager, "default_registries", refuse)
+    model = DDPM(ring8.info(), **TINY_MLP)
+    gen = torch.Generator().manual_seed(0)
+    with pytest.raises(ConfigError, match=r"sampler 'ddim' is a name, and no registries were "
+                                          r"given to look it up in: pass the class \(sampler="
+                                          r"registries.samplers.get\('ddim'\)\) or the registries"):
+        model.sample(4, gen, sampler="ddim", steps=5)
+    with pytest.raises(ConfigError, match="sampler 'ddpm' is a name"):
+        model.nfe()  # the default setting is a name too
+    by_name = model.sample(4, torch.Generator().manual_seed(0), registries, sampler="ddim", steps=5)
+    by_class = model.sample(4, torch.Generator().manual_seed(0),
+                            sampler=registries.samplers.get("ddim"), steps=5)
+    assert torch.equal(by_name, by_class)
+    assert model.nfe(sampler="ddim", steps=5, registries=registries) == 5
+    with pytest.raises(ConfigError, match="sampler must be a Sampler class or a registered "
+                                          "sampler's name, got 3"):
+        model.sample(4, gen, sampler=3)
 
 
 def test_a_third_party_sampler_works_with_ddpm(tmp_path, ring8):
@@ -165,7 +200,7 @@ def test_a_third_party_sampler_works_with_ddpm(tmp_path, ring8):
 
 
 def test_an_unknown_sampler_is_refused_when_the_spec_is_read(tmp_path, registries):
-    from genbench.run.runner import SuiteRunner
+    from genbench.execution.runner import SuiteRunner
 
     spec = tiny_spec(datasets=["ring8"], models=[{"name": "ddpm", "sampling": {"sampler": "euler"}}])
     with pytest.raises(ConfigError, match="model 'ddpm\\[sampler=euler\\]': sampling setting "
@@ -175,7 +210,7 @@ def test_an_unknown_sampler_is_refused_when_the_spec_is_read(tmp_path, registrie
     assert not (tmp_path / "runs").exists()
 
 
-def test_a_trained_ddpm_on_ring8_puts_most_samples_near_the_modes(ring8):
+def test_a_trained_ddpm_on_ring8_puts_most_samples_near_the_modes(registries, ring8):
     """A short training (1,000 steps of a small MLP, T = 100, ~10 s) already gathers the
     samples at the eight modes: most of them lie within 0.25 of a mode (a third of the 0.77
     between neighbouring modes), several times the share of N(0, I) prior draws, and their
@@ -187,7 +222,7 @@ def test_a_trained_ddpm_on_ring8_puts_most_samples_near_the_modes(ring8):
     train(model, ring8.split("train"), Budget(steps=1000, batch_size=256), device="cpu",
           seed=0, progress=False)
     modes = info.modes_tensor()
-    x = model.sample(500, torch.Generator().manual_seed(0))  # ddpm, all 100 steps
+    x = model.sample(500, torch.Generator().manual_seed(0), registries)  # ddpm, all 100 steps
     prior = torch.randn(500, 2, generator=torch.Generator().manual_seed(0))
     dist, prior_dist = (torch.cdist(p, modes).min(1).values for p in (x, prior))
     near, prior_near = (dist < 0.25).float().mean(), (prior_dist < 0.25).float().mean()
@@ -202,7 +237,7 @@ def test_a_trained_ddpm_on_ring8_puts_most_samples_near_the_modes(ring8):
 
 # -- latent diffusion --------------------------------------------------------------------------
 
-def test_latent_diffusion_trains_on_the_codes_and_decodes(digits):
+def test_latent_diffusion_trains_on_the_codes_and_decodes(registries, digits):
     ae = ConvAE(digits.info(), latent_dim=8, channels=8).eval()
     model = LatentDiffusion(digits.info(), autoencoder=ae, **TINY_MLP)
     model.train()
@@ -211,7 +246,8 @@ def test_latent_diffusion_trains_on_the_codes_and_decodes(digits):
     model.train_step(digits.tensors("train")[0][:32], 0)
     assert all(torch.equal(v, ae.state_dict()[k]) for k, v in before.items())  # frozen
     assert model.space_shape == (8,) and float(model.space_scale) > 0
-    x = model.sample(4, torch.Generator().manual_seed(0), sampler="ddim", steps=5)
+    x = model.sample(4, torch.Generator().manual_seed(0), sampler=registries.samplers.get("ddim"),
+                     steps=5)
     assert x.shape == (4, 1, 8, 8) and 0 <= x.min() and x.max() <= 1
     with pytest.raises(ConfigError, match="autoencoder must be a trained model with encode"):
         LatentDiffusion(digits.info(), autoencoder=DDPM(digits.info(), channels=4, max_channels=4))

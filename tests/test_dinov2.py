@@ -21,7 +21,8 @@ from click.testing import CliRunner
 from PIL import Image
 
 from genbench import DataInfo, EvalContext
-from genbench.features.assets import AssetChecksumError, assets, resolve_weights
+from genbench.cli.assets import assets
+from genbench.features.assets import AssetChecksumError, resolve_weights
 from genbench.api.errors import AssetMissingError, ConfigError, MissingDependencyError
 from genbench.features.job_features import feature_layer, load_extractor
 from genbench.api.paths import sha256_file

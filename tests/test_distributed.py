@@ -1,4 +1,4 @@
-"""Data-parallel training (genbench.run.distributed): two gloo processes on the CPU train a model
+"""Data-parallel training (genbench.execution.distributed): two gloo processes on the CPU train a model
 to the parameters one process reaches with the same global batch."""
 
 import functools
@@ -7,12 +7,12 @@ import pytest
 import torch
 
 from genbench.api.budget import Budget
-from genbench.run.distributed import (DataParallel, DataParallelError, _active, batch_rand,
+from genbench.execution.distributed import (DataParallel, DataParallelError, _active, batch_rand,
                                   batch_randn, fit_data_parallel, shard)
 from genbench.api.errors import ConfigError, SpecError
 from genbench.registry.manager import build_registries, create_plugin_manager
-from genbench.run.runner import SuiteRunner
-from genbench.run.training import Trainer, seed_everything
+from genbench.execution.runner import SuiteRunner
+from genbench.execution.training import Trainer, seed_everything
 from helpers import tiny_spec
 
 #: Float32 summation order differs between one process and two: this far, no further.
@@ -154,7 +154,7 @@ def test_batches_must_split_evenly_and_nproc_is_checked_where_it_enters(tmp_path
 
 
 def test_sparse_gradients_are_refused_with_an_actionable_error():
-    from genbench.run.distributed import average_gradients
+    from genbench.execution.distributed import average_gradients
 
     emb = torch.nn.Embedding(4, 2, sparse=True)
     emb(torch.tensor([1, 2])).sum().backward()

@@ -125,6 +125,19 @@ def slug(heading: str) -> str:
     return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
 
 
+def test_documents_the_code_cites_are_in_the_repository():
+    """A module of genbench/ or plugins/ that points to a Markdown file (``docs/plugins.md``,
+    ``README.md``) points to one that exists: a path from the repository root, or a file name
+    found in it."""
+    shipped = {p.name for p in ROOT.rglob("*.md") if ".git" not in p.parts}
+    missing = []
+    for module in sorted([*(ROOT / "genbench").rglob("*.py"), *(ROOT / "plugins").rglob("*.py")]):
+        for cited in set(re.findall(r"[\w./-]+\.md\b", module.read_text(encoding="utf-8"))):
+            if not ((ROOT / cited).is_file() or ("/" not in cited and cited in shipped)):
+                missing.append(f"{module.relative_to(ROOT)}: {cited}")
+    assert not missing, "modules cite documents that are not in the repository:\n" + "\n".join(missing)
+
+
 @pytest.mark.parametrize("page", MARKDOWN, ids=lambda p: p.name)
 def test_links_resolve_inside_the_repository(page):
     text = page.read_text(encoding="utf-8")

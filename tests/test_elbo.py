@@ -122,5 +122,6 @@ def test_elbo_applies_only_to_models_with_an_elbo(registries, digits, tmp_path):
                                                    tmp_path, name="ae"))
     vae = registries.models.get("vae")(digits.info())
     assert metric.skip_reason(ctx_for(vae, digits.info(), digits.split("test").x, tmp_path)) is None
-    with pytest.raises(ConfigError, match="draws"):
+    with pytest.raises(ConfigError, match=r"elbo: hyper-parameter 'draws' must be int >= 1 "
+                                          r"\(default 1\), got 0"):
         registries.metrics.get("elbo")(draws=0)

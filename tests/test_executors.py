@@ -16,10 +16,10 @@ import time
 import pytest
 import torch
 
-from genbench.run.executors import (
-    Completion, InlineExecutor, LocalExecutor, WorkerSetupError, _worker_birth,
-    available_cores, default_workers,
-)
+from genbench.api.executor import Completion
+from genbench.execution.executor_support import available_cores, default_workers
+from genbench.execution.local_executor import (InlineExecutor, LocalExecutor, WorkerSetupError,
+                                         _worker_birth)
 
 _SETUP_CALLS = 0
 
@@ -249,8 +249,9 @@ def test_default_workers():
 def test_cores_are_the_process_limit_not_the_hosts():
     """Workers and threads follow joblib's count of usable cores (affinity mask, cgroup CPU
     quota, ``LOKY_MAX_CPU_COUNT``), not ``os.cpu_count()``: here limited to one core."""
-    code = ("import os; from genbench.run.executors import LocalExecutor, available_cores, "
-            "default_workers; print(os.cpu_count(), available_cores(), default_workers('cpu'), "
+    code = ("import os; from genbench.execution.executor_support import available_cores, "
+            "default_workers; from genbench.execution.local_executor import LocalExecutor; "
+            "print(os.cpu_count(), available_cores(), default_workers('cpu'), "
             "LocalExecutor(workers=2).threads_per_worker)")
     env = {**os.environ, "LOKY_MAX_CPU_COUNT": "1"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,

@@ -30,7 +30,7 @@ from genbench.features.job_features import (
     to_uint8_images,
 )
 from genbench.features.fidelity import kid_subset_size
-from genbench.run.training import train
+from genbench.execution.training import train
 from helpers import FixedSamples
 
 REPO = Path(__file__).resolve().parents[1]

@@ -10,9 +10,9 @@ from torch import nn
 
 from genbench import Budget, DataInfo
 from genbench.cli.commands import cli
-from genbench.registry.parameters import hyperparameters
+from genbench.registry.parameters import construct, hyperparameters
 from genbench.api.errors import ConfigError
-from genbench.run.training import Trainer, train
+from genbench.execution.training import Trainer, train
 from genbench_plugins.models.gans.dcgan import DCGAN
 from genbench_plugins.models.gans.gan import GAN
 from genbench_plugins.models.gans.stabilisers import (MinibatchDiscrimination, ReplayBuffer,
@@ -141,8 +141,8 @@ def test_generator_losses_are_the_papers():
         model = GAN(info, loss=loss, **TINY["gan"])
         model.discriminator = FixedLogits(logits)
         assert torch.allclose(model.generator_loss(torch.zeros(3, 2)), expected, atol=1e-6)
-    with pytest.raises(ConfigError, match="loss must be one of non-saturating, minimax"):
-        GAN(info, loss="hinge")
+    with pytest.raises(ConfigError, match=r"'loss' must be 'non-saturating' \| 'minimax' \(default"):
+        construct(GAN, info, loss="hinge")
 
 
 def test_gradient_penalty_equals_direct_autograd():
@@ -188,7 +188,8 @@ def test_packed_gradient_penalty_is_per_pack_on_the_real_to_fake_pack_segment():
 
 def test_wgan_gp_refuses_minibatch_discrimination():
     with pytest.raises(ConfigError, match="invalidates the gradient penalty"):
-        WGANGP(DataInfo(name="v", kind="vector", shape=(2,)), minibatch_discrimination=True)
+        construct(WGANGP, DataInfo(name="v", kind="vector", shape=(2,)),
+                  minibatch_discrimination=True)
 
 
 def test_gradient_penalty_through_a_grad_scaler_is_unscaled():
@@ -218,16 +219,17 @@ def _trunk_inputs(model, x):
 
 @pytest.mark.parametrize("m", [1, 2, 3, 4])
 def test_packed_discriminator_sees_m_times_the_features(m, digits):
-    vec = GAN(DataInfo(name="v", kind="vector", shape=(2,)), pack=m, **TINY["gan"])
+    vec = GAN(DataInfo(name="v", kind="vector", shape=(2,)), stabilisers=Stabilisers(pack=m),
+              **TINY["gan"])
     assert vec.discriminator.trunks[0][1].linear.in_features == 2 * m
     seen, out = _trunk_inputs(vec, torch.randn(12 * m, 2))
     assert seen == [(12, 2 * m)] and out.shape == (12, 1)  # 12 packs of m samples
-    img = DCGAN(digits.info(), pack=m, **TINY["dcgan"])
+    img = construct(DCGAN, digits.info(), pack=m, **TINY["dcgan"])  # flat keys, as a spec
     assert img.discriminator.trunks[0][0].in_channels == m
     seen, _ = _trunk_inputs(img, torch.rand(4 * m, 1, 8, 8))
     assert seen == [(4, m, 8, 8)]
     # PacGAN's minibatch: batch_size packs, so a D step takes m engine batches
-    assert vec.batches_per_step == m and GAN(vec_info(), pack=m, d_steps=2).batches_per_step == 2 * m
+    assert vec.batches_per_step == m and construct(GAN, vec_info(), pack=m, d_steps=2).batches_per_step == 2 * m
     x = torch.arange(12.0).reshape(6, 2)
     assert torch.equal(pack(x, 3)[1], torch.tensor([6.0, 7, 8, 9, 10, 11]))  # consecutive
 
@@ -268,24 +270,25 @@ def test_replay_buffer_never_stores_non_finite_samples():
 
 def test_replay_in_training_keeps_the_buffer_filling(grid25):
     torch.manual_seed(0)
-    model = GAN(grid25.info(), experience_replay=True, replay_size=100, replay_rate=0.5,
-                **TINY["gan"])
+    model = construct(GAN, grid25.info(), experience_replay=True, replay_size=100,
+                      replay_rate=0.5, **TINY["gan"])
     train(model, grid25.split("train"), Budget(steps=3, batch_size=32), device="cpu",
           progress=False)
     assert int(model.replay.filled) == 96 and torch.isfinite(model.replay.items).all()
     assert "replay.items" in model.state_dict()  # checkpointed with the model
-    with pytest.raises(ConfigError, match="replay_rate"):
-        GAN(grid25.info(), experience_replay=True, replay_rate=1.5)
+    with pytest.raises(ConfigError, match=r"'replay_rate' must be float in \[0, 1\] \(default 0.5\), "
+                                          "got 1.5"):
+        construct(GAN, grid25.info(), experience_replay=True, replay_rate=1.5)
 
 
 def test_multiscale_feeds_the_expected_resolutions(digits):
-    model = DCGAN(image_info(1, 28), multiscale=3, **TINY["dcgan"])
+    model = construct(DCGAN, image_info(1, 28), multiscale=3, **TINY["dcgan"])
     seen, out = _trunk_inputs(model, torch.rand(5, 1, 28, 28))
     assert seen == [(5, 1, 28, 28), (5, 1, 14, 14), (5, 1, 7, 7)] and out.shape == (5, 3)
-    model = DCGAN(image_info(3, 32), multiscale=2, pack=2, **TINY["dcgan"])
+    model = construct(DCGAN, image_info(3, 32), multiscale=2, pack=2, **TINY["dcgan"])
     seen, out = _trunk_inputs(model, torch.rand(6, 3, 32, 32))
     assert seen == [(3, 6, 32, 32), (3, 6, 16, 16)] and out.shape == (3, 2)
-    mlp = GAN(digits.info(), multiscale=2, **TINY["gan"])
+    mlp = construct(GAN, digits.info(), multiscale=2, **TINY["gan"])
     seen, _ = _trunk_inputs(mlp, torch.rand(4, 1, 8, 8))
     assert seen == [(4, 1, 8, 8), (4, 1, 4, 4)]
     # factor-2 average pooling; an odd side's edge averages what is there
@@ -295,15 +298,16 @@ def test_multiscale_feeds_the_expected_resolutions(digits):
 
 def test_multiscale_is_refused_where_it_cannot_apply(digits):
     with pytest.raises(ConfigError, match="multiscale=2 .* vector data .* leave multiscale at 1"):
-        GAN(DataInfo(name="grid25", kind="vector", shape=(2,)), multiscale=2)
+        construct(GAN, DataInfo(name="grid25", kind="vector", shape=(2,)), multiscale=2)
     with pytest.raises(ConfigError, match="at most 3 scales"):
-        DCGAN(digits.info(), multiscale=4)  # 8 -> 4 -> 2 -> 1
+        construct(DCGAN, digits.info(), multiscale=4)  # 8 -> 4 -> 2 -> 1
 
 
 def test_spectral_norm_bounds_the_largest_singular_value(digits, grid25):
-    for model, data in [(GAN(grid25.info(), spectral_norm=True, minibatch_discrimination=True,
-                             **TINY["gan"]), grid25),
-                        (DCGAN(digits.info(), spectral_norm=True, **TINY["dcgan"]), digits)]:
+    for model, data in [(construct(GAN, grid25.info(), spectral_norm=True,
+                                   minibatch_discrimination=True, **TINY["gan"]), grid25),
+                        (construct(DCGAN, digits.info(), spectral_norm=True, **TINY["dcgan"]),
+                         digits)]:
         layers = normalised_layers(model.discriminator)
         assert len(layers) == sum(isinstance(m, (nn.Linear, nn.Conv2d))
                                   for m in model.discriminator.modules())
@@ -353,7 +357,7 @@ def test_balance_options(grid25):
                        (dict(lr_d=0.0), "lr_d"), (dict(pack=0), "pack"),
                        (dict(betas=(0.5,)), "betas"), (dict(latent_dim=0), "latent_dim")]:
         with pytest.raises(ConfigError, match=match):
-            GAN(grid25.info(), **bad)
+            construct(GAN, grid25.info(), **bad)
 
 
 # -- dcgan at every size ------------------------------------------------------------------------
@@ -398,9 +402,9 @@ class ScheduledGAN(GAN):
 
 def _resumable(info):
     torch.manual_seed(0)
-    return ScheduledGAN(info, experience_replay=True, replay_size=40, replay_rate=0.5,
-                        d_steps=2, spectral_norm=True, minibatch_discrimination=True,
-                        **TINY["gan"])
+    stabilisers = Stabilisers(experience_replay=True, replay_size=40, replay_rate=0.5,
+                              spectral_norm=True, minibatch_discrimination=True)
+    return ScheduledGAN(info, d_steps=2, stabilisers=stabilisers, **TINY["gan"])
 
 
 def _optimizer_states_equal(a, b):

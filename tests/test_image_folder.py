@@ -234,9 +234,12 @@ def test_empty_and_missing_folders(tmp_path):
 
 
 @pytest.mark.parametrize("options, match", [
-    ({"size": 0}, "size"), ({"channels": 2}, "channels"), ({"crop": -3}, "crop"),
-    ({"crop": "edges"}, "crop"), ({"on_error": "ignore"}, "on_error"),
-    ({"test_fraction": 1.0}, "test_fraction"),
+    ({"size": 0}, r"'size' must be int >= 1 \(default 64\), got 0"),
+    ({"channels": 2}, r"'channels' must be 1 \| 3 \| 4 \| None \(default None\), got 2"),
+    ({"crop": -3}, r"'crop' must be int >= 1 \| 'none' \| None \(default None\), got -3"),
+    ({"crop": "edges"}, r"'crop' must be int >= 1 \| 'none' \| None .*got 'edges'"),
+    ({"on_error": "ignore"}, r"'on_error' must be 'fail' \| 'skip' \(default 'fail'\), got 'ignore'"),
+    ({"test_fraction": 1.0}, r"'test_fraction' must be float in \(0, 1\) \(default 0.1\), got 1.0"),
 ])
 def test_options_are_validated(tmp_path, options, match):
     with pytest.raises(ConfigError, match=match):

@@ -5,7 +5,8 @@ import statistics
 
 import pytest
 
-from genbench.results.boards import build_leaderboards, write_leaderboards
+from genbench.results.boards import build_leaderboards
+from genbench.results.publish import write_formats
 from genbench.results.store import JobRecord, MetricRecord, ResultStore
 
 
@@ -119,7 +120,7 @@ def test_rows_from_different_extractors_or_sample_counts_never_share_a_column(tm
     assert all(board.value(m, by_model[m][0], "rank") == 1 for m in "abc")
 
 
-def test_exports_parse_as_their_formats(store, tmp_path):
+def test_exports_parse_as_their_formats(store, tmp_path, registries):
     import io
 
     import pandas as pd
@@ -139,7 +140,8 @@ def test_exports_parse_as_their_formats(store, tmp_path):
     assert r"\toprule" in tex and r"\midrule" in tex and r"\bottomrule" in tex
     assert r"recon.mse $\downarrow$" in tex and r"train-data" in tex and r"\caption{" in tex
     assert r"$\mathbf{0.03 \pm 0.06}$" in tex and r"$\mathbf{31 \pm 7}$" in tex  # best: bold
-    paths = write_leaderboards(build_leaderboards(store), tmp_path / "lb")
+    formats = {n: registries.formats.get(n)() for n in ("md", "csv", "latex")}
+    paths = write_formats(build_leaderboards(store), store, tmp_path / "lb", formats)
     assert sorted(p.relative_to(tmp_path / "lb").as_posix() for p in paths) == [
         "s/digits.csv", "s/digits.md", "s/digits.tex", "s/ring8.csv", "s/ring8.md", "s/ring8.tex"]
     for p in paths:

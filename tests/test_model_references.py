@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from genbench.api.errors import SpecError
-from genbench.run.runner import SuiteRunner
+from genbench.execution.runner import SuiteRunner
 from genbench.results.store import ResultStore
 from helpers import CodeGaussian, CountingAE, RunnerPlugin, registries_with, run_inline, tiny_spec
 
@@ -115,6 +115,38 @@ def test_reference_errors_exit_2(tmp_path, monkeypatch, regs, model, needle):
     result = CliRunner().invoke(cli, ["run", str(spec), "--out", str(tmp_path / "o")])
     assert result.exit_code == 2, result.output
     assert needle in result.output
+
+
+def test_a_referenced_models_budget_is_checked_against_nproc_before_training(tmp_path, monkeypatch,
+                                                                          regs):
+    """A referenced model trains with its own budget: a batch size that train.nproc does not
+    divide is refused when the spec is read, as the referencing model's is (exit status 2,
+    nothing trained or created), not when its training starts."""
+    from click.testing import CliRunner
+
+    import genbench.registry.manager
+    from genbench.api.errors import ConfigError
+    from genbench.cli.commands import cli
+
+    ref = {"name": "counting-ae", "budget": {"batch_size": 33}}
+    spec = spec_with([{"name": "code-gaussian", "params": {"autoencoder": ref}}], train={"nproc": 2})
+    needle = ("-> autoencoder=counting-ae budget: batch_size 33 must be a multiple of "
+              "train.nproc = 2")
+    with pytest.raises(ConfigError, match=needle):
+        SuiteRunner(spec, tmp_path, regs)
+    assert not (tmp_path / "runs").exists() and CountingAE.calls == 0
+    spec = spec_with([{"name": "code-gaussian", "params": {"autoencoder": {**ref, "budget": {
+        "batch_size": 32}}}}], train={"nproc": 2})
+    SuiteRunner(spec, tmp_path, regs)  # an even batch size passes
+
+    monkeypatch.setattr(genbench.registry.manager, "default_registries", lambda: regs)
+    toml = tmp_path / "s.toml"
+    toml.write_text('datasets = ["digits"]\n[train]\nnproc = 2\n[[models]]\nname = "code-gaussian"\n'
+                    '[models.params.autoencoder]\nname = "counting-ae"\nbudget = { batch_size = 33 }\n')
+    result = CliRunner().invoke(cli, ["run", str(toml), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 2, result.output
+    assert needle in result.output and not (tmp_path / "o" / "runs").exists()
+    assert CountingAE.calls == 0
 
 
 def test_a_diverged_reference_fails_the_rows_built_on_it(tmp_path):

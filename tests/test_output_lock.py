@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from genbench.cli.commands import cli
 from genbench.api.errors import OutputInUseError
 from genbench.results.boards import build_leaderboards
-from genbench.run.locking import HOLDER_NAME, OutputLock, lock_holder
+from genbench.execution.locking import HOLDER_NAME, OutputLock, lock_holder
 from genbench.results.store import ResultStore
 
 SPEC = """
@@ -109,7 +109,7 @@ def test_no_wait_exits_2_naming_the_holder_and_runs_nothing(tmp_path):
 def test_a_killed_holder_leaves_no_stale_lock(tmp_path):
     out = tmp_path / "o"
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time\nfrom genbench.run.locking import OutputLock\n"
+        [sys.executable, "-c", "import sys, time\nfrom genbench.execution.locking import OutputLock\n"
          f"lock = OutputLock({str(out)!r})\nlock.acquire()\nprint('held', flush=True)\n"
          "time.sleep(120)"],
         stdout=subprocess.PIPE, text=True)

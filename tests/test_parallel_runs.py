@@ -5,7 +5,7 @@ included), and dead workers.
 
 import sqlite3
 
-from genbench.run.runner import SuiteRunner
+from genbench.execution.runner import SuiteRunner
 from genbench.results.store import ResultStore
 from helpers import RunnerPlugin, registries_with, tiny_spec
 

@@ -87,7 +87,7 @@ def nfe_table():
 
 
 def test_nfe_curves_group_rows_by_sampler_without_steps():
-    curves = nfe_curves(nfe_table())
+    curves = nfe_curves(nfe_table(), "fid.fid", "speed.nfe")
     assert list(curves) == ["ddpm[eta=0.0,sampler=ddim]", "ddpm[eta=1.0,sampler=ddim]",
                             "ddpm[sampler=ddpm]"]
     eta1 = curves["ddpm[eta=1.0,sampler=ddim]"]
@@ -97,7 +97,7 @@ def test_nfe_curves_group_rows_by_sampler_without_steps():
     assert eta1["model"].tolist() == ["ddpm[eta=1.0,sampler=ddim,steps=10]",
                                       "ddpm[eta=1.0,sampler=ddim,steps=50]"]
     assert curves["ddpm[sampler=ddpm]"]["std"].tolist() == [0.0]  # one seed
-    assert nfe_curves(nfe_table().drop(columns="speed.nfe")) == {}
+    assert nfe_curves(nfe_table().drop(columns="speed.nfe"), "fid.fid", "speed.nfe") == {}
 
 
 # -- files from a store -------------------------------------------------------------------
@@ -199,9 +199,11 @@ def test_loss_panels_share_trainings_and_skip_models_without_losses(store, tmp_p
 def test_quality_vs_speed_needs_speeds(store, tmp_path):
     table = metric_table(store.jobs(), store.metric_values())
     assert quality_vs_speed(table[table["model_family"] == "reference"], tmp_path / "r.png",
-                            quality="fid.fid", higher_is_better=False) is None
+                            quality="fid.fid", higher_is_better=False,
+                            speed="speed.samples_per_s") is None
     assert quality_vs_speed(table.drop(columns="speed.samples_per_s"), tmp_path / "r.png",
-                            quality="fid.fid", higher_is_better=False) is None
+                            quality="fid.fid", higher_is_better=False,
+                            speed="speed.samples_per_s") is None
     assert not (tmp_path / "r.png").exists()
 
 
@@ -248,7 +250,8 @@ def test_crowded_quality_speed_labels_do_not_overlap_and_fid_goes_log():
     table = pd.DataFrame([{"model": m, "seed": s, "model_family": "ae",
                            "speed.samples_per_s": v * (1 + 0.01 * s), "fid.fid": q * (1 + 0.02 * s)}
                           for m, (v, q) in rows.items() for s in (0, 1)])
-    fig = quality_speed_figure(table, quality="fid.fid", higher_is_better=False)
+    fig = quality_speed_figure(table, quality="fid.fid", higher_is_better=False,
+                               speed="speed.samples_per_s")
     ax = fig.axes[0]
     assert ax.get_yscale() == "log" and ax.get_xscale() == "log"
     boxes = {t.get_text(): t.get_window_extent() for t in ax.texts}  # the figure's renderer
@@ -259,5 +262,6 @@ def test_crowded_quality_speed_labels_do_not_overlap_and_fid_goes_log():
     assert overlapping == []
     # a quality that is not positive, or spans little, stays linear
     table["fid.fid"] = table["fid.fid"] - 1.0
-    linear = quality_speed_figure(table, quality="fid.fid", higher_is_better=False)
+    linear = quality_speed_figure(table, quality="fid.fid", higher_is_better=False,
+                                  speed="speed.samples_per_s")
     assert linear.axes[0].get_yscale() == "linear"

@@ -16,8 +16,9 @@ import pytest
 
 from genbench import hookimpl
 from genbench.api import hookspecs
-from genbench.registry.manager import (DEFAULT_PLUGINS, FORWARDERS, LazyPlugin, build_registries,
-                                     call_one_plugin, create_plugin_manager, hook_parameters)
+from genbench.registry.manager import (DEFAULT_PLUGINS, FORWARDERS, REGISTRY_HOOKS, LazyPlugin,
+                                       build_registries, call_one_plugin, create_plugin_manager,
+                                       hook_parameters)
 
 HOOKS = sorted(name for name, f in vars(hookspecs).items()
                if callable(f) and hasattr(f, "genbench_spec"))
@@ -27,8 +28,7 @@ def test_every_default_plugin_registers_something():
     pm = create_plugin_manager(load_entrypoints=False)
     regs = build_registries(pm)
     assert not pm.broken, f"pluggy {pluggy.__version__}: {list(pm.broken.values())}"
-    owners = {e.plugin for kind in ("models", "datasets", "metrics", "samplers", "extractors")
-              for e in regs.by_kind(kind)}
+    owners = {e.plugin for _, kind in REGISTRY_HOOKS for e in regs.by_kind(kind)}
     assert owners == set(DEFAULT_PLUGINS)
 
 

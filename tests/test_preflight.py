@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from genbench.api.errors import USER_ERRORS, ConfigError
-from genbench.run.runner import SuiteRunner
+from genbench.execution.runner import SuiteRunner
 from helpers import RunnerPlugin, registries_with, tiny_spec
 
 

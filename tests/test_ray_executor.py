@@ -1,4 +1,4 @@
-"""The ray executor (genbench.run.ray_executor) on a local Ray instance started once for the
+"""The ray executor (genbench.execution.ray_executor) on a local Ray instance started once for the
 module: the numbers of the local executor, retried dead workers, Ctrl-C and resume."""
 
 import os
@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from genbench import hookimpl
 from genbench.cli.commands import cli
 from genbench.api.errors import ConfigError, MissingDependencyError, UnknownNameError
-from genbench.run.runner import SuiteRunner
+from genbench.execution.runner import SuiteRunner
 from genbench.results.store import ResultStore
 from genbench_plugins.models.autoencoders import AE
 from helpers import RunnerPlugin, registries_with, tiny_spec
@@ -151,7 +151,7 @@ def test_ctrl_c_keeps_finished_jobs_and_the_next_run_resumes(tmp_path, ray_insta
 
 
 def test_cancel_stops_running_tasks_at_once(tmp_path, ray_instance):
-    from genbench.run.ray_executor import RayExecutor
+    from genbench.execution.ray_executor import RayExecutor
 
     done = tmp_path / "finished"
     executor = RayExecutor(jobs=2)
@@ -194,20 +194,29 @@ def test_without_ray_the_executor_says_how_to_install_it(tmp_path, monkeypatch):
     assert not (tmp_path / "cli" / "runs").exists()  # nothing trained
 
 
-def test_executor_settings_are_checked_where_they_enter():
+def test_executor_settings_are_checked_against_the_registered_executors():
+    """A spec's executor is a name in ``registries.executors`` and its options that
+    executor's declared ones, checked when the spec is validated, before anything trains."""
+    regs = registries_with(RayTestPlugin())
+
+    def checked(**overrides):
+        spec = suite(**overrides)
+        spec.validate(regs)
+        return spec
+
     with pytest.raises(UnknownNameError, match="valid executors: local, ray"):
-        suite(executor="slurm")
+        checked(executor="slurm")
     with pytest.raises(ConfigError, match="unknown option.*adress.*valid options: address"):
-        suite(executor="ray", executor_options={"adress": "auto"})
+        checked(executor="ray", executor_options={"adress": "auto"})
     with pytest.raises(ConfigError, match="address must be auto"):
-        suite(executor="ray", executor_options={"address": "http://head"})
+        checked(executor="ray", executor_options={"address": "http://head"})
     with pytest.raises(ConfigError, match="artifacts must be one of shared, driver"):
-        suite(executor="ray", executor_options={"artifacts": "s3"})
+        checked(executor="ray", executor_options={"artifacts": "s3"})
     with pytest.raises(ConfigError, match="max_retries must be an integer >= 0"):
-        suite(executor="ray", executor_options={"max_retries": -1})
+        checked(executor="ray", executor_options={"max_retries": -1})
     with pytest.raises(ConfigError, match="unknown option.*address.*valid options: \\(none\\)"):
-        suite(executor_options={"address": "auto"})
-    ok = suite(executor="ray", executor_options={"address": "ray://head:10001", "num_cpus": 2})
+        checked(executor_options={"address": "auto"})
+    ok = checked(executor="ray", executor_options={"address": "ray://head:10001", "num_cpus": 2})
     assert ok.executor == "ray" and ok.executor_options["num_cpus"] == 2
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from genbench import Budget, DataInfo, TensorSplit
-from genbench.run.training import Trainer
+from genbench.execution.training import Trainer
 
 
 def test_train_data_is_refitted_not_checkpointed(registries, digits, tmp_path):

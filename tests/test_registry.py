@@ -150,7 +150,7 @@ def test_unknown_name_mentions_plugins_that_failed_to_load():
     assert str(info.value) == (
         "unknown model 'pca'; valid models: beta-vae, conv-vae, vae; note: plugin "
         '"genbench_pca" failed to load (see above), the name may have been its')
-    with pytest.raises(UnknownNameError, match="valid registry kinds: datasets, extractors"):
+    with pytest.raises(UnknownNameError, match="valid registry kinds: datasets, executors, extractors"):
         regs.by_kind("widgets")
 
 
@@ -159,6 +159,7 @@ def test_every_hook_is_documented_and_keyword_called():
              if name.startswith("register_") and callable(f)]
     assert {f.__name__ for f in specs} == {"register_models", "register_datasets", "register_metrics",
                                            "register_samplers", "register_feature_extractors",
+                                           "register_executors", "register_formats",
                                            "register_commands"}
     for f in specs:
         doc = inspect.getdoc(f)

@@ -8,7 +8,7 @@ import pytest
 from genbench import Budget
 from genbench.api.errors import ConfigError, SpecError, UnknownNameError
 from genbench.results.boards import build_leaderboards
-from genbench.run.runner import SuiteRunner
+from genbench.execution.runner import SuiteRunner
 from helpers import TestPlugin, registries_with, tiny_spec
 
 
@@ -129,7 +129,7 @@ def test_validation_happens_before_anything_runs(tmp_path, registries):
         SuiteRunner(tiny_spec(metrics=["fidd"]), tmp_path, registries)
     with pytest.raises(ConfigError, match=r"unknown hyper-parameter 'latent'; valid ones .*latent_dim=10"):
         SuiteRunner(tiny_spec(models={"vae": {"latent": 3}}), tmp_path, registries)
-    with pytest.raises(ConfigError, match="'latent_dim' should be a int"):
+    with pytest.raises(ConfigError, match=r"'latent_dim' must be int >= 1 \(default 10\), got 'big'"):
         SuiteRunner(tiny_spec(models={"vae": {"latent_dim": "big"}}), tmp_path, registries)
     assert not (tmp_path / "runs").exists()
 
@@ -200,9 +200,9 @@ def test_suites_sharing_an_output_directory(tmp_path, registries):
 def test_metric_options_are_validated_before_training(tmp_path, registries):
     with pytest.raises(ConfigError, match="unknown hyper-parameter 'foo'; valid ones .*: \\(none\\)"):
         SuiteRunner(tiny_spec(metrics={"recon": {"foo": 1}}), tmp_path, registries)
-    with pytest.raises(ConfigError, match="speed: batch_size and repeats must be >= 1"):
+    with pytest.raises(ConfigError, match=r"metric .speed\[batch_size=0\].: hyper-parameter .batch_size. must be int >= 1 \(default 256\), got 0"):
         SuiteRunner(tiny_spec(metrics={"speed": {"batch_size": 0}}), tmp_path, registries)
-    with pytest.raises(ConfigError, match="vae: latent_dim must be a positive integer, got 0"):
+    with pytest.raises(ConfigError, match=r"model 'vae\[latent_dim=0\]': hyper-parameter 'latent_dim' must be int >= 1 \(default 10\), got 0"):
         SuiteRunner(tiny_spec(models={"vae": {"latent_dim": 0}}), tmp_path, registries).run()
     assert not (tmp_path / "runs").exists()
 
@@ -251,7 +251,7 @@ def test_an_unfinished_checkpoint_is_trained_again(tmp_path, registries):
     trained again, not trusted."""
     import torch
 
-    from genbench.run.training import Trainer
+    from genbench.execution.training import Trainer
 
     first = _run(tiny_spec(metrics=["recon"]), tmp_path, registries).ran[0]
     path = tmp_path / first.run_dir / "checkpoint.pt"

@@ -151,7 +151,7 @@ def test_non_finite_samples_fail_every_sample_metric_with_the_reason(tmp_path):
 
 
 def report_rows(spec, out, regs):
-    from genbench.run.runner import SuiteRunner
+    from genbench.execution.runner import SuiteRunner
 
     return SuiteRunner(spec, out, regs).store.metric_values()
 

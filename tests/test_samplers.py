@@ -61,11 +61,12 @@ def test_bad_spacing_or_step_count_is_a_config_error(args, message):
 
 
 def test_bad_options_are_config_errors():
-    with pytest.raises(ConfigError, match="eta must be a number >= 0"):
+    with pytest.raises(ConfigError, match=r"'eta' must be float >= 0 \(default 0.0\), got -1.0"):
         DDIMSampler(alphas_cumprod=alphas_cumprod(), eta=-1.0)
     with pytest.raises(ConfigError, match="alphas_cumprod must be a 1-D tensor of values in"):
         DDPMSampler(alphas_cumprod=torch.tensor([0.5, 0.9]))  # increasing
-    with pytest.raises(ConfigError, match="clip_sample must be a positive number or None"):
+    with pytest.raises(ConfigError, match=r"'clip_sample' must be float > 0 \| None "
+                                          r"\(default None\), got 0"):
         DDPMSampler(alphas_cumprod=alphas_cumprod(), clip_sample=0)
 
 

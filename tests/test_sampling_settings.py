@@ -5,7 +5,7 @@ import torch
 
 from genbench.registry.parameters import sampling_settings
 from genbench.api.errors import ConfigError
-from genbench.run.runner import SuiteRunner
+from genbench.execution.runner import SuiteRunner
 from genbench.plan.spec import SuiteSpec
 from helpers import CountingVAE, RunnerPlugin, registries_with, run_inline, tiny_spec
 
@@ -67,7 +67,7 @@ def test_label_and_several_settings():
 
 @pytest.mark.parametrize("sampling, message", [
     ({"temp": 0.5}, "unknown sampling setting 'temp'; valid ones (with defaults): temperature=1.0"),
-    ({"temperature": "hot"}, "sampling setting 'temperature' should be a float"),
+    ({"temperature": "hot"}, "sampling setting 'temperature' must be float > 0 (default 1.0), got 'hot'"),
 ])
 def test_settings_are_validated_when_the_spec_is_read(tmp_path, registries, sampling, message):
     with pytest.raises(ConfigError) as info:

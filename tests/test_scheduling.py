@@ -1,6 +1,6 @@
 """Scheduling: rows, one job per training, referenced models first, resume."""
 
-from genbench.run.runner import SuiteRunner
+from genbench.execution.runner import SuiteRunner
 from genbench.plan.scheduling import schedule
 from helpers import RunnerPlugin, registries_with, tiny_spec
 

@@ -29,7 +29,7 @@ from genbench.api.budget import Budget
 from genbench.cli.commands import cli
 from genbench.api.errors import USER_ERRORS, SpecError
 from genbench.registry.manager import build_registries, create_plugin_manager
-from genbench.run.runner import SuiteRunner
+from genbench.execution.runner import SuiteRunner
 from genbench.plan.spec import MAX_SEED, SuiteSpec
 from helpers import tiny_spec_toml
 

@@ -17,7 +17,7 @@ import pytest
 
 from genbench.api.errors import OutputNotWritableError, StoreCorruptError, USER_ERRORS
 from genbench.results.boards import build_leaderboards
-from genbench.run.runner import SuiteRunner
+from genbench.execution.runner import SuiteRunner
 from genbench.results.store import JobRecord, MetricRecord, ResultStore, TrainingRecord
 from genbench_plugins.metrics.reconstruction import Reconstruction
 from genbench import hookimpl

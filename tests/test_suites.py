@@ -4,7 +4,7 @@ from dataclasses import replace
 
 from genbench import Budget
 from genbench.results.boards import build_leaderboards
-from genbench.run.runner import SuiteRunner
+from genbench.execution.runner import SuiteRunner
 from genbench.plan.spec import SuiteSpec
 
 AUTOENCODERS = ["ae", "deep-ae", "conv-ae", "denoising-ae", "sparse-ae",

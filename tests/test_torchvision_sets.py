@@ -138,7 +138,8 @@ def test_truncated_idx_file_is_reported(registries, tmp_path):
 def test_limit_is_validated(registries):
     from genbench.api.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="limit"):
+    with pytest.raises(ConfigError, match=r"mnist: hyper-parameter 'limit' must be int >= 1 \| None "
+                                          r"\(default None\), got 0"):
         registries.datasets.get("mnist")(limit=0)
 
 

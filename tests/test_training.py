@@ -5,7 +5,7 @@ import torch
 
 from genbench import Budget
 from genbench.api.errors import ConfigError
-from genbench.run.training import Trainer, resolve_device, train
+from genbench.execution.training import Trainer, resolve_device, train
 from helpers import DivergingVAE, params_equal
 
 
@@ -173,7 +173,7 @@ def test_time_budget_and_seconds_accumulate_across_a_resume(registries, digits, 
 def test_loader_workers_stay_within_the_jobs_threads():
     """A streamed dataset gets DataLoader workers only from its job's torch threads (the
     executor's share of the cores), so parallel jobs never oversubscribe the CPU."""
-    from genbench.run.training import _LoaderBatches
+    from genbench.execution.training import _LoaderBatches
 
     data = torch.utils.data.TensorDataset(torch.zeros(1000, 2))
     before = torch.get_num_threads()

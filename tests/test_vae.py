@@ -6,7 +6,7 @@ import torch
 from torch.distributions import Bernoulli, Independent, Normal, kl_divergence
 
 from genbench import Budget, DataInfo
-from genbench.run.training import train
+from genbench.execution.training import train
 
 VECTOR = DataInfo("v", "vector", (3,))
 IMAGE = DataInfo("i", "image", (1, 2, 2))

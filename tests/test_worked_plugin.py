@@ -121,6 +121,32 @@ def test_a_value_the_plugin_rejects_stops_the_run_before_training(plugin_home):
     (plugin_home / "negative.toml").write_text(spec)
     run = genbench(plugin_home, "run", "negative.toml", "--out", "negative-out")
     assert run.returncode == 2, run.stdout + run.stderr
-    assert "gaussian: shrinkage must be >= 0, got -1.0" in run.stderr
+    assert ("model 'gaussian[shrinkage=-1.0]': hyper-parameter 'shrinkage' must be float >= 0 "
+            "(default 0.0001), got -1.0") in run.stderr
     assert "Traceback" not in run.stderr
     assert not (plugin_home / "negative-out" / "runs").exists()
+
+
+def test_building_the_plugins_classes_in_python_checks_their_declarations(plugin_home):
+    """The page's classes declare their options and check none by hand; a direct call is
+    checked all the same, naming the class, the option, the value and what is allowed."""
+    code = (
+        "from genbench import ConfigError, DataInfo\n"
+        "from genbench_gaussian import CorrelatedGaussian, Gaussian\n"
+        "info = DataInfo(name='v', kind='vector', shape=(3,))\n"
+        "print(Gaussian(info, shrinkage=0).shrinkage)\n"
+        "for build in (lambda: Gaussian(info, shrinkage=-1.0), lambda: CorrelatedGaussian(dim=1)):\n"
+        "    try:\n"
+        "        build()\n"
+        "    except ConfigError as exc:\n"
+        "        print(exc)\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        filter(None, [str(plugin_home / "site"), os.environ.get("PYTHONPATH")]))}
+    run = subprocess.run([sys.executable, "-c", code], cwd=plugin_home, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.stdout.splitlines() == [
+        "0",
+        "Gaussian: hyper-parameter 'shrinkage' must be float >= 0 (default 0.0001), got -1.0",
+        "CorrelatedGaussian: hyper-parameter 'dim' must be int >= 2 (default 8), got 1",
+    ]

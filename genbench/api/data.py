@@ -12,6 +12,7 @@ import torch
 from torch.utils.data import Dataset
 
 from genbench.api.errors import ConfigError
+from genbench.api.parameters import validate_on_init
 
 DATA_KINDS = ("image", "vector")
 SPLITS = ("train", "test")
@@ -99,6 +100,10 @@ class BenchmarkDataset(abc.ABC):
     """
 
     description: ClassVar[str] = ""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        validate_on_init(cls)  # a direct call checks its options as a spec's are checked
 
     @classmethod
     def describe(cls) -> dict[str, Any]:

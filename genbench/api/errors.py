@@ -90,7 +90,7 @@ class CheckpointCorruptError(GenbenchError):
     """A checkpoint file exists but cannot be loaded (truncated, garbage, wrong format).
 
     ``path`` is the file and ``reason`` what is wrong with it; the run sets such a file
-    aside (see :mod:`genbench.run.checkpoints`) and trains again from scratch."""
+    aside (see :mod:`genbench.execution.checkpoints`) and trains again from scratch."""
 
     def __init__(self, path, reason: str):
         self.path, self.reason = path, reason

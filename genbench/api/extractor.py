@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from genbench.api.errors import ConfigError
+from genbench.api.parameters import validate_on_init
 
 if TYPE_CHECKING:
     from genbench.api.data import DataInfo
@@ -62,9 +63,15 @@ class ExtractorMixin:
     """
 
     input_format: ClassVar[str] = "uint8"
+    #: ``name`` and ``features_list``: torch-fidelity's own arguments, not options.
+    framework_positionals: ClassVar[int] = 2
     weights_filename: ClassVar[str | None] = None
     weights_sha256: ClassVar[str | None] = None
     weights_url: ClassVar[str | None] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        validate_on_init(cls)  # declared options (``digit_channels: Literal[1, 3]``) are checked
 
     @classmethod
     def default_weights_path(cls) -> Path | None:

@@ -80,6 +80,30 @@ def register_samplers(register):
 
 
 @hookspec
+def register_formats(register):
+    """Register output formats of the leaderboards.
+
+    Call ``register(name, format_cls)`` once per format, where ``format_cls`` is a subclass
+    of :class:`genbench.OutputFormat`. The name is what ``genbench leaderboard --format``
+    takes; a run writes every format whose ``published`` is true into ``OUT/leaderboards``.
+    Same naming rules as :func:`register_models`. Returns nothing.
+    """
+
+
+@hookspec
+def register_executors(register):
+    """Register executors: where a suite's jobs run (worker processes, a cluster).
+
+    Call ``register(name, executor_cls)`` once per executor, where ``executor_cls`` is a
+    subclass of :class:`genbench.Executor` that defines the protocol's methods and declares
+    its ``Options`` (a dataclass: the accepted ``[executor_options]``, validated before
+    anything trains) and :meth:`~genbench.Executor.from_request`. A spec picks it with
+    ``executor = "name"``, the command line with ``--executor name``. Same naming rules as
+    :func:`register_models`. Returns nothing.
+    """
+
+
+@hookspec
 def register_commands(cli):
     """Add commands to the ``genbench`` command line.
 

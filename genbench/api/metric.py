@@ -6,6 +6,8 @@ import abc
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from genbench.api.parameters import validate_on_init
+
 if TYPE_CHECKING:
     from genbench.api.data import DataInfo
     from genbench.evaluation.context import EvalContext
@@ -40,6 +42,68 @@ class CountNeed:
             raise ValueError(f"CountNeed.of must be one of {', '.join(COUNTED_SETS)}, got {self.of!r}")
 
 
+#: The kind of every board that no measured key claims for another kind (see
+#: :attr:`KeyPresentation.board_kind`); :class:`Headline` places keys per kind.
+DEFAULT_BOARD_KIND = "image"
+
+#: What a key can stand for in plots and figures (:attr:`KeyPresentation.role`).
+ROLES = {
+    "sampling_speed": "samples per second: the x axis of the quality-against-speed plot",
+    "nfe": "network evaluations per sample: the x axis of the quality-against-NFE plot",
+    "mode_count": "modes of a 2-D mixture covered; the metric's details record "
+                  "mode_centres, mode_std and within_std, which the sample figures draw",
+}
+
+
+@dataclass(frozen=True)
+class Headline:
+    """A key's place in the main table of a board (the headline columns).
+
+    The main table has one place per ``order``, left to right by ascending ``order``; of the
+    keys declaring one ``order`` that a board measured, those with the lowest ``choice`` fill
+    it (every metric that ties, so a relabelled copy of a metric shows beside it). ``board``
+    limits the place to boards of that kind (see :attr:`KeyPresentation.board_kind`);
+    ``None``: boards of every kind.
+    """
+
+    order: int
+    choice: int = 0
+    board: str | None = None
+
+
+@dataclass(frozen=True)
+class KeyPresentation:
+    """How one key of a metric is presented on leaderboards, plots and figures.
+
+    ``header``: the main table's short header (empty: ``<metric label>.<key>``).
+    ``headlines``: its places in main tables (:class:`Headline`); a key without one is in the
+    full tables and files only. ``board_kind``: a board that measured this key is of this
+    kind (a 2-D mixture board, say), which picks the :class:`Headline` places that apply.
+    ``role``: what it stands for in plots and figures, one of :data:`ROLES`. ``quality``:
+    plots read the lowest-ranked such key as their quality axis when the board's sort
+    column is not measured. ``mean_only``: the terminal table shows its mean without an
+    interval (a timing that varies with the machine's load).
+
+    The direction of a key is :attr:`Metric.higher_is_better`, stored with every value.
+    """
+
+    header: str = ""
+    headlines: tuple[Headline, ...] = ()
+    board_kind: str | None = None
+    role: str | None = None
+    quality: int | None = None
+    mean_only: bool = False
+
+    def __post_init__(self):
+        if self.role is not None and self.role not in ROLES:
+            raise ValueError(f"KeyPresentation.role must be one of {', '.join(ROLES)} or None, "
+                             f"got {self.role!r}")
+
+    def headline(self, board_kind: str) -> Headline | None:
+        """The place on a board of ``board_kind``, if any (the first that applies)."""
+        return next((h for h in self.headlines if h.board in (None, board_kind)), None)
+
+
 @dataclass
 class MetricResult:
     """Values plus details recorded beside them (extractor, weights hash, sample counts...)."""
@@ -70,6 +134,13 @@ class Metric(abc.ABC):
     higher_is_better: ClassVar[dict[str, bool]] = {}
     #: The key leaderboards sort by when this is the suite's first metric, if any.
     primary: ClassVar[str | None] = None
+    #: How keys are presented (:class:`KeyPresentation`), read when boards are published,
+    #: whatever label a spec gives the metric. A key not listed: full tables and files only.
+    presentation: ClassVar[dict[str, KeyPresentation]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        validate_on_init(cls)  # a direct call checks its options as a spec's are checked
 
     def skip_reason(self, ctx: "EvalContext") -> str | None:
         """``None`` if the metric applies to this model and data, else why it does not.

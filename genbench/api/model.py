@@ -8,39 +8,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from torch import nn
 
+# ModelRef is a kind of parameter default; it stays importable from here.
+from genbench.api.parameters import ModelRef, validate_on_init  # noqa: F401
+
 if TYPE_CHECKING:
     from genbench.api.data import DataInfo
     from genbench.api.budget import Budget
-
-class ModelRef:
-    """A hyper-parameter default that takes another, trained model.
-
-    ``def __init__(self, data_info, autoencoder=ModelRef("conv-ae", latent_dim=8))``: the
-    runner trains the referenced model (same dataset and seed) as its own job and passes the
-    trained instance, in eval mode, in place of this marker. A spec overrides it with a name
-    (``autoencoder = "ae"``) or a table (``autoencoder = { name = "ae", params = { ... } }``).
-    """
-
-    __slots__ = ("name", "params")
-
-    def __init__(self, name: str, **params: Any):
-        if not isinstance(name, str) or not name:
-            raise TypeError(f"ModelRef needs a model name, got {name!r}")
-        self.name, self.params = name, dict(params)
-
-    def __repr__(self) -> str:
-        inner = "".join(f", {k}={v!r}" for k, v in sorted(self.params.items()))
-        return f"ModelRef({self.name!r}{inner})"
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, ModelRef) and (self.name, self.params) == (other.name, other.params)
-
-    def __hash__(self) -> int:
-        return hash((self.name, repr(sorted(self.params.items()))))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "params": dict(self.params)}
-
 
 #: Optional methods a model may define; found by looking, never declared.
 OPTIONAL_CAPABILITIES = ("reconstruct", "encode", "elbo")
@@ -49,10 +22,14 @@ OPTIONAL_CAPABILITIES = ("reconstruct", "encode", "elbo")
 class GenerativeModel(nn.Module, abc.ABC):
     """Base class of every model plugin.
 
-    A subclass is built as ``cls(data_info, **hyperparameters)``: its ``__init__`` takes the
-    :class:`~genbench.DataInfo` first and its hyper-parameters as keyword arguments with
-    defaults, calls ``super().__init__()`` with no arguments, and creates its own optimizers
-    (a GAN keeps one for D and one for G).
+    A subclass is built as ``cls(data_info, **hyperparameters)``: the first positional
+    parameter of its ``__init__`` receives the :class:`~genbench.DataInfo`, whatever its
+    name; every other parameter is a hyper-parameter, declared once with a default and an
+    annotation giving its type and constraints (``latent_dim: Annotated[int, Ge(1)] = 8``;
+    see :mod:`genbench.api.parameters`), checked before a run builds the model and by a
+    direct call ``cls(data_info, latent_dim=0)`` alike. ``__init__`` calls
+    ``super().__init__()`` with no arguments and creates its own optimizers (a GAN keeps one
+    for D and one for G).
 
     It trains in one of two ways:
 
@@ -96,16 +73,28 @@ class GenerativeModel(nn.Module, abc.ABC):
     description: ClassVar[str] = ""
     #: Free-form family name shown by ``genbench list models`` ("vae", "gan", ...).
     family: ClassVar[str] = ""
+    #: True for a reference row (a floor a model is read against, not a competitor): its
+    #: leaderboard rows sit on top, unranked, and plots leave it out.
+    reference: ClassVar[bool] = False
+    #: True to add the model to every dataset of a spec that names no ``baselines``.
+    default_baseline: ClassVar[bool] = False
     #: Kinds of data (see :data:`genbench.api.data.DATA_KINDS`) the model can be trained on.
     data_kinds: ClassVar[tuple[str, ...]] = ("image", "vector")
     #: For models that override ``fit``: True when fitting is cheap and deterministic (a
     #: copy, a closed form), so the engine refits every time instead of checkpointing state
     #: that may be as large as the data.
     refit_instead_of_checkpoint: ClassVar[bool] = False
+    #: Leading positional parameters of ``__init__`` that genbench passes itself (the
+    #: DataInfo): not hyper-parameters.
+    framework_positionals: ClassVar[int] = 1
     #: Batches the engine passes to each ``train_step`` call (a tuple when more than 1).
     batches_per_step: int = 1
     #: Samples drawn for a preview at log points (0: none); see the class docstring.
     preview_samples: ClassVar[int] = 0
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        validate_on_init(cls)
 
     def __init__(self) -> None:
         super().__init__()

@@ -82,6 +82,10 @@ def _user_cache() -> Path:
     return (Path(base) if base else Path.home() / ".cache") / "genbench"
 
 
+#: Where a run's results go (results.db, runs/, leaderboards/) unless told otherwise.
+DEFAULT_OUT = "genbench-out"
+
+
 def data_root(explicit: str | os.PathLike | None = None) -> Path:
     """Dataset root: ``explicit`` (``--data-root`` or the spec), else ``$GENBENCH_DATA``,
     else ``~/.cache/genbench/data``."""

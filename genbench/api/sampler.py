@@ -32,29 +32,37 @@ knows by name. When a spec is read, its value must be a registered sampler (an u
 name is a :class:`~genbench.api.errors.ConfigError` listing the registered ones); when an
 evaluation samples, :class:`genbench.evaluation.context.EvalContext` passes the class registered
 under that name in the run's registries to ``model.sample`` and ``model.nfe`` in place of
-the name. A model called directly with a name looks it up in the installed plugins
-(:func:`genbench.registry.manager.default_registries`).
+the name. A model called directly takes the class (``sampler=registries.samplers.get("ddim")``),
+or a name together with the registries to look it up in: there is no process-wide fallback.
 """
 
 from __future__ import annotations
 
 import abc
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
+
+from genbench.api.parameters import validate_on_init
 
 
 class Sampler(abc.ABC):
     """Base class of sampler plugins.
 
     Built as ``cls(alphas_cumprod=..., [eta=..., clip_sample=...])`` (the convention in this
-    module's docstring); raise :class:`genbench.api.errors.ConfigError` for an invalid option.
+    module's docstring). Options are declared like a model's hyper-parameters (``eta:
+    Annotated[float, Ge(0)] = 0.0``) and checked when the sampler is built; raise
+    :class:`genbench.api.errors.ConfigError` for what a declaration cannot say.
     Subclasses implement :meth:`set_timesteps` and :meth:`step`; both run on the device of
     the tensors they are given, and all randomness comes from the CPU ``generator`` (see
     :meth:`randn_like`), so a seed gives the same samples on every device.
     """
 
     description: ClassVar[str] = ""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        validate_on_init(cls)  # options are checked however the sampler is built
 
     #: The training timesteps the reverse process visits, in the order :meth:`step` visits
     #: them (noisiest first): a 1-D integer tensor set by :meth:`set_timesteps`; one network

@@ -11,9 +11,9 @@ one :class:`JobFeatures` per job and extractor. That object
   job, on first use, and keeps it on disk keyed by content (:meth:`JobFeatures.split`), so
   the next job with the same data and extractor reads it back.
 
-Inputs follow the protocol of DESIGN.md: images go to an extractor as uint8 ``Bx3xHxW``
-(:func:`to_uint8_images`: ``round(x * 255)`` clamped to [0, 255], gray channels repeated);
-an extractor that declares ``input_format = "float"`` (``raw``) gets the data itself, so
+Inputs follow the extractor protocol (docs/plugins.md, "Feature extractors"): images go to
+an extractor as uint8 ``Bx3xHxW`` (:func:`to_uint8_images`: ``round(x * 255)`` clamped to
+[0, 255], gray channels repeated); an extractor that declares ``input_format = "float"`` (``raw``) gets the data itself, so
 vectors never pass through uint8. Extraction runs on ``EvalContext.device`` in batches of
 ``EvalContext.batch_size``, not through torch-fidelity's input pipeline (a DataLoader with
 worker processes and ``cuda=True`` by default). Features are returned on the CPU.
@@ -53,7 +53,7 @@ __all__ = [
     "JobFeatures", "LAYER_METRICS", "NonFiniteSamplesError", "SPLITS", "SplitFeatures",
     "choose_feature_extractor",
     "extractor_skip_reason", "feature_layer", "layer_skip_reason", "load_extractor", "preflight",
-    "reference_indices", "skip_reason", "split_cache_key", "to_uint8_images",
+    "preflight_features", "reference_indices", "skip_reason", "split_cache_key", "to_uint8_images",
 ]
 
 #: The metric names an extractor maps to layers (torch-fidelity's
@@ -233,8 +233,8 @@ def load_extractor(name: str, cls: type, data_info: DataInfo, *,
 
 # -- before training, and skips -------------------------------------------------------------
 
-def preflight(metric: str, data_info: DataInfo, *, feature_extractor: str | None = None,
-              feature_weights: str | os.PathLike | None = None, registries) -> None:
+def preflight_features(metric: str, data_info: DataInfo, *, feature_extractor: str | None = None,
+                       feature_weights: str | os.PathLike | None = None, registries) -> None:
     """Fail before training if ``metric``'s features can never be made for this data.
 
     ``metric`` is one of :data:`LAYER_METRICS` (the layer the metric reads). Raises
@@ -258,6 +258,11 @@ def preflight(metric: str, data_info: DataInfo, *, feature_extractor: str | None
     if check_dependencies is not None:
         check_dependencies()
     resolve_weights(name, cls, feature_weights)
+
+
+#: The name :func:`preflight_features` had in ``genbench.features`` before 0.2 (public as
+#: ``genbench.preflight_features``: ``genbench.preflight`` is the old path of a module).
+preflight = preflight_features
 
 
 def skip_reason(ctx: "EvalContext", metric: str, extractor: str | None = None) -> str | None:

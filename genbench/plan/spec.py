@@ -38,7 +38,6 @@ from genbench.registry.identity import canonical_hash
 from genbench.plan.labels import bracket, default_label
 from genbench.plan.references import ModelConfig, resolve_model
 
-DEFAULT_BASELINE = "train-data"
 MAX_SEED = 2**31 - 1
 
 
@@ -160,20 +159,22 @@ def _run_settings(d: dict[str, Any]) -> dict[str, Any]:
                             f"{{ nproc = 2 }}, got {train!r}")
         if "nproc" in train:
             out["nproc"] = train["nproc"]
-    check_run_settings(out.get("executor", "local"), out.get("executor_options", {}),
-                       out.get("nproc", 1))
+    _check_nproc(out.get("nproc", 1))
     return out
 
 
-def check_run_settings(executor: str, options: dict[str, Any], nproc: Any) -> None:
-    """Raise when the executor is not registered, its options are not its own or invalid
-    (without importing the executor's packages), or ``nproc`` is not a positive integer."""
-    from genbench.run.executors import executor_kind
-
-    executor_kind(executor).make_options(options)
+def _check_nproc(nproc: Any) -> None:
     if not isinstance(nproc, int) or isinstance(nproc, bool) or nproc < 1:
         raise SpecError(f"train.nproc (processes that train each model data-parallel) must be "
                         f"an integer >= 1, got {nproc!r}")
+
+
+def check_run_settings(registries, executor: str, options: dict[str, Any], nproc: Any) -> None:
+    """Raise when ``executor`` is not in ``registries.executors``, its options are not its
+    own or invalid (without importing the executor's packages), or ``nproc`` is not a
+    positive integer."""
+    registries.executors.get(executor).make_options(executor, options)
+    _check_nproc(nproc)
 
 
 def merged_budget(suite_budget: Budget, overrides: dict[str, Any] | None, where: str) -> Budget:
@@ -187,6 +188,18 @@ def merged_budget(suite_budget: Budget, overrides: dict[str, Any] | None, where:
         merged.pop("epochs", None)
     merged.update(overrides)
     return _budget(merged, where)
+
+
+def _reference_budgets(config: ModelConfig, where: str) -> list[tuple[str, dict[str, Any]]]:
+    """``(where, budget overrides)`` of every referenced model below ``config`` (at any depth)
+    that has a budget of its own."""
+    found = []
+    for key, ref in config.refs:
+        ref_where = f"{where} -> {key}={ref.name}"
+        if ref.budget_overrides is not None:
+            found.append((f"{ref_where} budget", ref.budget_overrides))
+        found += _reference_budgets(ref, ref_where)
+    return found
 
 
 def _with_budget(entry: Entry, suite_budget: Budget) -> Entry:
@@ -320,13 +333,10 @@ class SuiteSpec:
     # -- registry checks ----------------------------------------------------------------
     def validate(self, registries) -> None:
         """Check every name and hyper-parameter against the registries (raises on the first)."""
-        check_run_settings(self.executor, self.executor_options, self.nproc)
+        check_run_settings(registries, self.executor, self.executor_options, self.nproc)
         for budget, where in [(self.budget, "the suite's budget"),
                               *((e.budget, f"model {e.label!r}") for e in self.models if e.budget)]:
-            if budget.batch_size % self.nproc:
-                raise ConfigError(f"{where}: batch_size {budget.batch_size} must be a multiple of "
-                                  f"train.nproc = {self.nproc} (each process trains on an equal "
-                                  f"share of every batch)")
+            self._check_batch_size(budget, where)
         for section, reg in (("datasets", registries.datasets), ("metrics", registries.metrics)):
             for e in getattr(self, section):
                 cls = reg.get(e.name)
@@ -334,7 +344,10 @@ class SuiteSpec:
                 if section == "metrics":
                     self.build_metric(cls, e.label, params)  # value checks happen in __init__
         for e in self.models:
-            self.model_config(registries, e)
+            # a referenced model trains with its own budget, before the model that uses it
+            for where, overrides in _reference_budgets(self.model_config(registries, e),
+                                                       f"model {e.label!r}"):
+                self._check_batch_size(merged_budget(self.budget, overrides, where), where)
             settings = validate_sampling(registries.models.get(e.name), e.sampling,
                                          f"model {e.label!r}")
             # `sampler` names a registered diffusion sampler (see genbench.api.sampler)
@@ -358,6 +371,12 @@ class SuiteSpec:
             raise SpecError(f"{self.source}: feature_weights is set but feature_extractor is not; "
                             "name the extractor the weights are for (--extractor NAME)")
 
+    def _check_batch_size(self, budget: Budget, where: str) -> None:
+        if budget.batch_size % self.nproc:
+            raise ConfigError(f"{where}: batch_size {budget.batch_size} must be a multiple of "
+                              f"train.nproc = {self.nproc} (each process trains on an equal "
+                              f"share of every batch)")
+
     def model_config(self, registries, entry: Entry) -> ModelConfig:
         """``entry``'s validated hyper-parameters with its referenced models resolved."""
         return resolve_model(registries, entry.name, entry.params, f"model {entry.label!r}")
@@ -372,10 +391,12 @@ class SuiteSpec:
             raise ConfigError(msg if label in msg else f"metric {label!r}: {msg}") from None
 
     def baseline_entries(self, registries) -> list[Entry]:
-        """Reference models added to every dataset (``train-data`` when it is registered)."""
+        """Reference models added to every dataset: the spec's ``baselines``, else every
+        registered model that declares ``default_baseline``."""
         names = self.baselines
         if names is None:
-            names = (DEFAULT_BASELINE,) if DEFAULT_BASELINE in registries.models else ()
+            names = tuple(e.name for e in registries.models
+                          if getattr(e.obj, "default_baseline", False))
         taken = {e.label for e in self.models}
         return [Entry(n, {}, n) for n in names if n not in taken]
 

@@ -60,6 +60,8 @@ DEFAULT_PLUGINS: Mapping[str, tuple[str, ...]] = MappingProxyType({
     "genbench_plugins.metrics.memorization": _METRICS,
     "genbench_plugins.metrics.fid_inf": _METRICS,
     "genbench_plugins.extractors.builtin": ("register_feature_extractors",),
+    "genbench_plugins.executors.builtin": ("register_executors",),
+    "genbench_plugins.formats.builtin": ("register_formats",),
 })
 
 ENTRY_POINT_GROUP = "genbench"
@@ -71,6 +73,8 @@ REGISTRY_HOOKS: tuple[tuple[str, str], ...] = (
     ("register_metrics", "metrics"),
     ("register_samplers", "samplers"),
     ("register_feature_extractors", "extractors"),
+    ("register_executors", "executors"),
+    ("register_formats", "formats"),
 )
 
 
@@ -344,10 +348,12 @@ class Registries:
     metrics: Registry
     samplers: Registry
     extractors: Registry
+    executors: Registry
+    formats: Registry
     broken: Mapping[str, BrokenPlugin] = field(default_factory=dict)
 
     def by_kind(self, kind: str) -> Registry:
-        """The registry of ``kind``: "models", "datasets", "metrics", "samplers" or "extractors"."""
+        """The registry of ``kind``: one of :data:`REGISTRY_HOOKS`' fields ("models", "formats"...)."""
         kinds = [field_name for _, field_name in REGISTRY_HOOKS]
         if kind not in kinds:
             raise UnknownNameError("registry kind", kind, kinds)
@@ -412,6 +418,9 @@ def build_registries(pm: GenbenchPluginManager, kinds: Iterable[str] | None = No
         extractors=Registry("feature extractor", _base("genbench.api.extractor", "extractor_bases"),
                             pm.broken, accepts=EXTRACTOR_BASES,
                             complete=_lazy_function("genbench.api.extractor", "missing_methods")),
+        executors=Registry("executor", _base("genbench.api.executor", "Executor"), pm.broken,
+                           complete=_lazy_function("genbench.api.executor", "incomplete")),
+        formats=Registry("output format", _base("genbench.api.formats", "OutputFormat"), pm.broken),
         broken=pm.broken,
     )
     for kind in wanted:

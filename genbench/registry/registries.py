@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Callable, Generic, Iterator, Mapping, TypeVar
 
 from genbench.api.errors import RegistrationError, UnknownNameError
+from genbench.api.names import record_name
 
 T = TypeVar("T")
 
@@ -85,9 +86,20 @@ class Registry(Generic[T]):
             )
 
     def register(self, name: str, obj: T, plugin: str = "<direct>") -> None:
-        """Add ``obj`` under ``name``; raise :class:`RegistrationError` if either is invalid."""
+        """Add ``obj`` under ``name``; raise :class:`RegistrationError` if either is invalid.
+
+        ``name`` is recorded on the class (:func:`genbench.registered_name` reads it), so a
+        plugin never repeats its name in an attribute."""
         self.check(name, obj, plugin)
         self._entries[name] = Entry(name, obj, plugin)
+        record_name(obj, name)
+
+    def __setstate__(self, state: dict) -> None:
+        """Unpickled (in a worker process, where the classes were imported afresh): record
+        the names on the classes again, in registration order."""
+        self.__dict__.update(state)
+        for entry in self._entries.values():
+            record_name(entry.obj, entry.name)
 
     def get(self, name: str) -> T:
         """The object registered as ``name``; :class:`UnknownNameError` lists the valid names."""

@@ -4,17 +4,20 @@ Each row is a model label (every configuration is its own row) over the seeds th
 each cell is a :class:`~genbench.results.statistics.Summary` (mean, std, 95% t-interval, seeds) with
 the number of samples the metric used, its rank in the metric's direction and whether it is
 among the best (the best mean and every value whose interval overlaps it). Reference rows
-(family ``"reference"``, e.g. ``train-data``) sit on top, unranked: they are the floor a
-model is read against, not a competitor.
+(models that declare :attr:`~genbench.GenerativeModel.reference`) sit on top, unranked:
+they are the floor a model is read against, not a competitor. Which keys make the main table,
+their short headers and the board's kind come from each metric's
+:attr:`~genbench.Metric.presentation` (see :mod:`genbench.results.declarations`).
 
 Internally the board is tidy: ``rows`` (one per model), ``cells`` (one per model and
 column) and ``columns`` (:class:`Column`, in the suite's metric order). A column is one
 metric key under one protocol: rows whose values came from another feature extractor,
 sample count or reference set get their own column, named with what differs.
 
-Exports: Markdown (a headline table that fits a page, or ``full``), a tidy CSV (one line per
-cell, with suite and dataset columns) and a booktabs LaTeX ``tabular``. The HTML report is
-:mod:`genbench.results.report`.
+Renderings: Markdown (a headline table that fits a page, or ``full``), a tidy CSV (one line
+per cell, with suite and dataset columns) and a booktabs LaTeX ``tabular``; the output
+formats (registered through ``register_formats``) use them, and :mod:`genbench.results.publish`
+writes a run's files. The HTML report is :mod:`genbench.results.report`.
 """
 
 from __future__ import annotations
@@ -27,27 +30,12 @@ from typing import Any
 import pandas as pd
 
 from genbench.api.errors import ConfigError
+from genbench.api.metric import DEFAULT_BOARD_KIND, KeyPresentation
 from genbench.plan.jobs import board_file, evaluation_dirname
-from genbench.api.paths import atomic_write
+from genbench.results.declarations import UNDECLARED, Declarations
 from genbench.results.statistics import CONFIDENCE, best_marks, ranks, summarize
 from genbench.results.store import ResultStore
 
-#: The headline columns of a main table, by what the board measures: 2-D mixtures (scored
-#: by ``modes``) and everything else (images). The first present of each group is shown.
-HEADLINES: dict[str, list[tuple[str, ...]]] = {
-    "mixture": [("modes.modes",), ("modes.hq",), ("modes.rkl",), ("recon.mse",),
-                ("speed.samples_per_s",)],
-    "image": [("fid.fid",), ("kid.mean",), ("prc.precision",), ("prc.recall",),
-              ("coverage.modes", "prdc.coverage", "coverage.classes_covered", "modes.modes"),
-              ("coverage.mode_kl",), ("recon.mse",), ("speed.samples_per_s",)],
-}
-#: Short headers of the headline columns in the main table.
-SHORT_NAMES = {
-    "modes.modes": "modes", "modes.hq": "% HQ", "modes.rkl": "rev. KL", "recon.mse": "recon MSE",
-    "speed.samples_per_s": "samples/s", "fid.fid": "FID", "kid.mean": "KID",
-    "prc.precision": "precision", "prc.recall": "recall", "prdc.coverage": "coverage",
-    "coverage.classes_covered": "classes", "coverage.modes": "modes", "coverage.mode_kl": "KL",
-}
 #: Metric details that define a column's protocol: values differing in one never share it.
 PROTOCOL_KEYS = (("feature_extractor", "extractor"), ("weights_sha256", "weights"),
                  ("n_samples", "n"), ("n_reference", "ref"), ("reference_key", "ref set"))
@@ -72,6 +60,8 @@ class Column:
     primary: bool = False
     protocol: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
     description: str = ""
+    #: How the metric declares this key is presented.
+    presentation: KeyPresentation = field(default=UNDECLARED, compare=False, hash=False)
 
     @property
     def base(self) -> str:
@@ -129,20 +119,26 @@ class Leaderboard:
 
     @property
     def kind(self) -> str:
-        """``"mixture"`` when the board is scored by ``modes`` (2-D mixtures), else ``"image"``."""
-        return "mixture" if any(c.base == "modes.hq" for c in self.columns) else "image"
+        """The kind the first measured key claims (``board_kind`` of its presentation: a
+        2-D mixture board, say), else :data:`~genbench.api.metric.DEFAULT_BOARD_KIND`."""
+        return next((c.presentation.board_kind for c in self.columns
+                     if c.presentation.board_kind), DEFAULT_BOARD_KIND)
 
     def headline_columns(self) -> list[Column]:
-        """The main table's columns: the first present of each group of :data:`HEADLINES`,
-        led by the sort column when it is none of them (a plugin's metric, say); every
-        column when no headline metric ran."""
+        """The main table's columns: per headline place of this kind of board (see
+        :class:`~genbench.Headline`), the measured keys of the lowest choice, led by the sort
+        column when it is none of them (a plugin's metric, say); every column when no
+        headline metric ran."""
+        kind = self.kind
+        places: dict[int, list[tuple[int, Column]]] = {}
+        for c in self.columns:
+            place = c.presentation.headline(kind)
+            if place is not None:
+                places.setdefault(place.order, []).append((place.choice, c))
         out = []
-        for group in HEADLINES[self.kind]:
-            for base in group:
-                found = [c for c in self.columns if c.base == base]
-                if found:
-                    out.extend(found)
-                    break
+        for order in sorted(places):
+            first = min(choice for choice, _ in places[order])
+            out.extend(c for choice, c in places[order] if choice == first)
         sort = [c for c in self.columns if self.primary in (c.base, c.name) and c not in out]
         return (sort + out) or list(self.columns)
 
@@ -204,8 +200,11 @@ class Leaderboard:
             out["n"] = self.rows["n"].astype(int).tolist()
         if (self.rows["status"] != "ok").any():
             out["status"] = self.rows["status"].tolist()
-        for c in columns:
-            label = SHORT_NAMES.get(c.base, c.base) + c.name[len(c.base):] if short else c.name
+        labels = [c.name for c in columns]
+        if short:  # declared headers; two columns that would share one keep their names
+            shorts = [(c.presentation.header or c.base) + c.name[len(c.base):] for c in columns]
+            labels = [s if shorts.count(s) == 1 else c.name for s, c in zip(shorts, columns)]
+        for c, label in zip(columns, labels):
             arrow = {True: r"$\uparrow$", False: r"$\downarrow$"}.get(c.higher_is_better, "") \
                 if latex else c.arrow
             header = text(label) + (f" {arrow}" if arrow else "")
@@ -231,7 +230,7 @@ class Leaderboard:
         import textwrap
 
         columns = self.select()
-        timing = tuple(c.base for c in columns if c.metric == "speed")
+        timing = tuple(c.base for c in columns if c.presentation.mean_only)
         table = self.display(columns, short=True, marker="*", means_only=timing)
         body = table.to_markdown(index=False, disable_numparse=True, tablefmt="simple")
         legend = [line.replace("in bold", "marked *") for line in self.legend(columns)]
@@ -394,12 +393,14 @@ def select_jobs(store: ResultStore, *, suite: str | None = None,
 
 def build_leaderboards(store: ResultStore, *, suite: str | None = None,
                        include: list[str] | None = None, primary: str | None = None,
-                       descriptions: dict[str, str] | None = None
+                       descriptions: dict[str, str] | None = None, registries=None
                        ) -> dict[tuple[str, str], Leaderboard]:
     """Leaderboards keyed by ``(suite, dataset label)`` over :func:`select_jobs`.
 
     ``primary`` sorts by that column (``metric.key`` or a column name), else by the suite's
     first primary metric; ``descriptions`` (metric name -> text) become column tooltips.
+    ``registries`` (default: the process's) declare how metric keys are presented and which
+    models are reference rows (:class:`~genbench.results.declarations.Declarations`).
     """
     jobs = select_jobs(store, suite=suite, include=include)
     if jobs.empty:
@@ -410,7 +411,7 @@ def build_leaderboards(store: ResultStore, *, suite: str | None = None,
     for (suite_name, dataset), djobs in jobs.groupby(["suite", "dataset"], sort=False):
         dvals = values[values["job_id"].isin(djobs["id"])]
         boards[(suite_name, dataset)] = _board(suite_name, dataset, djobs, dvals, primary,
-                                               descriptions or {})
+                                               descriptions or {}, registries)
     if primary is not None and not any(_find(b, primary) for b in boards.values()):
         columns = sorted({c for b in boards.values() for c in b.metric_columns})
         raise UnknownColumnError(f"no leaderboard has a column {primary!r}; columns: {', '.join(columns)}")
@@ -442,7 +443,8 @@ def _protocol(details: Any, n_samples: float) -> dict[str, Any]:
             "reference_key": d.get("reference_key")}
 
 
-def _columns(values: pd.DataFrame, descriptions: dict[str, str]) -> tuple[list[Column], pd.Series]:
+def _columns(values: pd.DataFrame, descriptions: dict[str, str],
+             declarations: Declarations) -> tuple[list[Column], pd.Series]:
     """The board's columns in the suite's order and, per metric value row, its column name."""
     values = values.sort_values(["position"], kind="stable")
     names = pd.Series(index=values.index, dtype=object)
@@ -463,14 +465,15 @@ def _columns(values: pd.DataFrame, descriptions: dict[str, str]) -> tuple[list[C
                 name += f" [{', '.join(shown)}]"
             columns.append(Column(name, metric, key, direction, bool(grp["is_primary"].any()),
                                   {k: v for k, v in pdict.items() if v is not None},
-                                  descriptions.get(metric, "")))
+                                  descriptions.get(metric, ""),
+                                  declarations.presentation(metric, key)))
             mask = [p == proto for p in protocols]
             names.loc[grp.index[mask]] = name
     return columns, names
 
 
 def _board(suite: str, dataset: str, jobs: pd.DataFrame, values: pd.DataFrame,
-           primary: str | None, descriptions: dict[str, str]) -> Leaderboard:
+           primary: str | None, descriptions: dict[str, str], registries) -> Leaderboard:
     notes: list[str] = []
     kept = []
     for model, mjobs in jobs.groupby("model", sort=False):
@@ -489,15 +492,17 @@ def _board(suite: str, dataset: str, jobs: pd.DataFrame, values: pd.DataFrame,
     values["_n_samples"] = [_n_samples(d, num_samples.get(j)) for d, j in
                             zip(values["details"], values["job_id"])]
     values["_protocol"] = [_protocol(d, n) for d, n in zip(values["details"], values["_n_samples"])]
-    columns, names = _columns(values, descriptions) if len(values) else ([], pd.Series(dtype=object))
+    declarations = Declarations(jobs.sort_values("id", kind="stable"), registries)
+    columns, names = (_columns(values, descriptions, declarations) if len(values)
+                      else ([], pd.Series(dtype=object)))
     values["column"] = names
 
     rows, cells = [], []
     for model, mjobs in jobs.groupby("model", sort=False):
         ok = mjobs[mjobs["status"] == "ok"].sort_values("seed", kind="stable")
         counts = mjobs["status"].value_counts()
-        family = mjobs["model_family"].iloc[0]
-        rows.append({"model": model, "family": family, "reference": family == "reference",
+        rows.append({"model": model, "family": mjobs["model_family"].iloc[0],
+                     "reference": declarations.reference(mjobs["model_name"].iloc[0]),
                      "n": len(ok), "status": "ok" if len(ok) == len(mjobs) else ", ".join(
                          f"{c} {s}" for s, c in counts.items())})
         mvals = values[values["job_id"].isin(ok["id"])]
@@ -576,31 +581,23 @@ def _provenance(jobs: pd.DataFrame) -> dict[str, Any]:
 
 # -- files -----------------------------------------------------------------------------------
 
-def board_markdown(board: Leaderboard) -> str:
-    """What ``<dataset>.md`` holds: the main table, then the full one."""
-    return (board.to_markdown() + "\n#### Every metric\n\n"
-            + board.to_markdown(full=True).split("\n", 2)[2])
-
-
-#: Per-board file writers of :func:`write_leaderboards`, by extension.
-FILE_WRITERS = {"md": board_markdown, "csv": Leaderboard.to_csv, "tex": Leaderboard.to_latex}
-
-
 def save_sample_figures(boards: dict[tuple[str, str], Leaderboard], store: ResultStore,
                         directory: str | Path) -> list[Path]:
     """Beside each board, ``<dataset>-samples.png``: each model's samples (its lowest
     finished seed), in the board's order. Returns the paths written.
 
-    On a 2-D mixture measured by the ``modes`` metric (whose details record the true centres),
+    On a 2-D mixture measured by a key of role ``mode_count`` (see
+    :attr:`~genbench.KeyPresentation.role`: its metric's details record the true centres),
     every panel draws the centres and their 3-std circles under the samples, on shared axes,
     with that job's stored mode count in its title (counted from the samples if it has none)."""
     import torch
 
     from genbench.results.figures import save_model_comparison
 
-    declared = _declared_modes(store.metric_values())
+    values = store.metric_values()
     written = []
     for board in boards.values():
+        declared = _declared_modes(values, board)
         mine = board.jobs[board.jobs["status"] == "ok"].sort_values("seed", kind="stable")
         samples, counts, modes = {}, {}, None
         for model in board.models:
@@ -617,9 +614,9 @@ def save_sample_figures(boards: dict[tuple[str, str], Leaderboard], store: Resul
                     modes = modes or found
                     if found["count"] is not None:
                         counts[model] = found["count"]
-        extra = {} if modes is None else {
-            "modes": torch.tensor(modes["centres"]), "mode_std": modes["std"],
-            "within": modes["within"], "mode_counts": counts}
+        extra = {} if modes is None else dict(
+            modes=torch.tensor(modes["centres"]), mode_std=modes["std"],
+            within=modes["within"], mode_counts=counts)
         out = save_model_comparison(
             samples, board_file(directory, board.suite, board.dataset, "-samples.png"), **extra)
         if out is not None:
@@ -627,29 +624,17 @@ def save_sample_figures(boards: dict[tuple[str, str], Leaderboard], store: Resul
     return written
 
 
-def _declared_modes(values: pd.DataFrame) -> dict[str, dict]:
-    """Per job fingerprint, the mixture the ``modes`` metric measured (from its recorded
-    ``mode_centres``, ``mode_std``, ``within_std``) and the modes it counted (None if none)."""
+def _declared_modes(values: pd.DataFrame, board: Leaderboard) -> dict[str, dict]:
+    """Per job fingerprint, the mixture a ``mode_count`` key of ``board`` measured (from its
+    metric's recorded ``mode_centres``, ``mode_std``, ``within_std``) and the modes it
+    counted (None if none)."""
+    counted = {(c.metric, c.key) for c in board.columns if c.presentation.role == "mode_count"}
+    mine = [(m, k) in counted for m, k in zip(values["metric"], values["key"])]
     out = {}
-    for r in values[values["key"] == "modes"].itertuples():
+    for r in values[mine].itertuples():
         d = r.details
         if isinstance(d, dict) and d.get("mode_centres") and d.get("mode_std"):
             count = None if pd.isna(r.value) else float(r.value)
             out[r.fingerprint] = {"centres": d["mode_centres"], "std": float(d["mode_std"]),
                                   "within": float(d.get("within_std", 3.0)), "count": count}
     return out
-
-
-def write_leaderboards(boards: dict[tuple[str, str], Leaderboard], directory: str | Path,
-                       formats: tuple[str, ...] = ("md", "csv", "tex")) -> list[Path]:
-    """Write each board as ``<directory>/<suite>/<dataset>.<ext>`` (see :data:`FILE_WRITERS`);
-    returns the paths."""
-    written = []
-    for board in boards.values():
-        for fmt in formats:
-            path = board_file(directory, board.suite, board.dataset, f".{fmt}")
-            path.parent.mkdir(parents=True, exist_ok=True)
-            text = FILE_WRITERS[fmt](board)
-            atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
-            written.append(path)
-    return written

@@ -3,7 +3,9 @@ evaluations (NFE), and training loss curves, one PNG each per suite and dataset.
 
 Each plotting function takes plain tables (:func:`metric_table`) or dicts, draws on a bare
 matplotlib ``Figure`` (no pyplot, so no backend is touched) and returns the path written,
-or None when there is nothing to draw. :func:`save_plots` does all of it for a store.
+or None when there is nothing to draw. :func:`save_plots` does all of it for a store, with
+the columns the metrics' :attr:`~genbench.Metric.presentation` names: the keys of role
+``sampling_speed`` and ``nfe``, and the quality axis.
 """
 
 from __future__ import annotations
@@ -15,11 +17,13 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from genbench.api.metric import KeyPresentation
 from genbench.plan.jobs import board_file
+from genbench.results.declarations import Declarations
 from genbench.results.store import ResultStore
 
-SPEED = "speed.samples_per_s"
-NFE = "speed.nfe"
+#: Roles of keys that are never a quality axis.
+_AXIS_ROLES = ("sampling_speed", "nfe")
 _IDENTITY = ("id", "fingerprint", "suite", "dataset", "model", "model_name", "model_family",
              "seed", "run_dir")
 
@@ -42,19 +46,31 @@ def metric_table(jobs: pd.DataFrame, values: pd.DataFrame) -> pd.DataFrame:
     return table.merge(wide, left_on="id", right_index=True, how="left")
 
 
-def quality_column(values: pd.DataFrame, primary: str | None = None) -> str | None:
-    """The column quality plots use: ``primary`` when measured, else ``modes.modes``, else
-    ``fid.fid``, else the leaderboard's primary (the first metric's primary key) unless
-    it is a speed; None if none is measured."""
+def quality_column(values: pd.DataFrame, primary: str | None = None,
+                   presentations: dict[str, KeyPresentation] | None = None) -> str | None:
+    """The column quality plots use: ``primary`` when measured, else the measured key whose
+    presentation declares the lowest ``quality``, else the leaderboard's primary (the first
+    metric's primary key) unless its role is an axis (``sampling_speed``, ``nfe``); None if none is
+    measured. ``presentations``: ``metric.key`` -> :class:`~genbench.KeyPresentation`
+    (default: looked up by metric label, see
+    :class:`~genbench.results.declarations.Declarations`)."""
     values = values[values["key"].notna() & values["value"].notna()]
     values = values.sort_values("position", kind="stable")
-    columns = list(dict.fromkeys(values["metric"] + "." + values["key"]))
-    for candidate in (primary, "modes.modes", "fid.fid"):
-        if candidate in columns:
-            return candidate
+    pairs = list(dict.fromkeys(zip(values["metric"], values["key"])))
+    if presentations is None:
+        declarations = Declarations()
+        presentations = {f"{m}.{k}": declarations.presentation(m, k) for m, k in pairs}
+    columns = [f"{m}.{k}" for m, k in pairs]
+    if primary in columns:
+        return primary
+    ranked = [(p.quality, c) for c in columns
+              if (p := presentations.get(c)) is not None and p.quality is not None]
+    if ranked:
+        return min(ranked, key=lambda pair: pair[0])[1]
     primaries = values[values["is_primary"].astype(bool)]
     board = [f"{m}.{k}" for m, k in zip(primaries["metric"], primaries["key"])]
-    return next((c for c in board if not c.startswith("speed.")), None)
+    return next((c for c in board if getattr(presentations.get(c), "role", None)
+                 not in _AXIS_ROLES), None)
 
 
 def _summary(table: pd.DataFrame, columns: Sequence[str], by: str = "model") -> pd.DataFrame:
@@ -93,27 +109,27 @@ LOG_QUALITY_RATIO = 30.0
 
 
 def quality_vs_speed(table: pd.DataFrame, path: str | Path, *, quality: str,
-                     higher_is_better: bool, speed: str = SPEED,
+                     higher_is_better: bool, speed: str,
                      title: str | None = None) -> Path | None:
     """Quality against sampling speed (log x; log y too when the quality is positive and
     spans :data:`LOG_QUALITY_RATIO`) for one dataset: a point per row label of ``table``
     (:func:`metric_table`), mean over seeds with std error bars, and the Pareto front (the
     best quality at least that fast) as a step line through its marked points. Labels are
-    placed apart from each other and the points (adjustText). Rows without a positive speed
-    (reference rows) are left out."""
+    placed apart from each other and the points (adjustText). Rows without a positive
+    ``speed`` and reference rows (a true ``reference`` column) are left out."""
     fig = quality_speed_figure(table, quality=quality, higher_is_better=higher_is_better,
                                speed=speed, title=title)
     return None if fig is None else _save(fig, path)
 
 
 def quality_speed_figure(table: pd.DataFrame, *, quality: str, higher_is_better: bool,
-                         speed: str = SPEED, title: str | None = None):
+                         speed: str, title: str | None = None):
     """The matplotlib ``Figure`` :func:`quality_vs_speed` saves, or ``None`` with no row."""
     if quality not in table or speed not in table:
         return None
     rows = table[(table[speed] > 0) & table[quality].notna()]
-    if "model_family" in rows:
-        rows = rows[rows["model_family"] != "reference"]
+    if "reference" in rows:
+        rows = rows[~rows["reference"].astype(bool)]
     if rows.empty:
         return None
     stats = _summary(rows, [speed, quality])
@@ -199,33 +215,33 @@ def without_steps(label: str) -> str:
     return head + "".join(f"[{b}]" for b in brackets)
 
 
-def nfe_curves(table: pd.DataFrame, quality: str = "fid.fid") -> dict[str, pd.DataFrame]:
+def nfe_curves(table: pd.DataFrame, quality: str, nfe: str) -> dict[str, pd.DataFrame]:
     """Per line (a model and sampler: the row label without ``steps=``, see
-    :func:`without_steps`), its points sorted by NFE: columns ``model`` (the row label),
-    ``nfe``, ``mean`` and ``std`` of ``quality`` over seeds (std 0 for one seed). Rows
-    without ``speed.nfe`` or ``quality`` are left out."""
-    if quality not in table or NFE not in table:
+    :func:`without_steps`), its points sorted by NFE (the column ``nfe``): columns ``model``
+    (the row label), ``nfe``, ``mean`` and ``std`` of ``quality`` over seeds (std 0 for one
+    seed). Rows without ``nfe`` or ``quality`` are left out."""
+    if quality not in table or nfe not in table:
         return {}
-    rows = table[(table[NFE] > 0) & table[quality].notna()]
+    rows = table[(table[nfe] > 0) & table[quality].notna()]
     if rows.empty:
         return {}
     names = rows["model_name"] if "model_name" in rows else pd.Series("", index=rows.index)
     keys = rows.assign(_name=names, _line=[without_steps(m) for m in rows["model"]])
     keys = keys[["model", "_name", "_line"]].drop_duplicates("model")
-    stats = _summary(rows, [NFE, quality]).merge(keys, on="model")
+    stats = _summary(rows, [nfe, quality]).merge(keys, on="model")
     curves = {}
     for (_, line), pts in stats.groupby(["_name", "_line"], sort=False):
-        pts = pts.rename(columns={f"{NFE} mean": "nfe", f"{quality} mean": "mean",
+        pts = pts.rename(columns={f"{nfe} mean": "nfe", f"{quality} mean": "mean",
                                   f"{quality} std": "std"})
         curves[line] = pts[["model", "nfe", "mean", "std"]].sort_values("nfe").reset_index(drop=True)
     return curves
 
 
-def fid_vs_nfe(table: pd.DataFrame, path: str | Path, *, quality: str = "fid.fid",
+def fid_vs_nfe(table: pd.DataFrame, path: str | Path, *, quality: str, nfe: str,
                higher_is_better: bool | None = False, title: str | None = None) -> Path | None:
-    """Quality (FID by default) against network evaluations per sample (``speed.nfe``, log
-    x): a line per model and sampler (:func:`nfe_curves`), mean ± std over seeds."""
-    curves = nfe_curves(table, quality)
+    """``quality`` (FID, say) against network evaluations per sample (the column ``nfe``,
+    log x): a line per model and sampler (:func:`nfe_curves`), mean ± std over seeds."""
+    curves = nfe_curves(table, quality, nfe)
     if not curves:
         return None
     from matplotlib.figure import Figure
@@ -349,7 +365,9 @@ def save_plots(boards: dict, store: ResultStore, directory: str | Path) -> list[
     ``<directory>/<suite>/<dataset>-quality-speed.png``, ``<dataset>-fid-nfe.png`` (when some
     row measured NFE) and ``<dataset>-losses.png`` (when some training logged losses), from
     the board's jobs that finished ``ok``; the board's sort column is the quality axis
-    (:func:`quality_column`). Returns the paths written."""
+    (:func:`quality_column`), the keys of role ``sampling_speed`` and ``nfe`` the x axes (see
+    :attr:`~genbench.KeyPresentation.role`), and the board's reference rows are left out.
+    Returns the paths written."""
     values = store.metric_values()
     root = store.path.parent
     written = []
@@ -359,16 +377,23 @@ def save_plots(boards: dict, store: ResultStore, directory: str | Path) -> list[
             continue
         dvalues = values[values["job_id"].isin(djobs["id"])]
         table = metric_table(djobs, dvalues)
-        quality = quality_column(dvalues, board.primary)
+        table["reference"] = table["model"].map(board.rows.set_index("model")["reference"])
+        presentations = {c.base: c.presentation for c in board.columns}
+        axes = {role: next((c.base for c in board.columns if c.presentation.role == role), None)
+                for role in _AXIS_ROLES}
+        quality = quality_column(dvalues, board.primary, presentations)
         direction = next((c.higher_is_better for c in board.columns if c.base == quality), None)
         where = f"{dataset} (suite {suite_name})"
-        if quality is not None:
+        if quality is not None and axes["sampling_speed"] is not None:
             written.append(quality_vs_speed(
                 table, board_file(directory, suite_name, dataset, "-quality-speed.png"), quality=quality,
-                higher_is_better=bool(direction), title=f"{where}: {quality} against speed"))
+                higher_is_better=bool(direction), speed=axes["sampling_speed"],
+                title=f"{where}: {quality} against speed"))
+        if quality is not None and axes["nfe"] is not None:
             written.append(fid_vs_nfe(
                 table, board_file(directory, suite_name, dataset, "-fid-nfe.png"), quality=quality,
-                higher_is_better=direction, title=f"{where}: {quality} against NFE"))
+                nfe=axes["nfe"], higher_is_better=direction,
+                title=f"{where}: {quality} against NFE"))
         written.append(loss_curves(read_loss_curves(djobs, root),
                                    board_file(directory, suite_name, dataset, "-losses.png"),
                                    title=f"{where}: training losses"))

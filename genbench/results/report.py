@@ -84,6 +84,16 @@ def write_report(boards: Boards, store: ResultStore, path: str | Path, *,
     return path
 
 
+def write_reports(boards: Boards, store: ResultStore, directory: str | Path) -> list[Path]:
+    """One page per suite, ``<directory>/<suite>/index.html``, showing the :data:`FIGURES`
+    found beside the boards' files in ``directory``; returns the paths."""
+    suites: dict[str, dict] = {}
+    for key, board in boards.items():
+        suites.setdefault(board.suite, {})[key] = board
+    return [write_report(mine, store, Path(directory) / safe_dirname(suite) / "index.html",
+                         plots=find_figures(mine, directory)) for suite, mine in suites.items()]
+
+
 # -- views: what the template shows, as plain values ------------------------------------------
 
 def _board_view(board: Leaderboard, store: ResultStore, anchor: str) -> dict[str, Any]:

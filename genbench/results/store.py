@@ -6,7 +6,7 @@ A good row is never replaced by a worse attempt at the same job: the attempt is 
 beside it (:meth:`ResultStore.failures`). A file that is not a sound SQLite database is
 refused with :class:`~genbench.api.errors.StoreCorruptError`, never repaired or overwritten.
 
-One process writes (a run holds the output folder's lock, :mod:`genbench.run.locking`); readers
+One process writes (a run holds the output folder's lock, :mod:`genbench.execution.locking`); readers
 open the file read-only and never wait for it. The journal stays SQLite's default rollback
 journal, not WAL: WAL needs shared memory between every process that opens the file, which
 network filesystems (an output folder shared by cluster nodes) do not provide, and it keeps
@@ -31,6 +31,7 @@ import pandas as pd
 
 from genbench.api.errors import OutputNotWritableError, StoreCorruptError
 from genbench.api.paths import ensure_writable_dir
+from genbench.evaluation.scoring import MetricRecord  # a job's record holds them; re-exported
 
 SCHEMA_VERSION = 1
 
@@ -115,19 +116,6 @@ _TABLES = {
 """,
 }
 _INDEXES = ("CREATE INDEX IF NOT EXISTS metric_values_job ON metric_values(job_id)",)
-
-
-@dataclass
-class MetricRecord:
-    """One metric's outcome for a job: values on success, else a reason or an error."""
-
-    metric: str
-    status: str  # "ok", "skipped" or "failed"
-    values: dict[str, float] = field(default_factory=dict)
-    message: str | None = None
-    higher_is_better: dict[str, bool] = field(default_factory=dict)
-    primary: str | None = None
-    details: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from genbench.api.errors import MissingDependencyError
+from genbench.api.paths import ensure_writable_dir
 from genbench.results.store import ResultStore
 
 INSTALL_HINT = 'pip install "genbench[tensorboard]"'
@@ -26,6 +27,14 @@ def require_tensorboard() -> None:
     except ImportError:
         raise MissingDependencyError(
             f"--tensorboard needs the tensorboard package: {INSTALL_HINT}") from None
+
+
+def check_tensorboard_folder(directory: str | Path) -> None:
+    """Raise before anything trains unless event files can be written into ``directory``:
+    :class:`MissingDependencyError` without the package, and
+    :class:`~genbench.api.errors.OutputNotWritableError` for a folder that takes no file."""
+    require_tensorboard()
+    ensure_writable_dir(directory, "TensorBoard folder")
 
 
 def _train_fingerprints(provenance: dict[str, Any]) -> Iterable[str]:

@@ -8,10 +8,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from genbench import BenchmarkDataset, DataInfo, TensorSplit, hookimpl
-from genbench.api.data import tensor_fingerprint
-from genbench.api.errors import ConfigError
+from genbench import (BenchmarkDataset, ConfigError, DataInfo, TensorSplit, hookimpl,
+                      tensor_fingerprint)
 
+from .options import Count, TestFraction
 from .stacking import STACKED_CLASSES, stack, stacked_indices
 
 
@@ -40,9 +40,7 @@ class Digits(BenchmarkDataset):
 
     description = "scikit-learn's 8x8 handwritten digits: 1,797 gray images, 10 classes, shipped"
 
-    def __init__(self, split_seed: int = 0, test_fraction: float = 0.2):
-        if not 0.0 < test_fraction < 1.0:
-            raise ConfigError(f"digits: test_fraction must lie in (0, 1), got {test_fraction}")
+    def __init__(self, split_seed: int = 0, test_fraction: TestFraction = 0.2):
         self.split_seed, self.test_fraction = split_seed, test_fraction
 
     @functools.cached_property
@@ -87,13 +85,8 @@ class StackedDigits(BenchmarkDataset):
     description = ("Stacked digits: three shipped 8x8 digits as the RGB channels of one image, "
                    "1,000 modes (label 100*d1 + 10*d2 + d3)")
 
-    def __init__(self, n_train: int = 20_000, n_test: int = 10_000, seed: int = 0,
-                 split_seed: int = 0, test_fraction: float = 0.2):
-        for name, n in (("n_train", n_train), ("n_test", n_test)):
-            if n < 1:
-                raise ConfigError(f"stacked-digits: {name} must be positive, got {n}")
-        if not 0.0 < test_fraction < 1.0:
-            raise ConfigError(f"stacked-digits: test_fraction must lie in (0, 1), got {test_fraction}")
+    def __init__(self, n_train: Count = 20_000, n_test: Count = 10_000, seed: int = 0,
+                 split_seed: int = 0, test_fraction: TestFraction = 0.2):
         self.n = {"train": n_train, "test": n_test}
         self.seed, self.split_seed, self.test_fraction = seed, split_seed, test_fraction
 

@@ -23,17 +23,20 @@ import warnings
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
+from annotated_types import Ge
 from torch.utils.data import Dataset
 
-from genbench import BenchmarkDataset, DataInfo, hookimpl
-from genbench.api.errors import ConfigError, DataUnavailableError
+from genbench import BenchmarkDataset, ConfigError, DataInfo, DataUnavailableError, hookimpl
+
+from .options import TestFraction
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp")
-ON_ERROR = ("fail", "skip")
+#: What to do with an unreadable file: stop, or skip it with a warning.
+OnError = Literal["fail", "skip"]
 CHANNEL_MODES = {1: "L", 3: "RGB", 4: "RGBA"}
 # 16-bit grayscale PNGs open in these modes; PIL's convert("L") would clip them at 255.
 _HIGH_BIT_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N"}
@@ -148,23 +151,11 @@ class ImageFolder(BenchmarkDataset):
     description = ("Any folder of PNG/JPEG/WebP images (recursive), resized and cropped, "
                    "class sub-folders as labels; streamed from disk")
 
-    def __init__(self, path: str, size: int = DEFAULT_SIZE, channels: int | None = None,
-                 crop: int | str | None = None, on_error: str = "fail",
-                 test_fraction: float = 0.1, split_seed: int = 0):
-        if not isinstance(size, int) or isinstance(size, bool) or size < 1:
-            raise ConfigError(f"image-folder: size must be a positive integer, got {size!r}")
-        if channels is not None and channels not in CHANNEL_MODES:
-            raise ConfigError(f"image-folder: channels must be 1, 3 or 4 (or absent to keep the "
-                              f"images' own), got {channels!r}")
-        if not (crop is None or crop == "none"
-                or (isinstance(crop, int) and not isinstance(crop, bool) and crop >= 1)):
-            raise ConfigError(f"image-folder: crop must be absent (largest centred square), a "
-                              f"positive number of pixels, or \"none\", got {crop!r}")
-        if on_error not in ON_ERROR:
-            raise ConfigError(f"image-folder: on_error must be one of {', '.join(ON_ERROR)}, "
-                              f"got {on_error!r}")
-        if not 0.0 < test_fraction < 1.0:
-            raise ConfigError(f"image-folder: test_fraction must lie in (0, 1), got {test_fraction}")
+    def __init__(self, path: str | os.PathLike, size: Annotated[int, Ge(1)] = DEFAULT_SIZE,
+                 channels: Literal[1, 3, 4] | None = None,
+                 crop: Annotated[int, Ge(1)] | Literal["none"] | None = None,
+                 on_error: OnError = "fail", test_fraction: TestFraction = 0.1,
+                 split_seed: int = 0):
         self.path = Path(path).expanduser()
         if not self.path.exists():
             raise DataUnavailableError(f"image-folder: folder {self.path} does not exist")

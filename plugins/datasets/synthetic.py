@@ -12,14 +12,16 @@ from __future__ import annotations
 import abc
 import functools
 import math
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import torch
+from annotated_types import Ge
 
-from genbench import BenchmarkDataset, DataInfo, TensorSplit, hookimpl
-from genbench.api.data import tensor_fingerprint
-from genbench.api.errors import ConfigError
+from genbench import (BenchmarkDataset, ConfigError, DataInfo, TensorSplit, hookimpl,
+                      registered_name, tensor_fingerprint)
+
+from .options import Count
 
 _SPLIT_STREAM = {"train": 0, "test": 1}
 
@@ -27,12 +29,12 @@ _SPLIT_STREAM = {"train": 0, "test": 1}
 class _Synthetic2D(BenchmarkDataset):
     """Shared options and split handling: ``n_train`` / ``n_test`` points, one ``seed``."""
 
-    name = ""
+    @property
+    def name(self) -> str:
+        """The name this dataset is registered under (``register("ring8", Ring8)``)."""
+        return registered_name(self)
 
-    def __init__(self, n_train: int = 20_000, n_test: int = 2_500, seed: int = 0):
-        for opt, n in (("n_train", n_train), ("n_test", n_test)):
-            if n < 1:
-                raise ConfigError(f"{self.name}: {opt} must be positive, got {n}")
+    def __init__(self, n_train: Count = 20_000, n_test: Count = 2_500, seed: int = 0):
         self.n = {"train": n_train, "test": n_test}
         self.seed = seed
 
@@ -99,7 +101,6 @@ class Ring8(_GaussianMixture):
     """8 Gaussians (std 0.01) evenly spaced on the unit circle, the first at (1, 0)."""
 
     description = "8 Gaussians on the unit circle, std 0.01 (VEEGAN/PacGAN mode-collapse set)"
-    name = "ring8"
     centres = _ring(8, 1.0)
     std = 0.01
 
@@ -108,7 +109,6 @@ class Grid25(_GaussianMixture):
     """25 Gaussians (std 0.05) at {-4, -2, 0, 2, 4}^2; mode ``5*i + j`` sits at (x_i, y_j)."""
 
     description = "25 Gaussians on the grid {-4,-2,0,2,4}^2, std 0.05 (VEEGAN/PacGAN mode-collapse set)"
-    name = "grid25"
     centres = tuple((float(a), float(b)) for a in (-4, -2, 0, 2, 4) for b in (-4, -2, 0, 2, 4))
     std = 0.05
 
@@ -125,14 +125,11 @@ class SwissRoll(_Synthetic2D):
     """
 
     description = "2D swiss roll inside the unit disk, mode-free shape-fidelity set"
-    name = "swissroll"
     T_MAX = 4.5 * math.pi
 
-    def __init__(self, n_train: int = 20_000, n_test: int = 2_500, seed: int = 0,
-                 noise: float = 0.02):
+    def __init__(self, n_train: Count = 20_000, n_test: Count = 2_500, seed: int = 0,
+                 noise: Annotated[float, Ge(0)] = 0.02):
         super().__init__(n_train=n_train, n_test=n_test, seed=seed)
-        if noise < 0:
-            raise ConfigError(f"swissroll: noise must be non-negative, got {noise}")
         self.noise = float(noise)
 
     def _draw(self, rng, n):

@@ -19,11 +19,10 @@ from typing import Any, ClassVar
 
 import torch
 
-from genbench import BenchmarkDataset, DataInfo, TensorSplit, hookimpl
-from genbench.api.data import tensor_fingerprint
-from genbench.api.errors import ConfigError, DataUnavailableError
-from genbench.api.paths import data_root
+from genbench import (BenchmarkDataset, ConfigError, DataInfo, DataUnavailableError, TensorSplit,
+                      data_root, hookimpl, registered_name, tensor_fingerprint)
 
+from .options import Count
 from .stacking import STACKED_CLASSES, stack, stacked_indices
 
 _SPLITS = ("train", "test")
@@ -36,15 +35,18 @@ class _TorchvisionSet(BenchmarkDataset):
     loaded once as uint8 ``(N, C, H, W)`` plus int64 labels, and kept as a float TensorSplit.
     """
 
-    name: ClassVar[str] = ""
     shape: ClassVar[tuple[int, int, int]] = (1, 28, 28)
     num_classes: ClassVar[int] = 10
     #: The torchvision class name shown in error messages and the fetch one-liner.
     tv_class_name: ClassVar[str] = ""
 
-    def __init__(self, root: str | None = None, download: bool = False, limit: int | None = None):
-        if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
-            raise ConfigError(f"{self.name}: limit must be a positive integer or absent, got {limit!r}")
+    @property
+    def name(self) -> str:
+        """The name this dataset is registered under (``register("mnist", MNIST)``)."""
+        return registered_name(self)
+
+    def __init__(self, root: str | None = None, download: bool = False,
+                 limit: Count | None = None):
         self.root = data_root(root)
         self.download = bool(download)
         self.limit = limit
@@ -181,7 +183,6 @@ class MNIST(_MNISTFamily):
     """MNIST: 60,000 train / 10,000 test handwritten digits, 1x28x28, 10 classes."""
 
     description = "MNIST handwritten digits, 1x28x28, 10 classes (torchvision; files or --download)"
-    name = "mnist"
     tv_class_name = "MNIST"
 
 
@@ -189,7 +190,6 @@ class FashionMNIST(_MNISTFamily):
     """Fashion-MNIST: 60,000 train / 10,000 test clothing images, 1x28x28, 10 classes."""
 
     description = "Fashion-MNIST clothing images, 1x28x28, 10 classes (torchvision; files or --download)"
-    name = "fashion-mnist"
     tv_class_name = "FashionMNIST"
 
 
@@ -206,7 +206,6 @@ class CIFAR10(_TorchvisionSet):
     """
 
     description = "CIFAR-10 colour images, 3x32x32, 10 classes (torchvision; files or --download)"
-    name = "cifar10"
     shape = (3, 32, 32)
     tv_class_name = "CIFAR10"
 
@@ -282,16 +281,12 @@ class StackedMNIST(MNIST):
 
     description = ("Stacked MNIST: three MNIST digits as the RGB channels of one 3x28x28 image, "
                    "1,000 modes (torchvision; files or --download)")
-    name = "stacked-mnist"
     shape = (3, 28, 28)
     num_classes = STACKED_CLASSES
 
     def __init__(self, root: str | None = None, download: bool = False,
-                 n_train: int = 60_000, n_test: int = 10_000, seed: int = 0):
+                 n_train: Count = 60_000, n_test: Count = 10_000, seed: int = 0):
         super().__init__(root=root, download=download)
-        for opt, n in (("n_train", n_train), ("n_test", n_test)):
-            if n < 1:
-                raise ConfigError(f"stacked-mnist: {opt} must be positive, got {n}")
         self.n = {"train": n_train, "test": n_test}
         self.seed = seed
         self._source_indices: dict[str, torch.Tensor] = {}

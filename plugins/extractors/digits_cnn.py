@@ -26,13 +26,13 @@ digits.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from genbench import DataInfo, FeatureExtractor
-from genbench.api.errors import AssetInvalidError, AssetMissingError, ConfigError
+from genbench import AssetInvalidError, AssetMissingError, DataInfo, FeatureExtractor
 
 #: The shipped weights file, next to this module.
 WEIGHTS_PATH = Path(__file__).parent / "weights" / "digits_cnn.pt"
@@ -80,10 +80,9 @@ class DigitsCNNExtractor(FeatureExtractor):
     weights_url = None  # shipped with genbench; retrain with scripts/train_digits_classifier.py
 
     def __init__(self, name, features_list, feature_extractor_weights_path=None,
-                 digit_channels: int = 1, **kwargs):
+                 digit_channels: Literal[1, 3] = 1, **kwargs):
+        """``digit_channels``: 1 for gray digits, 3 for stacked ones (one digit per channel)."""
         super().__init__(name, features_list)
-        if digit_channels not in (1, 3):
-            raise ConfigError(f"digits-cnn: digit_channels must be 1 (gray) or 3 (stacked), got {digit_channels}")
         self.digit_channels = digit_channels
         path = Path(feature_extractor_weights_path or WEIGHTS_PATH)
         if not path.is_file():

@@ -44,8 +44,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from genbench import FeatureExtractor
-from genbench.api.errors import AssetMissingError, ConfigError, MissingDependencyError
+from genbench import AssetMissingError, ConfigError, FeatureExtractor, MissingDependencyError
 
 WEIGHTS_FILENAME = "dinov2_vitb14_pretrain.pth"
 WEIGHTS_URL = "https://dl.fbaipublicfiles.com/dinov2/dinov2_vitb14/dinov2_vitb14_pretrain.pth"
@@ -164,7 +163,7 @@ class DINOv2ViTB14(FeatureExtractor):
         super().__init__(name, features_list)
         if feature_extractor_weights_path is None:
             # Direct torch-fidelity use: the default place, never a download.
-            from genbench.features.assets import resolve_weights
+            from genbench import resolve_weights
 
             feature_extractor_weights_path, _, _ = resolve_weights(name, type(self))
         path = Path(feature_extractor_weights_path)

@@ -24,8 +24,7 @@ from pathlib import Path
 
 import torch
 
-from genbench import FeatureExtractor
-from genbench.features.assets import resolve_weights
+from genbench import FeatureExtractor, resolve_weights
 
 #: torch-fidelity's ``URL_INCEPTION_V3`` (a test checks they agree), written out so that
 #: describing the extractor does not import torch-fidelity.

@@ -21,16 +21,18 @@ job's samples. The count, the source and the per-class counts are recorded.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import torch
+from annotated_types import MinLen
 
-from genbench import DataInfo, EvalContext, Metric, MetricResult, features, hookimpl
-from genbench.api.errors import ConfigError
+from genbench import (DataInfo, EvalContext, Headline, JobFeatures, KeyPresentation, Metric,
+                      MetricResult, extractor_skip_reason, feature_layer, hookimpl,
+                      preflight_features)
 from genbench_plugins.datasets.stacking import STACKED_CLASSES
 
-from .inputs import positive_int, sample_batches, uses_shared_samples
+from .inputs import Count, sample_batches, uses_shared_samples
 
 #: ``ctx.generator`` stream of the samples this metric draws itself.
 SAMPLE_STREAM = 12
@@ -61,11 +63,16 @@ class ClassCoverage(Metric):
     data_kinds = ("image", "vector")
     higher_is_better = {"classes_covered": True, "class_kl": False, "modes": True, "mode_kl": False}
     primary = "classes_covered"
+    # One coverage place in an image board's main table: modes, else prdc's coverage,
+    # else classes (see prdc and modes).
+    presentation = {
+        "modes": KeyPresentation("modes", (Headline(50, 0, board="image"),)),
+        "classes_covered": KeyPresentation("classes", (Headline(50, 2, board="image"),)),
+        "mode_kl": KeyPresentation("KL", (Headline(60, board="image"),)),
+    }
 
-    def __init__(self, num_samples: int | None = None, extractor: str | None = None):
-        positive_int("coverage", "num_samples", num_samples, allow_none=True)
-        if extractor is not None and (not isinstance(extractor, str) or not extractor):
-            raise ConfigError(f"coverage: extractor must be an extractor name or None, got {extractor!r}")
+    def __init__(self, num_samples: Count | None = None,
+                 extractor: Annotated[str, MinLen(1)] | None = None):
         self.num_samples, self.extractor = num_samples, extractor
 
     def data_skip_reason(self, data_info, *, feature_extractor, registries) -> str | None:
@@ -81,10 +88,10 @@ class ClassCoverage(Metric):
             return (f"needs a classifier extractor and dataset {data_info.name!r} declares none; "
                     "choose one with --extractor or the metric's extractor option")
         cls = registries.extractors.get(name)
-        reason = features.extractor_skip_reason(name, cls, data_info)
+        reason = extractor_skip_reason(name, cls, data_info)
         if reason is not None:
             return reason
-        if features.feature_layer(cls, "isc") is None:
+        if feature_layer(cls, "isc") is None:
             return f"needs a classifier extractor: {name!r} has no class logits"
         return None
 
@@ -106,11 +113,11 @@ class ClassCoverage(Metric):
     def preflight(self, data_info, *, feature_extractor, feature_weights, registries) -> None:
         """Before training: the classifier's weights must be present and intact."""
         if data_info.kind in self.data_kinds and data_info.num_classes:
-            features.preflight("isc", data_info, feature_extractor=self.extractor or feature_extractor,
+            preflight_features("isc", data_info, feature_extractor=self.extractor or feature_extractor,
                                feature_weights=None if self.extractor else feature_weights,
                                registries=registries)
 
-    def _predictions(self, ctx: EvalContext, feats: features.JobFeatures) -> tuple[torch.Tensor, dict]:
+    def _predictions(self, ctx: EvalContext, feats: JobFeatures) -> tuple[torch.Tensor, dict]:
         layer = feats.layer("isc")
         if uses_shared_samples(ctx, self.num_samples):
             logits = feats.generated()[layer]

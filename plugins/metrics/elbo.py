@@ -8,7 +8,8 @@ import inspect
 import torch
 
 from genbench import CountNeed, EvalContext, Metric, MetricResult, hookimpl
-from genbench.api.errors import ConfigError
+
+from .inputs import Count
 
 
 def _takes_generator(fn) -> bool:
@@ -38,10 +39,7 @@ class ELBO(Metric):
     higher_is_better = {"neg_elbo_nats_per_dim": False, "recon_nats_per_dim": False}
     primary = "neg_elbo_nats_per_dim"
 
-    def __init__(self, draws: int = 1, batch_size: int = 256):
-        for name, value in (("draws", draws), ("batch_size", batch_size)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"elbo: {name} must be a positive integer, got {value!r}")
+    def __init__(self, draws: Count = 1, batch_size: Count = 256):
         self.draws, self.batch_size = draws, batch_size
 
     def count_needs(self) -> tuple[CountNeed, ...]:

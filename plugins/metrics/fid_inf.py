@@ -18,15 +18,15 @@ recorded. Cost: ``points`` FIDs (a matrix square root each).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import torch
+from annotated_types import Ge
 
 from genbench import CountNeed, EvalContext, MetricResult, hookimpl
-from genbench.api.errors import ConfigError
 
-from .inputs import RECOMMENDED_REFERENCE, FeatureMetric, positive_int
+from .inputs import RECOMMENDED_REFERENCE, Count, FeatureMetric, OpenUnit, Seed
 
 
 def sample_counts(total: int, points: int, min_fraction: float) -> list[int]:
@@ -46,7 +46,7 @@ def fid_infinity(generated: torch.Tensor, reference: dict[str, np.ndarray], coun
     extrapolated to ``1/N = 0``. ``fit`` holds the counts, their FIDs and the slope."""
     from scipy.stats import linregress  # here, not at import: `genbench list` stays fast
 
-    from genbench.features.fidelity import fid_from_statistics, fid_statistics
+    from genbench import fid_from_statistics, fid_statistics
 
     if len(counts) < 2:
         raise ValueError(f"fid-inf needs at least 2 sample counts to fit a line, got {counts}")
@@ -84,17 +84,9 @@ class FIDInfinity(FeatureMetric):
     primary = "fid_inf"
     layer_metric = "fid"
 
-    def __init__(self, points: int = 15, min_fraction: float = 0.1, max_reference: int = 10_000,
-                 rng_seed: int = 2020):
-        positive_int("fid-inf", "points", points)
-        positive_int("fid-inf", "max_reference", max_reference)
-        if points < 2:
-            raise ConfigError(f"fid-inf: points must be at least 2 to fit a line, got {points}")
-        if (isinstance(min_fraction, bool) or not isinstance(min_fraction, (int, float))
-                or not 0 < min_fraction < 1):
-            raise ConfigError(f"fid-inf: min_fraction must lie in (0, 1), got {min_fraction!r}")
-        if isinstance(rng_seed, bool) or not isinstance(rng_seed, int) or rng_seed < 0:
-            raise ConfigError(f"fid-inf: rng_seed must be a non-negative integer, got {rng_seed!r}")
+    def __init__(self, points: Annotated[int, Ge(2)] = 15, min_fraction: OpenUnit = 0.1,
+                 max_reference: Count = 10_000, rng_seed: Seed = 2020):
+        """``points``: at least 2, to fit a line."""
         self.points, self.min_fraction = points, float(min_fraction)
         self.max_reference, self.rng_seed = max_reference, rng_seed
 
@@ -106,7 +98,7 @@ class FIDInfinity(FeatureMetric):
                           "a covariance needs 2 points"))
 
     def compute(self, ctx: EvalContext) -> MetricResult:
-        from genbench.features.fidelity import fid_statistics
+        from genbench import fid_statistics
 
         feats = ctx.features()
         layer = feats.layer(self.layer_metric)

@@ -20,16 +20,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from genbench import CountNeed, EvalContext, Metric, MetricResult, features, hookimpl
-from genbench.api.errors import ConfigError
+from genbench import (CountNeed, EvalContext, Headline, JobFeatures, KeyPresentation, Metric,
+                      MetricResult, SplitFeatures, hookimpl, layer_skip_reason, preflight_features)
 
-from .inputs import RECOMMENDED_REFERENCE, shared_equal_count_features
-
-
-def _positive(metric: str, **values: int) -> None:
-    for key, v in values.items():
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ConfigError(f"{metric}: {key} must be a positive integer, got {v!r}")
+from .inputs import RECOMMENDED_REFERENCE, Count, shared_equal_count_features
 
 
 class _FidelityMetric(Metric):
@@ -43,18 +37,18 @@ class _FidelityMetric(Metric):
     def data_skip_reason(self, data_info, *, feature_extractor, registries) -> str | None:
         return (super().data_skip_reason(data_info, feature_extractor=feature_extractor,
                                          registries=registries)
-                or features.layer_skip_reason(data_info, self.fidelity_name,
-                                              extractor=feature_extractor, registries=registries))
+                or layer_skip_reason(data_info, self.fidelity_name,
+                                     extractor=feature_extractor, registries=registries))
 
     def preflight(self, data_info, *, feature_extractor, feature_weights, registries) -> None:
         """Before training: the extractor must exist and its weights file be present and intact."""
         if data_info.kind not in self.data_kinds:
             return
-        features.preflight(self.fidelity_name, data_info, feature_extractor=feature_extractor,
+        preflight_features(self.fidelity_name, data_info, feature_extractor=feature_extractor,
                            feature_weights=feature_weights, registries=registries)
 
-    def details(self, feats: features.JobFeatures,
-                reference: features.SplitFeatures | None = None) -> dict[str, Any]:
+    def details(self, feats: JobFeatures,
+                reference: SplitFeatures | None = None) -> dict[str, Any]:
         """Extractor provenance, the layer read, the sample counts and the reference's cache state."""
         d = {**feats.provenance(), "feature_layer": feats.layer(self.fidelity_name),
              "n_generated": len(feats.ctx.samples)}
@@ -73,10 +67,10 @@ class FID(_FidelityMetric):
     description = "Frechet Inception Distance (torch-fidelity) against the test split, in extractor features"
     higher_is_better = {"fid": False}
     primary = "fid"
+    presentation = {"fid": KeyPresentation("FID", (Headline(10, board="image"),), quality=1)}
     fidelity_name = "fid"
 
-    def __init__(self, max_reference: int = 10000):
-        _positive("fid", max_reference=max_reference)
+    def __init__(self, max_reference: Count = 10000):
         self.max_reference = max_reference
 
     def count_needs(self) -> tuple[CountNeed, ...]:
@@ -85,7 +79,7 @@ class FID(_FidelityMetric):
                 CountNeed("test", 2, RECOMMENDED_REFERENCE, self.max_reference, why))
 
     def compute(self, ctx: EvalContext) -> MetricResult:
-        from genbench.features.fidelity import fid_from_statistics, fid_statistics
+        from genbench import fid_from_statistics, fid_statistics
 
         feats = ctx.features()
         layer = feats.layer("fid")
@@ -103,15 +97,14 @@ class InceptionScore(_FidelityMetric):
     higher_is_better = {"mean": True}
     fidelity_name = "isc"
 
-    def __init__(self, splits: int = 10, rng_seed: int = 2020):
-        _positive("isc", splits=splits)
+    def __init__(self, splits: Count = 10, rng_seed: int = 2020):
         self.splits, self.rng_seed = splits, rng_seed
 
     def count_needs(self) -> tuple[CountNeed, ...]:
         return (CountNeed("samples", self.splits, why=f"one per split, splits = {self.splits}"),)
 
     def compute(self, ctx: EvalContext) -> MetricResult:
-        from genbench.features.fidelity import isc_from_logits
+        from genbench import isc_from_logits
 
         feats = ctx.features()
         mean, std = isc_from_logits(feats.generated()[feats.layer("isc")], self.splits, True,
@@ -129,11 +122,11 @@ class KID(_FidelityMetric):
     description = ("Kernel Inception Distance (torch-fidelity) against the test split; subset size "
                    "min(subset_size, #generated, #reference), recorded")
     higher_is_better = {"mean": False}
+    presentation = {"mean": KeyPresentation("KID", (Headline(20, board="image"),))}
     fidelity_name = "kid"
 
-    def __init__(self, max_reference: int = 10000, subsets: int = 100, subset_size: int = 1000,
-                 rng_seed: int = 2020):
-        _positive("kid", max_reference=max_reference, subsets=subsets, subset_size=subset_size)
+    def __init__(self, max_reference: Count = 10000, subsets: Count = 100,
+                 subset_size: Count = 1000, rng_seed: int = 2020):
         self.max_reference, self.subsets = max_reference, subsets
         self.subset_size, self.rng_seed = subset_size, rng_seed
 
@@ -143,7 +136,7 @@ class KID(_FidelityMetric):
                 CountNeed("test", 2, RECOMMENDED_REFERENCE, self.max_reference, why))
 
     def compute(self, ctx: EvalContext) -> MetricResult:
-        from genbench.features.fidelity import kid_from_features
+        from genbench import kid_from_features
 
         feats = ctx.features()
         layer = feats.layer("kid")
@@ -166,10 +159,11 @@ class PrecisionRecall(_FidelityMetric):
                    "against the test split, k = neighborhood, on equal numbers of real and "
                    "generated points (the smaller count, recorded)")
     higher_is_better = {"precision": True, "recall": True, "f_score": True}
+    presentation = {"precision": KeyPresentation("precision", (Headline(30, board="image"),)),
+                    "recall": KeyPresentation("recall", (Headline(40, board="image"),))}
     fidelity_name = "prc"
 
-    def __init__(self, max_reference: int = 10000, neighborhood: int = 3):
-        _positive("prc", max_reference=max_reference, neighborhood=neighborhood)
+    def __init__(self, max_reference: Count = 10000, neighborhood: Count = 3):
         self.max_reference, self.neighborhood = max_reference, neighborhood
 
     def count_needs(self) -> tuple[CountNeed, ...]:
@@ -182,7 +176,7 @@ class PrecisionRecall(_FidelityMetric):
         """Recall counts the real points inside the samples' k-NN balls, so unequal counts
         bias it (more samples, more and smaller balls): the first ``n`` samples and ``n``
         test items (a fixed seeded subset when the split is larger), ``n`` the smaller count."""
-        from genbench.features.fidelity import prc_from_features
+        from genbench import prc_from_features
 
         gen, ref, details = shared_equal_count_features(ctx, self.fidelity_name, self.max_reference)
         # The features are float32, returned as float64: exactly the same numbers.

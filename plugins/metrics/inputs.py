@@ -19,13 +19,14 @@ Shared by ``modes``, ``coverage``, ``prdc``, ``ndb`` and ``vendi`` (not a plugin
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import numpy as np
 import torch
+from annotated_types import Ge, Interval
 
-from genbench import EvalContext, Metric, features
-from genbench.api.errors import ConfigError
+from genbench import (EvalContext, JobFeatures, Metric, SplitFeatures, layer_skip_reason,
+                      preflight_features, reference_indices)
 
 #: Test-split items below which a metric that compares samples with the test split (FID,
 #: KID, precision/recall, density/coverage, FD-infinity, memorisation) warns before training:
@@ -34,13 +35,13 @@ from genbench.api.errors import ConfigError
 RECOMMENDED_REFERENCE = 100
 
 
-def positive_int(metric: str, name: str, value: Any, *, allow_none: bool = False) -> None:
-    """Validate a count option at construction: a positive int (or ``None`` if allowed)."""
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        expected = "a positive integer" + (" or None" if allow_none else "")
-        raise ConfigError(f"{metric}: {name} must be {expected}, got {value!r}")
+# -- declared option types (checked from the signature; see genbench.api.parameters) --------
+#: A count option (samples, points, bins, neighbours, a batch size): at least one.
+Count = Annotated[int, Ge(1)]
+#: A seed option for numpy or scikit-learn: a non-negative integer.
+Seed = Annotated[int, Ge(0)]
+#: A fraction or probability strictly between 0 and 1.
+OpenUnit = Annotated[float, Interval(gt=0, lt=1)]
 
 
 # -- samples ---------------------------------------------------------------------------------
@@ -92,15 +93,15 @@ class FeatureMetric(Metric):
     def data_skip_reason(self, data_info, *, feature_extractor, registries) -> str | None:
         return (super().data_skip_reason(data_info, feature_extractor=feature_extractor,
                                          registries=registries)
-                or features.layer_skip_reason(data_info, self.layer_metric,
-                                              extractor=feature_extractor, registries=registries))
+                or layer_skip_reason(data_info, self.layer_metric,
+                                     extractor=feature_extractor, registries=registries))
 
     def preflight(self, data_info, *, feature_extractor, feature_weights, registries) -> None:
         if data_info.kind in self.data_kinds:
-            features.preflight(self.layer_metric, data_info, feature_extractor=feature_extractor,
+            preflight_features(self.layer_metric, data_info, feature_extractor=feature_extractor,
                                feature_weights=feature_weights, registries=registries)
 
-    def feature_details(self, feats: features.JobFeatures) -> dict[str, Any]:
+    def feature_details(self, feats: JobFeatures) -> dict[str, Any]:
         """The extractor's provenance and the layer read."""
         return {**feats.provenance(), "feature_layer": feats.layer(self.layer_metric)}
 
@@ -147,13 +148,13 @@ def shared_equal_count_features(ctx: EvalContext, layer_metric: str, max_referen
     return gen.double(), reference.double(), details
 
 
-def reference_rows(split: features.SplitFeatures, n: int) -> torch.Tensor | None:
+def reference_rows(split: SplitFeatures, n: int) -> torch.Tensor | None:
     """Rows of ``split`` (features of a fixed seeded subset of a split, or all of it) that
     hold the items :func:`genbench.features.job_features.reference_indices` picks for ``n`` items of that
     split (``None``: all rows)."""
     if n > split.n:
         raise ValueError(f"{n} items asked of features of {split.n}")
-    wanted = features.reference_indices(split.n_total, n)
+    wanted = reference_indices(split.n_total, n)
     if wanted is None:
         return None
     held = np.arange(split.n_total) if split.indices is None else split.indices.numpy()

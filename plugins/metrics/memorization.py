@@ -41,14 +41,14 @@ exact (brute force) and computed in chunks (:mod:`.neighbours`).
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
+from annotated_types import Interval
 
-from genbench import CountNeed, EvalContext, MetricResult, hookimpl
-from genbench.api.errors import ConfigError
+from genbench import ConfigError, CountNeed, EvalContext, MetricResult, hookimpl
 
-from .inputs import RECOMMENDED_REFERENCE, FeatureMetric, positive_int, shared_equal_count_features
+from .inputs import RECOMMENDED_REFERENCE, Count, FeatureMetric, Seed, shared_equal_count_features
 from .neighbours import limited_sklearn, nearest_neighbours
 
 
@@ -118,18 +118,10 @@ class Memorization(FeatureMetric):
     primary = "copy_rate"
     layer_metric = "prc"
 
-    def __init__(self, cells: int = 10, min_cell_samples: int = 20, copy_percentile: float = 1.0,
-                 max_reference: int = 10_000, max_train: int | None = None, kmeans_seed: int = 0):
-        positive_int("memorization", "cells", cells)
-        positive_int("memorization", "min_cell_samples", min_cell_samples)
-        positive_int("memorization", "max_reference", max_reference)
-        positive_int("memorization", "max_train", max_train, allow_none=True)
-        if (isinstance(copy_percentile, bool) or not isinstance(copy_percentile, (int, float))
-                or not 0 < copy_percentile < 100):
-            raise ConfigError(f"memorization: copy_percentile must lie in (0, 100), got {copy_percentile!r}")
-        if isinstance(kmeans_seed, bool) or not isinstance(kmeans_seed, int) or kmeans_seed < 0:
-            raise ConfigError(f"memorization: kmeans_seed must be a non-negative integer, "
-                              f"got {kmeans_seed!r}")
+    def __init__(self, cells: Count = 10, min_cell_samples: Count = 20,
+                 copy_percentile: Annotated[float, Interval(gt=0, lt=100)] = 1.0,
+                 max_reference: Count = 10_000, max_train: Count | None = None,
+                 kmeans_seed: Seed = 0):
         if max_train is not None and max_train < max(cells, 2):
             raise ConfigError(f"memorization: max_train ({max_train}) must be at least cells "
                               f"({cells}) and 2")

@@ -22,15 +22,16 @@ and the source are recorded.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import torch
+from annotated_types import Gt
 
-from genbench import EvalContext, Metric, MetricResult, hookimpl
-from genbench.api.errors import ConfigError
+from genbench import (ConfigError, EvalContext, Headline, KeyPresentation, Metric, MetricResult,
+                      hookimpl)
 
-from .inputs import metric_samples, positive_int
+from .inputs import Count, metric_samples
 
 #: ``ctx.generator`` stream of the samples this metric draws itself (job samples use 1).
 SAMPLE_STREAM = 11
@@ -67,12 +68,19 @@ class Modes(Metric):
     data_kinds = ("vector",)
     higher_is_better = {"modes": True, "modes_frac": True, "hq": True, "rkl": False}
     primary = "modes"
+    # A board that measured "hq" is a 2-D mixture board, led by these keys; on an image
+    # board "modes" is the last choice of the coverage place (see coverage).
+    presentation = {
+        "modes": KeyPresentation("modes", (Headline(10, board="mixture"),
+                                           Headline(50, 3, board="image")),
+                                 role="mode_count", quality=0),
+        "hq": KeyPresentation("% HQ", (Headline(20, board="mixture"),), board_kind="mixture"),
+        "rkl": KeyPresentation("rev. KL", (Headline(30, board="mixture"),)),
+    }
 
-    def __init__(self, num_samples: int | None = 2500, within: float = 3.0):
-        positive_int("modes", "num_samples", num_samples, allow_none=True)
-        if isinstance(within, bool) or not isinstance(within, (int, float)) or not within > 0:
-            raise ConfigError(f"modes: within must be a positive number of standard deviations, "
-                              f"got {within!r}")
+    def __init__(self, num_samples: Count | None = 2500,
+                 within: Annotated[float, Gt(0)] = 3.0):
+        """``within``: how many standard deviations from its mode a sample may lie."""
         self.num_samples, self.within = num_samples, float(within)
 
     def data_skip_reason(self, data_info, *, feature_extractor, registries) -> str | None:

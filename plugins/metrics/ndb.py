@@ -23,10 +23,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from genbench import CountNeed, EvalContext, MetricResult, hookimpl
-from genbench.api.errors import ConfigError
+from genbench import ConfigError, CountNeed, EvalContext, MetricResult, hookimpl
 
-from .inputs import FeatureMetric, positive_int
+from .inputs import Count, FeatureMetric, OpenUnit, Seed
 from .neighbours import limited_sklearn
 
 
@@ -60,14 +59,8 @@ class NDB(FeatureMetric):
     primary = "ndb_k"
     layer_metric = "fid"
 
-    def __init__(self, bins: int = 50, alpha: float = 0.05, max_train: int = 20_000,
-                 kmeans_seed: int = 0):
-        positive_int("ndb", "bins", bins)
-        positive_int("ndb", "max_train", max_train)
-        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 < alpha < 1:
-            raise ConfigError(f"ndb: alpha must lie in (0, 1), got {alpha!r}")
-        if isinstance(kmeans_seed, bool) or not isinstance(kmeans_seed, int) or kmeans_seed < 0:
-            raise ConfigError(f"ndb: kmeans_seed must be a non-negative integer, got {kmeans_seed!r}")
+    def __init__(self, bins: Count = 50, alpha: OpenUnit = 0.05, max_train: Count = 20_000,
+                 kmeans_seed: Seed = 0):
         if max_train < bins:
             raise ConfigError(f"ndb: max_train ({max_train}) must be at least bins ({bins})")
         self.bins, self.alpha, self.max_train, self.kmeans_seed = bins, float(alpha), max_train, kmeans_seed

@@ -17,10 +17,10 @@ grows linearly with the number of points.
 
 from __future__ import annotations
 
-from genbench import CountNeed, EvalContext, MetricResult, hookimpl
-from genbench.api.errors import ConfigError
+from genbench import (ConfigError, CountNeed, EvalContext, Headline, KeyPresentation, MetricResult,
+                      hookimpl)
 
-from .inputs import RECOMMENDED_REFERENCE, FeatureMetric, positive_int, shared_equal_count_features
+from .inputs import RECOMMENDED_REFERENCE, Count, FeatureMetric, shared_equal_count_features
 from .neighbours import ball_membership, kth_neighbour_distances
 
 
@@ -42,11 +42,10 @@ class DensityCoverage(FeatureMetric):
     data_kinds = ("image", "vector")
     higher_is_better = {"density": True, "coverage": True}
     primary = "coverage"
+    presentation = {"coverage": KeyPresentation("coverage", (Headline(50, 1, board="image"),))}
     layer_metric = "prc"
 
-    def __init__(self, k: int = 5, max_reference: int = 10_000):
-        positive_int("prdc", "k", k)
-        positive_int("prdc", "max_reference", max_reference)
+    def __init__(self, k: Count = 5, max_reference: Count = 10_000):
         if max_reference <= k:
             raise ConfigError(f"prdc: max_reference ({max_reference}) must exceed k ({k})")
         self.k, self.max_reference = k, max_reference

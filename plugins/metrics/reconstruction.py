@@ -7,7 +7,8 @@ import math
 import numpy as np
 import torch
 
-from genbench import CountNeed, EvalContext, Metric, MetricResult, hookimpl
+from genbench import (CountNeed, EvalContext, Headline, KeyPresentation, Metric, MetricResult,
+                      hookimpl)
 
 
 def psnr(mse: float, data_range: float = 1.0) -> float:
@@ -37,6 +38,7 @@ class Reconstruction(Metric):
     requires = ("reconstruct",)
     higher_is_better = {"mse": False, "psnr": True, "ssim": True}
     primary = "mse"
+    presentation = {"mse": KeyPresentation("recon MSE", (Headline(80),))}
 
     def count_needs(self) -> tuple[CountNeed, ...]:
         return (CountNeed("test", 1, why="an average over the test split"),)

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import statistics
 import time
+from typing import Annotated
 
 import torch
+from annotated_types import Ge
 
-from genbench import EvalContext, Metric, MetricResult, hookimpl
-from genbench.api.errors import ConfigError
+from genbench import EvalContext, Headline, KeyPresentation, Metric, MetricResult, hookimpl
+
+from .inputs import Count
 
 
 def _sync(device: torch.device) -> None:
@@ -25,10 +28,19 @@ class SamplingSpeed(Metric):
     description = ("sampling speed: samples/s and ms per batch (median of repeats after "
                    "warm-up), parameter count, NFE and peak CUDA memory")
     higher_is_better = {"samples_per_s": True}
+    # Every key is shown as a mean only in the terminal: they vary with the machine's load
+    # (or, for params and NFE, not across seeds at all).
+    presentation = {
+        "samples_per_s": KeyPresentation("samples/s", (Headline(90),), role="sampling_speed",
+                                         mean_only=True),
+        "ms_per_batch": KeyPresentation(mean_only=True),
+        "params": KeyPresentation(mean_only=True),
+        "nfe": KeyPresentation(role="nfe", mean_only=True),
+        "peak_mem_mb": KeyPresentation(mean_only=True),
+    }
 
-    def __init__(self, batch_size: int = 256, repeats: int = 10, warmup: int = 2):
-        if batch_size < 1 or repeats < 1 or warmup < 0:
-            raise ConfigError("speed: batch_size and repeats must be >= 1 and warmup >= 0")
+    def __init__(self, batch_size: Count = 256, repeats: Count = 10,
+                 warmup: Annotated[int, Ge(0)] = 2):
         self.batch_size, self.repeats, self.warmup = batch_size, repeats, warmup
 
     @torch.no_grad()

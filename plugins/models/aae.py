@@ -18,11 +18,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from genbench import DataInfo, GenerativeModel, hookimpl
-from genbench.run.distributed import batch_randn
-from genbench.api.errors import ConfigError
+from genbench import DataInfo, GenerativeModel, batch_randn, hookimpl
 
-from .layers import check_hidden, check_positive_int, mlp
+from .layers import Hidden, LearningRate, Positive, mlp, widths
 
 
 class AAE(GenerativeModel):
@@ -34,18 +32,15 @@ class AAE(GenerativeModel):
                    "decoded from the N(0, I) prior")
     family = "aae"
 
-    def __init__(self, data_info: DataInfo, latent_dim: int = 8, hidden: tuple = (512, 256),
-                 disc_hidden: tuple = (256, 256), lr: float = 1e-3, lr_adv: float = 2e-4):
+    def __init__(self, data_info: DataInfo, latent_dim: Positive = 8,
+                 hidden: Hidden = (512, 256), disc_hidden: Hidden = (256, 256),
+                 lr: LearningRate = 1e-3, lr_adv: LearningRate = 2e-4):
         """``hidden``: encoder widths (the decoder uses them reversed); ``disc_hidden``: the
         discriminator's; ``lr``: reconstruction phase; ``lr_adv``: discriminator and encoder in
         the regularisation phase."""
         super().__init__()
-        self.latent_dim = check_positive_int(latent_dim, "aae: latent_dim")
-        sizes = check_hidden(hidden, "aae: hidden")
-        disc = check_hidden(disc_hidden, "aae: disc_hidden")
-        for name, value in (("lr", lr), ("lr_adv", lr_adv)):
-            if not value > 0:
-                raise ConfigError(f"aae: {name} must be positive, got {value!r}")
+        self.latent_dim = latent_dim
+        sizes, disc = widths(hidden), widths(disc_hidden)
         self.shape, self.dim, self.kind = data_info.shape, data_info.dim, data_info.kind
         self.encoder = nn.Sequential(nn.Flatten(), mlp([self.dim, *sizes, latent_dim]))
         self.decoder = mlp([latent_dim, *reversed(sizes), self.dim])

@@ -14,22 +14,26 @@ Image decoders end in a sigmoid (outputs in [0, 1]); vector decoders are linear.
 from __future__ import annotations
 
 import math
-from typing import Iterator
+from typing import Annotated, Iterator, Literal
 
 import numpy as np
 import torch
+from annotated_types import Ge, Gt, Interval, MinLen
 from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from genbench import DataInfo, GenerativeModel, TensorSplit, hookimpl
-from genbench.run.distributed import batch_rand, batch_randn
-from genbench.api.errors import ConfigError
+from genbench import (ConfigError, DataInfo, GenerativeModel, TensorSplit, batch_rand, batch_randn,
+                      hookimpl, registered_name)
 
-from .layers import ConvDecoder, ConvEncoder, check_hidden, check_positive_int, mlp
+from .layers import ConvDecoder, ConvEncoder, Hidden, LearningRate, Positive, mlp, widths
 
-NOISES = ("gaussian", "masking")
-SPARSITIES = ("kl", "l1")
+Noise = Literal["gaussian", "masking"]
+Sparsity = Literal["kl", "l1"]
+#: Components of the Gaussian mixture fitted to the codes.
+GMMComponents = Annotated[int, Ge(1)]
+#: The mixture's covariance regularisation.
+RegCovar = Annotated[float, Gt(0)]
 #: Default ``sparsity_weight`` for each kind of sparsity penalty.
 SPARSITY_WEIGHTS = {"kl": 0.01, "l1": 1e-3}
 _SAMPLING_NOTE = ("; generative by ex-post density estimation: a Gaussian mixture fitted to "
@@ -107,7 +111,6 @@ class Autoencoder(GenerativeModel):
     """
 
     family = "autoencoder"
-    _label = "autoencoder"
 
     def __init__(self, data_info: DataInfo, latent_dim: int | None, gmm_components: int,
                  gmm_reg_covar: float, undercomplete: bool):
@@ -115,20 +118,14 @@ class Autoencoder(GenerativeModel):
         self.shape, self.dim, self.kind = data_info.shape, data_info.dim, data_info.kind
         if latent_dim is None:
             latent_dim = auto_latent_dim(self.dim)
-        self.latent_dim = check_positive_int(latent_dim, f"{self._label}: latent_dim")
+        self.latent_dim = latent_dim
         if undercomplete and self.latent_dim >= self.dim:
-            raise ConfigError(f"{self._label} is undercomplete: latent_dim must be smaller than "
-                              f"the data dimension {self.dim}, got {self.latent_dim}")
-        check_positive_int(gmm_components, f"{self._label}: gmm_components")
-        if not gmm_reg_covar > 0:
-            raise ConfigError(f"{self._label}: gmm_reg_covar must be positive, "
-                              f"got {gmm_reg_covar!r}")
+            raise ConfigError(f"{registered_name(self)} is undercomplete: latent_dim must be "
+                              f"smaller than the data dimension {self.dim}, got {self.latent_dim}")
         self.code_density = GaussianMixtureCodes(gmm_components, self.latent_dim,
                                                  float(gmm_reg_covar))
 
     def _finish(self, lr: float) -> None:
-        if not lr > 0:
-            raise ConfigError(f"{self._label}: lr must be positive, got {lr!r}")
         self.optimizer = torch.optim.Adam(self.parameters(), lr=lr)
 
     # -- the network --------------------------------------------------------------------
@@ -181,13 +178,13 @@ class AE(Autoencoder):
 
     description = ("undercomplete autoencoder: MLP with one hidden layer (128 ReLU units) "
                    "each side of a smaller linear code, MSE loss" + _SAMPLING_NOTE)
-    _label = "ae"
 
-    def __init__(self, data_info: DataInfo, latent_dim: int | None = None, hidden: int = 128,
-                 lr: float = 1e-3, gmm_components: int = 10, gmm_reg_covar: float = 1e-6):
+    def __init__(self, data_info: DataInfo, latent_dim: Positive | None = None,
+                 hidden: Positive = 128, lr: LearningRate = 1e-3,
+                 gmm_components: GMMComponents = 10, gmm_reg_covar: RegCovar = 1e-6):
         """``latent_dim=None``: a quarter of the data dimension (1 to 32); must be smaller."""
         super().__init__(data_info, latent_dim, gmm_components, gmm_reg_covar, undercomplete=True)
-        h = check_positive_int(hidden, "ae: hidden")
+        h = hidden
         self.encoder = _mlp_encoder(self.dim, [h], self.latent_dim)
         self.decoder = mlp([self.latent_dim, h, self.dim])
         self._finish(lr)
@@ -198,14 +195,14 @@ class DeepAE(Autoencoder):
 
     description = ("stacked autoencoder: MLP encoder 256-128-64 ReLU units to a smaller "
                    "linear code, mirrored decoder, MSE loss" + _SAMPLING_NOTE)
-    _label = "deep-ae"
 
-    def __init__(self, data_info: DataInfo, latent_dim: int | None = None,
-                 hidden: tuple = (256, 128, 64), lr: float = 1e-3, gmm_components: int = 10,
-                 gmm_reg_covar: float = 1e-6):
+    def __init__(self, data_info: DataInfo, latent_dim: Positive | None = None,
+                 hidden: Annotated[tuple[Positive, ...], MinLen(2)] = (256, 128, 64),
+                 lr: LearningRate = 1e-3, gmm_components: GMMComponents = 10,
+                 gmm_reg_covar: RegCovar = 1e-6):
         """``hidden``: encoder layer widths, at least two (the decoder uses them reversed)."""
         super().__init__(data_info, latent_dim, gmm_components, gmm_reg_covar, undercomplete=True)
-        sizes = check_hidden(hidden, "deep-ae: hidden", min_layers=2)
+        sizes = widths(hidden)
         self.encoder = _mlp_encoder(self.dim, sizes, self.latent_dim)
         self.decoder = mlp([self.latent_dim, *reversed(sizes), self.dim])
         self._finish(lr)
@@ -217,18 +214,15 @@ class ConvAE(Autoencoder):
     description = ("convolutional autoencoder: stride-2 conv encoder and transposed-conv "
                    "decoder that adapt to the image size, linear code, MSE loss" + _SAMPLING_NOTE)
     data_kinds = ("image",)
-    _label = "conv-ae"
 
-    def __init__(self, data_info: DataInfo, latent_dim: int | None = None, channels: int = 32,
-                 max_channels: int = 256, lr: float = 1e-3, gmm_components: int = 10,
-                 gmm_reg_covar: float = 1e-6):
+    def __init__(self, data_info: DataInfo, latent_dim: Positive | None = None,
+                 channels: Positive = 32, max_channels: Positive = 256, lr: LearningRate = 1e-3,
+                 gmm_components: GMMComponents = 10, gmm_reg_covar: RegCovar = 1e-6):
         """``channels`` at full resolution, doubling per halving up to ``max_channels``."""
         if data_info.kind != "image":
             raise ConfigError(f"conv-ae needs image data, got {data_info.kind} data "
                               f"{data_info.shape}; use ae or deep-ae")
         super().__init__(data_info, latent_dim, gmm_components, gmm_reg_covar, undercomplete=True)
-        check_positive_int(channels, "conv-ae: channels")
-        check_positive_int(max_channels, "conv-ae: max_channels")
         self.encoder = ConvEncoder(self.shape, self.latent_dim, channels, max_channels)
         self.decoder = ConvDecoder(self.latent_dim, self.shape, channels, max_channels)
         self._finish(lr)
@@ -240,23 +234,20 @@ class DenoisingAE(Autoencoder):
     description = ("denoising autoencoder: MLP (128 ReLU units each side) trained to "
                    "reconstruct the clean input from a corrupted one (Gaussian noise or "
                    "masking noise)" + _SAMPLING_NOTE)
-    _label = "denoising-ae"
 
-    def __init__(self, data_info: DataInfo, latent_dim: int | None = None,
-                 hidden: tuple = (128,), noise: str = "gaussian", noise_level: float = 0.3,
-                 lr: float = 1e-3, gmm_components: int = 10, gmm_reg_covar: float = 1e-6):
+    def __init__(self, data_info: DataInfo, latent_dim: Positive | None = None,
+                 hidden: Hidden = (128,), noise: Noise = "gaussian",
+                 noise_level: Annotated[float, Gt(0)] = 0.3, lr: LearningRate = 1e-3,
+                 gmm_components: GMMComponents = 10, gmm_reg_covar: RegCovar = 1e-6):
         """``noise="gaussian"``: add N(0, noise_level^2) to every element;
         ``noise="masking"``: set each element to 0 with probability ``noise_level``."""
         super().__init__(data_info, latent_dim, gmm_components, gmm_reg_covar,
                          undercomplete=False)
-        if noise not in NOISES:
-            raise ConfigError(f"denoising-ae: noise must be one of {', '.join(NOISES)}, "
-                              f"got {noise!r}")
-        if not noise_level > 0 or (noise == "masking" and not noise_level < 1):
-            raise ConfigError(f"denoising-ae: noise_level must be positive (and below 1 for "
-                              f"masking), got {noise_level!r}")
+        if noise == "masking" and not noise_level < 1:
+            raise ConfigError(f"denoising-ae: noise_level is a masking probability with "
+                              f"noise='masking', so it must be below 1, got {noise_level!r}")
         self.noise, self.noise_level = noise, float(noise_level)
-        sizes = check_hidden(hidden, "denoising-ae: hidden")
+        sizes = widths(hidden)
         self.encoder = _mlp_encoder(self.dim, sizes, self.latent_dim)
         self.decoder = mlp([self.latent_dim, *reversed(sizes), self.dim])
         self._finish(lr)
@@ -283,12 +274,13 @@ class SparseAE(Autoencoder):
     description = ("sparse autoencoder: MLP (128 ReLU units each side) with a sigmoid code "
                    "and a sparsity penalty, KL(target || mean activation) per unit or L1 "
                    "on the activations, MSE loss" + _SAMPLING_NOTE)
-    _label = "sparse-ae"
 
-    def __init__(self, data_info: DataInfo, latent_dim: int | None = None,
-                 hidden: tuple = (128,), sparsity: str = "kl", target: float = 0.1,
-                 sparsity_weight: float | None = None, lr: float = 3e-3,
-                 gmm_components: int = 10, gmm_reg_covar: float = 1e-6):
+    def __init__(self, data_info: DataInfo, latent_dim: Positive | None = None,
+                 hidden: Hidden = (128,), sparsity: Sparsity = "kl",
+                 target: Annotated[float, Interval(gt=0, lt=1)] = 0.1,
+                 sparsity_weight: Annotated[float, Ge(0)] | None = None,
+                 lr: LearningRate = 3e-3, gmm_components: GMMComponents = 10,
+                 gmm_reg_covar: RegCovar = 1e-6):
         """``latent_dim=None``: twice the other autoencoders' default (a sparse code can afford
         more units). ``target``: the mean activation rate the KL penalty aims for;
         ``sparsity_weight=None``: 0.01 for ``kl``, 1e-3 for ``l1``. The default ``lr`` is
@@ -297,20 +289,11 @@ class SparseAE(Autoencoder):
             latent_dim = 2 * auto_latent_dim(data_info.dim)
         super().__init__(data_info, latent_dim, gmm_components, gmm_reg_covar,
                          undercomplete=False)
-        if sparsity not in SPARSITIES:
-            raise ConfigError(f"sparse-ae: sparsity must be one of {', '.join(SPARSITIES)}, "
-                              f"got {sparsity!r}")
-        if not 0 < target < 1:
-            raise ConfigError(f"sparse-ae: target must lie in (0, 1), got {target!r}")
         if sparsity_weight is None:
             sparsity_weight = SPARSITY_WEIGHTS[sparsity]
-        if isinstance(sparsity_weight, bool) or not isinstance(sparsity_weight, (int, float)) \
-                or not sparsity_weight >= 0:
-            raise ConfigError(f"sparse-ae: sparsity_weight must be a non-negative number, "
-                              f"got {sparsity_weight!r}")
         self.sparsity, self.target = sparsity, float(target)
         self.sparsity_weight = float(sparsity_weight)
-        sizes = check_hidden(hidden, "sparse-ae: hidden")
+        sizes = widths(hidden)
         self.encoder = nn.Sequential(_mlp_encoder(self.dim, sizes, self.latent_dim), nn.Sigmoid())
         self.decoder = mlp([self.latent_dim, *reversed(sizes), self.dim])
         self._finish(lr)

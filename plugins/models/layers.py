@@ -1,5 +1,5 @@
 """Building blocks shared by several model families: an MLP, a size-adapting conv pair and
-the checks of their sizes.
+the declared types of their sizes.
 
 :class:`ConvEncoder` and :class:`ConvDecoder` take any image shape ``(C, H, W)``: the encoder
 halves the spatial size (rounding up) with stride-2 convolutions until a side reaches
@@ -9,30 +9,29 @@ so 8x8, 28x28, 32x32 and 64x64 inputs (or non-square ones) need no hand-editing.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Annotated, Callable
 
+from annotated_types import Ge, Gt, Interval, MinLen
 from torch import nn
 
-from genbench.api.errors import ConfigError
+from genbench import ConfigError
 
 NORMS = ("none", "batch")
 
+# -- declared parameter types (see genbench.registry.parameters) ----------------------------
+#: A count that must be at least one: a width, a latent dimension, a number of layers.
+Positive = Annotated[int, Ge(1)]
+#: Hidden layer widths: a non-empty tuple of widths, or one width for a single layer.
+Hidden = Positive | Annotated[tuple[Positive, ...], MinLen(1)]
+#: A learning rate.
+LearningRate = Annotated[float, Gt(0)]
+#: Adam's ``(beta1, beta2)``.
+Betas = tuple[Annotated[float, Interval(ge=0, lt=1)], Annotated[float, Interval(ge=0, lt=1)]]
 
-def check_positive_int(value, what: str) -> int:
-    """``value`` if it is a positive int, else a :class:`ConfigError` naming ``what``."""
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ConfigError(f"{what} must be a positive integer, got {value!r}")
-    return value
 
-
-def check_hidden(hidden, what: str, min_layers: int = 1) -> list[int]:
-    """Hidden layer widths (a tuple or list of positive ints, or one int) as a list."""
-    if isinstance(hidden, int) and not isinstance(hidden, bool):
-        hidden = (hidden,)
-    if not isinstance(hidden, (tuple, list)) or len(hidden) < min_layers:
-        raise ConfigError(f"{what} must be a tuple of at least {min_layers} layer width(s), "
-                          f"got {hidden!r}")
-    return [check_positive_int(h, f"{what} entries") for h in hidden]
+def widths(hidden: int | tuple[int, ...]) -> list[int]:
+    """Hidden layer widths as a list (one int is one layer)."""
+    return [hidden] if isinstance(hidden, int) else list(hidden)
 
 
 def mlp(sizes: list[int], activation: Callable[[], nn.Module] = nn.ReLU) -> nn.Sequential:

@@ -11,9 +11,7 @@ from __future__ import annotations
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from genbench import DataInfo, GenerativeModel, hookimpl
-from genbench.api.data import TensorSplit
-from genbench.api.errors import ConfigError
+from genbench import ConfigError, DataInfo, GenerativeModel, TensorSplit, hookimpl
 
 
 def _split_tensor(data: Dataset) -> torch.Tensor:
@@ -35,6 +33,8 @@ class TrainingData(GenerativeModel):
 
     description = "reference row: samples drawn from the training split itself (no learning)"
     family = "reference"
+    reference = True
+    default_baseline = True
     refit_instead_of_checkpoint = True
 
     def __init__(self, data_info: DataInfo):
@@ -65,6 +65,7 @@ class UniformNoise(GenerativeModel):
 
     description = "baseline row: uniform noise over the data range ([0, 1] images, bounding box of vectors)"
     family = "reference"
+    reference = True
 
     def __init__(self, data_info: DataInfo):
         super().__init__()

@@ -12,18 +12,21 @@ Samples decode z ~ N(0, I).
 from __future__ import annotations
 
 import math
+from typing import Annotated, Literal
 
 import torch
+from annotated_types import Ge, Gt
 from torch import nn
 from torch.nn import functional as F
 
-from genbench import DataInfo, GenerativeModel, hookimpl
-from genbench.run.distributed import batch_randn
-from genbench.api.errors import ConfigError
+from genbench import ConfigError, DataInfo, GenerativeModel, batch_randn, hookimpl, registered_name
 
-from .layers import ConvDecoder, ConvEncoder, check_hidden, check_positive_int, mlp
+from .layers import ConvDecoder, ConvEncoder, LearningRate, Positive, mlp, widths
 
-LIKELIHOODS = ("auto", "bernoulli", "gaussian")
+#: The decoder's likelihood; "auto" is Bernoulli for images, Gaussian for vectors.
+Likelihood = Literal["auto", "bernoulli", "gaussian"]
+#: The KL term's weight.
+Beta = Annotated[float, Ge(0)]
 GAUSSIAN_SCALE_INIT = 0.1
 
 
@@ -36,28 +39,22 @@ class VAEBase(GenerativeModel):
     """
 
     family = "vae"
-    _label = "vae"
 
-    def _setup(self, data_info: DataInfo, latent_dim: int, likelihood: str, beta: float) -> None:
-        label = self._label
-        if likelihood not in LIKELIHOODS:
-            raise ConfigError(f"{label}: likelihood must be one of {', '.join(LIKELIHOODS)}, "
-                              f"got {likelihood!r}")
+    def _setup(self, data_info: DataInfo, latent_dim: int, likelihood: Likelihood,
+               beta: float) -> None:
+        """Keep the shared hyper-parameters (declared in the subclass's signature) and check
+        the likelihood against the data."""
+        label = registered_name(self)
         if likelihood == "auto":
             likelihood = "bernoulli" if data_info.kind == "image" else "gaussian"
         if likelihood == "bernoulli" and data_info.kind != "image":
             raise ConfigError(f"{label}: the Bernoulli likelihood needs data in [0, 1] (images); "
                               f"{data_info.name!r} is {data_info.kind} data, use "
                               "likelihood='gaussian'")
-        check_positive_int(latent_dim, f"{label}: latent_dim")
-        if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not beta >= 0:
-            raise ConfigError(f"{label}: beta must be a non-negative number, got {beta!r}")
         self.shape, self.dim, self.kind = data_info.shape, data_info.dim, data_info.kind
         self.latent_dim, self.likelihood, self.beta = latent_dim, likelihood, float(beta)
 
     def _finish(self, lr: float) -> None:
-        if not lr > 0:
-            raise ConfigError(f"{self._label}: lr must be positive, got {lr!r}")
         # log standard deviation of the Gaussian likelihood, one per data dimension
         self.log_scale = nn.Parameter(torch.full((self.dim,), math.log(GAUSSIAN_SCALE_INIT)),
                                       requires_grad=self.likelihood == "gaussian")
@@ -127,11 +124,9 @@ class VAEBase(GenerativeModel):
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None, *,
-               temperature: float = 1.0) -> torch.Tensor:
+               temperature: Annotated[float, Gt(0)] = 1.0) -> torch.Tensor:
         """Decoder means at z ~ N(0, temperature^2 I): ``temperature < 1`` trades diversity
         for typicality (reduced-temperature sampling, a sampling setting)."""
-        if not temperature > 0:
-            raise ConfigError(f"{self._label}: temperature must be positive, got {temperature!r}")
         return self.decode(self.randn(n, self.latent_dim, generator=generator) * temperature)
 
 
@@ -142,14 +137,14 @@ class VAE(VAEBase):
                    "latent 10), Bernoulli (images) or Gaussian (vectors) likelihood, "
                    "N(0, I) prior, samples decoded from the prior")
 
-    def __init__(self, data_info: DataInfo, latent_dim: int = 10,
-                 hidden: tuple = (150, 100), likelihood: str = "auto", beta: float = 1.0,
-                 lr: float = 1e-3):
+    def __init__(self, data_info: DataInfo, latent_dim: Positive = 10,
+                 hidden: Positive | tuple[Positive, ...] = (150, 100),
+                 likelihood: Likelihood = "auto", beta: Beta = 1.0, lr: LearningRate = 1e-3):
         """``likelihood="auto"``: Bernoulli for images, Gaussian for vectors. ``hidden=()``
         gives linear encoder and decoder."""
         super().__init__()
         self._setup(data_info, latent_dim, likelihood, beta)
-        sizes = check_hidden(hidden, f"{self._label}: hidden", min_layers=0)
+        sizes = widths(hidden)
         self.encoder = nn.Sequential(nn.Flatten(), mlp([self.dim, *sizes, 2 * latent_dim]))
         self.decoder = mlp([latent_dim, *reversed(sizes), self.dim])
         self._finish(lr)
@@ -161,11 +156,10 @@ class BetaVAE(VAE):
     description = ("beta-VAE: the MLP VAE with its KL term weighted by beta (default 4), "
                    "trading reconstruction for a code closer to the N(0, I) prior; samples "
                    "decoded from the prior")
-    _label = "beta-vae"
 
-    def __init__(self, data_info: DataInfo, latent_dim: int = 10,
-                 hidden: tuple = (150, 100), likelihood: str = "auto", beta: float = 4.0,
-                 lr: float = 1e-3):
+    def __init__(self, data_info: DataInfo, latent_dim: Positive = 10,
+                 hidden: Positive | tuple[Positive, ...] = (150, 100),
+                 likelihood: Likelihood = "auto", beta: Beta = 4.0, lr: LearningRate = 1e-3):
         super().__init__(data_info, latent_dim=latent_dim, hidden=hidden,
                          likelihood=likelihood, beta=beta, lr=lr)
 
@@ -177,19 +171,16 @@ class ConvVAE(VAEBase):
                    "adapt to the image size, latent 32, Bernoulli likelihood by default, "
                    "samples decoded from the N(0, I) prior")
     data_kinds = ("image",)
-    _label = "conv-vae"
 
-    def __init__(self, data_info: DataInfo, latent_dim: int = 32, channels: int = 32,
-                 max_channels: int = 256, likelihood: str = "auto", beta: float = 1.0,
-                 lr: float = 1e-3):
+    def __init__(self, data_info: DataInfo, latent_dim: Positive = 32, channels: Positive = 32,
+                 max_channels: Positive = 256, likelihood: Likelihood = "auto",
+                 beta: Beta = 1.0, lr: LearningRate = 1e-3):
         """``channels`` at full resolution, doubling per halving up to ``max_channels``."""
         super().__init__()
         if data_info.kind != "image":
             raise ConfigError(f"conv-vae needs image data, got {data_info.kind} data "
                               f"{data_info.shape}; use vae")
         self._setup(data_info, latent_dim, likelihood, beta)
-        check_positive_int(channels, "conv-vae: channels")
-        check_positive_int(max_channels, "conv-vae: max_channels")
         self.encoder = ConvEncoder(self.shape, 2 * latent_dim, channels, max_channels)
         self.decoder = ConvDecoder(latent_dim, self.shape, channels, max_channels)
         self._finish(lr)

@@ -14,12 +14,14 @@ changes both terms consistently (and eta = 1 still equals the ``ddpm`` sampler).
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import torch
+from annotated_types import Ge
 
 from genbench import hookimpl
-from genbench.api.errors import ConfigError
 
-from .discrete import DiscreteSampler
+from .discrete import ClipSample, DiscreteSampler
 
 
 class DDIMSampler(DiscreteSampler):
@@ -32,11 +34,9 @@ class DDIMSampler(DiscreteSampler):
     description = ("DDIM (Song et al. 2021): eta = 0 deterministic, eta = 1 DDPM-like; "
                    "spacings uniform, quadratic")
 
-    def __init__(self, *, alphas_cumprod: torch.Tensor, eta: float = 0.0,
-                 clip_sample: float | None = None):
+    def __init__(self, *, alphas_cumprod: torch.Tensor, eta: Annotated[float, Ge(0)] = 0.0,
+                 clip_sample: ClipSample = None):
         super().__init__(alphas_cumprod=alphas_cumprod, clip_sample=clip_sample)
-        if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not eta >= 0:
-            raise ConfigError(f"ddim: eta must be a number >= 0, got {eta!r}")
         self.eta = float(eta)
 
     def step(self, model_output: torch.Tensor, t: int, x_t: torch.Tensor,

@@ -21,20 +21,24 @@ The step after the smallest timestep lands on alpha-bar = 1: the clean sample.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import numpy as np
 import torch
+from annotated_types import Gt
 
-from genbench import Sampler
-from genbench.api.errors import ConfigError
+from genbench import ConfigError, Sampler
 
 SPACINGS = ("uniform", "quadratic")
+#: ``clip_sample``: the bound the predicted clean sample is clipped to, or None.
+ClipSample = Annotated[float, Gt(0)] | None
 
 
 def spaced_timesteps(num_train_timesteps: int, steps: int, spacing: str) -> torch.Tensor:
     """The timesteps of ``spacing`` (see the module docstring), descending, without repeats."""
     if spacing not in SPACINGS:
         raise ConfigError(f"unknown spacing {spacing!r}; valid spacings: {', '.join(SPACINGS)}")
-    if not isinstance(steps, int) or isinstance(steps, bool) or not 1 <= steps <= num_train_timesteps:
+    if not 1 <= steps <= num_train_timesteps:  # the sampling setting's type is declared
         raise ConfigError(f"steps must be an integer from 1 to the {num_train_timesteps} training "
                           f"timesteps, got {steps!r}")
     if spacing == "uniform":
@@ -53,17 +57,14 @@ class DiscreteSampler(Sampler):
     ``None`` does not clip.
     """
 
-    def __init__(self, *, alphas_cumprod: torch.Tensor, clip_sample: float | None = None):
+    def __init__(self, *, alphas_cumprod: torch.Tensor,
+                 clip_sample: ClipSample = None):
         a = torch.as_tensor(alphas_cumprod, dtype=torch.float64).cpu()
         name = type(self).__name__
         if a.dim() != 1 or len(a) < 1 or not bool(((a > 0) & (a < 1)).all()) \
                 or bool((a.diff() > 0).any()):
             raise ConfigError(f"{name}: alphas_cumprod must be a 1-D tensor of values in (0, 1), "
                               "non-increasing (alpha-bar of each training timestep)")
-        if clip_sample is not None and not (isinstance(clip_sample, (int, float))
-                                            and not isinstance(clip_sample, bool) and clip_sample > 0):
-            raise ConfigError(f"{name}: clip_sample must be a positive number or None, "
-                              f"got {clip_sample!r}")
         self.alphas_cumprod = a
         self.num_train_timesteps = len(a)
         self.clip_sample = None if clip_sample is None else float(clip_sample)

@@ -28,45 +28,44 @@ How the sampler is built is the convention of :mod:`genbench.api.sampler`:
 from __future__ import annotations
 
 import contextlib
-from typing import Any
+from typing import Annotated, Any
 
 import torch
+from annotated_types import Interval
 from torch.nn import functional as F
 
-from genbench import DataInfo, GenerativeModel, Sampler
-from genbench.registry.parameters import accepts_any_keyword, hyperparameters
-from genbench.run.distributed import batch_randint, batch_randn, global_batch
-from genbench.api.errors import ConfigError
+from genbench import (ConfigError, DataInfo, GenerativeModel, Sampler, accepts_any_keyword,
+                      batch_randint, batch_randn, global_batch, hyperparameters, registered_name)
 
-from ..layers import check_positive_int
-from .ema import EMA
+from ..layers import LearningRate, Positive
+from .ema import EMA, Decay
 from .networks import MLPDenoiser, UNet
-from .schedule import ForwardProcess, make_betas
+from .schedule import Beta, ForwardProcess, Schedule, Timesteps, make_betas
+
+#: A dropout probability.
+Dropout = Annotated[float, Interval(ge=0, lt=1)]
 
 #: The keyword options a model passes to a sampler besides ``alphas_cumprod``, when the
 #: sampler's ``__init__`` names them.
 OPTIONAL_SAMPLER_OPTIONS = ("eta", "clip_sample")
 
 
-def sampler_class(sampler: str | type[Sampler]) -> type[Sampler]:
-    """The sampler class for a ``sampler`` setting: a class as it is (the evaluation context
-    resolves names in the run's registries), a name looked up among the installed samplers
-    (:class:`~genbench.api.errors.UnknownNameError` lists them)."""
+def sampler_class(sampler: str | type[Sampler], registries=None) -> type[Sampler]:
+    """The sampler class for a ``sampler`` setting: a class as it is (in a run the evaluation
+    context resolves names in the run's registries), a name looked up in ``registries``
+    (:class:`~genbench.api.errors.UnknownNameError` lists their samplers). A name without
+    ``registries`` is a :class:`~genbench.api.errors.ConfigError` saying what to pass: there
+    is no process-wide fallback, so a direct call samples with the samplers its caller chose."""
     if isinstance(sampler, type) and issubclass(sampler, Sampler):
         return sampler
-    if isinstance(sampler, str):
-        from genbench.registry.manager import default_registries
-
-        return default_registries().samplers.get(sampler)
-    raise ConfigError(f"sampler must be a registered sampler's name, got {sampler!r}")
-
-
-def _check_number(value: Any, what: str, low: float, high: float | None = None) -> float:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value >= low
-    if not ok or (high is not None and not value < high):
-        bound = f">= {low}" + (f" and < {high}" if high is not None else "")
-        raise ConfigError(f"{what} must be a number {bound}, got {value!r}")
-    return float(value)
+    if not isinstance(sampler, str):
+        raise ConfigError(f"sampler must be a Sampler class or a registered sampler's name, "
+                          f"got {sampler!r}")
+    if registries is None:
+        raise ConfigError(f"sampler {sampler!r} is a name, and no registries were given to look "
+                          f"it up in: pass the class (sampler=registries.samplers.get({sampler!r})) "
+                          "or the registries (registries=...) as well")
+    return registries.samplers.get(sampler)
 
 
 class DiffusionModel(GenerativeModel):
@@ -79,7 +78,6 @@ class DiffusionModel(GenerativeModel):
     """
 
     family = "diffusion"
-    _label = "diffusion"
 
     def _setup(self, network: torch.nn.Module, shape: tuple[int, ...], *, timesteps: int,
                beta_schedule: str, beta_start: float, beta_end: float, lr: float,
@@ -87,7 +85,7 @@ class DiffusionModel(GenerativeModel):
                standardisation: tuple[float, float] | None = None) -> None:
         """``standardisation``: a fixed ``(shift, scale)`` (images: (0.5, 0.5) maps [0, 1] to
         [-1, 1]); ``None`` takes them from the first training batch."""
-        label = self._label
+        label = registered_name(self)
         self.process = ForwardProcess(make_betas(beta_schedule, timesteps, beta_start, beta_end,
                                                  what=label))
         self.space_shape = tuple(shape)
@@ -99,8 +97,6 @@ class DiffusionModel(GenerativeModel):
         shift, scale = standardisation if standardisation is not None else (0.0, 0.0)
         self.register_buffer("space_shift", torch.full(self.space_shape, float(shift)))
         self.register_buffer("space_scale", torch.tensor(float(scale)))
-        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
-            raise ConfigError(f"{label}: lr must be a positive number, got {lr!r}")
         self.optimizer = torch.optim.Adam(self.network.parameters(), lr=lr)
 
     # -- the diffusion space ------------------------------------------------------------
@@ -143,9 +139,10 @@ class DiffusionModel(GenerativeModel):
 
     # -- sampling -----------------------------------------------------------------------
     def build_sampler(self, sampler: str | type[Sampler] = "ddpm", steps: int | None = None,
-                      eta: float = 0.0, spacing: str = "uniform") -> Sampler:
-        """The sampler of these settings, built on this model's schedule, its timesteps set."""
-        cls = sampler_class(sampler)
+                      eta: float = 0.0, spacing: str = "uniform", registries=None) -> Sampler:
+        """The sampler of these settings, built on this model's schedule, its timesteps set
+        (``registries``: where a sampler name is looked up, see :func:`sampler_class`)."""
+        cls = sampler_class(sampler, registries)
         name = getattr(cls, "__qualname__", repr(cls))
         takes = set(hyperparameters(cls))
         anything = accepts_any_keyword(cls)
@@ -166,18 +163,21 @@ class DiffusionModel(GenerativeModel):
         return built
 
     def nfe(self, *, sampler: str | type[Sampler] = "ddpm", steps: int | None = None,
-            eta: float = 0.0, spacing: str = "uniform") -> int:
+            eta: float = 0.0, spacing: str = "uniform", registries=None) -> int:
         """Network evaluations per sample: one per timestep the sampler visits."""
-        return len(self.build_sampler(sampler, steps, eta, spacing).timesteps)
+        return len(self.build_sampler(sampler, steps, eta, spacing, registries).timesteps)
 
-    def sample(self, n: int, generator: torch.Generator | None = None, *,
+    def sample(self, n: int, generator: torch.Generator | None = None, registries=None, *,
                sampler: str = "ddpm", steps: int | None = None, eta: float = 0.0,
                spacing: str = "uniform") -> torch.Tensor:
-        """``n`` samples, drawn with the EMA weights through ``sampler`` (a registered
-        sampler's name, or its class), visiting ``steps`` timesteps (``None``: all T)
-        spaced ``uniform`` or ``quadratic``; ``eta`` is passed to samplers that take it."""
+        """``n`` samples, drawn with the EMA weights through ``sampler`` (a Sampler class, or
+        the name of one in ``registries``), visiting ``steps`` timesteps (``None``: all T)
+        spaced ``uniform`` or ``quadratic``; ``eta`` is passed to samplers that take it.
+        ``registries`` is not a sampling setting (only keyword-only parameters are): in a run
+        the evaluation passes the class, so it matters only to a direct call with a name."""
         with torch.inference_mode():
-            z = self.denoise(n, generator, self.build_sampler(sampler, steps, eta, spacing))
+            z = self.denoise(n, generator,
+                             self.build_sampler(sampler, steps, eta, spacing, registries))
             out = self.from_space(self.unstandardise(z)).float()
         return out.clone()  # a normal tensor: callers may modify it in place
 
@@ -217,26 +217,21 @@ class DDPM(DiffusionModel):
     description = ("DDPM (Ho et al. 2020): eps-prediction U-Net (images) or MLP (vectors), "
                    "linear or cosine schedule, EMA weights; sampled with any registered "
                    "sampler (ddpm, ddim) at any step count")
-    _label = "ddpm"
 
-    def __init__(self, data_info: DataInfo, timesteps: int = 1000, beta_schedule: str = "linear",
-                 beta_start: float = 1e-4, beta_end: float = 0.02, channels: int = 32,
-                 max_channels: int = 128, num_res_blocks: int = 1, attention: bool = True,
-                 hidden: int = 256, depth: int = 3, dropout: float = 0.0, lr: float = 5e-4,
-                 ema_decay: float = 0.999):
+    def __init__(self, data_info: DataInfo, timesteps: Timesteps = 1000,
+                 beta_schedule: Schedule = "linear", beta_start: Beta = 1e-4,
+                 beta_end: Beta = 0.02, channels: Positive = 32, max_channels: Positive = 128,
+                 num_res_blocks: Positive = 1, attention: bool = True, hidden: Positive = 256,
+                 depth: Positive = 3, dropout: Dropout = 0.0, lr: LearningRate = 5e-4,
+                 ema_decay: Decay = 0.999):
         super().__init__()
         self.kind = data_info.kind
-        dropout = _check_number(dropout, "ddpm: dropout", 0.0, 1.0)
+        dropout = float(dropout)
         if data_info.kind == "image":
-            check_positive_int(channels, "ddpm: channels")
-            check_positive_int(max_channels, "ddpm: max_channels")
-            check_positive_int(num_res_blocks, "ddpm: num_res_blocks")
             network = UNet(data_info.shape, channels, max_channels, num_res_blocks,
                            bool(attention), dropout)
             clip, standardisation = 1.0, (0.5, 0.5)
         else:
-            check_positive_int(hidden, "ddpm: hidden")
-            check_positive_int(depth, "ddpm: depth")
             network = MLPDenoiser(data_info.dim, hidden, depth, dropout)
             clip, standardisation = None, None
         self._setup(network, data_info.shape, timesteps=timesteps, beta_schedule=beta_schedule,

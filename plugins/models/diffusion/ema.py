@@ -15,19 +15,22 @@ from __future__ import annotations
 
 import copy
 
+from typing import Annotated
+
 import torch
+from annotated_types import Interval
 from torch import nn
 
-from genbench.api.errors import ConfigError
+#: The ``ema_decay`` hyper-parameter of the models that keep an average.
+Decay = Annotated[float, Interval(ge=0, lt=1)]
 
 
 class EMA(nn.Module):
-    """An averaged copy (:attr:`averaged`) of ``network``'s weights, updated by :meth:`update`."""
+    """An averaged copy (:attr:`averaged`) of ``network``'s weights, updated by :meth:`update`
+    (``decay``: a :data:`Decay`, checked where the model declares it)."""
 
     def __init__(self, network: nn.Module, decay: float):
         super().__init__()
-        if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not 0 <= decay < 1:
-            raise ConfigError(f"ema_decay must be a number in [0, 1), got {decay!r}")
         self.decay = float(decay)
         self.averaged = copy.deepcopy(network).requires_grad_(False).eval()
         self.register_buffer("num_updates", torch.zeros((), dtype=torch.long))

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import torch
 
-from genbench import DataInfo, GenerativeModel, ModelRef
-from genbench.api.errors import ConfigError
+from genbench import ConfigError, DataInfo, GenerativeModel, ModelRef
 
-from ..layers import check_positive_int
-from .ddpm import DiffusionModel, _check_number
+from ..layers import LearningRate, Positive
+from .ddpm import DiffusionModel, Dropout
+from .ema import Decay
 from .networks import MLPDenoiser
+from .schedule import Beta, Schedule, Timesteps
 
 
 class LatentDiffusion(DiffusionModel):
@@ -27,12 +28,12 @@ class LatentDiffusion(DiffusionModel):
     description = ("latent diffusion (Rombach et al. 2022): DDPM with an MLP denoiser on the "
                    "codes of a trained autoencoder (a model reference), samples decoded")
     data_kinds = ("image",)
-    _label = "latent-diffusion"
 
     def __init__(self, data_info: DataInfo, autoencoder=ModelRef("conv-ae", latent_dim=8),
-                 timesteps: int = 1000, beta_schedule: str = "linear", beta_start: float = 1e-4,
-                 beta_end: float = 0.02, hidden: int = 256, depth: int = 3,
-                 dropout: float = 0.0, lr: float = 5e-4, ema_decay: float = 0.999):
+                 timesteps: Timesteps = 1000, beta_schedule: Schedule = "linear",
+                 beta_start: Beta = 1e-4, beta_end: Beta = 0.02, hidden: Positive = 256,
+                 depth: Positive = 3, dropout: Dropout = 0.0, lr: LearningRate = 5e-4,
+                 ema_decay: Decay = 0.999):
         super().__init__()
         latent_dim = getattr(autoencoder, "latent_dim", None)
         if not isinstance(autoencoder, GenerativeModel) or latent_dim is None or not all(
@@ -41,9 +42,7 @@ class LatentDiffusion(DiffusionModel):
                               "encode, decode and latent_dim (an autoencoder or VAE), got "
                               f"{type(autoencoder).__name__}")
         self.autoencoder = autoencoder.requires_grad_(False).eval()
-        network = MLPDenoiser(int(latent_dim), check_positive_int(hidden, "latent-diffusion: hidden"),
-                              check_positive_int(depth, "latent-diffusion: depth"),
-                              _check_number(dropout, "latent-diffusion: dropout", 0.0, 1.0))
+        network = MLPDenoiser(int(latent_dim), hidden, depth, float(dropout))
         self._setup(network, (int(latent_dim),), timesteps=timesteps,
                     beta_schedule=beta_schedule, beta_start=beta_start, beta_end=beta_end,
                     lr=lr, ema_decay=ema_decay, clip_sample=None)

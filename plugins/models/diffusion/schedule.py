@@ -22,13 +22,20 @@ digits in float32. Samplers receive ``alphas_cumprod`` (see :mod:`genbench.api.s
 from __future__ import annotations
 
 import math
+from typing import Annotated, Literal
 
 import torch
+from annotated_types import Ge, Gt
 from torch import nn
 
-from genbench.api.errors import ConfigError
+from genbench import ConfigError
 
-SCHEDULES = ("linear", "cosine")
+#: The noise schedules (the ``beta_schedule`` hyper-parameter).
+Schedule = Literal["linear", "cosine"]
+#: Training timesteps T: at least 2 (one noising step and one to sample from).
+Timesteps = Annotated[int, Ge(2)]
+#: ``beta_start``/``beta_end`` of the linear schedule (at T = 1000; see :func:`linear_betas`).
+Beta = Annotated[float, Gt(0)]
 #: The cosine schedule's offset s (Nichol & Dhariwal 2021, section 3.2).
 COSINE_OFFSET = 0.008
 #: Upper bound on a cosine-schedule beta (Nichol & Dhariwal 2021: "to prevent singularities").
@@ -49,16 +56,12 @@ def cosine_betas(timesteps: int, s: float = COSINE_OFFSET) -> torch.Tensor:
     return (1 - f[1:] / f[:-1]).clamp(max=MAX_BETA)
 
 
-def make_betas(schedule: str, timesteps: int, beta_start: float, beta_end: float,
+def make_betas(schedule: Schedule, timesteps: int, beta_start: float, beta_end: float,
                what: str = "diffusion") -> torch.Tensor:
-    """The betas of ``schedule``, with its arguments checked (a :class:`ConfigError` naming
-    ``what`` and listing the valid schedules otherwise). ``beta_start``/``beta_end`` are
-    used by the linear schedule only."""
-    if schedule not in SCHEDULES:
-        raise ConfigError(f"{what}: beta_schedule must be one of {', '.join(SCHEDULES)}, "
-                          f"got {schedule!r}")
-    if not isinstance(timesteps, int) or isinstance(timesteps, bool) or timesteps < 2:
-        raise ConfigError(f"{what}: timesteps must be an integer >= 2, got {timesteps!r}")
+    """The betas of ``schedule`` (each argument as its model declares it: :data:`Schedule`,
+    :data:`Timesteps`, :data:`Beta`). ``beta_start``/``beta_end`` are used by the linear
+    schedule only, which also needs them ordered and below T / 1000 (a :class:`ConfigError`
+    naming ``what`` otherwise)."""
     if schedule == "cosine":
         return cosine_betas(timesteps)
     if not 0 < beta_start <= beta_end < timesteps / 1000:

@@ -26,15 +26,15 @@ marks the run diverged.
 from __future__ import annotations
 
 import abc
+from typing import Annotated, Literal
 
 import torch
+from annotated_types import Ge
 from torch import nn
 
 from torch.nn import functional as F
 
-from genbench import DataInfo, GenerativeModel
-from genbench.run.distributed import batch_randn
-from genbench.api.errors import ConfigError
+from genbench import DataInfo, GenerativeModel, batch_randn, registered_name
 
 from .stabilisers import (MinibatchDiscrimination, ReplayBuffer, Stabilisers,
                           apply_spectral_norm, pack, packed_shape, pyramid, pyramid_shapes)
@@ -42,7 +42,11 @@ from .stabilisers import (MinibatchDiscrimination, ReplayBuffer, Stabilisers,
 #: Samples per forward pass of the generator when sampling.
 SAMPLE_CHUNK = 500
 #: Generator losses of the original GAN (Goodfellow et al. 2014, sec. 3).
-LOSSES = ("non-saturating", "minimax")
+Loss = Literal["non-saturating", "minimax"]
+#: Discriminator updates per generator update.
+DSteps = Annotated[int, Ge(1)]
+#: Training steps in which only D trains.
+DPretrainSteps = Annotated[int, Ge(0)]
 
 
 class Discriminator(nn.Module):
@@ -81,45 +85,21 @@ class Discriminator(nn.Module):
         return torch.cat(out, dim=1)
 
 
-def _check_rate(model: str, name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ConfigError(f"{model}: {name} must be a positive number, got {value!r}")
-    return float(value)
-
-
-def check_betas(model: str, betas) -> tuple[float, float]:
-    if (not isinstance(betas, (tuple, list)) or len(betas) != 2
-            or not all(isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1
-                       for b in betas)):
-        raise ConfigError(f"{model}: betas must be two numbers in [0, 1) (Adam's beta1, beta2), "
-                          f"got {betas!r}")
-    return float(betas[0]), float(betas[1])
-
-
 class GANBase(GenerativeModel):
     """The shared D/G machinery (see the module docstring)."""
 
     family = "gan"
-    _label = "gan"
     #: The engine keeps a preview of samples, so a diverged GAN keeps its last finite grid.
     preview_samples = 64
 
     # -- building ------------------------------------------------------------------------
     def _setup(self, data_info: DataInfo, latent_dim: int, stab: Stabilisers, *, d_steps: int,
                d_pretrain_steps: int) -> None:
-        """Validate the shared options; call before building the networks."""
-        label = self._label
+        """Keep the shared options (declared in the subclass's signature, checked where they
+        enter) and check the stabilisers against the data; call before building the
+        networks."""
         self.shape, self.dim, self.kind = tuple(data_info.shape), data_info.dim, data_info.kind
-        self.stab = stab.check(label, data_info)
-        if not isinstance(latent_dim, int) or isinstance(latent_dim, bool) or latent_dim < 1:
-            raise ConfigError(f"{label}: latent_dim must be a positive integer, got {latent_dim!r}")
-        if not isinstance(d_steps, int) or isinstance(d_steps, bool) or d_steps < 1:
-            raise ConfigError(f"{label}: d_steps (discriminator updates per generator update) "
-                              f"must be a positive integer, got {d_steps!r}")
-        if (not isinstance(d_pretrain_steps, int) or isinstance(d_pretrain_steps, bool)
-                or d_pretrain_steps < 0):
-            raise ConfigError(f"{label}: d_pretrain_steps (training steps in which only D "
-                              f"trains) must be an integer >= 0, got {d_pretrain_steps!r}")
+        self.stab = stab.check(registered_name(self), data_info)
         self.latent_dim, self.d_steps, self.d_pretrain_steps = latent_dim, d_steps, d_pretrain_steps
         # the engine passes this many fresh batches per train_step (see GenerativeModel)
         self.batches_per_step = d_steps * stab.pack
@@ -142,9 +122,7 @@ class GANBase(GenerativeModel):
     def _finish(self, lr_d: float, lr_g: float, betas: tuple[float, float]) -> None:
         """Build D around the trunks, apply spectral norm, create the optimizers and the replay
         buffer; call once ``self.generator`` exists."""
-        label = self._label
-        lr_d, lr_g = _check_rate(label, "lr_d", lr_d), _check_rate(label, "lr_g", lr_g)
-        betas = check_betas(label, betas)
+        lr_d, lr_g, betas = float(lr_d), float(lr_g), (float(betas[0]), float(betas[1]))
         self.discriminator = Discriminator([self.build_trunk(s) for s in self.trunk_shapes()],
                                            self.stab)
         self.init_weights(self.generator)
@@ -189,8 +167,8 @@ class GANBase(GenerativeModel):
         batches = (batch,) if isinstance(batch, torch.Tensor) else tuple(batch)
         m = self.stab.pack
         if len(batches) != self.d_steps * m:
-            raise ValueError(f"{self._label}: train_step needs {self.d_steps * m} batches "
-                             f"(d_steps x pack), got {len(batches)}")
+            raise ValueError(f"{registered_name(self)}: train_step needs {self.d_steps * m} "
+                             f"batches (d_steps x pack), got {len(batches)}")
         d_losses, parts_sum = [], {}
         for i in range(self.d_steps):
             real = self.to_model_space(torch.cat(batches[i * m:(i + 1) * m]))
@@ -234,10 +212,7 @@ class StandardGAN(GANBase):
     minimises ``-log D(G(z))`` (``loss="non-saturating"``, the paper's practical choice) or
     ``log(1 - D(G(z)))`` (``loss="minimax"``, the game's value, which saturates early)."""
 
-    def _set_loss(self, loss: str) -> None:
-        if loss not in LOSSES:
-            raise ConfigError(f"{self._label}: loss must be one of {', '.join(LOSSES)}, "
-                              f"got {loss!r}")
+    def _set_loss(self, loss: Loss) -> None:
         self.loss = loss
 
     def discriminator_loss(self, real, fake):

@@ -22,11 +22,10 @@ from __future__ import annotations
 
 from torch import nn
 
-from genbench import DataInfo
-from genbench.api.errors import ConfigError
+from genbench import ConfigError, DataInfo, registered_name
 
-from ..layers import _kernel, check_positive_int, conv_plan
-from .base import StandardGAN
+from ..layers import Betas, LearningRate, Positive, _kernel, conv_plan
+from .base import DPretrainSteps, DSteps, Loss, StandardGAN
 from .stabilisers import Stabilisers, init_normal
 
 
@@ -89,8 +88,7 @@ def conv_trunk(in_shape: tuple[int, ...], channels: int, max_channels: int,
 
 
 def check_channels(label: str, channels: int, max_channels: int) -> None:
-    check_positive_int(channels, f"{label}: channels")
-    check_positive_int(max_channels, f"{label}: max_channels")
+    """A :class:`ConfigError` naming ``label`` unless ``channels <= max_channels``."""
     if max_channels < channels:
         raise ConfigError(f"{label}: max_channels ({max_channels}) must be at least channels "
                           f"({channels})")
@@ -104,16 +102,12 @@ class DCGAN(StandardGAN):
                    "D's input), stages computed from the image size (8, 28, 32, 64 px...), "
                    "latent 100, Adam 2e-4 beta1 0.5; same stabiliser options as gan")
     data_kinds = ("image",)
-    _label = "dcgan"
 
-    def __init__(self, data_info: DataInfo, latent_dim: int = 100, channels: int = 64,
-                 max_channels: int = 512, loss: str = "non-saturating",
-                 lr_d: float = 2e-4, lr_g: float = 2e-4, betas: tuple = (0.5, 0.999),
-                 d_steps: int = 1, d_pretrain_steps: int = 0,
-                 pack: int = 1, minibatch_discrimination: bool = False,
-                 minibatch_kernels: int = 50, minibatch_kernel_dim: int = 5,
-                 experience_replay: bool = False, replay_size: int = 1000,
-                 replay_rate: float = 0.5, multiscale: int = 1, spectral_norm: bool = False):
+    def __init__(self, data_info: DataInfo, latent_dim: Positive = 100, channels: Positive = 64,
+                 max_channels: Positive = 512, loss: Loss = "non-saturating",
+                 lr_d: LearningRate = 2e-4, lr_g: LearningRate = 2e-4,
+                 betas: Betas = (0.5, 0.999), d_steps: DSteps = 1,
+                 d_pretrain_steps: DPretrainSteps = 0, stabilisers: Stabilisers = Stabilisers()):
         """``channels``: feature maps at the first stage (G's last), doubling per stage up to
         ``max_channels``. With ``spectral_norm`` D has no batch norm (Miyato et al.'s SN
         discriminators have none: it would rescale what the normalisation bounds)."""
@@ -121,10 +115,10 @@ class DCGAN(StandardGAN):
         if data_info.kind != "image":
             raise ConfigError(f"dcgan needs image data, got {data_info.kind} data "
                               f"{tuple(data_info.shape)}; use gan or wgan-gp")
-        self._setup(data_info, latent_dim, Stabilisers.pick(locals()), d_steps=d_steps,
+        self._setup(data_info, latent_dim, stabilisers, d_steps=d_steps,
                     d_pretrain_steps=d_pretrain_steps)
         self._set_loss(loss)
-        check_channels(self._label, channels, max_channels)
+        check_channels(registered_name(self), channels, max_channels)
         self.channels, self.max_channels = channels, max_channels
         self.generator = conv_generator(self.latent_dim, self.shape, channels, max_channels)
         self._finish(lr_d, lr_g, betas)

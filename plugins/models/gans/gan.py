@@ -14,13 +14,15 @@ layers of ``clamp(2 x pixels, 256, 1200)`` units, D two maxout layers of
 
 from __future__ import annotations
 
+from typing import Annotated
+
+from annotated_types import Ge
 from torch import nn
 
 from genbench import DataInfo
-from genbench.api.errors import ConfigError
 
-from ..layers import check_hidden, check_positive_int
-from .base import StandardGAN
+from ..layers import Betas, Hidden, LearningRate, Positive, widths
+from .base import DPretrainSteps, DSteps, Loss, StandardGAN
 from .stabilisers import Maxout, Stabilisers, init_normal
 
 
@@ -58,32 +60,24 @@ class GAN(StandardGAN):
                    "(or minimax); Adam 1e-4, beta1 0.8 (PacGAN's synthetic setup); "
                    "stabilisers: pack, minibatch_discrimination, experience_replay, "
                    "multiscale, spectral_norm, lr_d/lr_g, d_steps, d_pretrain_steps")
-    _label = "gan"
 
-    def __init__(self, data_info: DataInfo, latent_dim: int | None = None,
-                 g_hidden: tuple | None = None, d_hidden: tuple | None = None,
-                 maxout_pieces: int = 5, loss: str = "non-saturating",
-                 lr_d: float = 1e-4, lr_g: float = 1e-4, betas: tuple = (0.8, 0.999),
-                 d_steps: int = 1, d_pretrain_steps: int = 0,
-                 pack: int = 1, minibatch_discrimination: bool = False,
-                 minibatch_kernels: int = 50, minibatch_kernel_dim: int = 5,
-                 experience_replay: bool = False, replay_size: int = 1000,
-                 replay_rate: float = 0.5, multiscale: int = 1, spectral_norm: bool = False):
+    def __init__(self, data_info: DataInfo, latent_dim: Positive | None = None,
+                 g_hidden: Hidden | None = None, d_hidden: Hidden | None = None,
+                 maxout_pieces: Annotated[int, Ge(2)] = 5, loss: Loss = "non-saturating",
+                 lr_d: LearningRate = 1e-4, lr_g: LearningRate = 1e-4,
+                 betas: Betas = (0.8, 0.999), d_steps: DSteps = 1,
+                 d_pretrain_steps: DPretrainSteps = 0, stabilisers: Stabilisers = Stabilisers()):
         """``latent_dim``, ``g_hidden``, ``d_hidden``: None picks them from the data (2 /
         4x400 / 3x200 on vectors; see the module docstring for images). ``maxout_pieces``:
-        pieces per maxout unit of D."""
+        pieces per maxout unit of D (a maxout unit takes the maximum of at least two)."""
         super().__init__()
         auto_latent, auto_g, auto_d = default_sizes(data_info)
-        self._setup(data_info, auto_latent if latent_dim is None else latent_dim,
-                    Stabilisers.pick(locals()), d_steps=d_steps,
-                    d_pretrain_steps=d_pretrain_steps)
+        self._setup(data_info, auto_latent if latent_dim is None else latent_dim, stabilisers,
+                    d_steps=d_steps, d_pretrain_steps=d_pretrain_steps)
         self._set_loss(loss)
-        self.g_hidden = check_hidden(auto_g if g_hidden is None else g_hidden, "gan: g_hidden")
-        self.d_hidden = check_hidden(auto_d if d_hidden is None else d_hidden, "gan: d_hidden")
-        self.pieces = check_positive_int(maxout_pieces, "gan: maxout_pieces")
-        if self.pieces < 2:
-            raise ConfigError(f"gan: maxout_pieces must be at least 2 (a maxout unit takes the "
-                              f"maximum of its pieces), got {maxout_pieces!r}")
+        self.g_hidden = widths(auto_g if g_hidden is None else g_hidden)
+        self.d_hidden = widths(auto_d if d_hidden is None else d_hidden)
+        self.pieces = maxout_pieces
         self.generator = mlp_generator(self.latent_dim, self.g_hidden, self.shape,
                                        self.kind == "image")
         self._finish(lr_d, lr_g, betas)

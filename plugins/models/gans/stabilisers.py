@@ -18,13 +18,14 @@ Every GAN of the family accepts the same options (:class:`Stabilisers`), each of
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from typing import Annotated
 
 import torch
+from annotated_types import Ge, Interval
 from torch import nn
 from torch.nn import functional as F
 
-from genbench import DataInfo
-from genbench.api.errors import ConfigError
+from genbench import ConfigError, DataInfo
 
 #: The smallest side a multiscale discriminator may see.
 MIN_SCALE_SIZE = 2
@@ -32,43 +33,29 @@ MIN_SCALE_SIZE = 2
 
 @dataclass(frozen=True)
 class Stabilisers:
-    """The stabiliser options every GAN takes, validated where they enter (:meth:`check`)."""
+    """The stabiliser options every GAN takes, declared once: one group of hyper-parameters
+    (flat keys in a spec, ``pack = 2``; one instance in Python,
+    ``GAN(info, stabilisers=Stabilisers(pack=2))``). :meth:`check` relates them to the
+    data."""
 
-    pack: int = 1
+    pack: Annotated[int, Ge(1)] = 1
     minibatch_discrimination: bool = False
-    minibatch_kernels: int = 50
-    minibatch_kernel_dim: int = 5
+    minibatch_kernels: Annotated[int, Ge(1)] = 50
+    minibatch_kernel_dim: Annotated[int, Ge(1)] = 5
     experience_replay: bool = False
-    replay_size: int = 1000
-    replay_rate: float = 0.5
-    multiscale: int = 1
+    replay_size: Annotated[int, Ge(1)] = 1000
+    #: The fraction of D's fake batch drawn from the replay buffer.
+    replay_rate: Annotated[float, Interval(ge=0, le=1)] = 0.5
+    multiscale: Annotated[int, Ge(1)] = 1
     spectral_norm: bool = False
 
     @classmethod
     def names(cls) -> tuple[str, ...]:
         return tuple(f.name for f in fields(cls))
 
-    @classmethod
-    def pick(cls, arguments: dict) -> "Stabilisers":
-        """The stabiliser options among a model's ``__init__`` arguments (its ``locals()``)."""
-        return cls(**{k: arguments[k] for k in cls.names()})
-
     def check(self, model: str, info: DataInfo) -> "Stabilisers":
-        """``self`` if every option is valid for ``info``; else a :class:`ConfigError` naming
-        ``model`` and the option."""
-        for name in ("pack", "minibatch_kernels", "minibatch_kernel_dim", "replay_size",
-                     "multiscale"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"{model}: {name} must be a positive integer, got {value!r}")
-        for name in ("minibatch_discrimination", "experience_replay", "spectral_norm"):
-            if not isinstance(getattr(self, name), bool):
-                raise ConfigError(f"{model}: {name} must be true or false, "
-                                  f"got {getattr(self, name)!r}")
-        rate = self.replay_rate
-        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
-            raise ConfigError(f"{model}: replay_rate is the fraction of D's fake batch drawn "
-                              f"from the replay buffer, a number in [0, 1]; got {rate!r}")
+        """``self`` if ``multiscale`` suits ``info`` (image data with enough pixels for
+        every scale); else a :class:`ConfigError` naming ``model``."""
         if self.multiscale > 1:
             if info.kind != "image":
                 raise ConfigError(

@@ -18,17 +18,16 @@ scaler and unscaled (:meth:`genbench.GenerativeModel.gradients`).
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Annotated, Callable, Sequence
 
 import torch
+from annotated_types import Ge
 from torch import nn
 
-from genbench import DataInfo
-from genbench.run.distributed import batch_rand
-from genbench.api.errors import ConfigError
+from genbench import ConfigError, DataInfo, batch_rand, registered_name
 
-from ..layers import check_hidden, mlp
-from .base import GANBase
+from ..layers import Betas, Hidden, LearningRate, Positive, mlp, widths
+from .base import DPretrainSteps, DSteps, GANBase
 from .dcgan import check_channels, conv_generator, conv_trunk
 from .stabilisers import Stabilisers
 
@@ -71,22 +70,18 @@ class WGANGP(GANBase):
                    "gradient penalty lambda 10 on random interpolates, 5 critic steps per G "
                    "step (each on a fresh batch), Adam 1e-4 betas (0.5, 0.9); MLP 3x512 "
                    "(vectors) or DCGAN convs (images); same stabiliser options as gan")
-    _label = "wgan-gp"
 
-    def __init__(self, data_info: DataInfo, latent_dim: int | None = None,
-                 hidden: tuple = (512, 512, 512), channels: int = 64, max_channels: int = 512,
-                 gp_weight: float = 10.0,
-                 lr_d: float = 1e-4, lr_g: float = 1e-4, betas: tuple = (0.5, 0.9),
-                 d_steps: int = 5, d_pretrain_steps: int = 0,
-                 pack: int = 1, minibatch_discrimination: bool = False,
-                 minibatch_kernels: int = 50, minibatch_kernel_dim: int = 5,
-                 experience_replay: bool = False, replay_size: int = 1000,
-                 replay_rate: float = 0.5, multiscale: int = 1, spectral_norm: bool = False):
+    def __init__(self, data_info: DataInfo, latent_dim: Positive | None = None,
+                 hidden: Hidden = (512, 512, 512), channels: Positive = 64,
+                 max_channels: Positive = 512, gp_weight: Annotated[float, Ge(0)] = 10.0,
+                 lr_d: LearningRate = 1e-4, lr_g: LearningRate = 1e-4,
+                 betas: Betas = (0.5, 0.9), d_steps: DSteps = 5,
+                 d_pretrain_steps: DPretrainSteps = 0, stabilisers: Stabilisers = Stabilisers()):
         """``latent_dim``: None is 2 on vectors, 128 on images. ``hidden``: G's and the
         critic's ReLU layers on vector data; ``channels``/``max_channels``: the conv widths on
         images (as dcgan). ``gp_weight``: the penalty's lambda; ``d_steps``: n_critic."""
         super().__init__()
-        if minibatch_discrimination:
+        if stabilisers.minibatch_discrimination:
             # as with batch norm: a critic coupling the samples of a batch has no per-sample
             # gradient, which the penalty constrains (Gulrajani et al. 2017, sec. 4)
             raise ConfigError("wgan-gp: minibatch_discrimination couples the samples of a batch, "
@@ -94,13 +89,10 @@ class WGANGP(GANBase):
                               "spectral_norm or experience_replay instead")
         image = data_info.kind == "image"
         self._setup(data_info, (128 if image else 2) if latent_dim is None else latent_dim,
-                    Stabilisers.pick(locals()), d_steps=d_steps,
-                    d_pretrain_steps=d_pretrain_steps)
-        if isinstance(gp_weight, bool) or not isinstance(gp_weight, (int, float)) or gp_weight < 0:
-            raise ConfigError(f"wgan-gp: gp_weight must be a number >= 0, got {gp_weight!r}")
+                    stabilisers, d_steps=d_steps, d_pretrain_steps=d_pretrain_steps)
         self.gp_weight = float(gp_weight)
-        self.hidden = check_hidden(hidden, "wgan-gp: hidden")
-        check_channels(self._label, channels, max_channels)
+        self.hidden = widths(hidden)
+        check_channels(registered_name(self), channels, max_channels)
         self.channels, self.max_channels = channels, max_channels
         if image:
             self.generator = conv_generator(self.latent_dim, self.shape, channels, max_channels)

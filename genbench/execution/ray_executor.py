@@ -47,8 +47,9 @@ import torch
 
 from genbench.api.console import install_one_line_warnings
 from genbench.api.errors import ConfigError
-from genbench.run.executors import Completion, Executor, ExecutorRequest, _describe
+from genbench.api.executor import Completion, Executor, ExecutorRequest
 from genbench.api.paths import atomic_write
+from genbench.execution.executor_support import describe_failure
 
 #: Seconds one ``ray.wait`` blocks, so that Ctrl-C reaches the driver promptly.
 _POLL = 0.5
@@ -127,6 +128,11 @@ class RayExecutor(Executor):
     ``slots`` (jobs in flight): ``jobs`` when given, else what the cluster holds at once
     (its CPUs or GPUs over a job's share), at most ``n_jobs``.
     """
+
+    description = "one Ray task per job on a Ray cluster (see genbench.execution.ray_executor)"
+    Options = RayOptions
+    requires = ("ray",)
+    install = 'pip install "genbench[ray]"'
 
     def __init__(self, options: RayOptions | None = None, *, device_type: str = "cpu",
                  jobs: int | None = None, threads: int | None = None, n_jobs: int | None = None,
@@ -264,7 +270,7 @@ class RayExecutor(Executor):
         try:
             reply = ray.get(ref)
         except ray.exceptions.RayTaskError as exc:  # the task wrapper raised: unexpected
-            failure, trace = _describe(exc.cause if exc.cause is not None else exc)
+            failure, trace = describe_failure(exc.cause if exc.cause is not None else exc)
             return Completion(attempt.key, failure=failure, traceback=trace, retried=retried)
         except ray.exceptions.TaskCancelledError:
             return Completion(attempt.key, failure="cancelled", retried=retried)
@@ -347,7 +353,7 @@ def _ray_task(run_id: str, blob: bytes, threads: int, work: Callable, job: Any,
             setup, context = pickle.loads(blob)
             state = setup(context, 0)
         except Exception as exc:
-            return ("setup failed", *_describe(exc))
+            return ("setup failed", *describe_failure(exc))
         _STATE.clear()
         _STATE[key] = state
     state = _STATE[key]
@@ -355,7 +361,7 @@ def _ray_task(run_id: str, blob: bytes, threads: int, work: Callable, job: Any,
         try:
             return ("result", work(state, job), None)
         except Exception as exc:
-            return ("failed", *_describe(exc))
+            return ("failed", *describe_failure(exc))
     scratch = Path(tempfile.mkdtemp(prefix="genbench-ray-"))
     try:
         for rel, data in inputs.items():
@@ -366,7 +372,7 @@ def _ray_task(run_id: str, blob: bytes, threads: int, work: Callable, job: Any,
         try:
             value = work(local, job)
         except Exception as exc:
-            return ("failed", *_describe(exc))
+            return ("failed", *describe_failure(exc))
         outputs = {}
         for path in sorted(p for p in scratch.rglob("*") if p.is_file()):
             rel = path.relative_to(scratch).as_posix()

@@ -4,7 +4,7 @@ The launch is torchrun's: the process that holds the training job starts N rank 
 (``python -c`` calling :func:`rank_main`), which meet through a file store in a private temporary
 folder and form a ``torch.distributed`` group (NCCL on CUDA, rank r on ``cuda:r``; gloo on
 the CPU). Each rank builds the model from the same seed (rank 0's state is then broadcast,
-so they start equal) and runs the ordinary :class:`~genbench.run.training.Trainer` loop, which
+so they start equal) and runs the ordinary :class:`~genbench.execution.training.Trainer` loop, which
 calls three hooks that :class:`DataParallelTrainer` overrides:
 
 * **data** — every rank draws the same global batch (the same seeded stream) and keeps its
@@ -46,7 +46,6 @@ experience replay) see only their shard.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import pickle
 import subprocess
@@ -66,7 +65,10 @@ from torch import nn
 from genbench.api.budget import Budget
 from genbench.api.errors import ConfigError, GenbenchError
 from genbench.api.paths import atomic_write
-from genbench.run.training import Trainer, TrainResult, overrides_fit
+# the noise helpers too, so that their old paths (genbench.execution.distributed.batch_randn) work
+from genbench.api.parallel import (DataParallel, active as _active, batch_rand,  # noqa: F401
+                                   batch_randint, batch_randn, current, global_batch, shard)
+from genbench.execution.training import Trainer, TrainResult, overrides_fit
 
 #: Seconds the rank processes get to exit after one of them failed, before SIGKILL.
 _EXIT_GRACE = 5.0
@@ -75,108 +77,14 @@ _EXIT_GRACE = 5.0
 _COLLECTIVE_TIMEOUT = timedelta(minutes=30)
 #: Lines of a failed rank's output quoted in the error.
 _LOG_TAIL = 25
-#: What a rank process runs (this module imported, not run as __main__: its state is the one
-#: the models' helpers read).
-_RANK_COMMAND = ("import sys; from genbench.run.distributed import rank_main; "
+#: What a rank process runs (this module imported, not run as __main__, so that the rank's
+#: place, set with :func:`genbench.api.parallel.active`, is the one the models' helpers read).
+_RANK_COMMAND = ("import sys; from genbench.execution.distributed import rank_main; "
                  "sys.exit(rank_main(sys.argv[1:]))")
 
 
 class DataParallelError(GenbenchError):
     """A rank process of a data-parallel training failed or died."""
-
-
-@dataclass(frozen=True)
-class DataParallel:
-    """This process's place in a data-parallel training."""
-
-    rank: int
-    world_size: int
-
-
-_current: DataParallel | None = None
-
-
-def current() -> DataParallel | None:
-    """The data-parallel training this process is a rank of (``None`` in one process)."""
-    return _current
-
-
-@contextlib.contextmanager
-def _active(dp: DataParallel):
-    global _current
-    previous, _current = _current, dp
-    try:
-        yield
-    finally:
-        _current = previous
-
-
-# -- what a rank sees -----------------------------------------------------------------
-
-def _rows(n: int, dp: DataParallel, what: str) -> slice:
-    if n % dp.world_size:
-        raise ConfigError(f"data-parallel training over {dp.world_size} processes needs "
-                          f"{what} divisible by {dp.world_size}, got {n}; choose a batch_size "
-                          f"that is a multiple of nproc")
-    k = n // dp.world_size
-    return slice(dp.rank * k, (dp.rank + 1) * k)
-
-
-def shard(batch):
-    """This rank's contiguous share of a global batch (a tensor, or a tuple of tensors when
-    the model takes several batches per step); the batch itself in one process."""
-    dp = _current
-    if dp is None or dp.world_size == 1:
-        return batch
-    if isinstance(batch, torch.Tensor):
-        return batch[_rows(len(batch), dp, "the batch size")]
-    return type(batch)(shard(b) for b in batch)
-
-
-def global_batch(x: torch.Tensor) -> torch.Tensor:
-    """The global batch of which ``x`` is this rank's shard, gathered from every rank in rank
-    order; ``x`` itself in one process. For statistics a model takes of a training batch (a
-    diffusion model's standardisation), so that every rank gets one process's numbers. Every
-    rank must call it at the same step (it is a collective)."""
-    dp = _current
-    if dp is None or dp.world_size == 1:
-        return x
-    x = x.contiguous()
-    parts = [torch.empty_like(x) for _ in range(dp.world_size)]
-    dist.all_gather(parts, x)
-    return torch.cat(parts)
-
-
-def _global_noise(draw: Callable[..., torch.Tensor], n: int, shape: tuple[int, ...],
-                  kwargs: dict[str, Any]) -> torch.Tensor:
-    dp = _current
-    if dp is None or dp.world_size == 1:
-        return draw(n, *shape, **kwargs)
-    # every rank draws the whole batch's noise, so their random streams stay equal
-    return draw(n * dp.world_size, *shape, **kwargs)[_rows(n * dp.world_size, dp, "noise rows")]
-
-
-def batch_randn(n: int, *shape: int, device=None, dtype=None) -> torch.Tensor:
-    """``torch.randn(n, *shape)`` for the ``n`` items of a training (shard of a) batch,
-    from the global random stream. Under data-parallel training it returns this rank's rows
-    of the noise one process would draw for the whole batch, so draw per-sample training
-    noise with it (see the module docstring)."""
-    return _global_noise(torch.randn, n, shape, {"device": device, "dtype": dtype})
-
-
-def batch_rand(n: int, *shape: int, device=None, dtype=None) -> torch.Tensor:
-    """``torch.rand(n, *shape)`` for the ``n`` items of a training batch; see
-    :func:`batch_randn`."""
-    return _global_noise(torch.rand, n, shape, {"device": device, "dtype": dtype})
-
-
-def batch_randint(high: int, n: int, device=None) -> torch.Tensor:
-    """``torch.randint(0, high, (n,))`` for the ``n`` items of a training batch (diffusion
-    timesteps, say); see :func:`batch_randn`."""
-    def draw(m: int, **kwargs) -> torch.Tensor:
-        return torch.randint(0, high, (m,), **kwargs)
-
-    return _global_noise(draw, n, (), {"device": device})
 
 
 # -- batch norm over the global batch -------------------------------------------------
@@ -194,7 +102,7 @@ class SyncBatchNorm(nn.modules.batchnorm._BatchNorm):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check_input_dim(x)
-        dp = _current
+        dp = current()
         use_batch = self.training or self.running_mean is None
         if not use_batch or dp is None or dp.world_size == 1 or not dist.is_initialized():
             return super().forward(x)
@@ -466,9 +374,9 @@ def _launch(payload: Path, nproc: int, threads: int, tmp: Path) -> None:
 
 
 def _exit_words(code: int) -> str:
-    from genbench.run.executors import _exit_reason
+    from genbench.execution.executor_support import exit_reason
 
-    return _exit_reason(code)
+    return exit_reason(code)
 
 
 def _stop(procs: list[subprocess.Popen]) -> None:
@@ -486,9 +394,9 @@ def _stop(procs: list[subprocess.Popen]) -> None:
 
 def _rank_main(payload_path: str, rank: int) -> None:
     """One rank: join the group, build, train; rank 0 writes the result."""
-    from genbench.run.executors import _die_with_parent
+    from genbench.execution.executor_support import die_with_parent
 
-    _die_with_parent()
+    die_with_parent()
     payload: _Payload = pickle.loads(Path(payload_path).read_bytes())
     torch.set_num_threads(payload.threads)
     torch.set_num_interop_threads(1)

@@ -2,7 +2,7 @@
 
 Planning expands the spec into rows (dataset x model entry x sampling setting x seed, see
 :mod:`genbench.plan.jobs`) and schedules them with the trainings they need. An executor runs
-the jobs (worker processes by default, see :mod:`genbench.run.executors`); the driver alone
+the jobs (worker processes by default, see :mod:`genbench.api.executor`); the driver alone
 writes the store, each finished job in one transaction, in completion order. A row whose
 fingerprint is stored is skipped, so an interrupted suite resumes where it stopped; a job
 that fails, or whose worker dies, is recorded as failed and the suite goes on.
@@ -15,20 +15,20 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from genbench.run.checkpoints import recover
+from genbench.execution.checkpoints import recover
 from genbench.api.errors import CheckpointCorruptError, ConfigError
-from genbench.run.executors import Executor, ExecutorRequest, InlineExecutor, executor_kind
+from genbench.api.executor import Executor, ExecutorRequest
 from genbench.plan.jobs import DatasetSource, Job, Training, expand_rows
-from genbench.run.locking import OutputLock
+from genbench.execution.locking import OutputLock
 from genbench.api.paths import cache_dir as default_cache_dir
 from genbench.api.paths import check_writable_dir
 from genbench.api.paths import data_root as default_data_root
-from genbench.run.preflight import check_suite
+from genbench.execution.preflight import check_suite
 from genbench.plan.scheduling import schedule
 from genbench.plan.spec import SuiteSpec
 from genbench.results.store import JobRecord, MetricRecord, ResultStore, TrainingRecord
-from genbench.run.training import checkpoint_finished, overrides_fit, resolve_device
-from genbench.run.worker import (PreparedDataset, WorkerContext, build_dataset, dataset_key, failed_record,
+from genbench.execution.training import checkpoint_finished, overrides_fit, resolve_device
+from genbench.execution.worker import (PreparedDataset, WorkerContext, build_dataset, dataset_key, failed_record,
                      run_job, setup_worker)
 
 
@@ -50,6 +50,8 @@ class SuiteReport:
     fingerprints: list[str] = field(default_factory=list)
     #: Trainings run now (each once, whatever number of rows evaluates it).
     trainings: list[TrainingRecord] = field(default_factory=list)
+    #: What the run's ``publish`` step returned (see :meth:`SuiteRunner.run`).
+    published: Any = None
 
     @property
     def failed(self) -> list[JobRecord]:
@@ -68,9 +70,9 @@ class SuiteRunner:
     worker's share of the cores, so that workers never oversubscribe them). ``wait``: when
     another process holds the output folder's lock, wait for it (else raise
     OutputInUseError; see :meth:`run`). The spec's ``executor`` picks where jobs run
-    (:data:`genbench.run.executors.EXECUTORS`: ``local`` worker processes, or ``ray`` tasks, for
-    which ``jobs`` caps the jobs in flight) and its ``nproc`` how many processes train each
-    model (:mod:`genbench.run.distributed`).
+    (``registries.executors``, filled by the ``register_executors`` hook: ``local`` worker
+    processes, or ``ray`` tasks, for which ``jobs`` caps the jobs in flight) and its
+    ``nproc`` how many processes train each model (:mod:`genbench.execution.distributed`).
     """
 
     def __init__(self, spec: SuiteSpec, out_dir: str | Path, registries, *, force: bool = False,
@@ -96,9 +98,10 @@ class SuiteRunner:
         self.cache_dir = default_cache_dir(cache_dir)
         self.jobs, self.threads = jobs, threads
         # the executor's options and packages are checked here, before anything trains
-        self.executor_kind = executor_kind(spec.executor)
-        self.executor_options = self.executor_kind.make_options(spec.executor_options)
-        self.executor_kind.check_installed()
+        self.executor_class = registries.executors.get(spec.executor)
+        self.executor_options = self.executor_class.make_options(spec.executor,
+                                                                 spec.executor_options)
+        self.executor_class.check_installed(spec.executor)
         self.echo = echo
         self.wait = wait
 
@@ -112,7 +115,7 @@ class SuiteRunner:
     # -- planning ---------------------------------------------------------------------
     def prepare(self) -> tuple[list[Job], list[SkippedPair], dict[str, PreparedDataset]]:
         """Load every dataset and expand the rows; then check, before anything trains,
-        everything known without a trained model (see :mod:`genbench.run.preflight`: models
+        everything known without a trained model (see :mod:`genbench.execution.preflight`: models
         build, metrics apply somewhere and their weights are there, sample and split sizes
         suffice, batches fit) and print the metrics' skips and count warnings once."""
         root = str(default_data_root(self.data_root or self.spec.data_root))
@@ -148,7 +151,7 @@ class SuiteRunner:
     def default_executor(self, n_jobs: int) -> Executor:
         """The spec's executor (``local``: worker processes as ``jobs``/``threads`` say, in
         this process for ``jobs=0``; ``ray``: tasks on a Ray cluster) for ``n_jobs`` jobs."""
-        return self.executor_kind.build(ExecutorRequest(
+        return self.executor_class.from_request(ExecutorRequest(
             self.device.type, n_jobs, self.jobs, self.threads, self.executor_options,
             str(self.out_dir.absolute()), self.spec.nproc))
 
@@ -157,13 +160,14 @@ class SuiteRunner:
             publish: Callable[[SuiteReport], Any] | None = None) -> SuiteReport:
         """Prepare, then, holding the output folder's lock (waiting for another run that
         holds it, or with ``wait=False`` raising OutputInUseError), plan from the store as
-        it is then, run and store; ``publish(report)`` (writing the leaderboard files) runs
-        under the same lock, so two runs never write those files at once."""
+        it is then, run and store; ``publish(report)`` (writing the leaderboard files, its
+        return value kept as ``report.published``) runs under the same lock, so two runs
+        never write those files at once."""
         rows, impossible, prepared = self.prepare()
         with OutputLock(self.out_dir, wait=self.wait, echo=self.echo):
             report = self._run(rows, impossible, prepared, executor)
             if publish is not None:
-                publish(report)
+                report.published = publish(report)
             return report
 
     def _run(self, rows: list[Job], impossible: list[SkippedPair],
@@ -191,7 +195,7 @@ class SuiteRunner:
         progress = self.progress if executor.slots == 1 else False
         context = WorkerContext(self.registries, str(self.out_dir), str(self.cache_dir),
                                 self.spec.device, progress, nproc=self.spec.nproc,
-                                datasets=prepared if isinstance(executor, InlineExecutor) else {})
+                                datasets=prepared if executor.in_process else {})
         with executor:
             executor.start(setup_worker, context)
             self._drive(executor, plan.jobs, report, rows_total)

@@ -26,9 +26,10 @@ from dataclasses import dataclass, field
 
 from genbench.api.errors import ConfigError
 from genbench.plan.jobs import Job, Training
+from genbench.registry.parameters import group_params
 from genbench.api.metric import CountNeed, Metric
-from genbench.run.training import overrides_fit
-from genbench.run.worker import PreparedDataset, dataset_key
+from genbench.execution.training import overrides_fit
+from genbench.execution.worker import PreparedDataset, dataset_key
 
 
 @dataclass
@@ -65,7 +66,7 @@ class _Dataset:
 def check_suite(spec, registries, rows: list[Job],
                 datasets: dict[str, PreparedDataset]) -> PreflightReport:
     """Check ``rows`` (the suite's expanded rows; ``datasets`` by
-    :func:`~genbench.run.worker.dataset_key`) before training; raise on problems, return the
+    :func:`~genbench.execution.worker.dataset_key`) before training; raise on problems, return the
     skips and warnings to print."""
     report = PreflightReport()
     if not rows:
@@ -125,7 +126,8 @@ def _build_models(rows: list[Job], registries, datasets: dict[str, PreparedDatas
 
 def _build_untrained(registries, training: Training, info):
     refs = {key: _build_untrained(registries, ref, info) for key, ref in training.refs}
-    return registries.models.get(training.model)(info, **training.params, **refs)
+    cls = registries.models.get(training.model)
+    return cls(info, **group_params(cls, training.params), **refs)
 
 
 def _applicability(label: str, metric: Metric, suite, registries, narrowed: bool,

@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from genbench.api.budget import Budget
-from genbench.run.checkpoints import load_checkpoint_file
+from genbench.execution.checkpoints import load_checkpoint_file
 from genbench.api.data import DataInfo, TensorSplit
 from genbench.api.errors import CheckpointCorruptError, ConfigError, TrainingDiverged
 from genbench.api.model import GenerativeModel
@@ -471,7 +471,7 @@ class Trainer:
                                  history=history)
         return result
 
-    # -- data-parallel hooks: identities here, see genbench.run.distributed ------------------
+    # -- data-parallel hooks: identities here, see genbench.execution.distributed ------------------
     def _local_batch(self, batch):
         """The part of a drawn batch this process trains on (all of it)."""
         return batch

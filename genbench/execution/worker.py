@@ -20,18 +20,17 @@ from typing import Any
 
 import torch
 
-from genbench.run.checkpoints import recover
-from genbench.registry.parameters import hyperparameters, validate_config
+from genbench.execution.checkpoints import recover
+from genbench.registry.parameters import group_params
 from genbench.api.data import BenchmarkDataset, DataInfo
 from genbench.api.errors import CheckpointCorruptError, GenbenchError
 from genbench.evaluation.context import EvalContext
-from genbench.features.job_features import NonFiniteSamplesError
+from genbench.evaluation.scoring import make_dataset, score_metrics
 from genbench.results.figures import save_sample_grid
 from genbench.registry.identity import canonical_hash, code_identity, environment_versions
 from genbench.plan.jobs import DatasetSource, Job, Training
-from genbench.api.metric import MetricResult
 from genbench.results.store import JobRecord, MetricRecord, TrainingRecord
-from genbench.run.training import Trainer, device_description, resolve_device, seed_everything
+from genbench.execution.training import Trainer, device_description, resolve_device, seed_everything
 
 
 class TrainingUnavailableError(GenbenchError):
@@ -54,14 +53,8 @@ class PreparedDataset:
 
 def build_dataset(registries, source: DatasetSource) -> BenchmarkDataset:
     """Instantiate a dataset, passing ``root``/``download`` to classes that take them."""
-    cls = registries.datasets.get(source.name)
-    params = validate_config(cls, source.params, f"dataset {source.label!r}")
-    accepted = hyperparameters(cls)
-    if "root" in accepted and "root" not in params and source.root is not None:
-        params["root"] = source.root
-    if "download" in accepted and "download" not in params:
-        params["download"] = source.download
-    return cls(**params)
+    return make_dataset(registries, source.name, source.params, label=source.label,
+                        root=source.root, download=source.download)
 
 
 @dataclass
@@ -73,7 +66,7 @@ class WorkerContext:
     cache_dir: str
     device: str = "auto"
     progress: bool | None = None
-    #: Processes that train each model data-parallel (see :mod:`genbench.run.distributed`).
+    #: Processes that train each model data-parallel (see :mod:`genbench.execution.distributed`).
     nproc: int = 1
     #: Datasets the driver already built, by source (only for in-process executors).
     datasets: dict = field(default_factory=dict)
@@ -222,7 +215,7 @@ def _fit(state: WorkerState, training: Training, description: str, model, traine
     split = data.dataset.split("train")
     if state.context.nproc == 1:
         return trainer.fit(model, split, training.budget)
-    from genbench.run.distributed import fit_data_parallel
+    from genbench.execution.distributed import fit_data_parallel
 
     # each rank builds its own copy; the driver's prepared datasets stay here
     build = functools.partial(_rank_build, replace(state.context, datasets={}), training,
@@ -245,7 +238,7 @@ def _build(state: WorkerState, training: Training, description: str, notes: list
     refs = {key: _load_trained(state, ref, notes)[0].eval() for key, ref in training.refs}
     cls = state.registries.models.get(training.model)
     seed_everything(training.seed)
-    model = cls(data.info, **training.params, **refs)
+    model = cls(data.info, **group_params(cls, training.params), **refs)
     run_dir = Path(state.context.out_dir) / training.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     trainer = Trainer(state.device, seed=training.seed, checkpoint_path=run_dir / "checkpoint.pt",
@@ -348,31 +341,8 @@ def _evaluate(state: WorkerState, job: Job, model) -> tuple[list[MetricRecord], 
         eval_dir.mkdir(parents=True, exist_ok=True)
         torch.save(ctx.samples, eval_dir / "samples.pt")
         save_sample_grid(ctx.samples, data.info, eval_dir / "samples.png", reference=ctx.test[0])
-    records, metric_seconds = [], {}
-    for entry in ev.metrics:
-        cls = state.registries.metrics.get(entry.name)
-        base = MetricRecord(entry.label, "skipped", higher_is_better=dict(cls.higher_is_better),
-                            primary=cls.primary)
-        t0 = time.perf_counter()
-        try:
-            metric = cls(**entry.params)
-            reason = metric.skip_reason(ctx)
-            if reason is not None:
-                base.message = reason
-            elif sample_failure is not None and "sample" in cls.requires:
-                base.status = "failed"
-                base.message = f"{NonFiniteSamplesError.__name__}: {sample_failure}"
-            else:
-                out = metric.compute(ctx)
-                if not isinstance(out, MetricResult):
-                    out = MetricResult(dict(out))
-                base.values = {k: float(v) for k, v in out.values.items()}
-                base.details, base.status = out.details, "ok"
-        except Exception as exc:  # a failing metric is recorded; the others still run
-            base.status, base.message = "failed", f"{type(exc).__name__}: {exc}"
-            base.details = {"traceback": traceback.format_exc(limit=20)}
-        metric_seconds[entry.label] = time.perf_counter() - t0
-        records.append(base)
+    records, metric_seconds = score_metrics(
+        ctx, [(m.label, state.registries.metrics.get(m.name), m.params) for m in ev.metrics])
     timings = dict(ctx.timings)
     timings["metrics"] = metric_seconds
     return records, timings, sample_failure

@@ -1,59 +1,38 @@
-"""Executors: where jobs run. The runner (the driver) plans, submits and stores; an executor
-only runs ``work(state, job)`` somewhere and hands back what came out.
+"""Executors on this machine: ``local`` keeps N spawned worker processes (``--jobs N``);
+:class:`InlineExecutor` runs each job in the driver's process (``--jobs 0``).
 
-The interface is deliberately small, so that another backend (a Ray cluster) is one class:
-
-* ``start(setup, context)`` once: every worker calls ``state = setup(context, worker_index)``
-  before its first job (threads, device, caches live in that state);
-* ``submit(key, work, job)`` whenever fewer than :attr:`Executor.slots` jobs are running;
-* ``wait()`` blocks until at least one submitted job has ended and returns a
-  :class:`Completion` for each ended job: its result, or why it produced none (the work
-  raised, or the worker process died);
-* ``close(cancel=False)`` at the end, or on Ctrl-C with ``cancel=True`` (running jobs are
-  stopped; nothing is waited for).
-
-Everything passed to a worker (``setup``, ``context``, ``work``, ``job``) and everything it
-returns must pickle: module-level functions and plain dataclasses.
-
-Executors are registered by name (:func:`register_executor`, :data:`EXECUTORS`): ``local``
-(this module) and ``ray`` (:mod:`genbench.run.ray_executor`, a Ray cluster). A spec picks one
-with ``executor = "NAME"`` and passes it ``[executor_options]``.
-
-:class:`LocalExecutor` keeps N spawned worker processes, each with its share of the CPU
-threads and one private pipe, so the driver always knows which job each worker holds.
-``wait()`` watches the busy workers' pipes and process sentinels: a reply is the job's
-result or its failure; a sentinel with no reply means the worker died (killed, crashed,
-``os._exit``): its job becomes a failed :class:`Completion` and a fresh worker, set up
-again, takes its place. Messages are plain pickles (not torch's shared-memory reducers), so
-a result never depends on the process that produced it staying alive. Workers ignore
-SIGINT: on Ctrl-C the driver alone decides, and ``close(cancel=True)`` terminates them.
+:class:`LocalExecutor` gives each worker its share of the CPU threads and one private pipe,
+so the driver always knows which job each worker holds. ``wait()`` watches the busy
+workers' pipes and process sentinels: a reply is the job's result or its failure; a sentinel
+with no reply means the worker died (killed, crashed, ``os._exit``): its job becomes a
+failed :class:`~genbench.api.executor.Completion` and a fresh worker, set up again, takes
+its place. Messages are plain pickles (not torch's shared-memory reducers), so a result
+never depends on the process that produced it staying alive. Workers ignore SIGINT: on
+Ctrl-C the driver alone decides, and ``close(cancel=True)`` terminates them.
 """
 
 from __future__ import annotations
 
-import abc
 import contextlib
-import ctypes
 import multiprocessing
 import multiprocessing.connection
 import os
 import pickle
 import signal
-import sys
 import threading
 import time
-import traceback
 from collections import deque
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
 
 from genbench.api.console import install_one_line_warnings
-from genbench.api.errors import ConfigError, GenbenchError, UnknownNameError
+from genbench.api.errors import ConfigError, GenbenchError
+from genbench.api.executor import Completion, Executor, ExecutorRequest
+from genbench.execution.executor_support import (available_cores, default_workers, describe_failure,
+                                           die_with_parent, exit_reason)
 
-#: prctl's option number for "signal me when my parent dies" (linux/prctl.h).
-_PR_SET_PDEATHSIG = 1
 #: Environment variables that size a native thread pool when torch is imported.
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 #: Seconds a worker gets to exit on its own (``close()``) or after SIGTERM (``cancel``).
@@ -65,76 +44,13 @@ class WorkerSetupError(GenbenchError):
     """``setup(context, worker_index)`` raised in a worker, so no job can run there."""
 
 
-def available_cores() -> int:
-    """CPU cores this process may use: the fewest of the machine's, its affinity mask
-    (taskset, a container's cpuset) and its cgroup's CPU quota (``docker --cpus``, a CI
-    runner's limit), rounded up. joblib (loky) reads all three; on a 2-core quota over a
-    many-core host, counting the host's cores would run one torch thread per host core
-    and make every job many times slower."""
-    import joblib
-
-    return max(1, joblib.cpu_count())
-
-
-def default_workers(device_type: str) -> int:
-    """Workers for ``--jobs`` by default: a core each on the CPU, a GPU each on CUDA."""
-    if device_type == "cpu":
-        return available_cores()
-    if device_type == "cuda":
-        return max(1, torch.cuda.device_count())
-    return 1  # one shared accelerator (mps)
-
-
-@dataclass
-class Completion:
-    """One ended job: ``result`` when the work returned, else ``failure`` says why not."""
-
-    key: str
-    result: Any = None
-    #: ``None`` on success; otherwise a one-line reason ("worker process died: killed by
-    #: signal SIGKILL", "RuntimeError: ...").
-    failure: str | None = None
-    #: The traceback of a work function that raised, when there is one.
-    traceback: str | None = None
-    #: Why earlier attempts of this job ended without a result (their workers died), when
-    #: the executor ran it again.
-    retried: tuple[str, ...] = ()
-
-
-class Executor(abc.ABC):
-    """Runs jobs; see the module docstring for the protocol."""
-
-    #: How many jobs may run at once.
-    slots: int = 1
-
-    @abc.abstractmethod
-    def start(self, setup: Callable[[Any, int], Any], context: Any) -> None:
-        """Prepare the workers; each calls ``setup(context, worker_index)`` once."""
-
-    @abc.abstractmethod
-    def submit(self, key: str, work: Callable[[Any, Any], Any], job: Any) -> None:
-        """Start ``work(state, job)`` (the caller keeps at most :attr:`slots` running)."""
-
-    @abc.abstractmethod
-    def wait(self) -> list[Completion]:
-        """Block until at least one submitted job has ended; return every ended job."""
-
-    @abc.abstractmethod
-    def close(self, cancel: bool = False) -> None:
-        """Release the workers; ``cancel=True`` stops running jobs instead of waiting."""
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, exc, tb):
-        self.close(cancel=exc_type is not None)
-
-
 class InlineExecutor(Executor):
     """Runs each job in this process when :meth:`wait` is called (``--jobs 0``: debuggers,
     tests that count calls). A job that crashes the interpreter takes the driver with it."""
 
     slots = 1
+    description = "each job in the driver's process, one at a time"
+    in_process = True
 
     def __init__(self) -> None:
         self._state: Any = None
@@ -153,7 +69,7 @@ class InlineExecutor(Executor):
         try:
             return [Completion(key, result=work(self._state, job))]
         except Exception as exc:  # the driver turns it into a failed record
-            failure, trace = _describe(exc)
+            failure, trace = describe_failure(exc)
             return [Completion(key, failure=failure, traceback=trace)]
 
     def close(self, cancel: bool = False) -> None:
@@ -174,8 +90,11 @@ class LocalExecutor(Executor):
     """Runs jobs in ``workers`` long-lived processes on this machine (``--jobs N``).
 
     Each worker uses ``threads_per_worker`` torch threads (default: an equal share of
-    :func:`available_cores`), so N workers never oversubscribe the CPU.
+    :func:`available_cores`), so N workers never oversubscribe the CPU. It takes no
+    ``[executor_options]``: ``--jobs`` and ``--threads`` size it.
     """
+
+    description = "worker processes on this machine (--jobs, --threads)"
 
     def __init__(self, workers: int, threads_per_worker: int | None = None) -> None:
         if workers < 1:
@@ -190,6 +109,24 @@ class LocalExecutor(Executor):
         self._ended: list[Completion] = []  # jobs that ended inside submit()
         self._setup_failure: str | None = None
         self._closed = False
+
+    @classmethod
+    def from_request(cls, request: ExecutorRequest) -> Executor:
+        """Workers as ``--jobs`` says (default: one per core on the CPU, one per GPU on CUDA,
+        less for data-parallel trainings), ``--jobs 0`` an :class:`InlineExecutor`."""
+        workers = request.jobs
+        if workers is None:
+            workers = 1 if request.nproc > 1 and request.device_type == "cuda" else \
+                max(1, default_workers(request.device_type) // request.nproc)
+        elif workers > 1 and request.nproc > 1 and request.device_type == "cuda":
+            raise ConfigError(f"train.nproc = {request.nproc} on CUDA trains on GPUs 0 to "
+                              f"{request.nproc - 1} of this machine, so only one job may run at "
+                              f"a time: use --jobs 1 (or the ray executor, which gives each "
+                              f"training its own GPUs)")
+        if workers == 0:
+            return InlineExecutor()
+        threads = request.threads or max(1, available_cores() // workers)
+        return cls(min(workers, max(1, request.n_jobs)), threads_per_worker=threads)
 
     def start(self, setup, context) -> None:
         if self._setup is not None or self._closed:
@@ -215,7 +152,7 @@ class LocalExecutor(Executor):
         try:
             message = pickle.dumps((key, work, job), pickle.HIGHEST_PROTOCOL)
         except Exception as exc:
-            failure, trace = _describe(exc)
+            failure, trace = describe_failure(exc)
             self._ended.append(Completion(key, failure=f"the job does not pickle: {failure}",
                                           traceback=trace))
             return
@@ -281,7 +218,7 @@ class LocalExecutor(Executor):
         try:
             kind, *reply = pickle.loads(data)
         except Exception as exc:
-            failure, trace = _describe(exc)
+            failure, trace = describe_failure(exc)
             return Completion(key, failure=f"the result does not unpickle: {failure}",
                               traceback=trace)
         if kind == "result":
@@ -296,7 +233,7 @@ class LocalExecutor(Executor):
         """Reap a dead worker, start its replacement (last in the list), say how it died."""
         worker.process.join(_TERMINATE_GRACE)  # its pipe can close just before it exits
         _stop([worker.process])
-        reason = _exit_reason(worker.process.exitcode)
+        reason = exit_reason(worker.process.exitcode)
         worker.conn.close()
         worker.process.close()
         self._workers.remove(worker)
@@ -316,22 +253,6 @@ def _stop(processes: list) -> None:
         if process.exitcode is None:
             process.kill()
             process.join()
-
-
-def _exit_reason(exitcode: int) -> str:
-    if exitcode >= 0:
-        return f"exited with code {exitcode}"
-    try:
-        return f"killed by signal {signal.Signals(-exitcode).name} ({-exitcode})"
-    except ValueError:  # a real-time signal has no name
-        return f"killed by signal {-exitcode}"
-
-
-def _describe(exc: BaseException) -> tuple[str, str]:
-    """A raised exception as (one-line reason, traceback)."""
-    lines = str(exc).strip().splitlines()
-    reason = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
-    return reason, "".join(traceback.format_exception(exc, limit=20))
 
 
 @contextlib.contextmanager
@@ -366,7 +287,7 @@ def _worker_main(index: int, threads: int, setup_payload: bytes,
     after ``setup`` raised, ``("setup failed", reason, traceback)``.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver alone handles Ctrl-C
-    _die_with_parent()
+    die_with_parent()
     install_one_line_warnings()  # as the command line prints them, not file:line + source
     state, broken = None, None
     try:  # any failure here is the setup's: reported with the first job, never respawned
@@ -375,14 +296,14 @@ def _worker_main(index: int, threads: int, setup_payload: bytes,
         setup, context = pickle.loads(setup_payload)
         state = setup(context, index)
     except Exception as exc:
-        broken = ("setup failed", *_describe(exc))
+        broken = ("setup failed", *describe_failure(exc))
     while True:
         try:
             message = pickle.loads(conn.recv_bytes())
         except EOFError:  # the driver is gone
             return
         except Exception as exc:  # e.g. the work function is not importable here
-            reply = ("failed", *_describe(exc))
+            reply = ("failed", *describe_failure(exc))
         else:
             if message is None:
                 return
@@ -390,7 +311,7 @@ def _worker_main(index: int, threads: int, setup_payload: bytes,
         try:
             data = pickle.dumps(reply, pickle.HIGHEST_PROTOCOL)
         except Exception as exc:
-            failure, trace = _describe(exc)
+            failure, trace = describe_failure(exc)
             data = pickle.dumps(("failed", f"the result does not pickle: {failure}", trace))
         try:
             conn.send_bytes(data)
@@ -398,147 +319,9 @@ def _worker_main(index: int, threads: int, setup_payload: bytes,
             return
 
 
-def _die_with_parent() -> None:
-    """On Linux, have the kernel kill this worker when the driver dies (even by SIGKILL),
-    so that a busy worker never trains on, orphaned, beside a resumed run. Elsewhere a
-    worker notices the closed pipe after its current job."""
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):
-        return
-    parent = multiprocessing.parent_process()
-    if parent is not None and os.getppid() != parent.pid:  # the driver died before prctl
-        os._exit(0)
-
-
 def _run(state: Any, work: Callable[[Any, Any], Any], job: Any) -> tuple:
     try:
         return ("result", work(state, job))
     except Exception as exc:
-        return ("failed", *_describe(exc))
+        return ("failed", *describe_failure(exc))
 
-
-# -- the registry of executors ---------------------------------------------------------
-
-@dataclass(frozen=True)
-class ExecutorRequest:
-    """What the runner knows when it builds an executor for a run."""
-
-    #: The run's device type ("cpu", "cuda", "mps").
-    device_type: str
-    #: Jobs to run now (an executor need not keep more workers than that).
-    n_jobs: int
-    #: ``--jobs`` and ``--threads`` (``None``: the executor's default).
-    jobs: int | None = None
-    threads: int | None = None
-    #: The executor's options, validated (an instance of its ``options`` class).
-    options: Any = None
-    #: The output folder (absolute), for executors whose workers write elsewhere.
-    out_dir: str = ""
-    #: Processes each training job runs (``train.nproc``), so the default number of
-    #: workers leaves them their cores or GPUs.
-    nproc: int = 1
-
-
-@dataclass(frozen=True)
-class LocalOptions:
-    """The local executor takes no options: ``--jobs`` and ``--threads`` size it."""
-
-
-def _build_local(request: ExecutorRequest) -> Executor:
-    workers = request.jobs
-    if workers is None:
-        workers = 1 if request.nproc > 1 and request.device_type == "cuda" else \
-            max(1, default_workers(request.device_type) // request.nproc)
-    elif workers > 1 and request.nproc > 1 and request.device_type == "cuda":
-        raise ConfigError(f"train.nproc = {request.nproc} on CUDA trains on GPUs 0 to "
-                          f"{request.nproc - 1} of this machine, so only one job may run at a "
-                          f"time: use --jobs 1 (or the ray executor, which gives each training "
-                          f"its own GPUs)")
-    if workers == 0:
-        return InlineExecutor()
-    threads = request.threads or max(1, available_cores() // workers)
-    return LocalExecutor(min(workers, max(1, request.n_jobs)), threads_per_worker=threads)
-
-
-def _build_ray(request: ExecutorRequest) -> Executor:
-    from genbench.run.ray_executor import RayExecutor
-
-    return RayExecutor.from_request(request)
-
-
-def _ray_options():
-    from genbench.run.ray_executor import RayOptions
-
-    return RayOptions
-
-
-@dataclass(frozen=True)
-class ExecutorKind:
-    """A registered executor: its name, how to build it, its options and the optional
-    packages it needs (checked before anything trains)."""
-
-    name: str
-    description: str
-    build: Callable[[ExecutorRequest], Executor]
-    #: A frozen dataclass whose fields are the accepted ``[executor_options]`` and whose
-    #: ``__post_init__`` validates them (a callable returning it, to import it lazily).
-    options: Callable[[], type]
-    #: Importable modules it needs, and the command that installs them.
-    requires: tuple[str, ...] = ()
-    install: str = ""
-
-    def make_options(self, options: dict[str, Any] | None) -> Any:
-        """``options`` validated: :class:`ConfigError` names an unknown key or a bad value."""
-        cls = self.options()
-        options = dict(options or {})
-        valid = [f.name for f in fields(cls)]
-        unknown = sorted(set(options) - set(valid))
-        if unknown:
-            raise ConfigError(f"executor {self.name!r}: unknown option(s) {', '.join(unknown)}; "
-                              f"valid options: {', '.join(valid) or '(none)'}")
-        return cls(**options)
-
-    def check_installed(self) -> None:
-        """Raise :class:`MissingDependencyError` saying how to install what is missing."""
-        import importlib.util
-
-        from genbench.api.errors import MissingDependencyError
-
-        missing = [m for m in self.requires if importlib.util.find_spec(m) is None]
-        if missing:
-            raise MissingDependencyError(
-                f"executor {self.name!r} needs {', '.join(missing)}, which is not installed; "
-                f"install it with: {self.install}")
-
-
-#: Executors by name; :func:`register_executor` adds one.
-EXECUTORS: dict[str, ExecutorKind] = {}
-
-
-def register_executor(kind: ExecutorKind) -> None:
-    """Add an executor under ``kind.name`` (a new name: replacing one is refused)."""
-    if not kind.name or not kind.name.replace("-", "").isalnum():
-        raise ValueError(f"executor names are letters, digits and '-', got {kind.name!r}")
-    if kind.name in EXECUTORS:
-        raise ValueError(f"an executor named {kind.name!r} is already registered")
-    EXECUTORS[kind.name] = kind
-
-
-def executor_kind(name: str) -> ExecutorKind:
-    """The executor registered as ``name``; :class:`UnknownNameError` lists the others."""
-    try:
-        return EXECUTORS[name]
-    except (KeyError, TypeError):
-        raise UnknownNameError("executor", str(name), list(EXECUTORS)) from None
-
-
-register_executor(ExecutorKind(
-    "local", "worker processes on this machine (--jobs, --threads)", _build_local,
-    lambda: LocalOptions))
-register_executor(ExecutorKind(
-    "ray", "one Ray task per job on a Ray cluster (see genbench.run.ray_executor)", _build_ray,
-    _ray_options, requires=("ray",), install='pip install "genbench[ray]"'))

@@ -1,0 +1,2 @@
+"""Built-in output formats of the leaderboards: ``md``, ``csv``, ``latex``, ``html`` and
+``tensorboard``."""
