@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from genbench.execution.executor_support import available_cores
-from genbench.execution.training import _LoaderBatches, _TensorBatches
+from genbench.execution.batches import LoaderBatches, TensorBatches
 from genbench_plugins.datasets.embedded import Digits
 from genbench_plugins.datasets.image_folder import ImageFolder
 from genbench_plugins.datasets.torchvision_sets import MNIST
@@ -66,7 +66,7 @@ def write_pngs(root: Path, n: int, side: int = 64) -> None:
 
 def rate_in_memory(x: torch.Tensor) -> float:
     """Images/s drawing shuffled batches from an in-memory split, for at least MIN_SECONDS."""
-    it = _TensorBatches(x, BATCH, CPU, seed=0).from_step(0)
+    it = TensorBatches(x, BATCH, CPU, seed=0).from_step(0)
     next(it)  # warm-up
     seen, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < MIN_SECONDS:
@@ -77,7 +77,7 @@ def rate_in_memory(x: torch.Tensor) -> float:
 
 def rate_streamed(data, num_workers: int | None) -> tuple[float, int]:
     """Images/s over one full epoch through the engine's DataLoader (worker start-up included)."""
-    batches = _LoaderBatches(data, BATCH, CPU, seed=0, num_workers=num_workers)
+    batches = LoaderBatches(data, BATCH, CPU, seed=0, num_workers=num_workers)
     it = batches.from_step(0)
     seen, t0 = 0, time.perf_counter()
     for _ in range(batches.per_epoch):

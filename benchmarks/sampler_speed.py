@@ -19,7 +19,7 @@ import time
 import torch
 
 from genbench.registry.manager import default_registries
-from genbench.execution.training import resolve_device
+from genbench.execution.devices import resolve_device
 
 SETTINGS = [("ddpm", 1000), ("ddim", 10), ("ddim", 20), ("ddim", 50), ("ddim", 100)]
 

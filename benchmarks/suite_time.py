@@ -25,7 +25,7 @@ from genbench.execution.executor_support import available_cores, default_workers
 from genbench.registry.manager import default_registries
 from genbench.execution.runner import SuiteRunner
 from genbench.plan.spec import SuiteSpec
-from genbench.execution.training import resolve_device
+from genbench.execution.devices import resolve_device
 
 
 def timed_run(spec: SuiteSpec, registries, jobs: int | None, folder: Path) -> dict[str, float]:

@@ -20,7 +20,8 @@ import torch
 
 from genbench import Budget
 from genbench.registry.manager import default_registries
-from genbench.execution.training import Trainer, resolve_device
+from genbench.execution.devices import resolve_device
+from genbench.execution.training import Trainer
 
 
 def bare_loop(model, x: torch.Tensor, steps: int, batch_size: int, device) -> None:

@@ -49,7 +49,8 @@ if TYPE_CHECKING:
     from genbench.execution.local_executor import LocalExecutor
     from genbench.execution.ray_executor import RayExecutor
     from genbench.api.formats import OutputFormat
-    from genbench.evaluation.scoring import Evaluation, MetricRecord, evaluate
+    from genbench.evaluation.records import MetricRecord
+    from genbench.evaluation.scoring import Evaluation, evaluate
     from genbench.results.report import render_report, write_reports
     from genbench.results.tensorboard import check_tensorboard_folder, write_tensorboard
     from genbench.execution.suite import RunResult
@@ -93,7 +94,8 @@ _LAZY = {
                     "genbench.results.tensorboard"),
     # the library: genbench.run(spec, out=...), genbench.evaluate(model, dataset, ...)
     "run": "genbench.execution.suite:run_and_publish", "RunResult": "genbench.execution.suite",
-    **dict.fromkeys(["evaluate", "Evaluation", "MetricRecord"], "genbench.evaluation.scoring"),
+    **dict.fromkeys(["evaluate", "Evaluation"], "genbench.evaluation.scoring"),
+    "MetricRecord": "genbench.evaluation.records",
 }
 
 __all__ = [

@@ -15,8 +15,10 @@ import importlib.util
 import sys
 import warnings
 
-#: Old module path -> where it lives now (``genbench.registry``, ``genbench.features`` and
-#: ``genbench.cli`` are packages at the old names and re-export what the modules held).
+#: Old module path -> where it lives now: a module, or the modules it was split into, the
+#: first the main one (``genbench.registry``, ``genbench.features``,
+#: ``genbench.evaluation`` and ``genbench.cli`` are packages at the old names and re-export
+#: what the modules held).
 MOVED = {
     "genbench.errors": "genbench.api.errors",
     "genbench.hookspecs": "genbench.api.hookspecs",
@@ -29,11 +31,10 @@ MOVED = {
     "genbench.paths": "genbench.api.paths",
     "genbench.console": "genbench.api.console",
     "genbench.plugin_manager": "genbench.registry.manager",
-    "genbench.config": "genbench.registry.parameters",
+    "genbench.config": ("genbench.registry.parameters", "genbench.api.parameters"),
     "genbench.identity": "genbench.registry.identity",
     "genbench.fidelity": "genbench.features.fidelity",
     "genbench.assets": "genbench.features.assets",
-    "genbench.evaluation": "genbench.evaluation.context",
     "genbench.spec": "genbench.plan.spec",
     "genbench.references": "genbench.plan.references",
     "genbench.jobs": "genbench.plan.jobs",
@@ -41,35 +42,45 @@ MOVED = {
     "genbench.store": "genbench.results.store",
     "genbench.failures": "genbench.results.failures",
     "genbench.statistics": "genbench.results.statistics",
-    "genbench.leaderboard": "genbench.results.boards",
+    "genbench.leaderboard": ("genbench.results.boards", "genbench.results.rendering",
+                             "genbench.results.sample_figures"),
     "genbench.figures": "genbench.results.figures",
     "genbench.plots": "genbench.results.plots",
     "genbench.report": "genbench.results.report",
     "genbench.tensorboard": "genbench.results.tensorboard",
     "genbench.runner": "genbench.execution.runner",
     "genbench.worker": "genbench.execution.worker",
-    "genbench.executors": "genbench.execution.local_executor",
+    "genbench.executors": ("genbench.execution.local_executor",
+                           "genbench.execution.executor_support", "genbench.api.executor"),
     "genbench.ray_executor": "genbench.execution.ray_executor",
-    "genbench.training": "genbench.execution.training",
+    "genbench.training": ("genbench.execution.training", "genbench.execution.devices",
+                          "genbench.execution.batches", "genbench.execution.amp",
+                          "genbench.execution.checkpoints"),
     "genbench.checkpoints": "genbench.execution.checkpoints",
-    "genbench.distributed": "genbench.execution.distributed",
+    "genbench.distributed": ("genbench.execution.distributed", "genbench.api.parallel"),
     "genbench.locking": "genbench.execution.locking",
     "genbench.preflight": "genbench.execution.preflight",
 }
 
 
 class _MovedModuleLoader(importlib.abc.Loader):
-    def __init__(self, new: str):
-        self.new = new
+    """Makes the old path an alias module: the new module's names, the same objects (a class
+    imported from either path is one class), while the new module keeps its own identity."""
 
-    def create_module(self, spec):
-        warnings.warn(f"{spec.name} moved to {self.new}; import from genbench (its public "
-                      f"API) or from {self.new}: the old path will be removed in genbench 0.3",
-                      DeprecationWarning, stacklevel=2)
-        return importlib.import_module(self.new)
+    def __init__(self, new: str | tuple[str, ...]):
+        self.new = (new,) if isinstance(new, str) else new
 
     def exec_module(self, module) -> None:
-        """The module was executed at its new place."""
+        split = f" (some of its names are now in {', '.join(self.new[1:])})" if self.new[1:] else ""
+        warnings.warn(f"{module.__name__} moved to {self.new[0]}; import from genbench (its "
+                      f"public API) or from {self.new[0]}{split}: the old path will be removed "
+                      "in genbench 0.3", DeprecationWarning, stacklevel=2)
+        targets = [importlib.import_module(name) for name in self.new]
+        for target in reversed(targets):  # the main module's names win
+            module.__dict__.update({k: v for k, v in vars(target).items()
+                                    if not (k.startswith("__") and k.endswith("__"))})
+        module.__doc__ = targets[0].__doc__
+        module.__getattr__ = lambda name: getattr(targets[0], name)  # names added later, too
 
 
 class MovedModuleFinder(importlib.abc.MetaPathFinder):

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -15,7 +16,8 @@ import pytest
 
 import torch
 
-from genbench import GenerativeModel, ModelRef, __version__, hookimpl
+from genbench import (Completion, Executor, GenerativeModel, ModelRef, OutputFormat,
+                      __version__, hookimpl)
 from genbench.cli.commands import cli
 from helpers import invoke_cli, stored_jobs, tiny_spec_toml
 
@@ -193,6 +195,117 @@ def test_show_model_ref_and_sampling_settings(cli_plugins):
     assert info["sampling_settings"] == [{"name": "temperature", "default": 1.0, "type": "float",
                                           "required": False}]
     assert info["capabilities"] == ["sample", "fit"] and info["distribution"] is None
+
+
+class TaggedExecutor(Executor):
+    """Test executor: jobs in the driver's process, with one declared option."""
+
+    description = "test executor: one job at a time, tagged"
+
+    @dataclass(frozen=True)
+    class Options:
+        tag: str = "x"
+        retries: int = 0
+
+    def start(self, setup, context):
+        self.state = setup(context, 0)
+
+    def submit(self, key, work, job):
+        self.done = [Completion(key, result=work(self.state, job))]
+
+    def wait(self):
+        return self.done
+
+    def close(self, cancel=False):
+        pass
+
+
+class TaggedExecutorPlugin:
+    @hookimpl
+    def register_executors(self, register):
+        register("tagged", TaggedExecutor)
+
+
+def test_list_and_show_executors_with_their_options(cli_plugins):
+    cli_plugins().register(TaggedExecutorPlugin(), name="tagged-plugin")
+    listed = invoke("list", "executors")
+    assert listed.exit_code == 0, listed.output
+    assert table_row(listed.stdout, "tagged", "tag,retries", "tagged-plugin", "test", "executor:",
+                     "one", "job", "at", "a", "time,", "tagged")
+    assert any(line.split()[:2] == ["local", "-"] for line in listed.stdout.splitlines())
+    assert any(line.split()[:2] == ["ray", "address,num_cpus,num_gpus,max_retries,artifacts,"
+                                           "shared_dir"] for line in listed.stdout.splitlines())
+    shown = invoke("show", "executor", "tagged")
+    assert shown.exit_code == 0, shown.output
+    assert shown.stdout.startswith("executor tagged\n")
+    assert table_row(shown.stdout, "tag", "'x'", "str")
+    assert table_row(shown.stdout, "retries", "0", "int")
+    local = invoke("show", "executor", "local")
+    assert local.exit_code == 0, local.output
+    assert "\noptions:\n(none)" in local.stdout
+    assert table_row(local.stdout, "class", "genbench.execution.local_executor:LocalExecutor")
+    ray = json.loads(invoke("show", "executor", "ray", "--json").stdout)
+    assert ray["requires"] == ["ray"] and "genbench[ray]" in ray["install"]
+    (retries,) = [o for o in ray["options"] if o["name"] == "max_retries"]
+    assert retries["default"] == 1 and retries["type"].startswith("int") and not retries["required"]
+    unknown = invoke("show", "executor", "lcoal")
+    assert unknown.exit_code == 2 and "unknown executor 'lcoal'; valid executors:" in unknown.stderr
+
+
+class BoardList(OutputFormat):
+    """Test format: the boards' keys, one line each, written only when asked for."""
+
+    description = "the boards' keys as a text file"
+    published = False
+    option = "--board-list"
+
+    def write(self, boards, store, directory, *, fingerprints=None):
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / "boards.txt"
+        path.write_text("".join(f"{suite}/{dataset}\n" for suite, dataset in boards))
+        return [path]
+
+
+class BoardListPlugin:
+    option = "--board-list"
+
+    @hookimpl
+    def register_formats(self, register):
+        register("board-list", type("BoardList", (BoardList,), {"option": self.option}))
+
+
+def test_an_output_format_declares_its_run_option(cli_plugins, tmp_path):
+    cli_plugins().register(BoardListPlugin(), name="board-list-plugin")
+    assert "--tensorboard DIR" in invoke("run", "--help").stdout  # declared by its plugin
+    helped = invoke("run", "--help").stdout
+    assert "--board-list DIR" in helped and "the boards' keys as a text file" in helped
+    spec = write_spec(tmp_path / "s.toml", tiny_spec_toml(metrics=["recon"], steps=3))
+    r = invoke("run", str(spec), "--out", str(tmp_path / "o"), "-j", "0",
+               "--board-list", str(tmp_path / "a"), "--output", f"board-list={tmp_path / 'b'}")
+    assert r.exit_code == 2 and "two folders for output format 'board-list'" in r.output
+    r = invoke("run", str(spec), "--out", str(tmp_path / "o"), "-j", "0",
+               "--board-list", str(tmp_path / "a"))
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "a" / "boards.txt").read_text() == "t/digits\n"
+    assert f"board-list: 1 file(s) written to {tmp_path / 'a'}" in r.stderr
+    r = invoke("run", str(spec), "--out", str(tmp_path / "o"), "-q",
+               "--output", f"board-list={tmp_path / 'b'}")
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "b" / "boards.txt").read_text() == "t/digits\n"
+    for bad in ("board-list", "=b", "board-list="):
+        r = invoke("run", str(spec), "--out", str(tmp_path / "o"), "--output", bad)
+        assert r.exit_code == 2 and "expected FORMAT=DIR" in r.output, (bad, r.output)
+    r = invoke("run", str(spec), "--out", str(tmp_path / "o"), "--output", f"nope={tmp_path}")
+    assert r.exit_code == 2 and "unknown output format 'nope'" in r.output, r.output
+
+
+def test_a_format_option_that_clashes_with_a_run_option_is_refused(cli_plugins):
+    plugin = BoardListPlugin()
+    plugin.option = "--out"
+    cli_plugins().register(plugin, name="board-list-plugin")
+    r = invoke("run", "--help")
+    assert r.exit_code == 2
+    assert "output format 'board-list' declares option '--out'" in r.output, r.output
 
 
 def test_show_unknown_name_exits_2_listing_valid_ones():

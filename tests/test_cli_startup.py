@@ -50,6 +50,16 @@ def test_help_and_version_import_no_torch():
     assert imported == {"--help": [], "--version": [], "list --help": []}
 
 
+def test_the_result_store_imports_no_torch():
+    """``genbench results`` and ``genbench leaderboard`` read the store: its record types
+    (MetricRecord included) are plain data, so importing it imports no torch."""
+    code = ("import sys, genbench.results.store, genbench; genbench.MetricRecord; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch'))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"
+
+
 def test_list_and_show_import_no_torch_fidelity_sklearn_scipy_pandas_or_matplotlib():
     commands = [["list", "datasets"], ["show", "dataset", "digits"], ["list", "models"],
                 ["show", "model", "vae"], ["list", "metrics"], ["list", "samplers"],

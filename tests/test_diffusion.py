@@ -145,12 +145,15 @@ def test_samples_follow_the_seed_and_nfe_the_settings(registries, digits):
         model.sample(2, sampler=registries.samplers.get("ddpm"), steps=5, eta=1.0)
 
 
-def test_a_sampler_name_is_looked_up_only_in_the_registries_the_caller_passes(registries, ring8,
-                                                                            monkeypatch):
-    """No process-wide fallback: called directly, ddpm takes a Sampler class, or a name with
-    the registries to find it in; a name alone is a ConfigError saying what to pass, and the
-    installed plugins are never loaded for it."""
+def test_a_sampler_name_is_looked_up_in_the_callers_registries_or_among_the_shipped_ones(
+        registries, ring8, monkeypatch):
+    """No process-wide fallback: called directly, ddpm takes a Sampler class, a name with the
+    registries to find it in, or, without registries, the name of a sampler this plugin
+    distribution ships (``ddpm``, ``ddim``: the default settings work in a notebook); any
+    other name alone is a ConfigError saying what to pass, and the installed plugins are
+    never loaded for it."""
     import genbench.registry.manager as manager
+    from genbench_plugins.samplers.ddim import DDIMSampler
 
     def refuse(*args, **kwargs):
         raise AssertionError("a model must not fall back to the process-wide registries")
@@ -158,20 +161,38 @@ def test_a_sampler_name_is_looked_up_only_in_the_registries_the_caller_passes(re
     monkeypatch.setattr(manager, "default_registries", refuse)
     model = DDPM(ring8.info(), **TINY_MLP)
     gen = torch.Generator().manual_seed(0)
-    with pytest.raises(ConfigError, match=r"sampler 'ddim' is a name, and no registries were "
-                                          r"given to look it up in: pass the class \(sampler="
-                                          r"registries.samplers.get\('ddim'\)\) or the registries"):
-        model.sample(4, gen, sampler="ddim", steps=5)
-    with pytest.raises(ConfigError, match="sampler 'ddpm' is a name"):
-        model.nfe()  # the default setting is a name too
+    assert model.sample(4, gen).shape == (4, 2)  # the defaults: sampler "ddpm", all T steps
+    assert model.nfe() == TINY_MLP["timesteps"]
+    shipped = model.sample(4, torch.Generator().manual_seed(0), sampler="ddim", steps=5)
     by_name = model.sample(4, torch.Generator().manual_seed(0), registries, sampler="ddim", steps=5)
-    by_class = model.sample(4, torch.Generator().manual_seed(0),
-                            sampler=registries.samplers.get("ddim"), steps=5)
-    assert torch.equal(by_name, by_class)
+    by_class = model.sample(4, torch.Generator().manual_seed(0), sampler=DDIMSampler, steps=5)
+    assert torch.equal(by_name, by_class) and torch.equal(shipped, by_class)
     assert model.nfe(sampler="ddim", steps=5, registries=registries) == 5
+    with pytest.raises(ConfigError, match=r"sampler 'euler' is not one of the samplers shipped "
+                                          r"with this model \(ddpm, ddim\), and no registries "
+                                          r"were given to look it up in: pass the class \(sampler="
+                                          r"registries.samplers.get\('euler'\)\) or the registries"):
+        model.sample(4, gen, sampler="euler", steps=5)
     with pytest.raises(ConfigError, match="sampler must be a Sampler class or a registered "
                                           "sampler's name, got 3"):
         model.sample(4, gen, sampler=3)
+
+
+def test_a_name_given_with_registries_is_looked_up_there_only(ring8):
+    """With ``registries``, a name resolves there (a third-party sampler by its name), and a
+    name they lack is their UnknownNameError, even a shipped sampler's."""
+    from genbench.api.errors import UnknownNameError
+    from genbench.registry.registries import Registry
+
+    regs = registries_with(SamplerPlugin())
+    model = DDPM(ring8.info(), **TINY_MLP)
+    assert model.nfe(sampler="ddim-test", steps=5, spacing="leading", registries=regs) == 5
+
+    class Only:
+        samplers = Registry("sampler", object)
+
+    with pytest.raises(UnknownNameError, match="unknown sampler 'ddim'"):
+        model.nfe(sampler="ddim", registries=Only())
 
 
 def test_a_third_party_sampler_works_with_ddpm(tmp_path, ring8):

@@ -12,7 +12,8 @@ from genbench.execution.distributed import (DataParallel, DataParallelError, _ac
 from genbench.api.errors import ConfigError, SpecError
 from genbench.registry.manager import build_registries, create_plugin_manager
 from genbench.execution.runner import SuiteRunner
-from genbench.execution.training import Trainer, seed_everything
+from genbench.execution.devices import seed_everything
+from genbench.execution.training import Trainer
 from helpers import tiny_spec
 
 #: Float32 summation order differs between one process and two: this far, no further.

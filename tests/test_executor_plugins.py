@@ -105,7 +105,9 @@ def test_a_plugin_executors_options_are_checked_before_anything_trains(tmp_path)
                                           "valid options: tag"):
         quiet_run(small_suite(executor="recorder", executor_options={"colour": "red"}),
                   tmp_path / "a", regs)
-    with pytest.raises(ConfigError, match="tag must be a non-empty string, got 3"):
+    # the declared type is checked before the plugin's own __post_init__ runs
+    with pytest.raises(ConfigError, match=r"executor 'recorder': option 'tag' must be str "
+                                          r"\(default 'default'\), got 3"):
         quiet_run(small_suite(executor="recorder", executor_options={"tag": 3}),
                   tmp_path / "b", regs)
     # without the plugin the name is unknown, and the error lists what is registered

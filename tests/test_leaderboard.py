@@ -260,7 +260,7 @@ def mixture_store(tmp_path):
 def test_mixture_figures_draw_the_modes_on_shared_axes_with_mode_counts(tmp_path, monkeypatch):
     from matplotlib.patches import Circle
 
-    from genbench.results.boards import save_sample_figures
+    from genbench.results.sample_figures import save_sample_figures
 
     figures = drawn_figures(monkeypatch)
     store = mixture_store(tmp_path)

@@ -108,3 +108,52 @@ def test_evaluate_scores_a_model_in_memory_as_the_suite_did(tmp_path, registries
     assert [m.metric for m in genbench.evaluate(model, digits, metrics={"recon": {}}, seed=3,
                                                 num_samples=8, registries=registries).metrics] \
         == ["recon"]
+
+
+def test_evaluate_fills_and_checks_sampling_settings_as_a_suite_does(tmp_path, registries,
+                                                                    monkeypatch):
+    """A ddpm trained by a suite and scored by ``evaluate`` with the row's sampling settings
+    (the others filled from the model's defaults, as the suite fills them) gives the stored
+    values; its default settings run too; a misspelt setting is a ConfigError listing the
+    valid ones, before any sample is drawn. Run, publish (boards, plots) and evaluate given
+    registries never reach for the process-wide ones."""
+    import genbench.registry.manager as manager
+    from genbench.api.budget import Budget
+    from genbench.api.errors import ConfigError
+    from genbench.execution.training import Trainer
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the process-wide registries must not be used")
+
+    monkeypatch.setattr(manager, "default_registries", refuse)
+
+    params = {"timesteps": 50, "hidden": 16, "depth": 1}
+    spec = {"name": "t", "datasets": ["ring8"], "metrics": ["modes"], "seeds": [1],
+            "num_samples": 64, "baselines": [], "budget": {"steps": 10},
+            "models": [{"name": "ddpm", "params": params,
+                        "sampling": {"sampler": "ddim", "steps": 5}}]}
+    result = genbench.run(spec, out=tmp_path, jobs=0, progress=False, echo=lambda s: None,
+                          registries=registries)
+    (row,) = result.report.ran
+    assert row.status == "ok", row.error
+    stored = {f"{m.metric}.{k}": v for m in row.metrics for k, v in m.values.items()}
+
+    ring8 = registries.datasets.get("ring8")()
+    model = registries.models.get("ddpm")(ring8.info(), **params)
+    trainer = Trainer("cpu", seed=1, checkpoint_path=tmp_path / row.run_dir / "checkpoint.pt",
+                      fingerprint=row.provenance["train_fingerprint"])
+    assert trainer.load_finished(model, ring8.split("train"), Budget(steps=10)) is not None
+    scored = genbench.evaluate(model, ring8, metrics=["modes"], num_samples=64, seed=1,
+                               sampling={"sampler": "ddim", "steps": 5}, registries=registries)
+    assert stored and scored.values == stored
+    by_default = genbench.evaluate(model, ring8, metrics=["modes"], num_samples=16, seed=1,
+                                   registries=registries)  # sampler "ddpm", all 50 steps
+    assert by_default["modes"].status == "ok", by_default["modes"].message
+    with pytest.raises(ConfigError, match=r"model 'model': unknown sampling setting 'step'; "
+                                          r"valid ones \(with defaults\): sampler='ddpm', "
+                                          r"steps=None, eta=0.0, spacing='uniform'"):
+        genbench.evaluate(model, ring8, metrics=["modes"], sampling={"step": 5},
+                          registries=registries)
+    with pytest.raises(ConfigError, match=r"sampling setting 'steps' must be int >= 1 \| None"):
+        genbench.evaluate(model, ring8, metrics=["modes"], sampling={"steps": 0},
+                          registries=registries)

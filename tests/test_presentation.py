@@ -8,7 +8,8 @@ import pytest
 
 from genbench import GenerativeModel, Headline, KeyPresentation
 from genbench.plan.spec import SuiteSpec
-from genbench.results.boards import _declared_modes, build_leaderboards
+from genbench.results.boards import build_leaderboards
+from genbench.results.sample_figures import _declared_modes
 from genbench.results.store import JobRecord, MetricRecord, ResultStore
 
 def job(model, seed, metrics, *, family="vae", provenance=None, model_name=None):

@@ -107,7 +107,7 @@ def test_old_module_paths_still_import_with_a_deprecation_warning(monkeypatch, o
     monkeypatch.delitem(sys.modules, old, raising=False)  # imported once, it warns no more
     with pytest.warns(DeprecationWarning, match=f"{old} moved to {new}; import from genbench"):
         module = importlib.import_module(old)
-    assert module is importlib.import_module(new)
+    assert getattr(module, name) is getattr(importlib.import_module(new), name)
     assert getattr(module, name) is getattr(genbench, name)
 
 
@@ -133,6 +133,38 @@ def test_no_builtin_plugin_restates_its_registered_name(registries):
                 for attr, value in vars(klass).items()
                 if attr.strip("_") in ("name", "label") and value in names]
     assert not restated, restated
+
+
+def datainfo_name_literals(source: str, names: set[str]) -> list[tuple[int, str]]:
+    """``(line, name)`` of each ``DataInfo(name="<one of names>")`` (or ``genbench.DataInfo``)
+    call in ``source``: a registered name restated as a string literal."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Call) and (
+                getattr(node.func, "id", None) == "DataInfo"
+                or getattr(node.func, "attr", None) == "DataInfo"):
+            for kw in node.keywords:
+                if (kw.arg == "name" and isinstance(kw.value, ast.Constant)
+                        and kw.value.value in names):
+                    found.append((node.lineno, kw.value.value))
+    return found
+
+
+def test_no_builtin_dataset_writes_its_registered_name_into_datainfo(registries):
+    """A built-in's ``DataInfo`` name is ``registered_name(self)``, not a literal repeating
+    ``register("digits", Digits)``."""
+    names = {e.name for kind in ("models", "datasets", "metrics", "samplers", "extractors")
+             for e in registries.by_kind(kind)}
+    assert datainfo_name_literals('DataInfo(name="digits", kind="image", shape=(1, 8, 8))\n'
+                                  'genbench.DataInfo(kind="vector", name="ring8")\n'
+                                  'DataInfo(name=registered_name(self), kind="image")\n'
+                                  'DataInfo(name="my-own", kind="vector")', names) \
+        == [(1, "digits"), (2, "ring8")]
+    restated = [f"{path.relative_to(ROOT)}:{line}: DataInfo(name={name!r})"
+                for path in sorted(PLUGINS.rglob("*.py"))
+                for line, name in datainfo_name_literals(path.read_text(), names)]
+    assert not restated, restated
+    assert registries.datasets.get("digits")().info().name == "digits"
 
 
 def test_a_plugin_reads_its_name_from_its_registration(registries, tmp_path):

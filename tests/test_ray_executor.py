@@ -210,9 +210,11 @@ def test_executor_settings_are_checked_against_the_registered_executors():
         checked(executor="ray", executor_options={"adress": "auto"})
     with pytest.raises(ConfigError, match="address must be auto"):
         checked(executor="ray", executor_options={"address": "http://head"})
-    with pytest.raises(ConfigError, match="artifacts must be one of shared, driver"):
+    with pytest.raises(ConfigError, match="executor 'ray': option 'artifacts' must be 'shared' "
+                                          r"\| 'driver' \(default 'shared'\), got 's3'"):
         checked(executor="ray", executor_options={"artifacts": "s3"})
-    with pytest.raises(ConfigError, match="max_retries must be an integer >= 0"):
+    with pytest.raises(ConfigError, match=r"option 'max_retries' must be int >= 0 \(default 1\), "
+                                          "got -1"):
         checked(executor="ray", executor_options={"max_retries": -1})
     with pytest.raises(ConfigError, match="unknown option.*address.*valid options: \\(none\\)"):
         checked(executor_options={"address": "auto"})

@@ -5,7 +5,8 @@ import torch
 
 from genbench import Budget
 from genbench.api.errors import ConfigError
-from genbench.execution.training import Trainer, resolve_device, train
+from genbench.execution.devices import resolve_device
+from genbench.execution.training import Trainer, train
 from helpers import DivergingVAE, params_equal
 
 
@@ -173,7 +174,7 @@ def test_time_budget_and_seconds_accumulate_across_a_resume(registries, digits, 
 def test_loader_workers_stay_within_the_jobs_threads():
     """A streamed dataset gets DataLoader workers only from its job's torch threads (the
     executor's share of the cores), so parallel jobs never oversubscribe the CPU."""
-    from genbench.execution.training import _LoaderBatches
+    from genbench.execution.batches import LoaderBatches
 
     data = torch.utils.data.TensorDataset(torch.zeros(1000, 2))
     before = torch.get_num_threads()
@@ -181,10 +182,10 @@ def test_loader_workers_stay_within_the_jobs_threads():
         counts = {}
         for threads in (1, 3, 8):
             torch.set_num_threads(threads)
-            counts[threads] = _LoaderBatches(data, 10, torch.device("cpu"), seed=0).num_workers
+            counts[threads] = LoaderBatches(data, 10, torch.device("cpu"), seed=0).num_workers
     finally:
         torch.set_num_threads(before)
     assert counts == {1: 0, 3: 2, 8: 4}
-    small = _LoaderBatches(torch.utils.data.TensorDataset(torch.zeros(30, 2)), 10, torch.device("cpu"), 0)
+    small = LoaderBatches(torch.utils.data.TensorDataset(torch.zeros(30, 2)), 10, torch.device("cpu"), 0)
     assert small.num_workers == 0  # a few batches: processes cost more than they save
-    assert _LoaderBatches(data, 10, torch.device("cpu"), 0, num_workers=3).num_workers == 3
+    assert LoaderBatches(data, 10, torch.device("cpu"), 0, num_workers=3).num_workers == 3

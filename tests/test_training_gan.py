@@ -8,7 +8,8 @@ import torch
 from torch import nn
 
 from genbench import Budget, GenerativeModel, hookimpl
-from genbench.execution.training import Trainer, total_train_steps, train
+from genbench.execution.batches import total_train_steps
+from genbench.execution.training import Trainer, train
 from genbench_plugins.models.gans.gan import GAN
 from genbench_plugins.models.gans.wgan_gp import WGANGP
 from helpers import params_equal, registries_with, run_inline, tiny_spec

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Mapping
 
 from genbench.api.errors import ConfigError, MissingDependencyError
+from genbench.api.parameters import check_options
 
 
 @dataclass
@@ -77,8 +78,9 @@ class Executor(abc.ABC):
 
     A registered executor class declares, besides the four methods: a one-line
     ``description``; ``Options``, a dataclass whose fields are its accepted
-    ``[executor_options]`` and whose ``__post_init__`` rejects a bad value with a
-    :class:`~genbench.api.errors.ConfigError`; the importable modules it ``requires`` and
+    ``[executor_options]``, declared like hyper-parameters (``num_cpus: Annotated[float,
+    Ge(0)] | None = None``, checked by :meth:`make_options`), and whose ``__post_init__``
+    rejects what a declaration cannot say with a :class:`~genbench.api.errors.ConfigError`; the importable modules it ``requires`` and
     the command that ``install``\\ s them (checked before anything trains); and
     :meth:`from_request`, which builds it for a run.
     """
@@ -111,7 +113,7 @@ class Executor(abc.ABC):
         if unknown:
             raise ConfigError(f"executor {name!r}: unknown option(s) {', '.join(unknown)}; "
                               f"valid options: {', '.join(valid) or '(none)'}")
-        return cls.Options(**options)
+        return cls.Options(**check_options(cls.Options, options, f"executor {name!r}"))
 
     @classmethod
     def check_installed(cls, name: str) -> None:

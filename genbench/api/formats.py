@@ -14,7 +14,9 @@ were built from.
 
 A *published* format's files are written by every ``genbench run`` into
 ``OUT/leaderboards``; any other is written only when asked for, into the folder the caller
-names (``genbench run --tensorboard DIR``, or ``genbench.run(..., outputs={name: DIR})``).
+names (``genbench run --output NAME=DIR``, or ``genbench.run(..., outputs={name: DIR})``).
+A format may declare an :attr:`OutputFormat.option` of its own for that (``tensorboard``'s
+``--tensorboard DIR``).
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ class OutputFormat:
     suffix: ClassVar[str] = ""
     #: Written by every run into ``OUT/leaderboards``; ``False``: only when asked for.
     published: ClassVar[bool] = True
+    #: A ``genbench run`` option (``"--tensorboard"``) that asks for the files in the folder
+    #: it names: the same as ``--output NAME=DIR``, helped by the class's ``description``.
+    option: ClassVar[str | None] = None
     #: The columns must carry their metric's description (tooltips): ``genbench leaderboard``
     #: loads the metric plugins for it.
     needs_descriptions: ClassVar[bool] = False

@@ -46,7 +46,7 @@ import math
 import types
 import typing
 from dataclasses import dataclass
-from typing import Any, Literal, Union
+from typing import Any, Literal, Mapping, Union
 
 import annotated_types as at
 
@@ -368,6 +368,16 @@ def _checked(p: Parameter, value: Any, what: str, noun: str) -> Any:
     if isinstance(p.default, tuple) and isinstance(value, list):
         value = tuple(value)
     return value
+
+
+def check_options(cls: type, options: Mapping[str, Any], what: str) -> dict[str, Any]:
+    """``options`` for the fields of the dataclass ``cls`` (an executor's ``Options``) checked
+    against the fields' declarations like hyper-parameters: a value its declaration does not
+    allow is a :class:`ConfigError` naming ``what``, the option, the value and what is
+    allowed. Keys that are not fields are left to the caller."""
+    declared = _group_fields(cls, cls.__qualname__)
+    return {k: _checked(declared[k], v, what, "option") if k in declared else v
+            for k, v in options.items()}
 
 
 # -- direct construction ---------------------------------------------------------------------

@@ -45,6 +45,13 @@ def _plain_row(e) -> list:
     return [e.name, e.plugin, _description(e.obj)]
 
 
+def _executor_row(e) -> list:
+    import dataclasses
+
+    options = ",".join(f.name for f in dataclasses.fields(e.obj.Options)) or "-"
+    return [e.name, options, e.plugin, _description(e.obj)]
+
+
 #: ``genbench list KIND``: the table's headers and how a registry entry becomes a row.
 _LIST_TABLES = {
     "models": (["name", "family", "data", "capabilities", "plugin", "description"], _model_row),
@@ -54,14 +61,15 @@ _LIST_TABLES = {
     "samplers": (["name", "plugin", "description"], _plain_row),
     "extractors": (["name", "plugin", "description"], _plain_row),
     "formats": (["name", "plugin", "description"], _plain_row),
+    "executors": (["name", "options", "plugin", "description"], _executor_row),
 }
 
 
 @click.command(name="list")
 @click.argument("kind", type=click.Choice(list(_LIST_TABLES)))
 def list_(kind):
-    """List the registered models, datasets, metrics, samplers, feature extractors or output
-    formats."""
+    """List the registered models, datasets, metrics, samplers, feature extractors, output
+    formats or executors."""
     from tabulate import tabulate
 
     headers, row = _LIST_TABLES[kind]
@@ -127,6 +135,12 @@ def _sampler_details(cls: type) -> dict:
     return {"options": _options(cls)}
 
 
+def _executor_details(cls: type) -> dict:
+    """Its ``[executor_options]`` (the fields of its ``Options`` dataclass) and what it needs."""
+    return {"requires": list(cls.requires), "install": cls.install,
+            "options": _options(cls.Options)}
+
+
 def _extractor_details(cls: type) -> dict:
     details = {"input_format": getattr(cls, "input_format", "uint8")}
     for attr in ("weights_filename", "weights_sha256", "weights_url"):
@@ -139,7 +153,7 @@ def _extractor_details(cls: type) -> dict:
 #: ``genbench show KIND NAME``: what is shown beyond name, description, plugin and class.
 _SHOW_DETAILS = {"model": _model_details, "dataset": _dataset_details,
                  "metric": _metric_details, "sampler": _sampler_details,
-                 "extractor": _extractor_details}
+                 "extractor": _extractor_details, "executor": _executor_details}
 #: Details shown as tables of parameters.
 _PARAMETER_TABLES = ("hyperparameters", "sampling_settings", "options")
 
@@ -205,9 +219,9 @@ def _json_default(value):
 @click.option("--markdown", is_flag=True,
               help="Print the parameter tables as Markdown (for a plugin's docs).")
 def show(kind, name, as_json, markdown):
-    """Everything about one registered model, dataset, metric, sampler or extractor: its
-    plugin and class, and every hyper-parameter, option or sampling setting with its
-    default and type."""
+    """Everything about one registered model, dataset, metric, sampler, extractor or
+    executor: its plugin and class, and every hyper-parameter, option or sampling setting
+    with its default and type."""
     from genbench.registry.manager import default_plugin_manager
 
     entry = registries([kind + "s"]).by_kind(kind + "s").entry(name)

@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from genbench.api.console import EXIT_INTERRUPTED
+from genbench.api.errors import ConfigError
 from genbench.cli.group import registries
 from genbench.cli.options import DEFAULT_OUT, csv_list, seeds_option
 
@@ -33,7 +34,58 @@ def _terminate_as_interrupt(signum, frame):
     raise KeyboardInterrupt
 
 
-@click.command()
+#: Where the folders named by the formats' own options (``--tensorboard DIR``) are kept.
+_DECLARED_OUTPUTS = "genbench.outputs"
+
+
+def _output_option(ctx, param, values) -> dict[str, Path]:
+    """The ``--output FORMAT=DIR`` callback: ``{format: folder}``."""
+    outputs = {}
+    for value in values:
+        name, sep, directory = value.partition("=")
+        if not sep or not name.strip() or not directory.strip():
+            raise click.BadParameter(f"expected FORMAT=DIR (a format's name, =, a folder), "
+                                     f"got {value!r}")
+        outputs[name.strip()] = Path(directory.strip())
+    return outputs
+
+
+def _declared_output(name: str):
+    """The callback of format ``name``'s own option: its folder, kept in the context."""
+    def keep(ctx, param, value) -> None:
+        if value is not None:
+            ctx.meta.setdefault(_DECLARED_OUTPUTS, {})[name] = value
+    return keep
+
+
+class _RunCommand(click.Command):
+    """``genbench run``, with each output format's own option (:attr:`OutputFormat.option`)
+    added when the command is parsed or its help shown, so that the group loads no plugin."""
+
+    def get_params(self, ctx):
+        params = super().get_params(ctx)
+        taken = {opt for p in params for opt in p.opts}
+        declared = []
+        for entry in registries(["formats"]).formats:
+            option = entry.obj.option
+            if option is None:
+                continue
+            if not option.startswith("--") or option in taken:
+                raise ConfigError(f"output format {entry.name!r} declares option {option!r}, "
+                                  "which is not a new --name option of genbench run")
+            taken.add(option)
+            description = getattr(entry.obj, "description", "")
+            description = f": {description}" if description else ""
+            declared.append(click.Option(
+                [option, f"output_{len(declared)}"], metavar="DIR", expose_value=False,
+                type=click.Path(file_okay=False, path_type=Path),
+                callback=_declared_output(entry.name),
+                help=f"Also write the {entry.name} format into this folder{description}; "
+                     f"the same as --output {entry.name}=DIR."))
+        return params[:-1] + declared + params[-1:]  # the help option stays last
+
+
+@click.command(cls=_RunCommand)
 @click.argument("spec", required=False, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--out", "out_dir", default=DEFAULT_OUT, show_default=True,
               type=click.Path(file_okay=False, path_type=Path), help="Output directory.")
@@ -70,12 +122,12 @@ def _terminate_as_interrupt(signum, frame):
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars or per-job lines.")
 @click.option("--no-wait", is_flag=True, help="When another genbench run is writing to OUT, "
               "exit with status 2 naming it instead of waiting for it to finish.")
-@click.option("--tensorboard", "tensorboard_dir", type=click.Path(file_okay=False, path_type=Path),
-              help="Also write each training's losses as TensorBoard event files, one folder "
-              'per training in this directory (needs: pip install "genbench[tensorboard]").')
+@click.option("--output", "outputs", multiple=True, callback=_output_option,
+              metavar="FORMAT=DIR", help="Also write an output format that runs do not "
+              "publish into folder DIR (repeatable; `genbench list formats` lists them).")
 def run(spec, out_dir, models, datasets, metrics, seeds, device, data_root, download,
         extractor, feature_weights, force, jobs, threads, executor, address, nproc, quiet,
-        no_wait, tensorboard_dir):
+        no_wait, outputs):
     """Run a suite SPEC (TOML; default: the embedded default suite) and print leaderboards.
 
     Each dataset x model x sampling setting x seed is a row: its model is trained once
@@ -90,6 +142,11 @@ def run(spec, out_dir, models, datasets, metrics, seeds, device, data_root, down
     """
     from genbench.execution.suite import run_and_publish
 
+    for name, directory in click.get_current_context().meta.get(_DECLARED_OUTPUTS, {}).items():
+        if outputs.get(name, directory) != directory:
+            raise click.UsageError(f"two folders for output format {name!r}: "
+                                   f"{outputs[name]} and {directory}")
+        outputs[name] = directory
     previous = signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     try:
         result = run_and_publish(
@@ -98,7 +155,7 @@ def run(spec, out_dir, models, datasets, metrics, seeds, device, data_root, down
             download=download, extractor=extractor, feature_weights=feature_weights,
             force=force, jobs=jobs, threads=threads, executor=executor, address=address,
             nproc=nproc, wait=not no_wait, progress=False if quiet else None,
-            outputs={} if tensorboard_dir is None else {"tensorboard": tensorboard_dir},
+            outputs=outputs,
             echo=(lambda s: None) if quiet else (lambda s: click.echo(s, err=True)),
             registries=registries())
     except KeyboardInterrupt:
@@ -113,9 +170,8 @@ def run(spec, out_dir, models, datasets, metrics, seeds, device, data_root, down
     if not quiet:
         click.echo(f"leaderboards written to {out_dir / 'leaderboards' / result.spec.name} "
                    f"({len(result.files)} files)", err=True)
-    if tensorboard_dir is not None and not quiet:
-        click.echo(f"TensorBoard event files written to {tensorboard_dir} "
-                   f"({len(result.outputs['tensorboard'])} trainings)", err=True)
+    for name, files in result.outputs.items() if not quiet else ():
+        click.echo(f"{name}: {len(files)} file(s) written to {outputs[name]}", err=True)
     if not result.ok:
         click.echo(f"{len(report.failed)} job(s) and {len(report.metric_failures)} metric(s) "
                    "failed; see the notes above and `genbench results --failed`", err=True)

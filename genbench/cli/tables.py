@@ -54,10 +54,11 @@ def leaderboard(out_dir, fmt, suite, datasets, metrics, sort, full):
     from genbench.execution.suite import metric_descriptions
 
     store = open_store(out_dir)
-    output = output_format(fmt, registries(["formats"]).formats)
-    # tooltips need the metrics' descriptions: the metric plugins load for them only
-    boards = build_leaderboards(store, suite=suite, primary=sort, descriptions=(
-        metric_descriptions(registries(["metrics"])) if output.needs_descriptions else None))
+    # the metrics and models declare how their results are presented
+    regs = registries(["formats", "metrics", "models"])
+    output = output_format(fmt, regs.formats)
+    boards = build_leaderboards(store, suite=suite, primary=sort, registries=regs, descriptions=(
+        metric_descriptions(regs) if output.needs_descriptions else None))
     if not boards:
         from genbench.api.errors import ConfigError
 

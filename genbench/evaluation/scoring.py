@@ -22,24 +22,12 @@ from genbench.api.model import GenerativeModel
 from genbench.api.paths import cache_dir as default_cache_dir
 from genbench.api.paths import data_root as default_data_root
 from genbench.evaluation.context import EvalContext
+from genbench.evaluation.records import MetricRecord  # noqa: F401 -- re-exported
 from genbench.features.job_features import NonFiniteSamplesError
-from genbench.registry.parameters import hyperparameters, validate_config
+from genbench.registry.parameters import hyperparameters, validate_config, validate_run_sampling
 
 if TYPE_CHECKING:
     from genbench.registry.manager import Registries
-
-
-@dataclass
-class MetricRecord:
-    """One metric's outcome for a job: values on success, else a reason or an error."""
-
-    metric: str
-    status: str  # "ok", "skipped" or "failed"
-    values: dict[str, float] = field(default_factory=dict)
-    message: str | None = None
-    higher_is_better: dict[str, bool] = field(default_factory=dict)
-    primary: str | None = None
-    details: dict[str, Any] = field(default_factory=dict)
 
 
 def score_metrics(ctx: EvalContext, metrics: Iterable[tuple[str, type, Mapping[str, Any]]]
@@ -145,7 +133,9 @@ def evaluate(model: GenerativeModel, dataset: BenchmarkDataset | str, *,
 
     ``dataset`` is a dataset instance or a registered name (built with ``dataset_params``,
     ``data_root`` and ``download``); ``metrics`` are registered names, or a mapping of name
-    to options. ``device``: where the model runs (default: where its parameters are).
+    to options. ``sampling`` is checked against the model's declared sampling settings and
+    its defaults filled in, as a suite's are (a misspelt setting is a
+    :class:`~genbench.api.errors.ConfigError` listing the valid ones). ``device``: where the model runs (default: where its parameters are).
     ``registries``: where names are looked up (default: every installed plugin's).
     """
     if registries is None:
@@ -159,6 +149,9 @@ def evaluate(model: GenerativeModel, dataset: BenchmarkDataset | str, *,
               for name, options in _metric_list(metrics)]
     chosen = [(name, cls, validate_config(cls, options, f"metric {name!r}"))
               for name, cls, options in chosen]
+    # checked and filled in as a suite's spec does, so a row and this give the same numbers
+    settings = validate_run_sampling(registries, type(model), sampling or {},
+                                     f"model {model_name!r}")
     if device is None:
         device = next((p.device for p in model.parameters()), torch.device("cpu"))
     ctx = EvalContext(
@@ -166,7 +159,7 @@ def evaluate(model: GenerativeModel, dataset: BenchmarkDataset | str, *,
         train=dataset.tensors("train"), test=dataset.tensors("test"), device=torch.device(device),
         seed=seed, num_samples=num_samples, cache_dir=Path(default_cache_dir(cache_dir)),
         feature_extractor=feature_extractor, feature_weights=feature_weights,
-        batch_size=batch_size, registries=registries, sampling=dict(sampling or {}))
+        batch_size=batch_size, registries=registries, sampling=settings)
     records, seconds = score_metrics(ctx, chosen)
     failure = ctx.sample_failure
     return Evaluation(records, {**ctx.timings, "metrics": seconds}, failure,

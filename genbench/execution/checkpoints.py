@@ -1,4 +1,5 @@
-"""Reading checkpoint files, and setting aside the ones that do not load.
+"""Checkpoint files: reading them, whether one is a finished training's, and setting aside
+the ones that do not load.
 
 Checkpoints hold state dicts only and are read with ``torch.load(..., weights_only=True)``.
 A file that exists but does not load (truncated, overwritten, not a checkpoint at all)
@@ -24,6 +25,9 @@ from genbench.api.errors import CheckpointCorruptError
 #: The first bytes of every file ``torch.save`` writes (a zip archive).
 ZIP_MAGIC = b"PK\x03\x04"
 
+#: The layout of the state a :class:`~genbench.execution.training.Trainer` saves.
+CHECKPOINT_FORMAT = 1
+
 
 def load_checkpoint_file(path: str | os.PathLike, *, map_location: Any = "cpu",
                          mmap: bool = False) -> Any:
@@ -37,6 +41,27 @@ def load_checkpoint_file(path: str | os.PathLike, *, map_location: Any = "cpu",
         raise
     except Exception as exc:  # torch raises RuntimeError, UnpicklingError, KeyError, EOFError...
         raise CheckpointCorruptError(path, describe_load_failure(path, exc)) from None
+
+
+def checkpoint_finished(path: str | Path, fingerprint: str, *, raise_corrupt: bool = False) -> bool:
+    """Whether ``path`` holds a finished checkpoint of the training ``fingerprint`` (read
+    memory-mapped: its tensors are not loaded). A file that does not load is not one, or
+    with ``raise_corrupt`` raises :class:`~genbench.api.errors.CheckpointCorruptError`."""
+    try:
+        state = load_checkpoint_file(path, mmap=True)
+    except FileNotFoundError:
+        return False
+    except CheckpointCorruptError:
+        if raise_corrupt:
+            raise
+        return False
+    return is_checkpoint_of(state, fingerprint) and bool(state.get("done"))
+
+
+def is_checkpoint_of(state: Any, fingerprint: str) -> bool:
+    """Whether a loaded ``state`` is a checkpoint of the training ``fingerprint``."""
+    return (isinstance(state, dict) and state.get("format") == CHECKPOINT_FORMAT
+            and state.get("fingerprint") == fingerprint)
 
 
 def describe_load_failure(path: Path, exc: BaseException) -> str:

@@ -41,32 +41,30 @@ import tempfile
 import uuid
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
-from typing import Any, Callable
+from typing import Annotated, Any, Callable, Literal, get_args
 
 import torch
+from annotated_types import Ge
 
 from genbench.api.console import install_one_line_warnings
 from genbench.api.errors import ConfigError
 from genbench.api.executor import Completion, Executor, ExecutorRequest
+from genbench.api.parameters import check_options
 from genbench.api.paths import atomic_write
 from genbench.execution.executor_support import describe_failure
 
 #: Seconds one ``ray.wait`` blocks, so that Ctrl-C reaches the driver promptly.
 _POLL = 0.5
 _ADDRESS = re.compile(r"^(auto|local|ray://[^\s/]+:\d+|[^\s/:]+:\d+)$")
-ARTIFACT_MODES = ("shared", "driver")
+#: Where a job's files go: "shared" (workers write the output folder) or "driver".
+Artifacts = Literal["shared", "driver"]
+ARTIFACT_MODES = get_args(Artifacts)
+#: CPUs or GPUs per job.
+Count = Annotated[float, Ge(0)] | None
 
 
 class ClusterUnavailableError(ConfigError):
     """The Ray cluster named by ``address`` cannot be joined (nothing has run yet)."""
-
-
-def _number(name: str, value: Any, least: float, integer: bool = False) -> None:
-    kinds = (int,) if integer else (int, float)
-    if value is not None and (isinstance(value, bool) or not isinstance(value, kinds)
-                              or not value >= least):
-        kind = "an integer" if integer else "a number"
-        raise ConfigError(f"executor 'ray': {name} must be {kind} >= {least}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -77,26 +75,23 @@ class RayOptions:
     address: str | None = None
     #: CPUs per job (default 1); GPUs per job (default 1 when the cluster has GPUs and the
     #: run's device is CUDA).
-    num_cpus: float | None = None
-    num_gpus: float | None = None
+    num_cpus: Count = None
+    num_gpus: Count = None
     #: Times a job whose worker died is submitted again.
-    max_retries: int = 1
+    max_retries: Annotated[int, Ge(0)] = 1
     #: "shared" (workers write the output folder) or "driver" (files travel in results).
-    artifacts: str = "shared"
+    artifacts: Artifacts = "shared"
     #: The output folder as the workers see it (artifacts = "shared"; default: its path).
     shared_dir: str | None = None
 
     def __post_init__(self):
+        # the declarations, checked here too so that RayOptions built directly is checked
+        check_options(type(self), {f: getattr(self, f) for f in self.__dataclass_fields__},
+                      "executor 'ray'")
         if self.address is not None and (not isinstance(self.address, str)
                                           or not _ADDRESS.match(self.address)):
             raise ConfigError(f"executor 'ray': address must be auto, local, ray://host:port "
                               f"or host:port, got {self.address!r}")
-        _number("num_cpus", self.num_cpus, 0)
-        _number("num_gpus", self.num_gpus, 0)
-        _number("max_retries", self.max_retries, 0, integer=True)
-        if self.artifacts not in ARTIFACT_MODES:
-            raise ConfigError(f"executor 'ray': artifacts must be one of "
-                              f"{', '.join(ARTIFACT_MODES)}, got {self.artifacts!r}")
         if self.shared_dir is not None:
             if not isinstance(self.shared_dir, str) or not os.path.isabs(self.shared_dir):
                 raise ConfigError(f"executor 'ray': shared_dir must be an absolute path, "

@@ -27,7 +27,9 @@ from genbench.execution.preflight import check_suite
 from genbench.plan.scheduling import schedule
 from genbench.plan.spec import SuiteSpec
 from genbench.results.store import JobRecord, MetricRecord, ResultStore, TrainingRecord
-from genbench.execution.training import checkpoint_finished, overrides_fit, resolve_device
+from genbench.execution.checkpoints import checkpoint_finished
+from genbench.execution.devices import resolve_device
+from genbench.execution.training import overrides_fit
 from genbench.execution.worker import (PreparedDataset, WorkerContext, build_dataset, dataset_key, failed_record,
                      run_job, setup_worker)
 

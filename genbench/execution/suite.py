@@ -7,6 +7,7 @@ publishes the suite's boards (:func:`genbench.results.publish.publish`) and retu
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import sys
 from dataclasses import dataclass, field
@@ -64,13 +65,18 @@ def load_spec(spec: SuiteSpec | Mapping[str, Any] | str | Path | None) -> SuiteS
                       f"{type(spec).__name__}")
 
 
+def _takes_address(executor_cls: type) -> bool:
+    """Whether the executor's ``Options`` declare an ``address`` (what ``--address`` sets)."""
+    return any(f.name == "address" for f in dataclasses.fields(executor_cls.Options))
+
+
 def publish_run(runner: SuiteRunner, report: SuiteReport, *,
                 outputs: Mapping[str, str | Path] | None = None) -> Publication:
     """Publish ``runner``'s suite after ``report``: every stored row of the suite (and the
     run's own rows, which another suite may have stored first) into
     ``<out>/leaderboards``, and each format of ``outputs`` into its folder."""
     return publish(runner.store, runner.out_dir / "leaderboards", runner.registries.formats,
-                   suite=runner.spec.name, include=report.fingerprints,
+                   registries=runner.registries, suite=runner.spec.name, include=report.fingerprints,
                    primary=runner.spec.primary_metric,
                    descriptions=metric_descriptions(runner.registries), outputs=outputs)
 
@@ -111,9 +117,12 @@ def run_and_publish(spec: SuiteSpec | Mapping[str, Any] | str | Path | None = No
     suite = load_spec(spec)
     # Another executor than the spec's starts from no options: the spec's are not its own.
     base_options = suite.executor_options if executor in (None, suite.executor) else {}
-    if address is not None and (executor or suite.executor) != "ray":
-        raise ConfigError(f"--address names a Ray cluster, but this run's executor is "
-                          f"{executor or suite.executor!r}; add --executor ray")
+    chosen = executor or suite.executor
+    if address is not None and not _takes_address(registries.executors.get(chosen)):
+        takers = [e.name for e in registries.executors if _takes_address(e.obj)]
+        raise ConfigError(f"--address names a cluster, but this run's executor {chosen!r} "
+                          f"takes no address option; add "
+                          f"{' or '.join(f'--executor {n}' for n in takers) or 'an executor that does'}")
     suite = suite.select(
         registries, models=_listed(models), datasets=_listed(datasets),
         metrics=_listed(metrics), seeds=_listed(seeds), device=device,

@@ -1,83 +1,27 @@
-"""The training engine: device, seeding, budgets, AMP, checkpoints with resume, NaN guard."""
+"""The training loop: budgets, checkpoints with resume, the NaN guard; :func:`train`."""
 
 from __future__ import annotations
 
-import contextlib
 import math
-import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from genbench.api.budget import Budget
-from genbench.execution.checkpoints import load_checkpoint_file
-from genbench.api.data import DataInfo, TensorSplit
+from genbench.api.data import TensorSplit
 from genbench.api.errors import CheckpointCorruptError, ConfigError, TrainingDiverged
 from genbench.api.model import GenerativeModel
 from genbench.api.paths import atomic_write
-
-CHECKPOINT_FORMAT = 1
-
-
-def _cuda_problem(device: torch.device) -> str | None:
-    if not torch.cuda.is_available():
-        return "CUDA is not available; use --device auto or cpu"
-    if device.index is not None and device.index >= torch.cuda.device_count():
-        return (f"this machine has {torch.cuda.device_count()} CUDA device(s), "
-                f"numbered from 0")
-    return None
-
-
-def _mps_problem(device: torch.device) -> str | None:
-    mps = getattr(torch.backends, "mps", None)
-    return None if mps is not None and mps.is_available() else "MPS is not available"
-
-
-#: The device types genbench trains and evaluates on, each with why it cannot be used here
-#: (``None``: it can). Others torch knows (``meta``, ``xla``, ...) are refused before training.
-DEVICE_TYPES = {"cpu": lambda device: None, "cuda": _cuda_problem, "mps": _mps_problem}
-
-
-def resolve_device(name: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` picks CUDA, then MPS, then the CPU; any other name is checked and used."""
-    if isinstance(name, torch.device):
-        return name
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if _mps_problem(torch.device("mps")) is None:
-            return torch.device("mps")
-        return torch.device("cpu")
-    valid = "use auto, cpu, cuda, cuda:N or mps"
-    try:
-        device = torch.device(name)
-    except (RuntimeError, TypeError) as exc:
-        raise ConfigError(f"unknown device {name!r}; {valid}") from exc
-    problem = DEVICE_TYPES.get(device.type)
-    if problem is None:
-        raise ConfigError(f"device {name!r} is not one genbench runs on; {valid}")
-    reason = problem(device)
-    if reason is not None:
-        raise ConfigError(f"device {name!r} requested but {reason}")
-    return device
-
-
-def device_description(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"cuda ({torch.cuda.get_device_name(device)})"
-    return device.type
-
-
-def seed_everything(seed: int) -> None:
-    """Seed python, numpy and torch (all devices)."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
+from genbench.execution.amp import autocast, mixed_precision, scaler_overflowed
+from genbench.execution.batches import (LoaderBatches, TensorBatches, batches_per_step,
+                                        total_train_steps)
+from genbench.execution.checkpoints import CHECKPOINT_FORMAT, is_checkpoint_of, load_checkpoint_file
+from genbench.execution.devices import resolve_device, seed_everything
+from genbench.execution.previews import Preview
 
 
 @dataclass
@@ -100,155 +44,10 @@ class TrainResult:
     amp_skipped_steps: int = 0
 
 
-def checkpoint_finished(path: str | Path, fingerprint: str, *, raise_corrupt: bool = False) -> bool:
-    """Whether ``path`` holds a finished checkpoint of the training ``fingerprint`` (read
-    memory-mapped: its tensors are not loaded). A file that does not load is not one, or
-    with ``raise_corrupt`` raises :class:`~genbench.api.errors.CheckpointCorruptError`."""
-    try:
-        state = load_checkpoint_file(path, mmap=True)
-    except FileNotFoundError:
-        return False
-    except CheckpointCorruptError:
-        if raise_corrupt:
-            raise
-        return False
-    return _is_checkpoint_of(state, fingerprint) and bool(state.get("done"))
-
-
-def _is_checkpoint_of(state: Any, fingerprint: str) -> bool:
-    return (isinstance(state, dict) and state.get("format") == CHECKPOINT_FORMAT
-            and state.get("fingerprint") == fingerprint)
-
-
 def overrides_fit(model: GenerativeModel | type[GenerativeModel]) -> bool:
     """Whether a model (or model class) trains through its own ``fit``."""
     cls = model if isinstance(model, type) else type(model)
     return cls.fit is not GenerativeModel.fit
-
-
-class _TensorBatches:
-    """Shuffled batches of an in-memory split, indexed on the device: no per-item collation."""
-
-    def __init__(self, x: torch.Tensor, batch_size: int, device: torch.device, seed: int):
-        self.x = x.to(device, non_blocking=True)
-        self.batch_size, self.seed = batch_size, seed
-        self.per_epoch = max(1, len(x) // batch_size)
-
-    def from_step(self, step: int):
-        epoch, offset = divmod(step, self.per_epoch)
-        n = len(self.x)
-        while True:
-            g = torch.Generator().manual_seed(self.seed * 7919 + epoch)
-            perm = torch.randperm(n, generator=g).to(self.x.device)
-            bs = min(self.batch_size, n)
-            for i in range(offset, self.per_epoch):
-                yield self.x[perm[i * bs:(i + 1) * bs]]
-            epoch, offset = epoch + 1, 0
-
-
-class _LoaderBatches:
-    """Shuffled batches streamed through a DataLoader (folders and other lazy sets)."""
-
-    def __init__(self, data: Dataset, batch_size: int, device: torch.device, seed: int,
-                 num_workers: int | None = None):
-        self.data, self.batch_size, self.device, self.seed = data, batch_size, device, seed
-        self.per_epoch = max(1, len(data) // batch_size)
-        if num_workers is None and len(data) > 4 * batch_size:
-            # Within this job's share of the cores (its torch threads, set by the executor):
-            # loader processes beside several jobs' threads would oversubscribe the CPU.
-            num_workers = min(4, torch.get_num_threads() - 1)
-        self.num_workers = max(0, num_workers or 0)
-
-    def from_step(self, step: int):
-        epoch, offset = divmod(step, self.per_epoch)
-        while True:
-            g = torch.Generator().manual_seed(self.seed * 7919 + epoch)
-            loader = DataLoader(
-                self.data, batch_size=min(self.batch_size, len(self.data)), shuffle=True,
-                generator=g, drop_last=len(self.data) >= self.batch_size,
-                num_workers=self.num_workers, pin_memory=self.device.type == "cuda",
-                persistent_workers=False,
-            )
-            for i, batch in enumerate(loader):
-                if i < offset:
-                    continue
-                x = batch[0] if isinstance(batch, (tuple, list)) else batch
-                yield x.to(self.device, non_blocking=True).float()
-            epoch, offset = epoch + 1, 0
-
-
-def total_train_steps(budget: Budget, n_items: int, batches_per_step: int = 1) -> int:
-    """``train_step`` calls a budget allows: ``budget.steps``, or for an epoch budget the
-    calls that pass over the data ``epochs`` times when each call takes ``batches_per_step``
-    batches (at least one call)."""
-    if budget.steps is not None:
-        return budget.steps
-    return max(1, budget.total_steps(n_items) // batches_per_step)
-
-
-def _batches_per_step(model: GenerativeModel) -> int:
-    k = getattr(model, "batches_per_step", 1)
-    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
-        raise ConfigError(f"{type(model).__name__}.batches_per_step must be a positive integer, "
-                          f"got {k!r}")
-    return k
-
-
-#: Below this gradient scale a non-finite loss is a divergence, not an fp16 overflow.
-MIN_AMP_SCALE = 1.0
-
-
-def _scaler_overflowed(model: GenerativeModel, scaler: torch.amp.GradScaler,
-                       backoffs_before: int) -> bool:
-    """Whether the scaler skipped one of the step's optimizer updates (it lowered its scale,
-    counted in ``optimizer_step``, so a backoff is seen even when a later update of the same
-    step grew the scale back) and its scale is still high enough for an overflow to explain
-    a non-finite loss."""
-    return model._amp_backoffs > backoffs_before and scaler.get_scale() >= MIN_AMP_SCALE
-
-
-class _Preview:
-    """The last finite preview samples of a model that opts in with ``preview_samples``."""
-
-    def __init__(self, model: GenerativeModel, seed: int):
-        self.model, self.seed = model, seed
-        n = getattr(model, "preview_samples", 0)
-        self.n = n if isinstance(n, int) and not isinstance(n, bool) and n > 0 else 0
-        self.samples: torch.Tensor | None = None
-
-    def take(self) -> None:
-        """Draw the preview (eval mode, a seeded CPU generator, no gradients); keep it if finite.
-        The modules' train/eval modes are restored exactly afterwards."""
-        if not self.n:
-            return
-        modes = [(m, m.training) for m in self.model.modules()]
-        self.model.eval()
-        try:
-            with torch.no_grad():
-                x = self.model.sample(self.n, generator=torch.Generator().manual_seed(self.seed))
-        finally:
-            for m, mode in modes:
-                m.training = mode
-        x = x.detach().float().cpu()
-        if torch.isfinite(x).all():
-            self.samples = x
-
-    def write(self, checkpoint_path: Path | None, batch) -> str | None:
-        """Write the kept preview as ``preview.png`` beside the checkpoint (the run folder);
-        ``batch`` (real data) is drawn behind 2-D samples. Returns the path, or None."""
-        if self.samples is None or checkpoint_path is None:
-            return None
-        from genbench.results.figures import save_sample_grid
-
-        x = self.samples
-        info = DataInfo(name="preview", kind="image" if x.dim() == 4 else "vector",
-                        shape=tuple(x.shape[1:]))
-        real = batch if isinstance(batch, torch.Tensor) else batch[0]
-        real = real.detach().float().cpu()
-        real = real[torch.isfinite(real.flatten(1)).all(1)]
-        path = save_sample_grid(x, info, Path(checkpoint_path).parent / "preview.png",
-                                reference=real)
-        return None if path is None else str(path)
 
 
 class Trainer:
@@ -318,7 +117,7 @@ class Trainer:
             state = load_checkpoint_file(self.checkpoint_path, map_location=self.device)
         except FileNotFoundError:
             return None
-        if not _is_checkpoint_of(state, self.fingerprint):
+        if not is_checkpoint_of(state, self.fingerprint):
             return None
         try:
             model.load_state_dict(state["model"])
@@ -382,15 +181,10 @@ class Trainer:
         if not callable(getattr(model, "train_step", None)):
             raise ConfigError(f"{type(model).__name__} defines neither train_step nor fit")
 
-        amp_dtype = None
-        scaler = self.grad_scaler
-        if self.amp:
-            amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-            if amp_dtype is torch.float16 and scaler is None:
-                scaler = torch.amp.GradScaler("cuda")
+        amp_dtype, scaler = mixed_precision(self.amp, self.grad_scaler)
         model._grad_scaler = scaler
 
-        per_step = _batches_per_step(model)
+        per_step = batches_per_step(model)
         total = total_train_steps(budget, len(data), per_step)
         seed_everything(self.seed)
         state = self.load_checkpoint(model, scaler)
@@ -404,17 +198,16 @@ class Trainer:
                                history=list(state.get("history", [])))
 
         if isinstance(data, TensorSplit):
-            batches = _TensorBatches(data.x, budget.batch_size, self.device, self.seed)
+            batches = TensorBatches(data.x, budget.batch_size, self.device, self.seed)
         else:
-            batches = _LoaderBatches(data, budget.batch_size, self.device, self.seed)
-        autocast = (torch.autocast(self.device.type, dtype=amp_dtype) if amp_dtype is not None
-                    else contextlib.nullcontext())
+            batches = LoaderBatches(data, budget.batch_size, self.device, self.seed)
+        precision = autocast(self.device, amp_dtype)
         history: list[dict[str, float]] = list(state.get("history", [])) if state is not None else []
         bar = self._progress_bar(total, start)
         model.train()
         step = start
         result = TrainResult("ok", start, 0.0, resumed_from=start)
-        preview = _Preview(model, self.seed)
+        preview = Preview(model, self.seed)
         # the time budget counts training done by earlier (interrupted) processes too
         deadline = None if budget.max_seconds is None else t0 + budget.max_seconds - earlier
         try:
@@ -425,13 +218,13 @@ class Trainer:
                 batch = self._local_batch(
                     next(it) if per_step == 1 else tuple(next(it) for _ in range(per_step)))
                 backoffs = model._amp_backoffs
-                with autocast:
+                with precision:
                     out = model.train_step(batch, step)
                 new_losses = self._global_losses({k: float(v) for k, v in out.items()})
                 step += 1
                 if not all(math.isfinite(v) for v in new_losses.values()):
                     skipped_in_a_row += 1
-                    if scaler is not None and _scaler_overflowed(model, scaler, backoffs):
+                    if scaler is not None and scaler_overflowed(model, scaler, backoffs):
                         result.amp_skipped_steps += 1  # the scaler skipped it: keep training
                     else:
                         losses = new_losses

@@ -30,7 +30,8 @@ from genbench.results.figures import save_sample_grid
 from genbench.registry.identity import canonical_hash, code_identity, environment_versions
 from genbench.plan.jobs import DatasetSource, Job, Training
 from genbench.results.store import JobRecord, MetricRecord, TrainingRecord
-from genbench.execution.training import Trainer, device_description, resolve_device, seed_everything
+from genbench.execution.devices import device_description, resolve_device, seed_everything
+from genbench.execution.training import Trainer
 
 
 class TrainingUnavailableError(GenbenchError):

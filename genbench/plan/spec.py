@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from genbench.api.budget import Budget
-from genbench.registry.parameters import validate_config, validate_sampling
-from genbench.api.errors import ConfigError, SpecError, UnknownNameError
+from genbench.registry.parameters import validate_config, validate_run_sampling
+from genbench.api.errors import ConfigError, SpecError
 from genbench.registry.identity import canonical_hash
 from genbench.plan.labels import bracket, default_label
 from genbench.plan.references import ModelConfig, resolve_model
@@ -348,14 +348,8 @@ class SuiteSpec:
             for where, overrides in _reference_budgets(self.model_config(registries, e),
                                                        f"model {e.label!r}"):
                 self._check_batch_size(merged_budget(self.budget, overrides, where), where)
-            settings = validate_sampling(registries.models.get(e.name), e.sampling,
-                                         f"model {e.label!r}")
-            # `sampler` names a registered diffusion sampler (see genbench.api.sampler)
-            if isinstance(settings.get("sampler"), str):
-                try:
-                    registries.samplers.get(settings["sampler"])
-                except UnknownNameError as exc:
-                    raise ConfigError(f"model {e.label!r}: sampling setting 'sampler': {exc}") from None
+            validate_run_sampling(registries, registries.models.get(e.name), e.sampling,
+                                  f"model {e.label!r}")
         for name in self.baselines or ():
             registries.models.get(name)
         if self.primary_metric is not None:

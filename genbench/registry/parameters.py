@@ -21,7 +21,7 @@ from __future__ import annotations
 import inspect
 from typing import Any, Mapping
 
-from genbench.api.errors import ConfigError
+from genbench.api.errors import ConfigError, UnknownNameError
 from genbench.api.model import ModelRef
 # Reading declarations and checking a value against one live with the contracts (so that
 # direct construction is checked too); re-exported here, where values enter a run.
@@ -137,6 +137,20 @@ def validate_sampling(model_cls: type, settings: Mapping[str, Any], what: str) -
         if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         out[key] = value
+    return out
+
+
+def validate_run_sampling(registries: Any, model_cls: type, settings: Mapping[str, Any],
+                          what: str) -> dict[str, Any]:
+    """:func:`validate_sampling`, and a ``sampler`` setting that is a name must be registered
+    in ``registries`` (see :mod:`genbench.api.sampler`): how a suite's spec and
+    :func:`genbench.evaluate` check the sampling settings they are given."""
+    out = validate_sampling(model_cls, settings, what)
+    if isinstance(out.get("sampler"), str):
+        try:
+            registries.samplers.get(out["sampler"])
+        except UnknownNameError as exc:
+            raise ConfigError(f"{what}: sampling setting 'sampler': {exc}") from None
     return out
 
 

@@ -14,26 +14,24 @@ column) and ``columns`` (:class:`Column`, in the suite's metric order). A column
 metric key under one protocol: rows whose values came from another feature extractor,
 sample count or reference set get their own column, named with what differs.
 
-Renderings: Markdown (a headline table that fits a page, or ``full``), a tidy CSV (one line
-per cell, with suite and dataset columns) and a booktabs LaTeX ``tabular``; the output
-formats (registered through ``register_formats``) use them, and :mod:`genbench.results.publish`
-writes a run's files. The HTML report is :mod:`genbench.results.report`.
+A board's text (Markdown, a terminal table, a tidy CSV, LaTeX) comes from
+:mod:`genbench.results.rendering`, its sample figures from :mod:`genbench.results.sample_figures`;
+:mod:`genbench.results.publish` writes a run's files. The HTML report is :mod:`genbench.results.report`.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from genbench.api.errors import ConfigError
 from genbench.api.metric import DEFAULT_BOARD_KIND, KeyPresentation
-from genbench.plan.jobs import board_file, evaluation_dirname
+from genbench.results import rendering
 from genbench.results.declarations import UNDECLARED, Declarations
-from genbench.results.statistics import CONFIDENCE, best_marks, ranks, summarize
+from genbench.results.statistics import best_marks, ranks, summarize
 from genbench.results.store import ResultStore
 
 #: Metric details that define a column's protocol: values differing in one never share it.
@@ -151,98 +149,42 @@ class Leaderboard:
             return chosen
         return list(self.columns) if full else self.headline_columns()
 
-    # -- text ------------------------------------------------------------------------------
+    # -- text (see genbench.results.rendering) -------------------------------------------
 
     def heading(self) -> str:
         """What the table shows and how it is ordered, references included."""
-        parts = [f"{self.dataset} — suite {self.suite}"]
-        if self.primary:
-            c = self.column(self.primary)
-            way = {True: "higher is better", False: "lower is better"}.get(c.higher_is_better, "")
-            parts.append(f"sorted by {self.primary}" + (f" ({way})" if way else ""))
-        refs = self.rows.loc[self.rows["reference"], "model"].tolist()
-        if refs:
-            parts.append(f"reference rows ({', '.join(refs)}) first and unranked")
-        return "; ".join(parts)
+        return rendering.heading(self)
 
     def legend(self, columns: list[Column]) -> list[str]:
         """Footnotes: what ± means, the best marking, samples per column, single-seed rows."""
-        level = f"{CONFIDENCE:.0%}"
-        seeds = self.rows["n"].unique()
-        if len(seeds) == 1 and int(seeds[0]) == 1:  # no interval to describe
-            lines = ["one seed: values without an interval; the best value in bold"]
-        else:
-            over = f"{int(seeds[0])} seeds" if len(seeds) == 1 else "the seeds that finished (n)"
-            lines = [f"mean ± half-width of the {level} Student-t interval over {over}; best "
-                     "value and every value whose interval overlaps it in bold"]
-        if (self.rows["n"] == 1).any() and not (len(seeds) == 1):
-            lines.append("n = 1: a single seed, shown without an interval")
-        samples = {}
-        for c in columns:
-            counts = self.cells.loc[self.cells["column"] == c.name, "n_samples"].dropna().unique()
-            if len(counts):
-                samples.setdefault(", ".join(f"{int(x):,}" for x in sorted(counts)), []).append(c.name)
-        if samples:
-            lines.append("samples per metric: " + "; ".join(
-                f"{', '.join(cols)}: {count}" for count, cols in samples.items()))
-        return lines + self.notes
+        return rendering.legend(self, columns)
+
+    def caption(self) -> str:
+        """One sentence of provenance for a paper's caption."""
+        return rendering.caption(self)
 
     def display(self, columns: list[Column] | None = None, *, latex: bool = False,
                 short: bool = False, marker: str | None = None,
                 means_only: tuple[str, ...] = ()) -> pd.DataFrame:
-        """The table as strings: ``mean ± ci`` per cell, the best marked (``**`` or
-        ``\\mathbf``), an arrow on every scored column."""
-        columns = self.headline_columns() if columns is None else columns
-        text = _latex_escape if latex else str
-        lookup = {(r["model"], r["column"]): r for _, r in self.cells.iterrows()}
-        out = pd.DataFrame({"model": [text(m) for m in self.models]})
-        if self.rows["n"].nunique() > 1:
-            out["n"] = self.rows["n"].astype(int).tolist()
-        if (self.rows["status"] != "ok").any():
-            out["status"] = self.rows["status"].tolist()
-        labels = [c.name for c in columns]
-        if short:  # declared headers; two columns that would share one keep their names
-            shorts = [(c.presentation.header or c.base) + c.name[len(c.base):] for c in columns]
-            labels = [s if shorts.count(s) == 1 else c.name for s, c in zip(shorts, columns)]
-        for c, label in zip(columns, labels):
-            arrow = {True: r"$\uparrow$", False: r"$\downarrow$"}.get(c.higher_is_better, "") \
-                if latex else c.arrow
-            header = text(label) + (f" {arrow}" if arrow else "")
-            cells = []
-            for model in self.models:
-                cell = lookup.get((model, c.name))
-                cells.append("–" if cell is None else
-                             format_cell(cell["mean"], math.nan if c.base in means_only else
-                                         cell["ci"], bool(cell["best"]), latex=latex, marker=marker))
-            out[header] = cells
-        return out.reset_index(drop=True)
+        """The table as strings (see :func:`genbench.results.rendering.display`)."""
+        return rendering.display(self, columns, latex=latex, short=short, marker=marker,
+                                 means_only=means_only)
 
     def to_markdown(self, full: bool = False, metrics: list[str] | None = None) -> str:
-        columns = self.select(full, metrics)
-        body = self.display(columns, short=not full and not metrics).to_markdown(
-            index=False, disable_numparse=True)
-        notes = "".join(f"\n- {n}" for n in self.legend(columns))
-        return f"### {self.heading()}\n\n{body}\n{notes}".rstrip() + "\n"
+        """The headline table (or every column, or ``metrics``) in Markdown."""
+        return rendering.to_markdown(self, full, metrics)
 
     def to_text(self, width: int = 120) -> str:
-        """The main table for a terminal: plain columns, the best marked with ``*``, timings as
-        means only (they vary with the machine's load), notes wrapped to ``width``."""
-        import textwrap
-
-        columns = self.select()
-        timing = tuple(c.base for c in columns if c.presentation.mean_only)
-        table = self.display(columns, short=True, marker="*", means_only=timing)
-        body = table.to_markdown(index=False, disable_numparse=True, tablefmt="simple")
-        legend = [line.replace("in bold", "marked *") for line in self.legend(columns)]
-        if timing:
-            legend.insert(1, f"{', '.join(timing)}: mean only; the files give the interval")
-        notes = "".join("\n" + textwrap.fill(n, width, initial_indent="  ", subsequent_indent="    ")
-                        for n in legend)
-        return f"{textwrap.fill(self.heading(), width)}\n\n{body}\n{notes}".rstrip() + "\n"
+        """The main table for a terminal, notes wrapped to ``width``."""
+        return rendering.to_text(self, width)
 
     def to_csv(self) -> str:
         """The tidy table: one line per (model, column) with every statistic."""
-        return self.tidy().to_csv(index=False)
+        return rendering.to_csv(self)
+
+    def to_latex(self, full: bool = False, metrics: list[str] | None = None) -> str:
+        """A booktabs ``tabular`` in a ``table`` float, with a caption naming the protocol."""
+        return rendering.to_latex(self, full, metrics)
 
     def tidy(self) -> pd.DataFrame:
         """``cells`` with the suite, dataset, row and column facts joined on."""
@@ -261,116 +203,6 @@ class Leaderboard:
                  "metric", "key", "higher_is_better", "protocol", "mean", "std", "ci", "ci_low",
                  "ci_high", "n", "n_samples", "rank", "best"]
         return df[[c for c in order if c in df.columns]]
-
-    def to_latex(self, full: bool = False, metrics: list[str] | None = None) -> str:
-        """A booktabs ``tabular`` in a ``table`` float, with a caption naming the protocol."""
-        columns = self.select(full, metrics)
-        table = self.display(columns, latex=True, short=not full and not metrics)
-        spec = "l" + "r" * (len(table.columns) - 1)
-        lines = [r"\begin{table}[t]", r"\centering", r"\small",
-                 rf"\begin{{tabular}}{{{spec}}}", r"\toprule",
-                 " & ".join(table.columns) + r" \\", r"\midrule"]
-        refs = int(self.rows["reference"].sum())
-        for i, row in enumerate(table.itertuples(index=False)):
-            lines.append(" & ".join(str(v).replace("–", "--") for v in row) + r" \\")
-            if refs and i == refs - 1 and len(table) > refs:
-                lines.append(r"\midrule")
-        lines += [r"\bottomrule", r"\end{tabular}",
-                  rf"\caption{{{_latex_escape(self.caption())}}}",
-                  rf"\label{{tab:{_label(self.suite)}-{_label(self.dataset)}}}", r"\end{table}"]
-        return "\n".join(lines) + "\n"
-
-    def caption(self) -> str:
-        """One sentence of provenance for a paper's caption."""
-        p = self.provenance
-        parts = [self.heading() + "."]
-        parts.append(f"Mean ± {CONFIDENCE:.0%} t-interval over seeds; best and overlapping in bold.")
-        if p.get("extractors"):
-            parts.append("Features: " + ", ".join(f"{k} (sha256 {v[:12]})" if v else k
-                                                  for k, v in p["extractors"].items()) + ".")
-        v = p.get("versions") or {}
-        if v:
-            parts.append(f"genbench {v.get('genbench', '?')}, torch {v.get('torch', '?')}, "
-                         f"torch-fidelity {v.get('torch-fidelity', '?')}.")
-        if p.get("spec_hashes"):
-            parts.append(f"Spec {', '.join(p['spec_hashes'])}; device {', '.join(p.get('devices', []))}.")
-        return " ".join(parts)
-
-
-# -- formatting ------------------------------------------------------------------------------
-
-_LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
-                  "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\^{}",
-                  "±": r"$\pm$", "–": "--", "—": "---", "↑": r"$\uparrow$", "↓": r"$\downarrow$"}
-
-
-def _latex_escape(text: str) -> str:
-    return "".join(_LATEX_SPECIAL.get(c, c) for c in str(text))
-
-
-def _label(text: str) -> str:
-    return "".join(c if c.isalnum() else "-" for c in str(text))
-
-
-def format_cell(mean: float, ci: float, best: bool = False, *, latex: bool = False,
-                marker: str | None = None) -> str:
-    """``mean ± ci`` (see :func:`_fmt`), or the mean alone without an interval; when ``best``,
-    bold (Markdown or LaTeX) or followed by ``marker``."""
-    text = _fmt(mean, ci)
-    if text == "–":
-        return "--" if latex else text
-    if marker is not None:
-        return text + (marker if best else " " * len(marker))
-    if latex:
-        inner = text.replace(" ± ", r" \pm ")
-        return rf"$\mathbf{{{inner}}}$" if best else f"${inner}$"
-    return f"**{text}**" if best else text
-
-
-def _fmt(mean: float, spread: float) -> str:
-    """``mean ± spread``: the spread to two significant digits when its first digit is 1 or 2,
-    else one (the Particle Data Group's convention), the mean to the same decimal place;
-    thousands and millions as ``k`` / ``M``, tiny values with a shared exponent."""
-    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
-        return "–"
-    if spread is None or math.isnan(spread) or math.isinf(mean) or math.isinf(spread):
-        return _num(mean)
-    if spread == 0:
-        return f"{_num(mean)} ± 0"
-    big = max(abs(mean), spread)
-    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if big >= max(scale, 1e4):
-            m, sp = _pm(mean / scale, spread / scale)
-            return f"{m}{suffix} ± {sp}{suffix}"
-    if big < 1e-3:
-        exponent = math.floor(math.log10(big))
-        m, sp = _pm(mean / 10 ** exponent, spread / 10 ** exponent)
-        return f"({m} ± {sp})e{exponent}"
-    return " ± ".join(_pm(mean, spread))
-
-
-def _pm(mean: float, spread: float) -> tuple[str, str]:
-    """``mean`` and ``spread`` as strings rounded to the spread's significant digits."""
-    digits = 2 if f"{spread:e}"[0] in "12" else 1
-    decimals = digits - 1 - math.floor(math.log10(spread))
-    rounded = round(spread, decimals)
-    if rounded and math.floor(math.log10(rounded)) > math.floor(math.log10(spread)):
-        decimals -= 1  # 0.96 -> 1.0: one digit fewer after the point
-    decimals = max(decimals, 0)
-    return f"{mean:.{decimals}f}", f"{spread:.{decimals}f}"
-
-
-def _num(x: float) -> str:
-    if math.isinf(x):
-        return "inf" if x > 0 else "-inf"
-    if float(x).is_integer() and abs(x) < 1e12:  # counts: parameters, NFE
-        return f"{int(x)}"
-    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(x) >= max(scale, 1e4):
-            return f"{x / scale:.3g}{suffix}"
-    if x != 0 and abs(x) < 1e-3:
-        return f"{x:.3e}"
-    return f"{x:.4g}"
 
 
 # -- building --------------------------------------------------------------------------------
@@ -399,8 +231,10 @@ def build_leaderboards(store: ResultStore, *, suite: str | None = None,
 
     ``primary`` sorts by that column (``metric.key`` or a column name), else by the suite's
     first primary metric; ``descriptions`` (metric name -> text) become column tooltips.
-    ``registries`` (default: the process's) declare how metric keys are presented and which
-    models are reference rows (:class:`~genbench.results.declarations.Declarations`).
+    ``registries`` declare how metric keys are presented and which models are reference
+    rows (:class:`~genbench.results.declarations.Declarations`): a run's publish step and
+    ``genbench leaderboard`` pass theirs; only a direct call on a store without them (a
+    notebook reading ``results.db``) falls back to the process's.
     """
     jobs = select_jobs(store, suite=suite, include=include)
     if jobs.empty:
@@ -577,64 +411,3 @@ def _provenance(jobs: pd.DataFrame) -> dict[str, Any]:
             "versions": versions,
             "devices": sorted({str(d) for d in jobs["device"].dropna()}),
             "extractors": extractors}
-
-
-# -- files -----------------------------------------------------------------------------------
-
-def save_sample_figures(boards: dict[tuple[str, str], Leaderboard], store: ResultStore,
-                        directory: str | Path) -> list[Path]:
-    """Beside each board, ``<dataset>-samples.png``: each model's samples (its lowest
-    finished seed), in the board's order. Returns the paths written.
-
-    On a 2-D mixture measured by a key of role ``mode_count`` (see
-    :attr:`~genbench.KeyPresentation.role`: its metric's details record the true centres),
-    every panel draws the centres and their 3-std circles under the samples, on shared axes,
-    with that job's stored mode count in its title (counted from the samples if it has none)."""
-    import torch
-
-    from genbench.results.figures import save_model_comparison
-
-    values = store.metric_values()
-    written = []
-    for board in boards.values():
-        declared = _declared_modes(values, board)
-        mine = board.jobs[board.jobs["status"] == "ok"].sort_values("seed", kind="stable")
-        samples, counts, modes = {}, {}, None
-        for model in board.models:
-            rows = mine[mine["model"] == model]
-            path = None
-            if len(rows):  # run directories are stored relative to results.db's folder
-                row = rows.iloc[0]
-                path = (store.path.parent / row["run_dir"] / evaluation_dirname(row["fingerprint"])
-                        / "samples.pt")
-            if path is not None and path.exists():
-                samples[model] = torch.load(path, weights_only=True)
-                if row["fingerprint"] in declared:
-                    found = declared[row["fingerprint"]]
-                    modes = modes or found
-                    if found["count"] is not None:
-                        counts[model] = found["count"]
-        extra = {} if modes is None else dict(
-            modes=torch.tensor(modes["centres"]), mode_std=modes["std"],
-            within=modes["within"], mode_counts=counts)
-        out = save_model_comparison(
-            samples, board_file(directory, board.suite, board.dataset, "-samples.png"), **extra)
-        if out is not None:
-            written.append(out)
-    return written
-
-
-def _declared_modes(values: pd.DataFrame, board: Leaderboard) -> dict[str, dict]:
-    """Per job fingerprint, the mixture a ``mode_count`` key of ``board`` measured (from its
-    metric's recorded ``mode_centres``, ``mode_std``, ``within_std``) and the modes it
-    counted (None if none)."""
-    counted = {(c.metric, c.key) for c in board.columns if c.presentation.role == "mode_count"}
-    mine = [(m, k) in counted for m, k in zip(values["metric"], values["key"])]
-    out = {}
-    for r in values[mine].itertuples():
-        d = r.details
-        if isinstance(d, dict) and d.get("mode_centres") and d.get("mode_std"):
-            count = None if pd.isna(r.value) else float(r.value)
-            out[r.fingerprint] = {"centres": d["mode_centres"], "std": float(d["mode_std"]),
-                                  "within": float(d.get("within_std", 3.0)), "count": count}
-    return out

@@ -30,7 +30,10 @@ def _class_path(obj: Any) -> str:
 
 class Declarations:
     """The metric classes behind the labels of ``jobs`` (``store.jobs()`` rows, the latest
-    last) and the models' declarations, from ``registries`` (default: the process's)."""
+    last) and the models' declarations, from ``registries``. Publishing and the CLI pass
+    theirs; the process's are the fallback only for a direct library call that has none
+    (:func:`~genbench.results.boards.build_leaderboards` or
+    :func:`~genbench.results.plots.quality_column` on a store in a notebook)."""
 
     def __init__(self, jobs: pd.DataFrame | None = None, registries=None):
         self._registries = registries

@@ -47,18 +47,21 @@ def metric_table(jobs: pd.DataFrame, values: pd.DataFrame) -> pd.DataFrame:
 
 
 def quality_column(values: pd.DataFrame, primary: str | None = None,
-                   presentations: dict[str, KeyPresentation] | None = None) -> str | None:
+                   presentations: dict[str, KeyPresentation] | None = None, *,
+                   registries=None) -> str | None:
     """The column quality plots use: ``primary`` when measured, else the measured key whose
     presentation declares the lowest ``quality``, else the leaderboard's primary (the first
     metric's primary key) unless its role is an axis (``sampling_speed``, ``nfe``); None if none is
     measured. ``presentations``: ``metric.key`` -> :class:`~genbench.KeyPresentation`
-    (default: looked up by metric label, see
-    :class:`~genbench.results.declarations.Declarations`)."""
+    (default: looked up by metric label in ``registries``, see
+    :class:`~genbench.results.declarations.Declarations`; :func:`save_plots` passes the
+    board's, so the process's registries are a fallback only for a direct call with
+    neither)."""
     values = values[values["key"].notna() & values["value"].notna()]
     values = values.sort_values("position", kind="stable")
     pairs = list(dict.fromkeys(zip(values["metric"], values["key"])))
     if presentations is None:
-        declarations = Declarations()
+        declarations = Declarations(registries=registries)
         presentations = {f"{m}.{k}": declarations.presentation(m, k) for m, k in pairs}
     columns = [f"{m}.{k}" for m, k in pairs]
     if primary in columns:

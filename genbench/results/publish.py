@@ -16,11 +16,13 @@ from typing import TYPE_CHECKING, Mapping
 from genbench.api.formats import OutputFormat
 from genbench.api.paths import atomic_write
 from genbench.plan.jobs import board_file
-from genbench.results.boards import Leaderboard, build_leaderboards, save_sample_figures
+from genbench.results.boards import Leaderboard, build_leaderboards
+from genbench.results.sample_figures import save_sample_figures
 from genbench.results.plots import save_plots
 from genbench.results.store import ResultStore
 
 if TYPE_CHECKING:
+    from genbench.registry.manager import Registries
     from genbench.registry.registries import Registry
 
 Boards = Mapping[tuple[str, str], Leaderboard]
@@ -71,16 +73,18 @@ def write_formats(boards: Boards, store: ResultStore, directory: str | Path,
 
 
 def publish(store: ResultStore, directory: str | Path, formats: "Registry", *,
-            suite: str | None = None, include: list[str] | None = None,
-            primary: str | None = None, descriptions: dict[str, str] | None = None,
+            registries: "Registries", suite: str | None = None,
+            include: list[str] | None = None, primary: str | None = None,
+            descriptions: dict[str, str] | None = None,
             outputs: Mapping[str, str | Path] | None = None) -> Publication:
     """Build the boards (:func:`~genbench.results.boards.build_leaderboards` with ``suite``,
-    ``include``, ``primary`` and ``descriptions``) and write them into ``directory``: sample
+    ``include``, ``primary``, ``descriptions`` and the run's ``registries``, whose metrics
+    and models declare how results are presented) and write them into ``directory``: sample
     figures, plots, then every published format of the ``formats`` registry; each format
     named in ``outputs`` writes into the folder given there. ``include`` (the run's job
     fingerprints) also tells the formats which jobs are the run's."""
     boards = build_leaderboards(store, suite=suite, include=include, primary=primary,
-                                descriptions=descriptions)
+                                descriptions=descriptions, registries=registries)
     files = save_sample_figures(boards, store, directory)
     files += save_plots(boards, store, directory)
     files += write_formats(boards, store, directory, published_formats(formats),

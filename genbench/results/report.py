@@ -130,7 +130,7 @@ def _column_view(c: Column, headline: bool) -> dict[str, Any]:
 
 
 def _cell_view(board: Leaderboard, model: str, c: Column, headline: bool) -> dict[str, Any]:
-    from genbench.results.boards import format_cell
+    from genbench.results.rendering import format_cell
     from genbench.results.statistics import CONFIDENCE
 
     extra = [] if headline else ["extra"]

@@ -31,7 +31,7 @@ import pandas as pd
 
 from genbench.api.errors import OutputNotWritableError, StoreCorruptError
 from genbench.api.paths import ensure_writable_dir
-from genbench.evaluation.scoring import MetricRecord  # a job's record holds them; re-exported
+from genbench.evaluation.records import MetricRecord  # a job's record holds them; re-exported
 
 SCHEMA_VERSION = 1
 

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from genbench import (BenchmarkDataset, ConfigError, DataInfo, TensorSplit, hookimpl,
-                      tensor_fingerprint)
+                      registered_name, tensor_fingerprint)
 
 from .options import Count, TestFraction
 from .stacking import STACKED_CLASSES, stack, stacked_indices
@@ -61,12 +61,13 @@ class Digits(BenchmarkDataset):
         try:
             return self._splits[name]
         except KeyError:
-            raise ConfigError(f"digits has no split {name!r}; valid splits: train, test") from None
+            raise ConfigError(f"{registered_name(self)} has no split {name!r}; "
+                              "valid splits: train, test") from None
 
     def info(self) -> DataInfo:
         tr, te = self._splits["train"], self._splits["test"]
         return DataInfo(
-            name="digits", kind="image", shape=(1, 8, 8), num_classes=10,
+            name=registered_name(self), kind="image", shape=(1, 8, 8), num_classes=10,
             feature_extractor="digits-cnn",
             fingerprint=tensor_fingerprint(tr.x, tr.labels, te.x, te.labels),
         )
@@ -116,13 +117,14 @@ class StackedDigits(BenchmarkDataset):
 
     def split(self, name: str) -> TensorSplit:
         if name not in ("train", "test"):
-            raise ConfigError(f"stacked-digits has no split {name!r}; valid splits: train, test")
+            raise ConfigError(f"{registered_name(self)} has no split {name!r}; "
+                              "valid splits: train, test")
         return self._built[name][0]
 
     def info(self) -> DataInfo:
         tr, te = self.split("train"), self.split("test")
         return DataInfo(
-            name="stacked-digits", kind="image", shape=(3, 8, 8), num_classes=STACKED_CLASSES,
+            name=registered_name(self), kind="image", shape=(3, 8, 8), num_classes=STACKED_CLASSES,
             feature_extractor="digits-cnn",
             fingerprint=tensor_fingerprint(tr.x, tr.labels, te.x, te.labels),
             extra={"source": "digits", "label": "100*d1 + 10*d2 + d3 (digits in channels 0, 1, 2)"},

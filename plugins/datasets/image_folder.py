@@ -30,7 +30,8 @@ import torch
 from annotated_types import Ge
 from torch.utils.data import Dataset
 
-from genbench import BenchmarkDataset, ConfigError, DataInfo, DataUnavailableError, hookimpl
+from genbench import (BenchmarkDataset, ConfigError, DataInfo, DataUnavailableError, hookimpl,
+                      registered_name)
 
 from .options import TestFraction
 
@@ -287,6 +288,7 @@ class ImageFolder(BenchmarkDataset):
         """sha256 (16 hex chars) of every kept file's bytes and relative path, its split and
         label, and the options (conversion and split). Computed once per instance."""
         if self._fingerprint is None:
+            # A fixed salt, not registered_name: the hash must not depend on the set's name.
             h = hashlib.sha256(
                 f"image-folder|{self.size}|{self.channels}|{self.crop}|{self.test_fraction}|"
                 f"{self.split_seed}".encode())
@@ -303,7 +305,7 @@ class ImageFolder(BenchmarkDataset):
 
     def info(self) -> DataInfo:
         return DataInfo(
-            name="image-folder", kind="image", shape=(self.channels, self.size, self.size),
+            name=registered_name(self), kind="image", shape=(self.channels, self.size, self.size),
             num_classes=len(self.classes) or None, feature_extractor="inception-v3-compat",
             fingerprint=self.fingerprint(),
             extra={"path": str(self.path), "classes": self.classes,

@@ -11,7 +11,10 @@ class TensorBoardEvents(OutputFormat):
 
     One folder per training behind the boards, a scalar ``loss/<name>`` per loss column."""
 
+    description = ("each training's losses as TensorBoard event files, one folder per "
+                   'training (needs: pip install "genbench[tensorboard]")')
     published = False
+    option = "--tensorboard"
 
     def check(self, directory):
         from genbench import check_tensorboard_folder

@@ -21,7 +21,7 @@ The step after the smallest timestep lands on alpha-bar = 1: the clean sample.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal, get_args
 
 import numpy as np
 import torch
@@ -29,16 +29,20 @@ from annotated_types import Gt
 
 from genbench import ConfigError, Sampler
 
-SPACINGS = ("uniform", "quadratic")
+#: How the built-in samplers may space their timesteps (see the module docstring).
+Spacing = Literal["uniform", "quadratic"]
+SPACINGS = get_args(Spacing)
 #: ``clip_sample``: the bound the predicted clean sample is clipped to, or None.
 ClipSample = Annotated[float, Gt(0)] | None
 
 
 def spaced_timesteps(num_train_timesteps: int, steps: int, spacing: str) -> torch.Tensor:
-    """The timesteps of ``spacing`` (see the module docstring), descending, without repeats."""
+    """The timesteps of ``spacing`` (see the module docstring), descending, without repeats.
+    ``spacing`` is a model's sampling setting whose choices are the sampler's (see
+    :data:`Spacing`), and ``steps`` is bounded by ``T``: both are checked here."""
     if spacing not in SPACINGS:
         raise ConfigError(f"unknown spacing {spacing!r}; valid spacings: {', '.join(SPACINGS)}")
-    if not 1 <= steps <= num_train_timesteps:  # the sampling setting's type is declared
+    if not 1 <= steps <= num_train_timesteps:
         raise ConfigError(f"steps must be an integer from 1 to the {num_train_timesteps} training "
                           f"timesteps, got {steps!r}")
     if spacing == "uniform":
@@ -70,7 +74,7 @@ class DiscreteSampler(Sampler):
         self.clip_sample = None if clip_sample is None else float(clip_sample)
         self.set_timesteps(self.num_train_timesteps, "uniform")
 
-    def set_timesteps(self, steps: int, spacing: str = "uniform") -> None:
+    def set_timesteps(self, steps: int, spacing: Spacing = "uniform") -> None:
         """``steps`` timesteps spaced ``uniform``ly or ``quadratic``ally (DDIM paper)."""
         self.timesteps = spaced_timesteps(self.num_train_timesteps, steps, spacing)
         ts = self.timesteps.tolist()

@@ -31,7 +31,7 @@ import contextlib
 from typing import Annotated, Any
 
 import torch
-from annotated_types import Interval
+from annotated_types import Ge, Interval
 from torch.nn import functional as F
 
 from genbench import (ConfigError, DataInfo, GenerativeModel, Sampler, accepts_any_keyword,
@@ -45,27 +45,51 @@ from .schedule import Beta, ForwardProcess, Schedule, Timesteps, make_betas
 #: A dropout probability.
 Dropout = Annotated[float, Interval(ge=0, lt=1)]
 
+#: ``steps``: the timesteps a sampler visits (None: all T; at most T, which the sampler checks).
+Steps = Annotated[int, Ge(1)] | None
+#: ``spacing``: how a sampler spaces its timesteps. Its choices are the sampler's (the built-in
+#: ones take ``uniform`` and ``quadratic``, a third-party one may take others), so the
+#: sampler checks it, not this declaration.
+Spacing = str
+
 #: The keyword options a model passes to a sampler besides ``alphas_cumprod``, when the
 #: sampler's ``__init__`` names them.
 OPTIONAL_SAMPLER_OPTIONS = ("eta", "clip_sample")
 
 
+def shipped_samplers() -> dict[str, type[Sampler]]:
+    """The samplers this plugin distribution ships (``plugins/samplers``), by the names their
+    own ``register_samplers`` hooks give them: what a direct call without registries may
+    name. Imported here, not looked up in any process-wide registry."""
+    from ...samplers import ddim, ddpm
+
+    shipped: dict[str, type[Sampler]] = {}
+    for module in (ddpm, ddim):
+        module.register_samplers(register=shipped.__setitem__)
+    return shipped
+
+
 def sampler_class(sampler: str | type[Sampler], registries=None) -> type[Sampler]:
     """The sampler class for a ``sampler`` setting: a class as it is (in a run the evaluation
-    context resolves names in the run's registries), a name looked up in ``registries``
-    (:class:`~genbench.api.errors.UnknownNameError` lists their samplers). A name without
+    context resolves names in the run's registries); a name looked up in ``registries`` when
+    given (:class:`~genbench.api.errors.UnknownNameError` lists their samplers), else among
+    the samplers this distribution ships (:func:`shipped_samplers`). Any other name without
     ``registries`` is a :class:`~genbench.api.errors.ConfigError` saying what to pass: there
-    is no process-wide fallback, so a direct call samples with the samplers its caller chose."""
+    is no fallback to process-wide registries."""
     if isinstance(sampler, type) and issubclass(sampler, Sampler):
         return sampler
     if not isinstance(sampler, str):
         raise ConfigError(f"sampler must be a Sampler class or a registered sampler's name, "
                           f"got {sampler!r}")
-    if registries is None:
-        raise ConfigError(f"sampler {sampler!r} is a name, and no registries were given to look "
-                          f"it up in: pass the class (sampler=registries.samplers.get({sampler!r})) "
-                          "or the registries (registries=...) as well")
-    return registries.samplers.get(sampler)
+    if registries is not None:
+        return registries.samplers.get(sampler)
+    shipped = shipped_samplers()
+    if sampler in shipped:
+        return shipped[sampler]
+    raise ConfigError(f"sampler {sampler!r} is not one of the samplers shipped with this model "
+                      f"({', '.join(shipped)}), and no registries were given to look it up in: "
+                      f"pass the class (sampler=registries.samplers.get({sampler!r})) or the "
+                      "registries (registries=...) as well")
 
 
 class DiffusionModel(GenerativeModel):
@@ -138,8 +162,8 @@ class DiffusionModel(GenerativeModel):
         return {"loss": loss.item()}
 
     # -- sampling -----------------------------------------------------------------------
-    def build_sampler(self, sampler: str | type[Sampler] = "ddpm", steps: int | None = None,
-                      eta: float = 0.0, spacing: str = "uniform", registries=None) -> Sampler:
+    def build_sampler(self, sampler: str | type[Sampler] = "ddpm", steps: Steps = None,
+                      eta: float = 0.0, spacing: Spacing = "uniform", registries=None) -> Sampler:
         """The sampler of these settings, built on this model's schedule, its timesteps set
         (``registries``: where a sampler name is looked up, see :func:`sampler_class`)."""
         cls = sampler_class(sampler, registries)
@@ -162,16 +186,16 @@ class DiffusionModel(GenerativeModel):
         built.set_timesteps(self.process.num_timesteps if steps is None else steps, spacing)
         return built
 
-    def nfe(self, *, sampler: str | type[Sampler] = "ddpm", steps: int | None = None,
-            eta: float = 0.0, spacing: str = "uniform", registries=None) -> int:
+    def nfe(self, *, sampler: str | type[Sampler] = "ddpm", steps: Steps = None,
+            eta: float = 0.0, spacing: Spacing = "uniform", registries=None) -> int:
         """Network evaluations per sample: one per timestep the sampler visits."""
         return len(self.build_sampler(sampler, steps, eta, spacing, registries).timesteps)
 
     def sample(self, n: int, generator: torch.Generator | None = None, registries=None, *,
-               sampler: str = "ddpm", steps: int | None = None, eta: float = 0.0,
-               spacing: str = "uniform") -> torch.Tensor:
+               sampler: str = "ddpm", steps: Steps = None, eta: float = 0.0,
+               spacing: Spacing = "uniform") -> torch.Tensor:
         """``n`` samples, drawn with the EMA weights through ``sampler`` (a Sampler class, or
-        the name of one in ``registries``), visiting ``steps`` timesteps (``None``: all T)
+        a name: see :func:`sampler_class`), visiting ``steps`` timesteps (``None``: all T)
         spaced ``uniform`` or ``quadratic``; ``eta`` is passed to samplers that take it.
         ``registries`` is not a sampling setting (only keyword-only parameters are): in a run
         the evaluation passes the class, so it matters only to a direct call with a name."""

@@ -1,0 +1,20 @@
+"""What scoring one metric records: :class:`MetricRecord`, plain data that the result store
+keeps and reads back without importing torch (so ``genbench results`` stays light)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class MetricRecord:
+    """One metric's outcome for a job: values on success, else a reason or an error."""
+
+    metric: str
+    status: str  # "ok", "skipped" or "failed"
+    values: dict[str, float] = field(default_factory=dict)
+    message: str | None = None
+    higher_is_better: dict[str, bool] = field(default_factory=dict)
+    primary: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
