@@ -25,7 +25,7 @@ from genbench.features.job_features import choose_feature_extractor
 from genbench.registry.identity import canonical_hash, code_identity
 from genbench.api.paths import sha256_file
 from genbench.plan.references import ModelConfig
-from genbench.plan.spec import Entry, SuiteSpec, merged_budget
+from genbench.plan.spec import SpecEntry, SuiteSpec, merged_budget
 
 
 def safe_dirname(text: str) -> str:
@@ -86,7 +86,7 @@ class Evaluation:
     suite: str
     dataset_label: str
     model_label: str
-    metrics: tuple[Entry, ...]
+    metrics: tuple[SpecEntry, ...]
     #: The row's sampling settings, with the model's defaults filled in.
     sampling: dict[str, Any]
     num_samples: int
@@ -154,7 +154,7 @@ def _file_sha256(path: str | None) -> str | None:
     return sha256_file(p) if p.is_file() else None
 
 
-def evaluation_identity(spec: SuiteSpec, registries, info: DataInfo, dataset: Entry,
+def evaluation_identity(spec: SuiteSpec, registries, info: DataInfo, dataset: SpecEntry,
                         extractor: str | None) -> dict[str, Any]:
     """What changes an evaluation besides the training, the sampling settings and labels."""
     ext_cls = registries.extractors.get(extractor) if extractor in registries.extractors else None

@@ -42,8 +42,9 @@ MAX_SEED = 2**31 - 1
 
 
 @dataclass(frozen=True)
-class Entry:
-    """One named plugin object with its parameters and a display label."""
+class SpecEntry:
+    """One entry of a suite spec's datasets, models or metrics: a registered name, its
+    parameters and a display label (not a registry's :class:`~genbench.registry.Entry`)."""
 
     name: str
     params: dict[str, Any] = field(default_factory=dict)
@@ -84,7 +85,7 @@ def _budget(value: Any, where: str) -> Budget:
         raise SpecError(f"{where}: {exc}") from None
 
 
-def _entries(value: Any, section: str, allow_budget: bool) -> list[Entry]:
+def _entries(value: Any, section: str, allow_budget: bool) -> list[SpecEntry]:
     if isinstance(value, str):
         value = [value]
     raw: list[tuple[str, dict, str | None, Any, list[dict[str, Any]]]] = []
@@ -134,7 +135,7 @@ def _entries(value: Any, section: str, allow_budget: bool) -> list[Entry]:
             if label in seen:
                 raise SpecError(f"{section}: two entries are labelled {label!r}; give each a distinct 'label'")
             seen[label] = True
-            out.append(Entry(name, params, label, None,
+            out.append(SpecEntry(name, params, label, None,
                              dict(budget) if budget is not None else None, sampling))
     return out
 
@@ -202,7 +203,7 @@ def _reference_budgets(config: ModelConfig, where: str) -> list[tuple[str, dict[
     return found
 
 
-def _with_budget(entry: Entry, suite_budget: Budget) -> Entry:
+def _with_budget(entry: SpecEntry, suite_budget: Budget) -> SpecEntry:
     """The entry with its budget: the suite's, with the entry's own keys on top."""
     if entry.budget_overrides is None:
         return entry
@@ -214,9 +215,9 @@ def _with_budget(entry: Entry, suite_budget: Budget) -> Entry:
 class SuiteSpec:
     """A parsed suite spec; see the module docstring for the TOML form."""
 
-    datasets: tuple[Entry, ...]
-    models: tuple[Entry, ...]
-    metrics: tuple[Entry, ...]
+    datasets: tuple[SpecEntry, ...]
+    models: tuple[SpecEntry, ...]
+    metrics: tuple[SpecEntry, ...]
     name: str = "suite"
     seeds: tuple[int, ...] = (0,)
     budget: Budget = field(default_factory=lambda: Budget(steps=600))
@@ -371,7 +372,7 @@ class SuiteSpec:
                               f"train.nproc = {self.nproc} (each process trains on an equal "
                               f"share of every batch)")
 
-    def model_config(self, registries, entry: Entry) -> ModelConfig:
+    def model_config(self, registries, entry: SpecEntry) -> ModelConfig:
         """``entry``'s validated hyper-parameters with its referenced models resolved."""
         return resolve_model(registries, entry.name, entry.params, f"model {entry.label!r}")
 
@@ -384,7 +385,7 @@ class SuiteSpec:
             msg = str(exc)
             raise ConfigError(msg if label in msg else f"metric {label!r}: {msg}") from None
 
-    def baseline_entries(self, registries) -> list[Entry]:
+    def baseline_entries(self, registries) -> list[SpecEntry]:
         """Reference models added to every dataset: the spec's ``baselines``, else every
         registered model that declares ``default_baseline``."""
         names = self.baselines
@@ -392,7 +393,7 @@ class SuiteSpec:
             names = tuple(e.name for e in registries.models
                           if getattr(e.obj, "default_baseline", False))
         taken = {e.label for e in self.models}
-        return [Entry(n, {}, n) for n in names if n not in taken]
+        return [SpecEntry(n, {}, n) for n in names if n not in taken]
 
     # -- command-line overrides ---------------------------------------------------------
     def select(self, registries, *, models: Iterable[str] | None = None,
@@ -406,13 +407,13 @@ class SuiteSpec:
                                      ("metrics", metrics, registries.metrics)):
             if wanted is None:
                 continue
-            current: tuple[Entry, ...] = getattr(self, section)
-            picked: list[Entry] = []
+            current: tuple[SpecEntry, ...] = getattr(self, section)
+            picked: list[SpecEntry] = []
             for w in wanted:
                 match = [e for e in current if w in (e.label, e.name)]
                 if not match:
                     reg.get(w)  # raises UnknownNameError listing what is registered
-                    match = [Entry(w, {}, w)]
+                    match = [SpecEntry(w, {}, w)]
                 picked += [e for e in match if e not in picked]
             changes[section] = tuple(picked)
         if seeds is not None:
