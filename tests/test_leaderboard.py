@@ -7,7 +7,8 @@ import pytest
 
 from genbench.results.boards import build_leaderboards
 from genbench.results.publish import write_formats
-from genbench.results.store import JobRecord, MetricRecord, ResultStore
+from genbench.results.records import JobRecord, MetricRecord
+from genbench.results.store import ResultStore
 
 
 def job(model, seed, mse, fid, family="vae", status="ok", dataset="digits"):

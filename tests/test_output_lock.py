@@ -130,7 +130,7 @@ def test_a_killed_holder_leaves_no_stale_lock(tmp_path):
 
 
 def test_readers_never_take_the_lock_and_read_while_a_run_writes(tmp_path):
-    from genbench.results.store import JobRecord, MetricRecord
+    from genbench.results.records import JobRecord, MetricRecord
 
     out = tmp_path / "o"
     store = ResultStore(out / "results.db")

@@ -11,7 +11,8 @@ from genbench.results.boards import build_leaderboards
 from genbench.results.plots import (loss_curves, metric_table, nfe_curves, pareto_front,
                             quality_column, quality_vs_speed, read_loss_curves, save_plots,
                             without_steps)
-from genbench.results.store import JobRecord, MetricRecord, ResultStore
+from genbench.results.records import JobRecord, MetricRecord
+from genbench.results.store import ResultStore
 
 
 # -- the Pareto front ---------------------------------------------------------------------

@@ -10,7 +10,8 @@ from genbench import GenerativeModel, Headline, KeyPresentation
 from genbench.plan.spec import SuiteSpec
 from genbench.results.boards import build_leaderboards
 from genbench.results.sample_figures import _declared_modes
-from genbench.results.store import JobRecord, MetricRecord, ResultStore
+from genbench.results.records import JobRecord, MetricRecord
+from genbench.results.store import ResultStore
 
 def job(model, seed, metrics, *, family="vae", provenance=None, model_name=None):
     return JobRecord(fingerprint=f"{model}/{seed}", config_fingerprint=model,

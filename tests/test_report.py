@@ -12,7 +12,8 @@ import pytest
 from genbench.plan.jobs import evaluation_dirname
 from genbench.results.boards import build_leaderboards
 from genbench.results.report import render_report, write_report
-from genbench.results.store import JobRecord, MetricRecord, ResultStore
+from genbench.results.records import JobRecord, MetricRecord
+from genbench.results.store import ResultStore
 
 PNG = b"\x89PNG\r\n\x1a\n"
 EVIL = "gan<b>&"  # a model label that must come out escaped

@@ -18,7 +18,8 @@ import pytest
 from genbench.api.errors import OutputNotWritableError, StoreCorruptError, USER_ERRORS
 from genbench.results.boards import build_leaderboards
 from genbench.execution.runner import SuiteRunner
-from genbench.results.store import JobRecord, MetricRecord, ResultStore, TrainingRecord
+from genbench.results.records import JobRecord, MetricRecord, TrainingRecord
+from genbench.results.store import ResultStore
 from genbench_plugins.metrics.reconstruction import Reconstruction
 from genbench import hookimpl
 from helpers import DivergingVAE, invoke_cli, registries_with, tiny_spec, tiny_spec_toml

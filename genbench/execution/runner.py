@@ -26,7 +26,8 @@ from genbench.api.paths import data_root as default_data_root
 from genbench.execution.preflight import check_suite
 from genbench.plan.scheduling import schedule
 from genbench.plan.spec import SuiteSpec
-from genbench.results.store import JobRecord, MetricRecord, ResultStore, TrainingRecord
+from genbench.results.records import JobRecord, MetricRecord, TrainingRecord
+from genbench.results.store import ResultStore
 from genbench.execution.checkpoints import checkpoint_finished
 from genbench.execution.devices import resolve_device
 from genbench.execution.training import overrides_fit

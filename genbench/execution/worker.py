@@ -29,7 +29,7 @@ from genbench.evaluation.scoring import make_dataset, score_metrics
 from genbench.results.figures import save_sample_grid
 from genbench.registry.identity import canonical_hash, code_identity, environment_versions
 from genbench.plan.jobs import DatasetSource, Job, Training
-from genbench.results.store import JobRecord, MetricRecord, TrainingRecord
+from genbench.results.records import JobRecord, MetricRecord, TrainingRecord
 from genbench.execution.devices import device_description, resolve_device, seed_everything
 from genbench.execution.training import Trainer
 

@@ -23,7 +23,7 @@ import os
 import sqlite3
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -31,7 +31,7 @@ import pandas as pd
 
 from genbench.api.errors import OutputNotWritableError, StoreCorruptError
 from genbench.api.paths import ensure_writable_dir
-from genbench.evaluation.records import MetricRecord  # a job's record holds them; re-exported
+from genbench.results.records import JobRecord, MetricRecord, TrainingRecord
 
 SCHEMA_VERSION = 1
 
@@ -116,53 +116,6 @@ _TABLES = {
 """,
 }
 _INDEXES = ("CREATE INDEX IF NOT EXISTS metric_values_job ON metric_values(job_id)",)
-
-
-@dataclass
-class TrainingRecord:
-    """One training's outcome: its checkpoint folder, steps, time and status."""
-
-    fingerprint: str
-    dataset_name: str
-    model_name: str
-    label: str
-    seed: int
-    status: str  # "ok", "diverged" or "failed"
-    run_dir: str
-    error: str | None = None
-    diverged_step: int | None = None
-    train_steps: int | None = None
-    train_seconds: float | None = None
-    provenance: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class JobRecord:
-    """A finished job as stored: identity, outcome, timings and provenance."""
-
-    fingerprint: str
-    job_key: str
-    suite: str
-    dataset: str
-    dataset_name: str
-    model: str
-    model_name: str
-    model_family: str
-    seed: int
-    status: str  # "ok", "diverged" or "failed"
-    provenance: dict[str, Any]
-    metrics: list[MetricRecord] = field(default_factory=list)
-    error: str | None = None
-    diverged_step: int | None = None
-    train_steps: int | None = None
-    train_seconds: float | None = None
-    total_seconds: float | None = None
-    device: str | None = None
-    num_samples: int | None = None
-    #: The job's folder, relative to the output directory that holds results.db.
-    run_dir: str | None = None
-    #: The fingerprint without the seed: the seeds of one configuration share it.
-    config_fingerprint: str = ""
 
 
 def _json(obj: Any) -> str:
