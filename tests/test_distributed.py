@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from genbench.api.budget import Budget
-from genbench.execution.distributed import (DataParallel, DataParallelError, _active, batch_rand,
+from genbench.execution.distributed import (DataParallel, DataParallelError, active, batch_rand,
                                   batch_randn, fit_data_parallel, shard)
 from genbench.api.errors import ConfigError, SpecError
 from genbench.registry.manager import build_registries, create_plugin_manager
@@ -52,7 +52,7 @@ def test_a_rank_shards_batches_and_draws_its_rows_of_the_global_noise():
     after = torch.randn(2)
     for rank in (0, 1):
         torch.manual_seed(3)
-        with _active(DataParallel(rank, 2)):
+        with active(DataParallel(rank, 2)):
             assert torch.equal(shard(x), x[3 * rank:3 * rank + 3])
             a, b = shard((x, x + 1))  # several batches per step: each is split
             assert torch.equal(a, x[3 * rank:3 * rank + 3])

@@ -5,6 +5,7 @@ import ast
 from pathlib import Path
 
 import pytest
+import torch
 
 from genbench import GenerativeModel, Headline, KeyPresentation
 from genbench.plan.spec import SuiteSpec
@@ -100,8 +101,8 @@ def test_default_baselines_are_the_models_that_declare_it(registries):
         def __init__(self, data_info):
             super().__init__()
 
-        def sample(self, n, generator=None):
-            raise NotImplementedError
+        def sample(self, n, generator=None):  # registered only; never sampled here
+            return torch.zeros(n, 1)
 
     spec = SuiteSpec.from_dict({"name": "b", "datasets": ["digits"], "models": ["vae"],
                                 "metrics": ["recon"]})

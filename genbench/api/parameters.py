@@ -84,7 +84,7 @@ class ModelRef:
         return {"name": self.name, "params": dict(self.params)}
 
 
-_EMPTY = inspect.Parameter.empty
+EMPTY = inspect.Parameter.empty
 
 
 @dataclass(frozen=True)
@@ -100,7 +100,7 @@ class Parameter:
 
     @property
     def required(self) -> bool:
-        return self.default is _EMPTY
+        return self.default is EMPTY
 
     @property
     def allowed(self) -> str:
@@ -117,7 +117,7 @@ def framework_positionals(cls: type) -> int:
     return int(getattr(cls, "framework_positionals", 0)) if isinstance(cls, type) else 0
 
 
-def _annotations(func: Any) -> dict[str, Any]:
+def declared_annotations(func: Any) -> dict[str, Any]:
     """``func``'s annotations evaluated; one that cannot be is left out (see the module doc)."""
     raw = getattr(func, "__annotations__", None) or {}
     try:
@@ -157,7 +157,7 @@ def signature_parameters(func: Any, skip: int = 0, *, keyword_only: bool = False
     ones (``*args``/``**kwargs`` are not parameters; with ``keyword_only``, only keyword-only
     ones are); groups are expanded into their fields."""
     sig = inspect.signature(func)
-    hints = _annotations(func)
+    hints = declared_annotations(func)
     out: dict[str, Parameter] = {}
     items = list(sig.parameters.values())
     if items and items[0].name == "self":
@@ -170,22 +170,22 @@ def signature_parameters(func: Any, skip: int = 0, *, keyword_only: bool = False
             continue
         if keyword_only and p.kind is not p.KEYWORD_ONLY:
             continue
-        ann = hints.get(p.name, _EMPTY)
+        ann = hints.get(p.name, EMPTY)
         if _is_group(ann):
             out.update(_group_fields(ann, p.name))
             continue
-        if ann is _EMPTY:
+        if ann is EMPTY:
             ann = _from_default(p.default)
         out[p.name] = Parameter(p.name, p.default, ann)
     return out
 
 
 def _group_fields(group: type, name: str) -> dict[str, Parameter]:
-    hints = _annotations(group)
+    hints = declared_annotations(group)
     out = {}
     for f in dataclasses.fields(group):
         default = (f.default if f.default is not dataclasses.MISSING else
-                   f.default_factory() if f.default_factory is not dataclasses.MISSING else _EMPTY)
+                   f.default_factory() if f.default_factory is not dataclasses.MISSING else EMPTY)
         out[f.name] = Parameter(f.name, default, hints.get(f.name, _from_default(default)), name)
     return out
 
@@ -244,7 +244,7 @@ def _union_args(annotation: Any) -> tuple | None:
 
 def check(annotation: Any, value: Any) -> bool:
     """Whether ``value`` satisfies ``annotation`` (type, choices, constraints, elements)."""
-    if annotation is Any or annotation is _EMPTY or annotation is object:
+    if annotation is Any or annotation is EMPTY or annotation is object:
         return True
     if annotation is None or annotation is type(None):
         return value is None
@@ -293,7 +293,7 @@ def _number(x: Any) -> str:
 def describe(annotation: Any) -> str:
     """``annotation`` as users read it: ``int >= 1``, ``float in [0, 1)``, ``'linear' |
     'cosine'``, ``tuple[int >= 1, ...]``, ``int >= 1 | None``."""
-    if annotation is Any or annotation is _EMPTY or annotation is object:
+    if annotation is Any or annotation is EMPTY or annotation is object:
         return "any"
     if annotation is None or annotation is type(None):
         return "None"
@@ -355,7 +355,7 @@ def _allowed(p: Parameter) -> Any:
     return p.annotation
 
 
-def _checked(p: Parameter, value: Any, what: str, noun: str) -> Any:
+def checked_value(p: Parameter, value: Any, what: str, noun: str) -> Any:
     """``value`` for ``p`` if allowed (a list for a tuple default made a tuple), else a
     :class:`ConfigError` saying what, which parameter, the value and what is allowed."""
     if isinstance(p.default, ModelRef):  # a model-valued one: references.py reads it
@@ -376,7 +376,7 @@ def check_options(cls: type, options: Mapping[str, Any], what: str) -> dict[str,
     allow is a :class:`ConfigError` naming ``what``, the option, the value and what is
     allowed. Keys that are not fields are left to the caller."""
     declared = _group_fields(cls, cls.__qualname__)
-    return {k: _checked(declared[k], v, what, "option") if k in declared else v
+    return {k: checked_value(declared[k], v, what, "option") if k in declared else v
             for k, v in options.items()}
 
 
@@ -401,14 +401,14 @@ def check_arguments(cls: type, init: Any, args: tuple, kwargs: dict[str, Any]) -
     what = registered_name(cls)
     for name, value in bound.items():
         if name in groups:
-            group = _annotations(init)[name]
+            group = declared_annotations(init)[name]
             if not isinstance(value, group):
                 raise ConfigError(f"{what}: hyper-parameter {name!r} must be a "
                                   f"{group.__qualname__}, got {value!r}")
             for p in groups[name]:
-                _checked(p, getattr(value, p.name), what, "hyper-parameter")
+                checked_value(p, getattr(value, p.name), what, "hyper-parameter")
         elif name in declared:
-            _checked(declared[name], value, what, "hyper-parameter")
+            checked_value(declared[name], value, what, "hyper-parameter")
 
 
 def validate_on_init(cls: type) -> None:

@@ -66,7 +66,7 @@ from genbench.api.budget import Budget
 from genbench.api.errors import ConfigError, GenbenchError
 from genbench.api.paths import atomic_write
 # the noise helpers too, so that their old paths (genbench.execution.distributed.batch_randn) work
-from genbench.api.parallel import (DataParallel, active as _active, batch_rand,  # noqa: F401
+from genbench.api.parallel import (DataParallel, active, batch_rand,  # noqa: F401
                                    batch_randint, batch_randn, current, global_batch, shard)
 from genbench.execution.training import Trainer, TrainResult, overrides_fit
 
@@ -236,7 +236,7 @@ class DataParallelTrainer(Trainer):
         convert_batch_norm(model)
         for tensor in model.state_dict().values():  # start from rank 0's state exactly
             dist.broadcast(tensor, 0)
-        with _active(self.dp), GradientAveraging(model, self.dp.world_size, self.grad_scaler):
+        with active(self.dp), GradientAveraging(model, self.dp.world_size, self.grad_scaler):
             return super().fit(model, data, budget)
 
     def load_checkpoint(self, model, scaler=None):

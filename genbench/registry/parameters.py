@@ -25,9 +25,9 @@ from genbench.api.errors import ConfigError, UnknownNameError
 from genbench.api.model import ModelRef
 # Reading declarations and checking a value against one live with the contracts (so that
 # direct construction is checked too); re-exported here, where values enter a run.
-from genbench.api.parameters import (_EMPTY, Parameter, _annotations, _checked,  # noqa: F401
-                                     check, describe, framework_positionals, parameters,
-                                     signature_parameters)
+from genbench.api.parameters import (EMPTY, Parameter, check, checked_value,  # noqa: F401
+                                     declared_annotations, describe, framework_positionals,
+                                     parameters, signature_parameters)
 
 
 def hyperparameters(cls: type) -> dict[str, Any]:
@@ -57,7 +57,7 @@ def group_params(cls: type, params: Mapping[str, Any]) -> dict[str, Any]:
             out[key] = value
     if not groups:
         return out
-    hints = _annotations(cls.__init__)
+    hints = declared_annotations(cls.__init__)
     for group, values in groups.items():
         if group in out:
             raise ConfigError(f"{cls.__qualname__}: {group} given both whole and as "
@@ -95,7 +95,7 @@ def validate_config(cls: type, config: Mapping[str, Any], what: str) -> dict[str
         raise ConfigError(f"{what}: missing required hyper-parameter(s): {', '.join(missing)}")
     for key, value in config.items():
         if key in params:
-            config[key] = _checked(params[key], value, what, "hyper-parameter")
+            config[key] = checked_value(params[key], value, what, "hyper-parameter")
     return config
 
 
@@ -111,7 +111,7 @@ def sampling_settings(model_cls: type) -> dict[str, Any]:
     """A model's sampling settings and their defaults (see :func:`sampling_parameters`). A
     setting without a default is a :class:`ConfigError` naming the model."""
     settings = {k: p.default for k, p in sampling_parameters(model_cls).items()}
-    missing = [k for k, v in settings.items() if v is _EMPTY]
+    missing = [k for k, v in settings.items() if v is EMPTY]
     if missing:
         raise ConfigError(f"{model_cls.__qualname__}.sample: sampling setting(s) "
                           f"{', '.join(missing)} need a default (the value used when a spec "
@@ -133,7 +133,7 @@ def validate_sampling(model_cls: type, settings: Mapping[str, Any], what: str) -
     out = dict(valid)
     for key, value in settings.items():
         default = valid[key]
-        value = _checked(declared[key], value, what, "sampling setting")
+        value = checked_value(declared[key], value, what, "sampling setting")
         if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         out[key] = value
@@ -167,7 +167,7 @@ def effective_params(cls: type, params: Mapping[str, Any]) -> dict[str, Any]:
     out = {}
     for key, default in declared.items():
         value = params.get(key, default)
-        if isinstance(default, ModelRef) or value is _EMPTY:
+        if isinstance(default, ModelRef) or value is EMPTY:
             continue
         if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
@@ -194,4 +194,4 @@ def _stable(value: Any) -> Any:
 
 
 def _show(v: Any) -> str:
-    return "<required>" if v is _EMPTY else repr(v)
+    return "<required>" if v is EMPTY else repr(v)
