@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from genbench.api.extractor import ExtractorMixin, FeatureExtractor
     from genbench.api.metric import CountNeed, Headline, KeyPresentation, Metric, MetricResult
     from genbench.api.model import GenerativeModel, ModelRef
+    from genbench.api.parameters import InputFile
     from genbench.api.sampler import Sampler
     from genbench.api.errors import (AssetInvalidError, AssetMissingError, ConfigError,
                                      DataUnavailableError, GenbenchError, MissingDependencyError,
@@ -36,6 +37,8 @@ if TYPE_CHECKING:
     from genbench.api.names import registered_name
     from genbench.api.data import tensor_fingerprint
     from genbench.api.paths import data_root
+    from genbench.api.sample_files import (SampleSet, SampleSetError, SampleSetInfo,
+                                           content_sha256, open_sample_set)
     from genbench.api.parallel import batch_rand, batch_randint, batch_randn, global_batch
     from genbench.registry.parameters import accepts_any_keyword, hyperparameters
     from genbench.features.job_features import (JobFeatures, SplitFeatures, extractor_skip_reason,
@@ -44,6 +47,10 @@ if TYPE_CHECKING:
     from genbench.features.fidelity import (fid_from_statistics, fid_statistics, isc_from_logits,
                                             kid_from_features, prc_from_features)
     from genbench.features.assets import resolve_weights
+    from genbench.features.reference_files import (ReferenceFile, ReferenceFileError,
+                                                   read_reference_file)
+    from genbench.features.reference_writer import write_reference_file
+    from genbench.evaluation.reference_build import build_reference_file
     from genbench.api.extractor import torch_fidelity_extractor
     from genbench.api.executor import Completion, Executor, ExecutorRequest
     from genbench.execution.local_executor import LocalExecutor
@@ -54,6 +61,7 @@ if TYPE_CHECKING:
     from genbench.results.report import render_report, write_reports
     from genbench.results.tensorboard import check_tensorboard_folder, write_tensorboard
     from genbench.execution.suite import RunResult
+    from genbench.execution.sample_scoring import score_samples
 
 #: Public name -> the module that defines it (``module:attribute`` where the names differ).
 _LAZY = {
@@ -66,6 +74,7 @@ _LAZY = {
     "MetricResult": "genbench.api.metric", "Headline": "genbench.api.metric",
     "KeyPresentation": "genbench.api.metric",
     "GenerativeModel": "genbench.api.model", "ModelRef": "genbench.api.model",
+    "InputFile": "genbench.api.parameters",
     "Sampler": "genbench.api.sampler",
     # errors a plugin raises or catches
     **dict.fromkeys(["GenbenchError", "ConfigError", "DataUnavailableError", "AssetMissingError",
@@ -74,6 +83,9 @@ _LAZY = {
     # helpers for plugins: names, data, noise under data-parallel training, features
     "registered_name": "genbench.api.names",
     "tensor_fingerprint": "genbench.api.data", "data_root": "genbench.api.paths",
+    # sample sets made elsewhere: image folders, zips, .npz/.npy, .csv
+    **dict.fromkeys(["SampleSet", "SampleSetError", "SampleSetInfo", "content_sha256",
+                     "open_sample_set"], "genbench.api.sample_files"),
     **dict.fromkeys(["batch_rand", "batch_randint", "batch_randn", "global_batch"],
                     "genbench.api.parallel"),
     **dict.fromkeys(["accepts_any_keyword", "hyperparameters"], "genbench.registry.parameters"),
@@ -83,6 +95,11 @@ _LAZY = {
     **dict.fromkeys(["fid_statistics", "fid_from_statistics", "isc_from_logits",
                      "kid_from_features", "prc_from_features"], "genbench.features.fidelity"),
     "resolve_weights": "genbench.features.assets",
+    # reference statistics files (genbench reference build)
+    **dict.fromkeys(["ReferenceFile", "ReferenceFileError", "read_reference_file"],
+                    "genbench.features.reference_files"),
+    "write_reference_file": "genbench.features.reference_writer",
+    "build_reference_file": "genbench.evaluation.reference_build",
     "torch_fidelity_extractor": "genbench.api.extractor",
     "Completion": "genbench.api.executor", "Executor": "genbench.api.executor",
     "ExecutorRequest": "genbench.api.executor",
@@ -94,6 +111,7 @@ _LAZY = {
                     "genbench.results.tensorboard"),
     # the library: genbench.run(spec, out=...), genbench.evaluate(model, dataset, ...)
     "run": "genbench.execution.suite:run_and_publish", "RunResult": "genbench.execution.suite",
+    "score_samples": "genbench.execution.sample_scoring",
     **dict.fromkeys(["evaluate", "Evaluation"], "genbench.evaluation.scoring"),
     "MetricRecord": "genbench.evaluation.records",
 }
@@ -101,20 +119,24 @@ _LAZY = {
 __all__ = [
     "BenchmarkDataset", "Budget", "CountNeed", "DataInfo", "EvalContext", "ExtractorMixin",
     "FeatureExtractor", "GenerativeModel", "Metric", "MetricResult", "ModelRef", "Sampler",
-    "TensorSplit", "hookimpl", "split_tensors", "__version__",
+    "TensorSplit", "hookimpl", "split_tensors", "__version__", "InputFile",
     "Completion", "Executor", "ExecutorRequest", "LocalExecutor", "RayExecutor",
     "Headline", "KeyPresentation",
     "AssetInvalidError", "AssetMissingError", "ConfigError", "DataUnavailableError",
     "GenbenchError", "MissingDependencyError", "UnknownNameError",
     "registered_name", "tensor_fingerprint", "data_root",
+    "SampleSet", "SampleSetError", "SampleSetInfo", "content_sha256", "open_sample_set",
     "batch_rand", "batch_randint", "batch_randn", "global_batch",
     "accepts_any_keyword", "hyperparameters",
     "JobFeatures", "SplitFeatures", "extractor_skip_reason", "feature_layer", "layer_skip_reason",
     "preflight_features", "reference_indices",
     "fid_from_statistics", "fid_statistics", "isc_from_logits", "kid_from_features",
     "prc_from_features", "resolve_weights", "torch_fidelity_extractor",
+    "ReferenceFile", "ReferenceFileError", "read_reference_file", "write_reference_file",
+    "build_reference_file",
     "OutputFormat", "check_tensorboard_folder", "render_report", "write_reports",
     "write_tensorboard", "run", "RunResult", "evaluate", "Evaluation", "MetricRecord",
+    "score_samples",
 ]
 
 

@@ -77,11 +77,16 @@ def table_keys(text: str, heading: str) -> list[str]:
 
 
 def entry_keys_accepted() -> set[str]:
-    """The keys a model entry may have, as the parser's own error lists them."""
-    with pytest.raises(SpecError) as err:
-        SuiteSpec.from_dict({"datasets": ["d"], "models": [{"name": "m", "no-such-key": 1}]})
-    listed = re.search(r"must have a 'name' and may have ([a-z_, ]+);", str(err.value)).group(1)
-    return {"name", *listed.split(", ")}
+    """The keys a model or dataset entry may have, as the parser's own errors list them."""
+    keys = {"name"}
+    for section in ("models", "datasets"):
+        spec = {"datasets": ["d"], "models": ["m"]}
+        spec[section] = [{"name": "x", "no-such-key": 1}]
+        with pytest.raises(SpecError) as err:
+            SuiteSpec.from_dict(spec)
+        listed = re.search(r"must have a 'name' and may have ([a-z_, ]+);", str(err.value)).group(1)
+        keys.update(listed.split(", "))
+    return keys
 
 
 def test_spec_reference_documents_every_key():

@@ -135,6 +135,8 @@ ALLOWED = {
     **{("features/job_features.py", name): "torch-fidelity's name for the feature layer a "
        "metric reads" for name in ("fid", "isc", "kid", "prc")},
     ("evaluation/context.py", "fid"): "torch-fidelity's name for the pooled-feature layer",
+    ("evaluation/reference_build.py", "fid"): "torch-fidelity's name for the pooled-feature "
+    "layer whose moments a reference file holds",
 }
 
 

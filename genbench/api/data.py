@@ -100,6 +100,9 @@ class BenchmarkDataset(abc.ABC):
     """
 
     description: ClassVar[str] = ""
+    #: The option naming a sample set (files) the dataset serves, or ``None``: ``genbench
+    #: eval --reference DIR`` uses the registered dataset that declares one.
+    sample_set_parameter: ClassVar[str | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from genbench.api.budget import Budget
 
 #: Optional methods a model may define; found by looking, never declared.
-OPTIONAL_CAPABILITIES = ("reconstruct", "encode", "elbo")
+OPTIONAL_CAPABILITIES = ("reconstruct", "encode", "elbo", "sample_range")
 
 
 class GenerativeModel(nn.Module, abc.ABC):
@@ -64,7 +64,14 @@ class GenerativeModel(nn.Module, abc.ABC):
     :meth:`on_train_end` runs after training with the training split (ex-post density
     estimation, say). Every model implements :meth:`sample`. Optional capabilities, found by
     looking for them: ``reconstruct(x)``, ``encode(x)``, ``elbo(x)`` and ``nfe`` (network
-    evaluations per sample: an attribute, or a method taking the sampling settings).
+    evaluations per sample: an attribute, or a method taking the sampling settings), and
+    ``sample_range(start, stop, generator=None, **settings)`` for a model whose samples are a
+    fixed, indexed stream (a sample set read from files): an evaluation then asks for items
+    ``start..stop-1`` batch by batch instead of calling :meth:`sample` per batch, so that no
+    batch replays another's. Such a model may also set ``max_samples`` (an int attribute of
+    the instance): a suite asking for more samples is refused before anything trains. A
+    model made elsewhere may define ``provenance() -> dict`` (its files and their content
+    hash, say): every row of it records that under ``model_source``.
 
     A hyper-parameter whose default is a :class:`ModelRef` takes another model: the runner
     trains that model first and passes the trained instance, in eval mode.
@@ -91,6 +98,9 @@ class GenerativeModel(nn.Module, abc.ABC):
     batches_per_step: int = 1
     #: Samples drawn for a preview at log points (0: none); see the class docstring.
     preview_samples: ClassVar[int] = 0
+    #: The hyper-parameter naming a sample set (files) that the model replays, or ``None``:
+    #: ``genbench eval`` scores a sample set with the registered model that declares one.
+    sample_set_parameter: ClassVar[str | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -88,6 +88,46 @@ EMPTY = inspect.Parameter.empty
 
 
 @dataclass(frozen=True)
+class InputFile(at.BaseMetadata):
+    """A constraint for a ``str`` parameter that names a file or folder the run reads:
+    ``path: Annotated[str, InputFile(suffixes=(".pt", ".pt2"))]``.
+
+    The value must name something that exists (a file with one of ``suffixes`` when any are
+    given; a folder too when ``folders``), so a wrong path is refused before anything
+    trains. The run is identified by the content, not the path
+    (:func:`genbench.registry.parameters.effective_params` puts its sha256 in the
+    fingerprint): new content under the same path is a new run, never a stale row.
+    """
+
+    suffixes: tuple[str, ...] = ()
+    folders: bool = False
+
+    def accepts(self, value: Any) -> bool:
+        from pathlib import Path
+
+        p = Path(str(value)).expanduser()
+        if p.is_dir():
+            return self.folders
+        return p.is_file() and (not self.suffixes or p.suffix.lower() in self.suffixes)
+
+    def describe(self) -> str:
+        what = "an existing file" + (f" ({', '.join(self.suffixes)})" if self.suffixes else "")
+        return what + (" or folder" if self.folders else "")
+
+
+def input_file_parameters(cls: type) -> list[str]:
+    """The names of ``cls``'s parameters declared with :class:`InputFile`."""
+    def marked(annotation: Any) -> bool:
+        if typing.get_origin(annotation) is typing.Annotated:
+            base, *meta = typing.get_args(annotation)
+            return any(isinstance(m, InputFile) for m in meta) or marked(base)
+        union = _union_args(annotation)
+        return union is not None and any(marked(a) for a in union)
+
+    return [name for name, p in parameters(cls).items() if marked(p.annotation)]
+
+
+@dataclass(frozen=True)
 class Parameter:
     """One declared parameter: its name, default (``inspect.Parameter.empty`` when required),
     annotation (the evaluated one; derived from the default where there is none) and the
@@ -215,6 +255,8 @@ def _metadata(items: Any) -> list[Any]:
 
 
 def _constraint_ok(m: Any, value: Any) -> bool:
+    if isinstance(m, InputFile):
+        return m.accepts(value)
     if isinstance(m, at.Gt):
         return value > m.gt
     if isinstance(m, at.Ge):
@@ -336,6 +378,8 @@ def _with_constraints(base: str, meta: list[Any]) -> str:
             rest.append(f"of length >= {m.min_length}")
         elif isinstance(m, at.MaxLen):
             rest.append(f"of length <= {m.max_length}")
+        elif isinstance(m, InputFile):
+            rest.append(m.describe())
         elif isinstance(m, at.Predicate):
             rest.append(f"satisfying {getattr(m.func, '__name__', repr(m.func))}")
     parts = []

@@ -15,10 +15,11 @@ _SHA256_MEMO: dict[tuple[str, int, int], str] = {}
 
 
 def sha256_file(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file (remembered per path, size and mtime within the process)."""
+    """Hex sha256 of a file (remembered per path, inode, size, mtime and ctime within the
+    process)."""
     p = Path(path).resolve()
     st = p.stat()
-    key = (str(p), st.st_size, st.st_mtime_ns)
+    key = (str(p), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
     if key not in _SHA256_MEMO:
         h = hashlib.sha256()
         with open(p, "rb") as f:

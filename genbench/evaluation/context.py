@@ -30,6 +30,11 @@ class EvalContext:
     :attr:`reconstructions` likewise for ``model.reconstruct`` on the test split.
     :meth:`features` gives the features of the samples and of the real splits, per extractor.
     ``registries`` (keyword, required) are the run's: extractors are looked up there.
+
+    Samples are drawn in batches of ``batch_size``: ``model.sample(n, generator)`` with one
+    generator for the whole set, or, for a model with a fixed, indexed stream of samples
+    (:meth:`genbench.GenerativeModel.sample_range`: samples read from files), items
+    ``start..stop-1`` batch by batch, so that no batch replays another's.
     """
 
     model: GenerativeModel
@@ -48,6 +53,9 @@ class EvalContext:
     registries: "Registries" = field(kw_only=True)
     #: The sampling settings of this evaluation: keyword-only arguments of ``model.sample``.
     sampling: dict[str, Any] = field(default_factory=dict)
+    #: A reference statistics file (``genbench reference build``) whose features stand for
+    #: the reference split (``test``), or ``None``: features of the split itself.
+    reference_file: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
     _samples: torch.Tensor | None = None
     _sample_failure: str | None = field(default=None, init=False, repr=False)
@@ -147,11 +155,18 @@ class EvalContext:
     def _generate(self) -> torch.Tensor:
         self.model.eval()
         gen = self.generator(1)
-        chunks, left = [], self.num_samples
-        while left > 0:
-            n = min(self.batch_size, left)
-            chunks.append(self.sample(n, gen).detach().float().cpu())
-            left -= n
+        indexed = callable(getattr(self.model, "sample_range", None))
+        chunks = []
+        for start in range(0, self.num_samples, self.batch_size):
+            stop = min(start + self.batch_size, self.num_samples)
+            if indexed:  # a fixed stream (samples read from files): items start..stop-1
+                x = self.model.sample_range(start, stop, generator=gen, **self.model_settings())
+            else:
+                x = self.sample(stop - start, gen)
+            if len(x) != stop - start:
+                raise ValueError(f"{self.model_name}: asked for {stop - start} samples, got "
+                                 f"{len(x)}")
+            chunks.append(x.detach().float().cpu())
         return torch.cat(chunks).reshape(self.num_samples, *self.data_info.shape)
 
     @torch.no_grad()

@@ -125,7 +125,8 @@ def evaluate(model: GenerativeModel, dataset: BenchmarkDataset | str, *,
              feature_weights: str | None = None, device: str | torch.device | None = None,
              cache_dir: str | Path | None = None, dataset_params: Mapping[str, Any] | None = None,
              data_root: str | Path | None = None, download: bool = False,
-             model_name: str = "model", registries: "Registries | None" = None) -> Evaluation:
+             model_name: str = "model", registries: "Registries | None" = None,
+             reference_file: str | Path | None = None) -> Evaluation:
     """Score a trained ``model`` in memory on ``dataset`` with ``metrics``, as a suite's row
     would be scored: ``num_samples`` samples drawn once from a generator seeded by ``seed``
     (under the sampling settings ``sampling``) and shared by every metric, compared with
@@ -137,6 +138,8 @@ def evaluate(model: GenerativeModel, dataset: BenchmarkDataset | str, *,
     its defaults filled in, as a suite's are (a misspelt setting is a
     :class:`~genbench.api.errors.ConfigError` listing the valid ones). ``device``: where the model runs (default: where its parameters are).
     ``registries``: where names are looked up (default: every installed plugin's).
+    ``reference_file``: a reference statistics file (``genbench reference build``) whose
+    features stand for the test split's (:attr:`EvalContext.reference_file`).
     """
     if registries is None:
         from genbench.registry.manager import default_registries
@@ -159,7 +162,8 @@ def evaluate(model: GenerativeModel, dataset: BenchmarkDataset | str, *,
         train=dataset.tensors("train"), test=dataset.tensors("test"), device=torch.device(device),
         seed=seed, num_samples=num_samples, cache_dir=Path(default_cache_dir(cache_dir)),
         feature_extractor=feature_extractor, feature_weights=feature_weights,
-        batch_size=batch_size, registries=registries, sampling=settings)
+        batch_size=batch_size, registries=registries, sampling=settings,
+        reference_file=None if reference_file is None else str(reference_file))
     records, seconds = score_metrics(ctx, chosen)
     failure = ctx.sample_failure
     return Evaluation(records, {**ctx.timings, "metrics": seconds}, failure,

@@ -5,7 +5,9 @@ trained model.
 stops the suite in seconds, not after its trainings, with one
 :class:`~genbench.api.errors.ConfigError` that names every problem found:
 
-* every model builds untrained with its hyper-parameters (referenced models included);
+* every model builds untrained with its hyper-parameters (referenced models included), and
+  one that can give at most ``max_samples`` samples (a sample set read from files) is not
+  asked for more;
 * every metric applies to some (model, dataset) pair of the suite: to the data
   (:meth:`~genbench.Metric.data_skip_reason`: its kind, declared modes or classes, the
   extractor's layers) and to the model (the capabilities in ``Metric.requires``). A metric
@@ -117,11 +119,17 @@ def _build_models(rows: list[Job], registries, datasets: dict[str, PreparedDatas
             continue
         checked.add(job.training.config_fingerprint)
         info = datasets[dataset_key(job.training.dataset)].info
+        label = job.evaluation.model_label
         try:
-            _build_untrained(registries, job.training, info)
+            model = _build_untrained(registries, job.training, info)
         except ConfigError as exc:
-            msg, label = str(exc), job.evaluation.model_label
+            msg = str(exc)
             raise ConfigError(msg if label in msg else f"model {label!r}: {msg}") from None
+        most = getattr(model, "max_samples", None)  # a sample set read from files, say
+        if most is not None and job.evaluation.num_samples > most:
+            raise ConfigError(f"model {label!r} can give at most {most} samples, but the suite "
+                              f"asks for num_samples = {job.evaluation.num_samples}; lower "
+                              f"num_samples to {most} or give more samples")
 
 
 def _build_untrained(registries, training: Training, info):

@@ -124,6 +124,9 @@ def run_job(state: WorkerState, job: Job) -> JobRecord | TrainingRecord:
         model, loaded = _load_trained(state, job.training, notes)
         record.train_steps, record.train_seconds = loaded.steps, loaded.seconds
         record.provenance.update(parameters=model.num_parameters(), train=_train_provenance(loaded))
+        source = getattr(model, "provenance", None)
+        if callable(source):  # where a model made elsewhere came from (files, their hash)
+            record.provenance["model_source"] = source()
         record.metrics, timings, sample_failure = _evaluate(state, job, model)
         record.provenance["timings"] = timings
         if sample_failure is not None:
@@ -312,6 +315,8 @@ def _row_record(state: WorkerState | None, job: Job) -> JobRecord:
         "data_fingerprint": t.dataset.fingerprint, "budget": t.budget.to_dict(),
         "num_samples": ev.num_samples, "sampling": ev.sampling,
     })
+    if ev.reference_file is not None:
+        prov["reference_file"] = ev.reference_file
     return JobRecord(
         fingerprint=ev.fingerprint, config_fingerprint=ev.config_fingerprint, job_key=job.key,
         suite=ev.suite, dataset=ev.dataset_label, dataset_name=t.dataset.name,
@@ -331,6 +336,7 @@ def _evaluate(state: WorkerState, job: Job, model) -> tuple[list[MetricRecord], 
         seed=t.seed, num_samples=ev.num_samples, cache_dir=Path(state.context.cache_dir),
         feature_extractor=ev.feature_extractor, feature_weights=ev.feature_weights,
         batch_size=ev.batch_size, registries=state.registries, sampling=dict(ev.sampling),
+        reference_file=ev.reference_file,
     )
     # Generated once, shared by every metric. A model whose samples hold NaN or infinity gets
     # each sample-based metric recorded as failed with that reason; the others still run.

@@ -9,7 +9,9 @@ one :class:`JobFeatures` per job and extractor. That object
 * embeds the generated samples once, on first use (:meth:`JobFeatures.generated`);
 * embeds a real split (``test`` or ``train``, all of it or a fixed seeded subset) once per
   job, on first use, and keeps it on disk keyed by content (:meth:`JobFeatures.split`), so
-  the next job with the same data and extractor reads it back.
+  the next job with the same data and extractor reads it back; or reads the reference
+  split's features from a reference statistics file (``EvalContext.reference_file``, see
+  :mod:`genbench.features.reference_files`).
 
 Inputs follow the extractor protocol (docs/plugins.md, "Feature extractors"): images go to
 an extractor as uint8 ``Bx3xHxW`` (:func:`to_uint8_images`: ``round(x * 255)`` clamped to
@@ -32,6 +34,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -43,7 +46,8 @@ from genbench.api.data import DataInfo, tensor_fingerprint
 from genbench.api.errors import ConfigError, GenbenchError
 from genbench.api.extractor import INPUT_FORMATS, ExtractorMixin, FeatureExtractor, default_supports
 from genbench.registry.identity import code_identity
-from genbench.api.paths import atomic_write
+from genbench.api.paths import atomic_write, sha256_file
+from genbench.features.reference_files import ReferenceFile, ReferenceFileError, read_reference_file
 
 if TYPE_CHECKING:
     from genbench.evaluation.context import EvalContext
@@ -349,7 +353,8 @@ class SplitFeatures:
     #: The content key (:func:`split_cache_key`) and the file it is cached in.
     key: str
     path: Path
-    #: ``"hit"`` (read from the disk cache) or ``"miss"`` (extracted in this job).
+    #: ``"hit"`` (read from the disk cache), ``"miss"`` (extracted in this job) or ``"file"``
+    #: (from the evaluation's reference statistics file, ``EvalContext.reference_file``).
     cache: str
 
     def __getitem__(self, layer: str) -> torch.Tensor:
@@ -411,6 +416,7 @@ class JobFeatures:
         self._extractor: Extractor | None = None
         self._generated: dict[str, torch.Tensor] | None = None
         self._splits: dict[tuple[str, int], SplitFeatures] = {}
+        self._reference: ReferenceFile | None = None
 
     @property
     def extractor(self) -> Extractor:
@@ -459,11 +465,16 @@ class JobFeatures:
         seed). Extracted once per job and split size; read from and written to
         ``<cache_dir>/features/`` keyed by content (:func:`split_cache_key`). A cached file
         that is truncated, foreign or incomplete is recomputed and replaced, never trusted.
+
+        When ``ctx.reference_file`` names a reference statistics file, the reference
+        (``"test"``) comes from it instead (:meth:`reference_from_file`).
         """
         if split not in SPLITS:
             raise ConfigError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
         if max_items is not None and (isinstance(max_items, bool) or max_items < 1):
             raise ConfigError(f"max_items must be a positive integer or None, got {max_items!r}")
+        if split == "test" and self.ctx.reference_file is not None:
+            return self.reference_from_file(max_items)
         x = getattr(self.ctx, split)[0]
         n = len(x) if max_items is None else min(int(max_items), len(x))
         if (split, n) not in self._splits:
@@ -489,3 +500,119 @@ class JobFeatures:
                     "weights_sha256": ext.weights_sha256, "cache_format": CACHE_FORMAT}
             atomic_write(path, lambda tmp: torch.save(blob, tmp))
         return SplitFeatures(split, feats, n, len(x), idx, key, path, cache)
+
+    # -- the reference from a reference statistics file (``genbench reference build``) ----------
+
+    def reference_from_file(self, max_items: int | None = None) -> SplitFeatures:
+        """The reference's features from ``ctx.reference_file`` (``cache == "file"``).
+
+        A file genbench wrote must have been made with this job's extractor, weights, layers
+        and input format, from this dataset's content; its rows are used as they are, or,
+        when ``max_items`` is smaller than its split, the rows of the subset
+        :func:`reference_indices` picks, so the numbers equal those against the dataset's
+        split. Asking for more items than the file holds is an error naming both counts. A
+        foreign file (an ADM batch) has its images extracted with this job's extractor.
+        Raises :class:`~genbench.features.reference_files.ReferenceFileError`.
+        """
+        ref = self._reference_file()
+        n_total = ref.n if ref.foreign else int(ref.provenance["n_total"])
+        n = n_total if max_items is None else min(int(max_items), n_total)
+        if n > ref.n:
+            raise ReferenceFileError(
+                f"reference file {ref.path} holds {ref.n} of the {n_total} items of its split; "
+                f"this evaluation needs {n} (a metric's max_reference); rebuild it with "
+                f"--max-items {n} or more, or ask for at most {ref.n}")
+        if ("file", n) not in self._splits:
+            make = self._foreign_features if ref.foreign else self._file_features
+            self._splits[("file", n)] = make(ref, n_total, n)
+        return self._splits[("file", n)]
+
+    def _reference_file(self) -> ReferenceFile:
+        """``ctx.reference_file``, read and checked against this job once."""
+        if self._reference is None:
+            ref = read_reference_file(self.ctx.reference_file)
+            if ref.foreign:
+                self._check_foreign(ref)
+            else:
+                self._check_file(ref)
+            self._reference = ref
+        return self._reference
+
+    def _check_file(self, ref: ReferenceFile) -> None:
+        prov, ext, info = ref.provenance, self.extractor, self.ctx.data_info
+        split = prov.get("split")
+        if split not in SPLITS:
+            raise ReferenceFileError(f"reference file {ref.path}: unknown split {split!r} in its "
+                                     f"provenance; valid: {', '.join(SPLITS)}")
+        ours = {"extractor": ext.name, "weights sha256": ext.weights_sha256,
+                "layers": sorted(ext.requested_layers), "input format": ext.input_format,
+                "data fingerprint": info.fingerprint or tensor_fingerprint(getattr(self.ctx, split)[0])}
+        theirs = {"extractor": prov.get("extractor"), "weights sha256": prov.get("weights_sha256"),
+                  "layers": sorted(prov.get("layers") or []), "input format": prov.get("input_format"),
+                  "data fingerprint": prov.get("data_fingerprint")}
+        differ = [f"{k}: the file has {theirs[k]!r}, this evaluation {v!r}"
+                  for k, v in ours.items() if theirs[k] != v]
+        if differ:
+            command = f"genbench reference build {info.name} --split {split} --extractor {ext.name}"
+            if int(prov.get("n", 0)) < int(prov.get("n_total", 0)):
+                command += f" --max-items {prov['n']}"
+            if self.weights is not None:
+                command += f" --feature-weights {self.weights}"
+            raise ReferenceFileError(f"reference file {ref.path} does not fit this evaluation "
+                                     f"({'; '.join(differ)}); rebuild it for this evaluation: "
+                                     f"{command} -o {ref.path}")
+        wanted = reference_indices(int(prov["n_total"]), ref.n)
+        held = ref.indices
+        if (wanted is None) != (held is None) or (held is not None and not torch.equal(held, wanted)):
+            raise ReferenceFileError(
+                f"reference file {ref.path} holds another subset of its split than this genbench "
+                f"picks for {ref.n} of {prov['n_total']} items (a different torch version?); "
+                f"rebuild it: genbench reference build {info.name} --split {split} "
+                f"--extractor {ext.name} --max-items {ref.n} -o {ref.path}")
+        if prov.get("code") != code_identity(self.cls):
+            warnings.warn(f"reference file {ref.path} was built with other code of extractor "
+                          f"{ext.name!r} (its source changed since); rebuild it if its features "
+                          "changed", stacklevel=2)
+
+    def _check_foreign(self, ref: ReferenceFile) -> None:
+        ext, info = self.extractor, self.ctx.data_info
+        if info.kind != "image" or ext.input_format != "uint8":
+            raise ReferenceFileError(
+                f"reference file {ref.path} holds only images (ADM layout), but extractor "
+                f"{ext.name!r} takes {ext.input_format} {info.kind} data; build a genbench "
+                f"reference file instead: genbench reference build {info.name} --extractor {ext.name}")
+        if tuple(ref.images.shape[2:]) != tuple(info.shape[1:]):
+            raise ReferenceFileError(
+                f"reference file {ref.path} holds {ref.images.shape[2]}x{ref.images.shape[3]} images; "
+                f"dataset {info.name!r} has {info.shape[1]}x{info.shape[2]}")
+
+    def _file_features(self, ref: ReferenceFile, n_total: int, n: int) -> SplitFeatures:
+        ext, prov = self.extractor, ref.provenance
+        idx = reference_indices(n_total, n)
+        feats = ref.features
+        if n < ref.n:  # the subset of n lies inside the file's (both are prefixes of one permutation)
+            rows = idx if ref.indices is None else torch.searchsorted(ref.indices, idx)
+            feats = {layer: t[rows] for layer, t in feats.items()}
+        key = split_cache_key(
+            data_fingerprint=prov["data_fingerprint"], split=prov["split"], n_total=n_total, n=n,
+            extractor=ext.name, weights_sha256=ext.weights_sha256, layers=ext.requested_layers,
+            input_format=ext.input_format, init_kwargs=ext.init_kwargs, code=code_identity(self.cls))
+        return SplitFeatures("test", feats, n, n_total, idx, key, ref.path, "file")
+
+    def _foreign_features(self, ref: ReferenceFile, n_total: int, n: int) -> SplitFeatures:
+        """The images of an ADM batch, extracted as a split is (kept in the features cache)."""
+        ext = self.extractor
+        layers = ext.requested_layers
+        key = split_cache_key(
+            data_fingerprint=f"file-sha256:{sha256_file(ref.path)}", split="file", n_total=n_total,
+            n=n, extractor=ext.name, weights_sha256=ext.weights_sha256, layers=layers,
+            input_format=ext.input_format, init_kwargs=ext.init_kwargs, code=code_identity(self.cls))
+        path = Path(self.ctx.cache_dir) / "features" / f"file-{ext.name}-{key}.pt"
+        idx = reference_indices(n_total, n)
+        feats = _load_cached(path, key, n, layers)
+        if feats is None:
+            feats = ext.features(ref.images if idx is None else ref.images[idx], self.ctx.batch_size)
+            blob = {"key": key, "n": n, "split": "file", "features": feats, "extractor": ext.name,
+                    "weights_sha256": ext.weights_sha256, "cache_format": CACHE_FORMAT}
+            atomic_write(path, lambda tmp: torch.save(blob, tmp))
+        return SplitFeatures("test", feats, n, n_total, idx, key, ref.path, "file")

@@ -98,6 +98,8 @@ class Evaluation:
     config_fingerprint: str
     spec_hash: str
     spec_source: str
+    #: A reference statistics file standing for the test split's features, or ``None``.
+    reference_file: str | None = None
 
     @property
     def dirname(self) -> str:
@@ -169,6 +171,8 @@ def evaluation_identity(spec: SuiteSpec, registries, info: DataInfo, dataset: Sp
                       "weights_file_sha256": _file_sha256(spec.feature_weights),
                       "code": None if ext_cls is None else code_identity(ext_cls)},
         "dataset_code": code_identity(registries.datasets.get(dataset.name)),
+        # the file's content, not its path: a rebuilt file re-evaluates
+        **({"reference_file": _file_sha256(dataset.reference)} if dataset.reference else {}),
     }
 
 
@@ -206,5 +210,5 @@ def expand_rows(spec: SuiteSpec, registries, datasets: list[tuple[DatasetSource,
                         spec.name, source.label, entry.label, spec.metrics, sampling,
                         spec.num_samples, spec.eval_batch_size, extractor, spec.feature_weights,
                         canonical_hash({"train": training.fingerprint, **evaluation}), config_fp,
-                        spec_hash, spec.source)))
+                        spec_hash, spec.source, dataset_entry.reference)))
     return rows, impossible

@@ -54,6 +54,9 @@ class SpecEntry:
     budget_overrides: dict[str, Any] | None = None
     #: Sampling settings of this row (models only): keyword arguments of ``sample``.
     sampling: dict[str, Any] = field(default_factory=dict)
+    #: A reference statistics file (``genbench reference build``) whose features stand for
+    #: the dataset's test split in every feature metric (datasets only).
+    reference: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = {"name": self.name, "label": self.label, "params": self.params}
@@ -61,6 +64,8 @@ class SpecEntry:
             d["budget"] = self.budget_overrides
         if self.sampling:
             d["sampling"] = self.sampling
+        if self.reference is not None:
+            d["reference"] = self.reference
         return d
 
 
@@ -88,18 +93,19 @@ def _budget(value: Any, where: str) -> Budget:
 def _entries(value: Any, section: str, allow_budget: bool) -> list[SpecEntry]:
     if isinstance(value, str):
         value = [value]
-    raw: list[tuple[str, dict, str | None, Any, list[dict[str, Any]]]] = []
+    raw: list[tuple[str, dict, str | None, Any, list[dict[str, Any]], Any]] = []
     if isinstance(value, dict):
         for name, params in value.items():
             if not isinstance(params, dict):
                 raise SpecError(f"[{section}.{name}] must be a table of hyper-parameters, got {params!r}")
-            raw.append((name, dict(params), None, None, [{}]))
+            raw.append((name, dict(params), None, None, [{}], None))
     elif isinstance(value, list):
         for i, item in enumerate(value):
             if isinstance(item, str):
-                raw.append((item, {}, None, None, [{}]))
+                raw.append((item, {}, None, None, [{}], None))
             elif isinstance(item, dict):
-                keys = {"name", "label", "params"} | ({"budget", "sampling"} if allow_budget else set())
+                keys = ({"name", "label", "params"} | ({"budget", "sampling"} if allow_budget else set())
+                        | ({"reference"} if section == "datasets" else set()))
                 unknown = sorted(set(item) - keys)
                 if unknown or "name" not in item:
                     raise SpecError(
@@ -110,14 +116,18 @@ def _entries(value: Any, section: str, allow_budget: bool) -> list[SpecEntry]:
                     raise SpecError(f"{section}[{i}].params must be a table, got {params!r}")
                 sampling = (_sampling_list(item["sampling"], f"{section}[{i}]")
                             if "sampling" in item else [{}])
+                reference = item.get("reference")
+                if reference is not None and (not isinstance(reference, str) or not reference):
+                    raise SpecError(f"{section}[{i}].reference must be the path of a reference "
+                                    f"statistics file, got {reference!r}")
                 raw.append((item["name"], dict(params), item.get("label"), item.get("budget"),
-                            sampling))
+                            sampling, reference))
             else:
                 raise SpecError(f"{section}[{i}] must be a name or a table, got {item!r}")
     else:
         raise SpecError(f"'{section}' must be a list of names or tables, got {value!r}")
     out, seen = [], {}
-    for name, params, given_label, budget, settings in raw:
+    for name, params, given_label, budget, settings, reference in raw:
         if not isinstance(name, str) or not name:
             raise SpecError(f"{section}: every entry needs a non-empty string name, got {name!r}")
         if given_label is not None and (not isinstance(given_label, str) or not given_label.strip()
@@ -136,7 +146,7 @@ def _entries(value: Any, section: str, allow_budget: bool) -> list[SpecEntry]:
                 raise SpecError(f"{section}: two entries are labelled {label!r}; give each a distinct 'label'")
             seen[label] = True
             out.append(SpecEntry(name, params, label, None,
-                             dict(budget) if budget is not None else None, sampling))
+                                 dict(budget) if budget is not None else None, sampling, reference))
     return out
 
 
@@ -338,6 +348,11 @@ class SuiteSpec:
         for budget, where in [(self.budget, "the suite's budget"),
                               *((e.budget, f"model {e.label!r}") for e in self.models if e.budget)]:
             self._check_batch_size(budget, where)
+        for e in self.datasets:
+            if e.reference is not None and not Path(e.reference).expanduser().is_file():
+                raise SpecError(f"{self.source}: dataset {e.label!r}: reference file "
+                                f"{e.reference} does not exist; write one with `genbench "
+                                f"reference build {e.name} -o {e.reference}`")
         for section, reg in (("datasets", registries.datasets), ("metrics", registries.metrics)):
             for e in getattr(self, section):
                 cls = reg.get(e.name)

@@ -13,7 +13,8 @@ Python is checked by the same rules; its names are re-exported here.
 * :func:`group_params`, :func:`construct`: a group's flat keys (``pack = 2``) gathered into
   one instance of its dataclass, and a class built from validated values;
 * :func:`effective_params`: every hyper-parameter's value as the class sees it, the form
-  the fingerprint hashes.
+  the fingerprint hashes (a file parameter, declared with :class:`~genbench.InputFile`, by
+  its path and its content's sha256).
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from genbench.api.model import ModelRef
 # direct construction is checked too); re-exported here, where values enter a run.
 from genbench.api.parameters import (EMPTY, Parameter, check, checked_value,  # noqa: F401
                                      declared_annotations, describe, framework_positionals,
-                                     parameters, signature_parameters)
+                                     input_file_parameters, parameters, signature_parameters)
+from genbench.api.sample_files import content_sha256
 
 
 def hyperparameters(cls: type) -> dict[str, Any]:
@@ -176,6 +178,9 @@ def effective_params(cls: type, params: Mapping[str, Any]) -> dict[str, Any]:
         out[key] = _stable(value)
     out.update({k: _stable(v) for k, v in params.items() if k not in out
                 and not isinstance(v, ModelRef) and k not in declared})
+    for key in input_file_parameters(cls):  # identified by content, not by path
+        if isinstance(out.get(key), str):
+            out[key] = {"path": out[key], "sha256": content_sha256(out[key])}
     return out
 
 

@@ -43,6 +43,12 @@ class SamplingSpeed(Metric):
                  warmup: Annotated[int, Ge(0)] = 2):
         self.batch_size, self.repeats, self.warmup = batch_size, repeats, warmup
 
+    def skip_reason(self, ctx: EvalContext) -> str | None:
+        reason = super().skip_reason(ctx)
+        if reason is None and "sample_range" in ctx.model.capabilities():
+            reason = f"model {ctx.model_name!r} reads its samples from files: no sampling to time"
+        return reason
+
     @torch.no_grad()
     def compute(self, ctx: EvalContext) -> MetricResult:
         model, device = ctx.model.eval(), ctx.device
