@@ -8,6 +8,12 @@ import pytest
 import torch
 
 from genbench.registry.manager import build_registries, create_plugin_manager
+from skip_check import configure as configure_skip_check
+
+
+def pytest_configure(config):
+    """In CI (``GENBENCH_CI_ALLOWED_SKIPS`` set), fail on a skip not on the allowed list."""
+    configure_skip_check(config)
 
 
 _PHASES_PASSED = pytest.StashKey[dict]()

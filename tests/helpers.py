@@ -35,6 +35,22 @@ class FixedSamples(GenerativeModel):
         return out
 
 
+class Interrupted(Exception):
+    """Raised by :func:`interrupt_at`: a training stopped part-way, as by a kill."""
+
+
+def interrupt_at(model, step: int) -> None:
+    """Make ``model.train_step`` raise :class:`Interrupted` when called for ``step``."""
+    original = model.train_step
+
+    def train_step(batch, s):
+        if s == step:
+            raise Interrupted
+        return original(batch, s)
+
+    model.train_step = train_step
+
+
 class DivergingVAE(VAE):
     """A VAE whose inputs are scaled by infinity from step 5 on, so its loss becomes NaN."""
 

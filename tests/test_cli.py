@@ -19,6 +19,7 @@ import torch
 from genbench import (Completion, Executor, GenerativeModel, ModelRef, OutputFormat,
                       __version__, hookimpl)
 from genbench.cli.commands import cli
+from genbench.results.store import ResultStore
 from helpers import invoke_cli, stored_jobs, tiny_spec_toml
 
 SPEC = tiny_spec_toml(metrics=["recon", "speed"])
@@ -365,15 +366,32 @@ def register_models(register):
 '''
 
 
-def make_distribution(root: Path, body: str = PLUGIN_SOURCE) -> Path:
-    """A minimal installed distribution (module + dist-info with a genbench entry point)."""
+def make_distribution(root: Path, body: str = PLUGIN_SOURCE, name: str = "ppca") -> Path:
+    """A minimal installed distribution genbench-NAME (module genbench_NAME + dist-info with
+    a genbench entry point NAME) in folder ``root``."""
     root.mkdir(parents=True, exist_ok=True)
-    (root / "genbench_ppca.py").write_text(body)
-    info = root / "genbench_ppca-0.3.0.dist-info"
+    (root / f"genbench_{name}.py").write_text(body)
+    info = root / f"genbench_{name}-0.3.0.dist-info"
     info.mkdir(exist_ok=True)
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: genbench-ppca\nVersion: 0.3.0\n")
-    (info / "entry_points.txt").write_text("[genbench]\nppca = genbench_ppca\n")
+    (info / "METADATA").write_text(
+        f"Metadata-Version: 2.1\nName: genbench-{name}\nVersion: 0.3.0\n")
+    (info / "entry_points.txt").write_text(f"[genbench]\n{name} = genbench_{name}\n")
     return root
+
+
+# Another plugin installed beside the one a test loads, as on a plugin author's machine:
+# written for an older genbench (its only hook is misspelt), it would be listed as broken
+# and warned about by every command. Tests load only their own plugin (GENBENCH_LOAD_PLUGINS),
+# so it must change nothing they see.
+BYSTANDER_PLUGIN = ("from genbench import hookimpl\n\n\n"
+                    "@hookimpl\ndef register_model(register):\n    pass\n")
+ONLY_PPCA = {"GENBENCH_LOAD_PLUGINS": "genbench-ppca"}
+
+
+def plugin_site(root: Path, body: str = PLUGIN_SOURCE) -> Path:
+    """Folder ``root`` with genbench-ppca (``body``) and the bystander installed in it."""
+    make_distribution(root, BYSTANDER_PLUGIN, name="bystander")
+    return make_distribution(root, body)
 
 
 def genbench_process(args, env_extra=None, **kw):
@@ -384,8 +402,8 @@ def genbench_process(args, env_extra=None, **kw):
 
 
 def test_third_party_plugin_in_list_and_run(tmp_path):
-    site = make_distribution(tmp_path / "site")
-    env = {"PYTHONPATH": str(site)}
+    site = plugin_site(tmp_path / "site")
+    env = {"PYTHONPATH": str(site), **ONLY_PPCA}
     listed = genbench_process(["list", "models"], env)
     assert listed.returncode == 0, listed.stderr
     assert "ppca" in listed.stdout and "probabilistic PCA" in listed.stdout
@@ -415,16 +433,17 @@ BROKEN_ERROR = ('Error loading plugin "ppca" (from genbench-ppca): ModuleNotFoun
 
 
 def test_broken_third_party_plugin_leaves_every_command_working(tmp_path):
-    site = make_distribution(tmp_path / "site", body=BROKEN_PLUGIN)
-    r = genbench_process(["list", "models"], {"PYTHONPATH": str(site)})
+    site = plugin_site(tmp_path / "site", body=BROKEN_PLUGIN)
+    r = genbench_process(["list", "models"], {"PYTHONPATH": str(site), **ONLY_PPCA})
     assert r.returncode == 0, r.stderr
     assert "vae" in r.stdout and "ppca" not in r.stdout
     assert r.stderr.splitlines() == [f'warning: plugin "ppca" left out: {BROKEN_ERROR}']
 
 
 def test_broken_plugin_is_listed_and_named_by_unknown_names(tmp_path, monkeypatch, cli_plugins):
-    monkeypatch.syspath_prepend(make_distribution(tmp_path / "site", body=BROKEN_PLUGIN))
+    monkeypatch.syspath_prepend(plugin_site(tmp_path / "site", body=BROKEN_PLUGIN))
     monkeypatch.delenv("GENBENCH_DISABLE_PLUGIN_AUTOLOAD")
+    monkeypatch.setenv("GENBENCH_LOAD_PLUGINS", ONLY_PPCA["GENBENCH_LOAD_PLUGINS"])
     listed = invoke("plugins")
     assert json.loads(listed.stdout) == [
         {"name": "ppca", "hooks": [], "distribution": "genbench-ppca", "version": "0.3.0",
@@ -466,40 +485,100 @@ def test_plugin_commands_that_fail_are_taken_back(cli_plugins):
     assert "vae" in invoke("list", "models").stdout
 
 
-@pytest.mark.parametrize("how", ["kill -9 the driver", "ctrl-c with --jobs 2"])
+HELD_PLUGIN = '''
+"""A VAE whose training of seed 3 holds before step HOLD_AT (its checkpoints up to step
+100 written) until the file GATE exists; it touches HELD when it starts holding."""
+import os
+import time
+from pathlib import Path
+
+import torch
+from genbench import hookimpl
+from genbench_plugins.models.vae import VAE
+
+HOLD_SEED, HOLD_AT = 3, 120
+GATE, HELD = Path({gate!r}), Path({held!r})
+
+
+class HeldVAE(VAE):
+    description = "test model: seed 3 holds at step 120 until a file exists"
+
+    def __init__(self, data_info, **kwargs):
+        super().__init__(data_info, **kwargs)
+        self.seed = torch.initial_seed()  # each training is seeded just before its model is built
+
+    def train_step(self, batch, step):
+        if step == HOLD_AT and self.seed == HOLD_SEED and not GATE.exists():
+            HELD.touch()
+            parent = os.getppid()
+            deadline = time.monotonic() + 600  # bounds a hang only
+            while not GATE.exists() and os.getppid() == parent and time.monotonic() < deadline:
+                time.sleep(0.05)
+        return super().train_step(batch, step)
+
+
+@hookimpl
+def register_models(register):
+    register("held-vae", HeldVAE)
+'''
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["kill -9 the driver", "ctrl-c"])
 def test_interrupted_run_resumes_with_every_job_stored_once(tmp_path, how):
     """SIGKILL of the driver alone (its workers die with it), or Ctrl-C in a terminal (SIGINT
-    to the whole process group): finished jobs stay, the rerun does only the rest."""
+    to the whole process group), while seed 3 trains (held past its step-100 checkpoint) and
+    at least one row is stored: finished jobs stay, the rerun does only the rest, and seed 3
+    resumes from its last checkpoint. Events, not timings, decide when to interrupt."""
+    gate, held = tmp_path / "gate", tmp_path / "held"
+    site = make_distribution(tmp_path / "site", HELD_PLUGIN.format(gate=str(gate), held=str(held)),
+                             name="held")
+    env = {k: v for k, v in os.environ.items() if k != "GENBENCH_DISABLE_PLUGIN_AUTOLOAD"}
+    env.update(PYTHONPATH=os.pathsep.join(filter(None, [str(site), env.get("PYTHONPATH")])),
+               GENBENCH_LOAD_PLUGINS="genbench-held")
     out = tmp_path / "o"
     spec = write_spec(tmp_path / "s.toml", SPEC.replace("seeds = [0]", "seeds = [0, 1, 2, 3]")
-                      .replace("steps = 30", "steps = 300\ncheckpoint_every = 50"))
+                      .replace('models = ["vae"]', 'models = ["held-vae"]')
+                      .replace("steps = 30", "steps = 150\ncheckpoint_every = 50"))
     db = out / "results.db"
-    ctrl_c = how.startswith("ctrl-c")
-    args = ["run", str(spec), "--out", str(out), *(["--jobs", "2"] if ctrl_c else [])]
+    # Two workers, whatever the cores: one holds seed 3, the other trains and evaluates the rest.
+    args = ["run", str(spec), "--out", str(out), "--jobs", "2"]
     # A terminal's Ctrl-C reaches a process whose SIGINT is at its default; a test run
     # started in the background by a non-interactive shell inherits SIGINT ignored.
-    proc = subprocess.Popen([sys.executable, "-m", "genbench", *args], env=dict(os.environ),
+    proc = subprocess.Popen([sys.executable, "-m", "genbench", *args], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    deadline = time.time() + 240
-    while len(stored_jobs(db)) < 1 and proc.poll() is None and time.time() < deadline:
+    deadline = time.monotonic() + 300  # bounds a hang, not a speed
+    while not (held.exists() and stored_jobs(db)) and proc.poll() is None:
+        if time.monotonic() > deadline:
+            proc.kill()  # its workers die with it
+            pytest.fail(f"no stored row and held seed 3 after 300 s:\n{proc.communicate()[1]}")
         time.sleep(0.02)
-    if ctrl_c:
+    if proc.poll() is not None:
+        pytest.fail(f"the run ended ({proc.returncode}) before seed 3 held and a row was "
+                    f"stored:\n{proc.communicate()[1]}")
+    if how == "ctrl-c":
         os.killpg(proc.pid, signal.SIGINT)
     else:
         proc.send_signal(signal.SIGKILL)
-    _, err = proc.communicate(timeout=60)
-    if ctrl_c:
+    _, err = proc.communicate(timeout=120)
+    if how == "ctrl-c":
         assert proc.returncode == 130, err
         assert "interrupted" in err and "run the same command again to resume" in err
     before = stored_jobs(db)
-    assert 1 <= len(before) < 4, "the run should be stopped part-way"
+    assert 1 <= len(before) < 4 and "digits/held-vae/seed3" not in {k for k, _, _ in before}
 
-    rerun = genbench_process(args)
+    gate.touch()
+    rerun = subprocess.run([sys.executable, "-m", "genbench", *args], env=env,
+                           capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
     assert f"{len(before)} job(s) already in" in rerun.stderr
     after = stored_jobs(db)
     keys = [k for k, _, _ in after]
-    assert sorted(keys) == [f"digits/vae/seed{s}" for s in range(4)]  # each exactly once
+    assert sorted(keys) == [f"digits/held-vae/seed{s}" for s in range(4)]  # each exactly once
     assert set(before) <= set(after)  # finished jobs were neither redone nor lost
+    # Seed 3, interrupted at step 120, resumed from its last checkpoint (every 50 steps).
+    resumed = {t["seed"]: t["provenance"]["train"]["resumed_from"]
+               for t in ResultStore(db).trainings().to_dict("records")}
+    assert resumed[3] == 100

@@ -19,6 +19,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 from PIL import Image
+from torch.nn import functional as F
 
 from genbench import DataInfo, EvalContext
 from genbench.cli.assets import assets
@@ -202,6 +203,77 @@ def test_random_weights_give_deterministic_768d_features(registries, random_weig
     again = load_extractor(NAME, cls, GRAY28, weights=timm_layout)
     assert torch.equal(again.features(x_gray, batch_size=2)["cls"], f1)
     timm_layout.unlink()  # 346 MB
+
+
+def official_forward(state: dict[str, torch.Tensor], images: torch.Tensor) -> torch.Tensor:
+    """The class token of DINOv2 ViT-B/14 written out in float64 from the official checkpoint's
+    tensors, as facebookresearch/dinov2's ``DinoVisionTransformer.forward`` computes it (not
+    through timm, which the extractor uses): 14 px patches by a strided convolution, the class
+    token, the 37 x 37 position grid resampled at run time (``interpolate_pos_encoding``:
+    bicubic, scale factor ``(16 + 0.1) / 37``, no antialiasing), 12 pre-norm blocks of 12-head
+    attention and a GELU MLP, each scaled by its layer scale, LayerNorms with eps 1e-6, and the
+    final LayerNorm's class token."""
+    w = {k: v.double() for k, v in state.items()}
+    x = images.double()
+    b, _, height, width = x.shape
+    x = F.conv2d(x, w["patch_embed.proj.weight"], w["patch_embed.proj.bias"], stride=14)
+    x = torch.cat([w["cls_token"].expand(b, -1, -1), x.flatten(2).transpose(1, 2)], 1)
+    pos, dim = w["pos_embed"], FEATURE_DIM
+    m = math.isqrt(pos.shape[1] - 1)
+    grid = pos[:, 1:].reshape(1, m, m, dim).permute(0, 3, 1, 2)
+    grid = F.interpolate(grid, scale_factor=((width // 14 + 0.1) / m, (height // 14 + 0.1) / m),
+                         mode="bicubic", antialias=False)
+    x = x + torch.cat([pos[:, :1], grid.permute(0, 2, 3, 1).reshape(1, -1, dim)], 1)
+    n, heads = x.shape[1], 12
+    for i in range(12):
+        p = f"blocks.{i}."
+        y = F.layer_norm(x, (dim,), w[p + "norm1.weight"], w[p + "norm1.bias"], eps=1e-6)
+        qkv = F.linear(y, w[p + "attn.qkv.weight"], w[p + "attn.qkv.bias"])
+        q, k, v = qkv.reshape(b, n, 3, heads, dim // heads).permute(2, 0, 3, 1, 4)
+        attention = (q @ k.transpose(-2, -1) / math.sqrt(dim // heads)).softmax(-1)
+        y = (attention @ v).transpose(1, 2).reshape(b, n, dim)
+        y = F.linear(y, w[p + "attn.proj.weight"], w[p + "attn.proj.bias"])
+        x = x + w[p + "ls1.gamma"] * y
+        y = F.layer_norm(x, (dim,), w[p + "norm2.weight"], w[p + "norm2.bias"], eps=1e-6)
+        y = F.gelu(F.linear(y, w[p + "mlp.fc1.weight"], w[p + "mlp.fc1.bias"]))
+        x = x + w[p + "ls2.gamma"] * F.linear(y, w[p + "mlp.fc2.weight"], w[p + "mlp.fc2.bias"])
+    return F.layer_norm(x, (dim,), w["norm.weight"], w["norm.bias"], eps=1e-6)[:, 0]
+
+
+def dgm_eval_preprocess(images: torch.Tensor) -> torch.Tensor:
+    """dgm-eval's input: each uint8 image as a PIL image, ``Resize((224, 224), BICUBIC)``,
+    ``ToTensor`` (/ 255) and ``Normalize`` with ImageNet's mean and std."""
+    mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+    out = []
+    for a in images.permute(0, 2, 3, 1).numpy():
+        resized = np.asarray(Image.fromarray(a).resize((224, 224), Image.BICUBIC), np.float64)
+        out.append(((resized / 255 - mean) / std).transpose(2, 0, 1))
+    return torch.from_numpy(np.stack(out))
+
+
+def test_features_equal_an_independent_forward_of_the_official_model(registries, random_weights):
+    """The extractor (timm's network, the converted checkpoint, its own resize) against the
+    official architecture written out in the test on the checkpoint as saved, after dgm-eval's
+    PIL preprocessing. On the extractor's own network input the two agree to float32's
+    precision (measured: 7e-7 relative); from the uint8 images, through PIL, to within what
+    PIL's fixed-point rounding leaves: one grey level on 0.02% of the pixels, 8e-5 relative
+    in the features (two images differ by 28%)."""
+    state = torch.load(random_weights, map_location="cpu", weights_only=True)
+    module = load_extractor(NAME, registries.extractors.get(NAME), RGB32,
+                            weights=random_weights).module
+    images = u8(2, 3, 32, seed=2)
+    reference_input = dgm_eval_preprocess(images)
+    with torch.no_grad():
+        network_input = module.preprocess(images)
+        features = module(images)[0].double()
+    gap = (network_input.double() - reference_input).abs()
+    assert gap.max() <= 2 / 255 / 0.224 + 1e-6 and (gap > 1e-5).double().mean() < 0.01
+    # image 0 on the extractor's network input, image 1 from the uint8 pixels through PIL
+    inputs = torch.stack([network_input[0].double(), reference_input[1]])
+    expected = official_forward(state, inputs)
+    relative = (features - expected).norm(dim=1) / expected.norm(dim=1)
+    assert relative[0] < 1e-5 and relative[1] < 1e-3, relative
+    assert (expected[0] - expected[1]).norm() > 0.1 * expected[0].norm()  # the images differ
 
 
 def test_a_foreign_checkpoint_is_a_clear_error(registries, random_weights, tmp_path):

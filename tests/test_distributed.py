@@ -20,11 +20,11 @@ from helpers import tiny_spec
 ATOL = 1e-6
 
 
-def build_model(name, params, checkpoint, device):
-    """A rank's (model, trainer, training split): ``name`` on ring8, seed 0 (module-level,
-    so that the rank processes can unpickle it)."""
+def build_model(name, params, checkpoint, device, dataset="ring8"):
+    """A rank's (model, trainer, training split): ``name`` on ``dataset``, seed 0
+    (module-level, so that the rank processes can unpickle it)."""
     regs = build_registries(create_plugin_manager(load_entrypoints=False))
-    ds = regs.datasets.get("ring8")()
+    ds = regs.datasets.get(dataset)()
     seed_everything(0)
     model = regs.models.get(name)(ds.info(), **params)
     trainer = Trainer(device, seed=0, checkpoint_path=checkpoint, fingerprint="dp-test",
@@ -67,27 +67,42 @@ def test_a_rank_shards_batches_and_draws_its_rows_of_the_global_noise():
     assert torch.equal(shard(x), x) and torch.equal(batch_randn(6, 4), whole)
 
 
-#: Every built-in model family that draws training noise (plus the plain autoencoder): the
-#: noise is the global batch's rows, so two processes reach one process's parameters.
-NOISY_MODELS = {
-    "ae": {"hidden": 16, "lr": 1e-2},
-    "vae": {"hidden": [16], "latent_dim": 2, "lr": 1e-2},
-    "denoising-ae": {"hidden": [16], "noise": "masking", "noise_level": 0.3, "lr": 1e-2},
-    "aae": {"hidden": [16], "disc_hidden": [16], "latent_dim": 2, "lr": 1e-2, "lr_adv": 1e-2},
-    "ddpm": {"timesteps": 50, "hidden": 16, "depth": 2, "lr": 1e-2},
+#: Every built-in model family that draws training noise or takes statistics of a batch
+#: (plus the plain autoencoder), with its dataset: the noise is the global batch's rows and
+#: the statistics (batch norm, sparse-ae's mean activations) the global batch's, so two
+#: processes reach one process's parameters.
+DATA_PARALLEL_MODELS = {
+    "ae": ("ring8", {"hidden": 16, "lr": 1e-2}),
+    "vae": ("ring8", {"hidden": [16], "latent_dim": 2, "lr": 1e-2}),
+    "conv-vae": ("digits", {"channels": 4, "max_channels": 8, "latent_dim": 4, "lr": 1e-2}),
+    "denoising-ae": ("ring8", {"hidden": [16], "noise": "masking", "noise_level": 0.3,
+                               "lr": 1e-2}),
+    # a penalty on each code unit's mean activation over the batch
+    "sparse-ae": ("digits", {"hidden": [16], "latent_dim": 8, "sparsity_weight": 0.1,
+                             "lr": 1e-2}),
+    "aae": ("ring8", {"hidden": [16], "disc_hidden": [16], "latent_dim": 2, "lr": 1e-2,
+                      "lr_adv": 1e-2}),
+    "ddpm": ("ring8", {"timesteps": 50, "hidden": 16, "depth": 2, "lr": 1e-2}),
+    # batch norm in G and D
+    "dcgan": ("digits", {"latent_dim": 8, "channels": 4, "max_channels": 8, "lr_d": 1e-2,
+                         "lr_g": 1e-2}),
+    # interpolates drawn per sample, a gradient penalty, two critic steps per step
+    "wgan-gp": ("digits", {"latent_dim": 8, "channels": 4, "max_channels": 8, "d_steps": 2,
+                           "lr_d": 1e-2, "lr_g": 1e-2}),
 }
 
 
-@pytest.mark.parametrize("name", NOISY_MODELS)
+@pytest.mark.slow
+@pytest.mark.parametrize("name", DATA_PARALLEL_MODELS)
 def test_two_gloo_processes_train_a_model_as_one_process_does(tmp_path, name):
     budget = Budget(steps=6, batch_size=32)
-    params = NOISY_MODELS[name]
-    one, trainer, data = build_model(name, params, tmp_path / "one.pt", "cpu")
+    dataset, params = DATA_PARALLEL_MODELS[name]
+    one, trainer, data = build_model(name, params, tmp_path / "one.pt", "cpu", dataset)
     init = {k: v.clone() for k, v in floats(one).items()}
     alone = trainer.fit(one, data, budget)
 
-    two, trainer, data = build_model(name, params, tmp_path / "two.pt", "cpu")
-    build = functools.partial(build_model, name, params, tmp_path / "two.pt")
+    two, trainer, data = build_model(name, params, tmp_path / "two.pt", "cpu", dataset)
+    build = functools.partial(build_model, name, params, tmp_path / "two.pt", dataset=dataset)
     result = fit_data_parallel(build, trainer, two, data, budget, nproc=2)
 
     assert result.status == "ok" and result.steps == 6 and not two.training
@@ -104,6 +119,7 @@ def test_two_gloo_processes_train_a_model_as_one_process_does(tmp_path, name):
         torch.testing.assert_close(saved["model"][key], value, msg=key)
 
 
+@pytest.mark.slow
 def test_a_gan_with_batch_norm_trained_by_two_processes_in_a_suite_equals_one_process(tmp_path):
     """The MLP GAN's generator batch-normalises: synchronised batch norm gives the global
     batch's statistics (running ones included), and the latents are the global draw's rows."""

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -191,16 +192,39 @@ def test_a_dead_worker_fails_its_job_and_is_replaced(pool, how, failure):
     assert [w["setup_calls"] for w in after] == [1, 1]  # the replacement set up afresh
 
 
-def test_cancel_stops_a_running_job_at_once():
+def wait_for(condition, what: str, timeout: float = 120.0) -> None:
+    """Poll ``condition`` until it holds; the deadline bounds a hang, never a speed."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"no {what} after {timeout:.0f} s"
+        time.sleep(0.02)
+
+
+def long_job(state, paths):
+    """Touch ``started``, then work for ten minutes and touch ``finished``."""
+    started, finished = map(Path, paths)
+    started.touch()
+    time.sleep(600)
+    finished.touch()
+
+
+def test_cancel_stops_a_running_job_at_once(tmp_path):
+    """``close(cancel=True)`` ends a running job's worker instead of waiting for the job."""
     executor = LocalExecutor(workers=1)
     executor.start(setup_worker, None)
     (worker,) = describe_workers(executor)
-    executor.submit("long", sleep, 60)
-    time.sleep(0.3)
-    begin = time.monotonic()
-    executor.close(cancel=True)
-    assert time.monotonic() - begin < 3
+    started, finished = tmp_path / "started", tmp_path / "finished"
+    executor.submit("long", long_job, (str(started), str(finished)))
+    wait_for(started.exists, "started job")
+    closer = threading.Thread(target=executor.close, kwargs={"cancel": True})
+    closer.start()
+    closer.join(timeout=120)  # far less than the job's 600 s
+    if closer.is_alive():  # close waits for the job: end it, so that the test ends
+        os.kill(worker["pid"], signal.SIGKILL)
+        closer.join()
+        pytest.fail("close(cancel=True) waited for the running job")
     assert_gone(worker["pid"])
+    assert not finished.exists()
     executor.close(cancel=True)  # twice is harmless
 
 

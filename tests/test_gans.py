@@ -1,6 +1,7 @@
 """The GAN family: gan, dcgan, wgan-gp and the stabilisers, each checked against its paper's
 definition on tiny, known inputs."""
 
+import copy
 import math
 
 import pytest
@@ -19,7 +20,7 @@ from genbench_plugins.models.gans.stabilisers import (MinibatchDiscrimination, R
                                                       Stabilisers, normalised_layers, pack,
                                                       pyramid)
 from genbench_plugins.models.gans.wgan_gp import WGANGP, gradient_penalty
-from helpers import params_equal
+from helpers import Interrupted, interrupt_at, params_equal
 
 GANS = ("gan", "dcgan", "wgan-gp")
 #: Small networks for the tests that are not about the default sizes.
@@ -184,6 +185,93 @@ def test_packed_gradient_penalty_is_per_pack_on_the_real_to_fake_pack_segment():
         (g,) = torch.autograd.grad(critic(x.reshape(m, 2)).sum(), x)
         expected.append((g.norm() - 1) ** 2)
     assert torch.allclose(gp, torch.stack(expected).mean(), atol=1e-6)
+
+
+def test_gan_train_step_returns_and_optimises_the_bce_losses():
+    """One ``train_step`` of ``gan`` against a hand computation on a copy taken before it.
+    The noise is the global stream's (``batch_randn`` in one process is ``torch.randn``):
+    after the same seed the step draws D's fake batch's z, then G's. D's loss is
+    -mean log sigmoid(D(x)) - mean log(1 - sigmoid(D(G(z)))) (real 1, fake 0), its update one
+    Adam step (lr 1e-4, betas (0.8, 0.999)) on that loss; G's non-saturating loss is
+    -mean log sigmoid(D'(G(z'))) under the updated D'."""
+    torch.manual_seed(0)
+    model = GAN(vec_info(), **TINY["gan"])
+    with torch.no_grad():  # logits of order 1, so that swapped labels change the loss
+        for p in model.discriminator.parameters():
+            p.normal_(0.0, 0.3)
+    hand = copy.deepcopy(model)
+    real = torch.randn(16, 2) * 2 + 1
+    torch.manual_seed(7)
+    out = model.train_step(real, 0)
+
+    torch.manual_seed(7)
+    with torch.no_grad():
+        fake = hand.generator(torch.randn(16, hand.latent_dim))
+    l_real, l_fake = hand.discriminator(real), hand.discriminator(fake)
+    d_loss = (-torch.log(torch.sigmoid(l_real)).mean()
+              - torch.log(1 - torch.sigmoid(l_fake)).mean())
+    assert float(l_real.detach().std()) > 0.1  # not a trivial discriminator
+    torch.testing.assert_close(out["d_loss"], d_loss.detach(), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(out["d_real"], torch.sigmoid(l_real).mean().detach())
+    torch.testing.assert_close(out["d_fake"], torch.sigmoid(l_fake).mean().detach())
+    adam = torch.optim.Adam(hand.discriminator.parameters(), lr=1e-4, betas=(0.8, 0.999))
+    d_loss.backward()
+    adam.step()
+    for ours, theirs in zip(hand.discriminator.parameters(), model.discriminator.parameters()):
+        torch.testing.assert_close(theirs, ours, rtol=0, atol=1e-6)
+    with torch.no_grad():
+        logits = model.discriminator(hand.generator(torch.randn(16, hand.latent_dim)))
+    torch.testing.assert_close(out["g_loss"], -torch.log(torch.sigmoid(logits)).mean(),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_wgan_gp_train_step_returns_and_optimises_the_critic_loss_with_its_penalty():
+    """Two critic steps and a generator step of ``wgan-gp`` against a hand computation
+    (Gulrajani et al. 2017, Algorithm 1): per critic step, z (the fake batch) then eps ~ U[0, 1]
+    per sample from the global stream; loss D(G(z)) - D(x) + 10 (||grad D(x^)|| - 1)^2
+    averaged, x^ = eps x + (1 - eps) G(z), the gradient of each interpolate taken alone by
+    autograd; an Adam step (lr 1e-4, betas (0.5, 0.9)) per critic step; the returned
+    ``d_loss``, ``gp`` and ``wasserstein`` are the means over the critic steps; G's loss
+    -mean D'(G(z')) under the updated critic."""
+    torch.manual_seed(0)
+    model = WGANGP(vec_info(), d_steps=2, **TINY["wgan-gp"])
+    hand = copy.deepcopy(model)
+    batches = (torch.randn(16, 2) * 2 + 1, torch.randn(16, 2) - 1)
+    torch.manual_seed(7)
+    out = model.train_step(batches, 0)
+
+    torch.manual_seed(7)
+    critic = hand.discriminator
+    adam = torch.optim.Adam(critic.parameters(), lr=1e-4, betas=(0.5, 0.9))
+    losses, gps, distances = [], [], []
+    for real in batches:
+        with torch.no_grad():
+            fake = hand.generator(torch.randn(16, hand.latent_dim))
+        eps = torch.rand(16)
+        penalties = []
+        for r, f, e in zip(real, fake, eps):
+            x_hat = (e * r + (1 - e) * f).requires_grad_(True)
+            (grad,) = torch.autograd.grad(critic(x_hat[None]).sum(), x_hat, create_graph=True)
+            penalties.append((grad.norm() - 1) ** 2)
+        gp = torch.stack(penalties).mean()
+        d_real, d_fake = critic(real).mean(), critic(fake).mean()
+        loss = d_fake - d_real + 10.0 * gp
+        losses.append(loss.detach())
+        gps.append(gp.detach())
+        distances.append((d_real - d_fake).detach())
+        adam.zero_grad()
+        loss.backward()
+        adam.step()
+    assert float(gps[0]) > 1e-3  # the penalty is not negligible at initialisation
+    torch.testing.assert_close(out["d_loss"], torch.stack(losses).mean(), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(out["gp"], torch.stack(gps).mean(), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(out["wasserstein"], torch.stack(distances).mean(),
+                               rtol=1e-5, atol=1e-6)
+    for ours, theirs in zip(critic.parameters(), model.discriminator.parameters()):
+        torch.testing.assert_close(theirs, ours, rtol=0, atol=1e-6)
+    with torch.no_grad():
+        g_loss = -model.discriminator(hand.generator(torch.randn(16, hand.latent_dim))).mean()
+    torch.testing.assert_close(out["g_loss"], g_loss, rtol=1e-5, atol=1e-6)
 
 
 def test_wgan_gp_refuses_minibatch_discrimination():
@@ -421,21 +509,11 @@ def test_a_resumed_gan_continues_bit_exactly(grid25, tmp_path):
     full = _resumable(grid25.info())
     r_full = Trainer("cpu", seed=2, progress=False, log_every=5).fit(full, data, budget)
 
-    class Stop(Exception):
-        pass
-
     part = _resumable(grid25.info())
-    original = part.train_step
-
-    def stop_at_20(batch, step):
-        if step == 20:
-            raise Stop
-        return original(batch, step)
-
-    part.train_step = stop_at_20
+    interrupt_at(part, 20)
     trainer = Trainer("cpu", seed=2, progress=False, log_every=5, checkpoint_path=tmp_path / "c.pt",
                       fingerprint="f")
-    with pytest.raises(Stop):
+    with pytest.raises(Interrupted):
         trainer.fit(part, data, budget)
     saved = torch.load(tmp_path / "c.pt", weights_only=True)
     assert saved["step"] == 20 and set(saved["schedulers"]) == {"sched_d", "sched_g"}

@@ -5,6 +5,8 @@ included), and dead workers.
 
 import sqlite3
 
+import pytest
+
 from genbench.execution.runner import SuiteRunner
 from genbench.results.store import ResultStore
 from helpers import RunnerPlugin, registries_with, tiny_spec
@@ -22,6 +24,7 @@ def values(out):
             for r in rows}
 
 
+@pytest.mark.slow
 def test_two_workers_store_what_one_worker_stores_and_a_killed_worker_is_a_failed_record(tmp_path):
     regs = registries_with(RunnerPlugin())
     spec = tiny_spec(models=["vae", "killed-vae", "code-gaussian",

@@ -80,6 +80,7 @@ def suite(**overrides):
                      budget={"steps": 20}, **overrides)
 
 
+@pytest.mark.slow
 def test_a_suite_on_ray_stores_what_the_local_executor_stores(tmp_path, ray_instance):
     regs = registries_with(RayTestPlugin())
     local = run(suite(), tmp_path / "local", regs, jobs=2)
@@ -151,29 +152,59 @@ def test_ctrl_c_keeps_finished_jobs_and_the_next_run_resumes(tmp_path, ray_insta
 
 
 def test_cancel_stops_running_tasks_at_once(tmp_path, ray_instance):
+    """``close(cancel=True)`` kills the process of a task that has started, instead of
+    letting it run on: the task says when it started, and its process must end long
+    before the task would."""
     from genbench.execution.ray_executor import RayExecutor
 
-    done = tmp_path / "finished"
+    started, finished = tmp_path / "started", tmp_path / "finished"
     executor = RayExecutor(jobs=2)
     executor.start(_setup, None)
-    executor.submit("quick", _sleep_then_touch, (0.0, str(tmp_path / "quick")))
-    executor.submit("slow", _sleep_then_touch, (3.0, str(done)))
+    executor.submit("quick", _start_sleep_touch, (str(tmp_path / "q"), 0.0, str(tmp_path / "x")))
+    executor.submit("slow", _start_sleep_touch, (str(started), 600.0, str(finished)))
     (completion,) = executor.wait()
     assert completion.key == "quick" and completion.result == "slept"
+    _wait_for(lambda: started.exists() and started.read_text(), "started slow task")
+    pid = int(started.read_text())
     executor.close(cancel=True)
-    time.sleep(4.0)
-    assert not done.exists()
+    _wait_for(lambda: not _running(pid), "end of the slow task's process")  # 120 s << 600 s
+    assert not finished.exists()
 
 
 def _setup(context, index):
     return None
 
 
-def _sleep_then_touch(state, job):
-    seconds, path = job
+def _start_sleep_touch(state, job):
+    """Write this process's id to ``started``, sleep, then touch ``finished``."""
+    started, seconds, finished = job
+    tmp = Path(started + ".tmp")
+    tmp.write_text(str(os.getpid()))
+    tmp.replace(started)  # the marker appears with its contents
     time.sleep(seconds)
-    Path(path).touch()
+    Path(finished).touch()
     return "slept"
+
+
+def _wait_for(condition, what: str, timeout: float = 120.0) -> None:
+    """Poll ``condition`` until it holds; the deadline bounds a hang, never a speed."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"no {what} after {timeout:.0f} s"
+        time.sleep(0.05)
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie waiting for its parent."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True  # no /proc (not Linux): os.kill said it exists
+    return state != "Z"
 
 
 def test_without_ray_the_executor_says_how_to_install_it(tmp_path, monkeypatch):

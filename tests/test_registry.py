@@ -1,6 +1,7 @@
 """Validating registries and the plugin manager."""
 
 import inspect
+import sys
 
 import pytest
 import torch
@@ -141,7 +142,14 @@ def test_unknown_hook_leaves_only_that_plugin_out():
     assert pm.broken["typo-plugin"].hooks == ("register_model",)
 
 
-def test_unknown_name_mentions_plugins_that_failed_to_load():
+def test_unknown_name_mentions_plugins_that_failed_to_load(tmp_path, monkeypatch):
+    # A plugin module genbench_pca may well be installed (one is here, on sys.path): the test
+    # makes its import fail whatever is installed.
+    (tmp_path / "genbench_pca.py").write_text(
+        "from genbench import hookimpl\nfrom genbench_plugins.models.vae import VAE\n\n\n"
+        "@hookimpl\ndef register_models(register):\n    register('pca', VAE)\n")
+    monkeypatch.syspath_prepend(tmp_path)
+    monkeypatch.setitem(sys.modules, "genbench_pca", None)
     pm = create_plugin_manager(load_entrypoints=False,
                                default_plugins=("genbench_pca", "genbench_plugins.models.vae"))
     regs = build_registries(pm)

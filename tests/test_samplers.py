@@ -138,6 +138,34 @@ def test_ddpm_step_draws_from_the_forward_process_posterior():
     torch.testing.assert_close(last, (x_t - (1 - ac[0]).sqrt() * eps) / ac[0].sqrt())
 
 
+@pytest.mark.parametrize("schedule", ["linear", "cosine"])
+def test_ddim_eta_half_step_is_equation_12(schedule):
+    """Song et al. 2021, eq. 12 and 16 with eta = 0.5, from t = 500 to the next of 10 uniform
+    timesteps (t' = 400): x_t' = sqrt(a') x0 + sqrt(1 - a' - sigma^2) eps + sigma z,
+    sigma = eta sqrt((1 - a') / (1 - a)) sqrt(1 - a / a'), x0 = (x_t - sqrt(1 - a) eps) / sqrt(a),
+    with a fixed noise estimate eps and the noise z the sampler draws from the generator
+    (float32 standard normal, as ``randn_like``)."""
+    ac = alphas_cumprod(schedule)
+    sampler = DDIMSampler(alphas_cumprod=ac, eta=0.5)
+    sampler.set_timesteps(10, "uniform")
+    gen = torch.Generator().manual_seed(0)
+    x_t = torch.randn(4, 3, generator=gen, dtype=torch.float64)
+    eps = torch.randn(4, 3, generator=gen, dtype=torch.float64)
+    a, a_prev = float(ac[500]), float(ac[400])
+    x0 = (x_t - math.sqrt(1 - a) * eps) / math.sqrt(a)
+    sigma = 0.5 * math.sqrt((1 - a_prev) / (1 - a)) * math.sqrt(1 - a / a_prev)
+    z = torch.randn(4, 3, generator=torch.Generator().manual_seed(5)).double()
+    expected = math.sqrt(a_prev) * x0 + math.sqrt(1 - a_prev - sigma ** 2) * eps + sigma * z
+    got = sampler.step(eps, 500, x_t, torch.Generator().manual_seed(5))
+    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+    assert 0 < sigma < math.sqrt(1 - a_prev)  # a stochastic step with a deterministic part
+    # the last step lands on alpha-bar = 1, where sigma = 0: the predicted x0, no noise
+    a0 = float(ac[0])
+    last = sampler.step(eps, 0, x_t, torch.Generator().manual_seed(5))
+    torch.testing.assert_close(last, (x_t - math.sqrt(1 - a0) * eps) / math.sqrt(a0),
+                               rtol=1e-12, atol=1e-12)
+
+
 def test_a_timestep_the_sampler_does_not_visit_is_refused():
     sampler = DDIMSampler(alphas_cumprod=alphas_cumprod())
     sampler.set_timesteps(10, "uniform")

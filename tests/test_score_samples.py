@@ -206,7 +206,7 @@ def test_input_file_parameter_is_checked_described_and_hashed_by_content(tmp_pat
 
     f = tmp_path / "a.bin"
     f.write_bytes(b"one")
-    with pytest.raises(ConfigError, match=r"must be str an existing file \(\.bin\)"):
+    with pytest.raises(ConfigError, match=r"must be str naming an existing file \(\.bin\)"):
         validate_config(Reader, {"path": str(tmp_path / "nope.bin")}, "model 'r'")
     other = tmp_path / "a.txt"
     other.write_bytes(b"one")
@@ -242,3 +242,25 @@ def test_eval_against_a_reference_file_equals_eval_against_the_split(tmp_path, d
     assert prov["reference_file"] == str(ref)
     source = prov["model_source"]
     assert source["count"] == N and source["format"] == "npz" and source["sha256"]
+
+
+class ChannelsLast(genbench.GenerativeModel):
+    """Digits in the wrong layout: (n, 8, 8, 1) for 1x8x8 data."""
+
+    def __init__(self, data_info, flat: bool = False):
+        super().__init__()
+        self.flat = flat
+
+    def sample(self, n, generator=None):
+        x = torch.rand(n, 1, 8, 8, generator=generator)
+        return x.reshape(n, 64) if self.flat else x.permute(0, 2, 3, 1)
+
+
+def test_samples_in_another_layout_are_refused_flat_ones_reshaped():
+    from genbench.evaluation.context import SampleShapeError
+
+    with pytest.raises(SampleShapeError, match=r"\(16, 8, 8, 1\).*channels first"):
+        genbench.evaluate(ChannelsLast(None), "digits", metrics=["fid"], num_samples=16)
+    flat = genbench.evaluate(ChannelsLast(None, flat=True), "digits", metrics=["fid"],
+                             num_samples=16)
+    assert flat.samples.shape == (16, 1, 8, 8)

@@ -157,7 +157,8 @@ def budget_tables(draw, entry: bool = False):
 
 #: A value that parses, for each spec key.
 WELL_FORMED = {
-    "name": st.text(max_size=20),
+    # a name that can name the leaderboards folder (not empty, "." or "..")
+    "name": st.text(max_size=20).filter(lambda s: s.strip() not in ("", ".", "..")),
     "datasets": entries("datasets"),
     "models": entries("models"),
     "metrics": entries("metrics"),

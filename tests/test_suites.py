@@ -2,6 +2,8 @@
 
 from dataclasses import replace
 
+import pytest
+
 from genbench import Budget
 from genbench.results.boards import build_leaderboards
 from genbench.execution.runner import SuiteRunner
@@ -35,6 +37,7 @@ def test_vae_on_every_embedded_and_synthetic_dataset(tmp_path, registries):
     assert {d for _, d in build_leaderboards(runner.store)} == {"digits", "stacked-digits", "ring8", "grid25"}
 
 
+@pytest.mark.slow
 def test_all_nine_autoencoders_on_digits_and_ring8(tmp_path, registries):
     spec = SuiteSpec.from_dict({
         "name": "zoo", "datasets": ["digits", {"name": "ring8", "params": {"n_train": 2000}}],

@@ -7,7 +7,7 @@ from genbench import Budget
 from genbench.api.errors import ConfigError
 from genbench.execution.devices import resolve_device
 from genbench.execution.training import Trainer, train
-from helpers import DivergingVAE, params_equal
+from helpers import DivergingVAE, Interrupted, interrupt_at, params_equal
 
 
 def _vae(registries, digits):
@@ -75,18 +75,8 @@ def test_resume_from_checkpoint_matches_uninterrupted(registries, digits, tmp_pa
     part = _vae(registries, digits)
     t2 = Trainer("cpu", seed=1, progress=False, checkpoint_path=ckpt2, fingerprint="f")
 
-    class Stop(Exception):
-        pass
-
-    original = part.train_step
-
-    def stop_at_41(batch, step):
-        if step == 40:
-            raise Stop
-        return original(batch, step)
-
-    part.train_step = stop_at_41
-    with pytest.raises(Stop):
+    interrupt_at(part, 40)
+    with pytest.raises(Interrupted):
         t2.fit(part, data, Budget(steps=80, checkpoint_every=40))
     assert torch.load(ckpt2, weights_only=True)["step"] == 40
     resumed = _vae(registries, digits)

@@ -137,6 +137,11 @@ class Metric(abc.ABC):
     #: How keys are presented (:class:`KeyPresentation`), read when boards are published,
     #: whatever label a spec gives the metric. A key not listed: full tables and files only.
     presentation: ClassVar[dict[str, KeyPresentation]] = {}
+    #: Keys whose value may be NaN or infinite and still mean something (a statistic that
+    #: is undefined for some samples, PSNR of a perfect reconstruction): stored as they are
+    #: (NaN as a missing value). A NaN or infinite value of any other key makes the metric
+    #: fail, naming the key and the value.
+    nonfinite_ok: ClassVar[frozenset[str]] = frozenset()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

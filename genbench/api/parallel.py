@@ -73,18 +73,37 @@ def shard(batch):
     return type(batch)(shard(b) for b in batch)
 
 
+class _Gather(torch.autograd.Function):
+    """All-gather in rank order whose backward gives a rank's rows the sum over ranks of
+    their gradients: every rank computes the same statistic of the global batch, so after
+    the engine averages gradients over the ranks a loss term built on it gets one process's
+    gradient."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, rank: int, world_size: int) -> torch.Tensor:
+        ctx.rows = slice(rank * len(x), (rank + 1) * len(x))
+        parts = [torch.empty_like(x) for _ in range(world_size)]
+        dist.all_gather(parts, x)
+        return torch.cat(parts)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        grad = grad.contiguous()
+        dist.all_reduce(grad)
+        return grad[ctx.rows], None, None
+
+
 def global_batch(x: torch.Tensor) -> torch.Tensor:
     """The global batch of which ``x`` is this rank's shard, gathered from every rank in rank
     order; ``x`` itself in one process. For statistics a model takes of a training batch (a
-    diffusion model's standardisation), so that every rank gets one process's numbers. Every
-    rank must call it at the same step (it is a collective)."""
+    diffusion model's standardisation, a sparse autoencoder's mean activations), so that
+    every rank gets one process's numbers. Differentiable: a loss term computed on it trains
+    as it does in one process. Every rank must call it at the same step (it is a
+    collective, in the backward pass too when ``x`` requires a gradient)."""
     dp = _current
     if dp is None or dp.world_size == 1:
         return x
-    x = x.contiguous()
-    parts = [torch.empty_like(x) for _ in range(dp.world_size)]
-    dist.all_gather(parts, x)
-    return torch.cat(parts)
+    return _Gather.apply(x.contiguous(), dp.rank, dp.world_size)
 
 
 def _global_noise(draw: Callable[..., torch.Tensor], n: int, shape: tuple[int, ...],

@@ -111,7 +111,7 @@ class InputFile(at.BaseMetadata):
         return p.is_file() and (not self.suffixes or p.suffix.lower() in self.suffixes)
 
     def describe(self) -> str:
-        what = "an existing file" + (f" ({', '.join(self.suffixes)})" if self.suffixes else "")
+        what = "naming an existing file" + (f" ({', '.join(self.suffixes)})" if self.suffixes else "")
         return what + (" or folder" if self.folders else "")
 
 

@@ -10,12 +10,16 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from genbench.api.data import DataInfo
-from genbench.api.errors import ConfigError
+from genbench.api.errors import ConfigError, GenbenchError
 from genbench.features.job_features import JobFeatures, NonFiniteSamplesError, choose_feature_extractor, skip_reason
 from genbench.api.model import GenerativeModel
 
 if TYPE_CHECKING:
     from genbench.registry.manager import Registries
+
+
+class SampleShapeError(GenbenchError, ValueError):
+    """A model's samples are not in the data's layout."""
 
 
 @dataclass
@@ -163,11 +167,21 @@ class EvalContext:
                 x = self.model.sample_range(start, stop, generator=gen, **self.model_settings())
             else:
                 x = self.sample(stop - start, gen)
-            if len(x) != stop - start:
-                raise ValueError(f"{self.model_name}: asked for {stop - start} samples, got "
-                                 f"{len(x)}")
+            self._check_shape(x, stop - start)
             chunks.append(x.detach().float().cpu())
         return torch.cat(chunks).reshape(self.num_samples, *self.data_info.shape)
+
+    def _check_shape(self, x: torch.Tensor, n: int) -> None:
+        """Samples must come in the data's layout, ``(n, *shape)``, or flat, ``(n, dim)``:
+        any other shape with the same number of values (channels last, say) would be
+        reshaped into wrong images without a word."""
+        shape = tuple(self.data_info.shape)
+        if tuple(x.shape) not in ((n, *shape), (n, self.data_info.dim)):
+            raise SampleShapeError(
+                f"model {self.model_name!r} returned samples of shape {tuple(x.shape)} when "
+                f"asked for {n}; expected {(n, *shape)} (the dataset's layout"
+                + (", channels first" if self.data_info.kind == "image" else "")
+                + f") or {(n, self.data_info.dim)}")
 
     @torch.no_grad()
     def _reconstruct(self) -> torch.Tensor:

@@ -7,6 +7,7 @@ same numbers for the same model, data, seed, sample count and settings.
 
 from __future__ import annotations
 
+import math
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -36,7 +37,10 @@ def score_metrics(ctx: EvalContext, metrics: Iterable[tuple[str, type, Mapping[s
     record and the seconds it took, by label.
 
     A metric that does not apply is recorded as skipped with its reason; one that raises is
-    recorded as failed with its error and traceback, and the others still run. When the
+    recorded as failed with its error and traceback, and the others still run; so is one
+    that returns a NaN or infinite value for a key not in its
+    :attr:`~genbench.api.metric.Metric.nonfinite_ok` (its values then go to its details,
+    ``measured_values``, not to the store's values). When the
     samples hold NaN or infinity (:attr:`EvalContext.sample_failure`), every metric that
     needs samples is recorded as failed with that reason."""
     sample_failure = ctx.sample_failure
@@ -57,8 +61,20 @@ def score_metrics(ctx: EvalContext, metrics: Iterable[tuple[str, type, Mapping[s
                 out = metric.compute(ctx)
                 if not isinstance(out, MetricResult):
                     out = MetricResult(dict(out))
-                record.values = {k: float(v) for k, v in out.values.items()}
-                record.details, record.status = out.details, "ok"
+                values = {k: float(v) for k, v in out.values.items()}
+                allowed_keys = getattr(cls, "nonfinite_ok", frozenset())
+                bad = {k: v for k, v in values.items()
+                       if not math.isfinite(v) and k not in allowed_keys}
+                if bad:  # a number that is no result: recorded as a failure, never stored
+                    record.status = "failed"
+                    shown = ", ".join(f"{label}.{k} = {v}" for k, v in bad.items())
+                    allowed = ", ".join(sorted(allowed_keys)) or "none"
+                    record.message = (f"not a finite number: {shown} (keys that may be NaN or "
+                                      f"infinite, the metric's nonfinite_ok: {allowed})")
+                    record.details = {**out.details, "measured_values": values}
+                else:
+                    record.values = values
+                    record.details, record.status = out.details, "ok"
         except Exception as exc:  # a failing metric is recorded; the others still run
             record.status, record.message = "failed", f"{type(exc).__name__}: {exc}"
             record.details = {"traceback": traceback.format_exc(limit=20)}

@@ -31,7 +31,8 @@ summation order):
   batch (a differentiable all-reduce, on the CPU too) and updates the running statistics
   as one process would. Checkpoints keep the ordinary layers' keys;
 * statistics a model takes of a training batch computed on :func:`global_batch` (the
-  diffusion models' standardisation, from the first batch);
+  diffusion models' standardisation, from the first batch; sparse-ae's mean activations,
+  whose penalty trains through it: the gather is differentiable);
 * per-sample training noise drawn with :func:`batch_randn` / :func:`batch_rand`: each rank
   draws the noise of the whole global batch (the ranks' random streams stay identical) and
   keeps its rows (:func:`batch_randint` for integers). Every built-in model draws its

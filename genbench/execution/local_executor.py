@@ -8,7 +8,8 @@ with no reply means the worker died (killed, crashed, ``os._exit``): its job bec
 failed :class:`~genbench.api.executor.Completion` and a fresh worker, set up again, takes
 its place. Messages are plain pickles (not torch's shared-memory reducers), so a result
 never depends on the process that produced it staying alive. Workers ignore SIGINT: on
-Ctrl-C the driver alone decides, and ``close(cancel=True)`` terminates them.
+Ctrl-C the driver alone decides, and ``close(cancel=True)`` terminates them; a worker
+exits on SIGTERM through Python's shutdown, so that it leaves no semaphore behind.
 """
 
 from __future__ import annotations
@@ -287,6 +288,7 @@ def _worker_main(index: int, threads: int, setup_payload: bytes,
     after ``setup`` raised, ``("setup failed", reason, traceback)``.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver alone handles Ctrl-C
+    signal.signal(signal.SIGTERM, _exit_on_terminate)
     die_with_parent()
     install_one_line_warnings()  # as the command line prints them, not file:line + source
     state, broken = None, None
@@ -317,6 +319,16 @@ def _worker_main(index: int, threads: int, setup_payload: bytes,
             conn.send_bytes(data)
         except OSError:  # the driver is gone
             return
+
+
+def _exit_on_terminate(signum: int, frame: Any) -> None:
+    """A worker's SIGTERM (``close(cancel=True)``, or anyone's ``kill``): exit through
+    Python's shutdown, not at once, so that multiprocessing's finalizers release what the
+    worker holds. A named semaphore (tqdm's lock, a DataLoader's queues) left behind makes
+    the resource tracker print a two-line "leaked semaphore" warning when the run ends. A
+    second SIGTERM, or the driver's SIGKILL after a grace period, ends it at once."""
+    signal.signal(signum, signal.SIG_DFL)
+    raise SystemExit(128 + signum)
 
 
 def _run(state: Any, work: Callable[[Any, Any], Any], job: Any) -> tuple:

@@ -28,6 +28,19 @@ LOCK_NAME = ".genbench.lock"
 HOLDER_NAME = ".genbench.lock.json"
 
 
+def check_lock_files(out_dir: str | os.PathLike) -> None:
+    """Raise :class:`~genbench.api.errors.OutputNotWritableError` naming the path when
+    ``out_dir``'s lock file or holder record is there but is not a file (a folder, say):
+    genbench cannot lock the folder, and never removes what it did not create."""
+    for name in (LOCK_NAME, HOLDER_NAME):
+        path = Path(out_dir) / name
+        if (path.exists() or path.is_symlink()) and not path.is_file():
+            kind = "a folder" if path.is_dir() else "not a regular file"
+            raise OutputNotWritableError(
+                f"cannot lock the output folder {out_dir}: {path} is {kind}, where genbench "
+                f"keeps its lock file; remove it (or choose another --out) and run again")
+
+
 def lock_holder(out_dir: str | os.PathLike) -> dict[str, Any] | None:
     """What the holder of ``out_dir``'s lock recorded (``pid``, ``host``, ``command``,
     ``started``), or ``None`` when nothing is recorded. Only meaningful while the lock is
@@ -50,10 +63,11 @@ def describe_holder(info: dict[str, Any] | None) -> str:
 class OutputLock:
     """The lock of the output folder ``out_dir``, as a context manager.
 
-    Taking it creates the folder if needed (a folder that cannot be written raises
-    :class:`~genbench.api.errors.OutputNotWritableError`). When another process holds it,
-    ``wait=True`` prints one line naming that process through ``echo`` and waits for it;
-    ``wait=False`` raises :class:`~genbench.api.errors.OutputInUseError` naming it.
+    Taking it creates the folder if needed (a folder that cannot be written, or a lock path
+    that is a folder, raises :class:`~genbench.api.errors.OutputNotWritableError`). When
+    another process holds it, ``wait=True`` prints one line naming that process through
+    ``echo`` and waits for it; ``wait=False`` raises
+    :class:`~genbench.api.errors.OutputInUseError` naming it.
     """
 
     def __init__(self, out_dir: str | os.PathLike, *, wait: bool = True,
@@ -65,6 +79,7 @@ class OutputLock:
 
     def acquire(self) -> None:
         ensure_writable_dir(self.out_dir, "output folder")
+        check_lock_files(self.out_dir)
         lock = FileLock(str(self.out_dir / LOCK_NAME))
         try:
             try:

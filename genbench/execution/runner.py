@@ -18,8 +18,8 @@ from typing import Any, Callable
 from genbench.execution.checkpoints import recover
 from genbench.api.errors import CheckpointCorruptError, ConfigError
 from genbench.api.executor import Executor, ExecutorRequest
-from genbench.plan.jobs import DatasetSource, Job, Training, expand_rows
-from genbench.execution.locking import OutputLock
+from genbench.plan.jobs import DatasetSource, Job, Training, check_board_names, expand_rows
+from genbench.execution.locking import OutputLock, check_lock_files
 from genbench.api.paths import cache_dir as default_cache_dir
 from genbench.api.paths import check_writable_dir
 from genbench.api.paths import data_root as default_data_root
@@ -28,7 +28,7 @@ from genbench.plan.scheduling import schedule
 from genbench.plan.spec import SuiteSpec
 from genbench.results.records import JobRecord, MetricRecord, TrainingRecord
 from genbench.results.store import ResultStore
-from genbench.execution.checkpoints import checkpoint_finished
+from genbench.execution.checkpoints import checkpoint_finished, finished_state
 from genbench.execution.devices import resolve_device
 from genbench.execution.training import overrides_fit
 from genbench.execution.worker import (PreparedDataset, WorkerContext, build_dataset, dataset_key, failed_record,
@@ -96,6 +96,9 @@ class SuiteRunner:
         self._results = ResultStore(path) if path.exists() else None
         if self._results is None:
             check_writable_dir(self.out_dir, "output folder")
+        # leaderboard files that would overwrite each other's, or another stored suite's
+        check_board_names(spec, self._results.suite_names() if self._results is not None else ())
+        check_lock_files(self.out_dir)
         self.device = resolve_device(spec.device)
         self.data_root, self.download = data_root, download
         self.cache_dir = default_cache_dir(cache_dir)
@@ -138,18 +141,42 @@ class SuiteRunner:
 
     def _training_status(self, training: Training) -> str | None:
         """``"ok"`` when ``training``'s checkpoint is finished (models that refit instead of
-        checkpointing always are), ``"diverged"`` when it diverged before, else ``None``."""
+        checkpointing always are), ``"diverged"`` when it diverged before, else ``None``.
+        A finished checkpoint whose training is not stored ``ok`` (the run that trained it
+        stopped before storing it: a full disk, a crash) is stored now, from the checkpoint."""
         cls = self.registries.models.get(training.model)
         if cls.refit_instead_of_checkpoint and overrides_fit(cls):
             return "ok"
         try:
-            if checkpoint_finished(self.out_dir / training.run_dir / "checkpoint.pt",
-                                   training.fingerprint, raise_corrupt=True):
-                return "ok"
+            state = finished_state(self.out_dir / training.run_dir / "checkpoint.pt",
+                                   training.fingerprint, raise_corrupt=True)
         except CheckpointCorruptError as exc:  # set aside; the training starts again
             self.echo(recover(exc, training.key))
+            state = None
         status = self.store.training_status(training.fingerprint)
+        if state is not None:
+            if status != "ok":
+                self._store_unrecorded(training, state)
+            return "ok"
         return "diverged" if status == "diverged" else None
+
+    def _store_unrecorded(self, training: Training, state: dict[str, Any]) -> None:
+        """Store ``training`` as the finished checkpoint ``state`` says it went."""
+        seconds = float(state.get("seconds", 0.0))
+        record = TrainingRecord(
+            training.fingerprint, training.dataset.name, training.model, training.label,
+            training.seed, "ok", training.run_dir, train_steps=int(state.get("step", 0)),
+            train_seconds=seconds)
+        record.provenance.update({
+            "train_fingerprint": training.fingerprint, "budget": training.budget.to_dict(),
+            "model_params": training.params, "seed": training.seed,
+            "data_fingerprint": training.dataset.fingerprint, "recorded_from": "checkpoint",
+            "train": {"steps": record.train_steps, "seconds": seconds,
+                      "stopped_by_time": bool(state.get("stopped_by_time", False)),
+                      "final_losses": dict(state.get("losses") or {})}})
+        self.store.write_training(record)
+        self.echo(f"stored training {training.key} from its finished checkpoint (the run that "
+                  "trained it stopped before storing it)")
 
     def default_executor(self, n_jobs: int) -> Executor:
         """The spec's executor (``local``: worker processes as ``jobs``/``threads`` say, in

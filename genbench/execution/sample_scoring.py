@@ -131,7 +131,8 @@ def score_samples(samples: str | Path, *, reference: str | Path,
     parsed = SuiteSpec.from_dict(spec, source=f"genbench eval {samples}")
     if metrics is None:  # every metric: those that apply nowhere are noted, not an error
         parsed = dataclasses.replace(parsed, narrowed=True)
+    # one row: scored in this process (a worker process would only add its start-up)
     return run_and_publish(parsed, out=out, device=device, data_root=data_root,
                            download=download, extractor=extractor,
-                           feature_weights=feature_weights, force=force, jobs=1, wait=wait,
+                           feature_weights=feature_weights, force=force, jobs=0, wait=wait,
                            progress=progress, echo=echo, registries=registries)

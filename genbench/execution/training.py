@@ -19,7 +19,8 @@ from genbench.api.paths import atomic_write
 from genbench.execution.amp import autocast, mixed_precision, scaler_overflowed
 from genbench.execution.batches import (LoaderBatches, TensorBatches, batches_per_step,
                                         total_train_steps)
-from genbench.execution.checkpoints import CHECKPOINT_FORMAT, is_checkpoint_of, load_checkpoint_file
+from genbench.execution.checkpoints import (CHECKPOINT_FORMAT, is_checkpoint_of, load_checkpoint_file,
+                                           load_model_state)
 from genbench.execution.devices import resolve_device, seed_everything
 from genbench.execution.previews import Preview
 
@@ -79,7 +80,8 @@ class Trainer:
     def save_checkpoint(self, model: GenerativeModel, step: int, done: bool,
                         scaler: torch.amp.GradScaler | None = None,
                         losses: dict[str, float] | None = None, seconds: float = 0.0,
-                        history: list[dict[str, float]] | None = None) -> None:
+                        history: list[dict[str, float]] | None = None,
+                        stopped_by_time: bool = False) -> None:
         if self.checkpoint_path is None:
             return
         state = {
@@ -96,6 +98,8 @@ class Trainer:
             "losses": dict(losses or {}),
             "seconds": float(seconds),  # training time over every process that trained it
             "history": list(history or []),  # the logged losses, so a resumed curve is whole
+            # a finished training that its time budget ended: rows evaluated later say so too
+            "stopped_by_time": bool(stopped_by_time),
         }
         atomic_write(self.checkpoint_path, lambda tmp: torch.save(state, tmp))
 
@@ -120,7 +124,7 @@ class Trainer:
         if not is_checkpoint_of(state, self.fingerprint):
             return None
         try:
-            model.load_state_dict(state["model"])
+            load_model_state(model, state["model"])
             for name, opt in model.optimizers().items():
                 if name in state["optimizers"]:
                     opt.load_state_dict(state["optimizers"][name])
@@ -151,7 +155,8 @@ class Trainer:
             return None
         model.eval()
         return TrainResult("ok", state["step"], state.get("seconds", 0.0), losses=state["losses"],
-                           history=list(state.get("history", [])), resumed_from=state["step"])
+                           history=list(state.get("history", [])), resumed_from=state["step"],
+                           stopped_by_time=bool(state.get("stopped_by_time", False)))
 
     # -- the loop -----------------------------------------------------------------------
     def fit(self, model: GenerativeModel, data: Dataset, budget: Budget) -> TrainResult:
@@ -195,7 +200,8 @@ class Trainer:
             model._grad_scaler = None
             model.eval()
             return TrainResult("ok", start, earlier, losses=losses, resumed_from=start,
-                               history=list(state.get("history", [])))
+                               history=list(state.get("history", [])),
+                               stopped_by_time=bool(state.get("stopped_by_time", False)))
 
         if isinstance(data, TensorSplit):
             batches = TensorBatches(data.x, budget.batch_size, self.device, self.seed)
@@ -261,7 +267,7 @@ class Trainer:
         result.seconds = earlier + time.perf_counter() - t0
         if result.status == "ok":
             self.save_checkpoint(model, step, done=True, losses=losses, seconds=result.seconds,
-                                 history=history)
+                                 history=history, stopped_by_time=result.stopped_by_time)
         return result
 
     # -- data-parallel hooks: identities here, see genbench.execution.distributed ------------------

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from genbench.api.budget import Budget
 from genbench.api.data import DataInfo
@@ -25,7 +25,8 @@ from genbench.features.job_features import choose_feature_extractor
 from genbench.registry.identity import canonical_hash, code_identity
 from genbench.api.paths import sha256_file
 from genbench.plan.references import ModelConfig
-from genbench.plan.spec import SpecEntry, SuiteSpec, merged_budget
+from genbench.api.errors import SpecError
+from genbench.plan.spec import SpecEntry, SuiteSpec, check_suite_name, merged_budget
 
 
 def safe_dirname(text: str) -> str:
@@ -37,6 +38,35 @@ def board_file(directory: str | Path, suite: str, dataset: str, suffix: str) -> 
     """Where a leaderboard's file goes: ``<directory>/<suite>/<dataset><suffix>`` (suffix
     ``".md"``, ``"-samples.png"``, ...), names made safe with :func:`safe_dirname`."""
     return Path(directory) / safe_dirname(suite) / f"{safe_dirname(dataset)}{suffix}"
+
+
+def file_name_key(text: str) -> str:
+    """What decides whether two names share a file: :func:`safe_dirname`'s name, case
+    folded (the file systems of macOS and Windows ignore case)."""
+    return safe_dirname(text).casefold()
+
+
+def check_board_names(spec: SuiteSpec, stored_suites: Iterable[str] = ()) -> None:
+    """Raise :class:`~genbench.api.errors.SpecError` before anything trains when the suite's
+    leaderboard files would overwrite each other's or another suite's: two dataset labels
+    that map to one file name (:func:`board_file`), or a suite name that maps to the folder
+    of another suite of ``stored_suites`` (those already in the output folder's store)."""
+    check_suite_name(spec.name, spec.source)
+    seen: dict[str, str] = {}
+    for entry in spec.datasets:
+        other = seen.setdefault(file_name_key(entry.label), entry.label)
+        if other != entry.label:
+            raise SpecError(
+                f"{spec.source}: datasets {other!r} and {entry.label!r} would write the same "
+                f"leaderboard files ({safe_dirname(entry.label)}.md, ...); give them labels "
+                "that differ in letters or digits, not only in case, spaces or punctuation")
+    mine = file_name_key(spec.name)
+    for suite in stored_suites:
+        if suite != spec.name and file_name_key(suite) == mine:
+            raise SpecError(
+                f"{spec.source}: suite {spec.name!r} would write its leaderboards into the "
+                f"folder of suite {suite!r}, stored in the same output folder "
+                f"(leaderboards/{safe_dirname(suite)}); rename it, or use another --out")
 
 
 def evaluation_dirname(fingerprint: str) -> str:

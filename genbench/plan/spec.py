@@ -150,6 +150,15 @@ def _entries(value: Any, section: str, allow_budget: bool) -> list[SpecEntry]:
     return out
 
 
+def check_suite_name(name: str, source: str = "<dict>") -> None:
+    """Raise :class:`SpecError` when ``name`` cannot name the suite's folder of leaderboards
+    (``leaderboards/<name>``): empty, or ``.`` or ``..``, which are other folders."""
+    if not name.strip() or name.strip() in (".", ".."):
+        raise SpecError(f"{source}: 'name' {name!r} cannot name the suite's leaderboards "
+                        "folder; give the suite a name with a letter or digit, such as "
+                        "\"my-suite\"")
+
+
 def _run_settings(d: dict[str, Any]) -> dict[str, Any]:
     """``executor``, ``[executor_options]`` and ``[train]`` of a spec table, checked."""
     out: dict[str, Any] = {}
@@ -297,6 +306,7 @@ class SuiteSpec:
                     if not isinstance(d[key], typ):
                         raise SpecError(f"'{key}' must be a {typ.__name__}, got {d[key]!r}")
                     kw[key] = d[key]
+            check_suite_name(kw.get("name", "suite"), source)
             for key in ("num_samples", "eval_batch_size"):
                 if key in d:
                     v = d[key]

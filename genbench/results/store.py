@@ -29,7 +29,7 @@ from typing import Any, Iterator
 
 import pandas as pd
 
-from genbench.api.errors import OutputNotWritableError, StoreCorruptError
+from genbench.api.errors import GenbenchError, OutputNotWritableError, StoreCorruptError
 from genbench.api.paths import ensure_writable_dir
 from genbench.results.records import JobRecord, MetricRecord, TrainingRecord
 
@@ -132,6 +132,33 @@ def _json(obj: Any) -> str:
 
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+class StoreWriteError(GenbenchError):
+    """``results.db`` could not be written during a run: it became read-only, its disk is
+    full or failing. What was stored before stays; the message names the file and what to
+    do."""
+
+
+def _fault_of_the_machine(path: Path, exc: sqlite3.Error, write: bool) -> StoreWriteError | None:
+    """SQLite's report of a read-only file, a full disk or an I/O error (while writing, or
+    not) as a :class:`StoreWriteError` naming ``path`` and what to do; ``None`` for anything
+    else."""
+    name = getattr(exc, "sqlite_errorname", "")
+    resume = ("then run the same command again: what is stored is kept, and finished "
+              "trainings are reused from their checkpoints")
+    if write and name.startswith("SQLITE_READONLY"):
+        return StoreWriteError(f"cannot write {path}: it is read-only (SQLite: {exc}); make it "
+                               f"and its folder writable (chmod u+w), {resume}")
+    if write and name == "SQLITE_FULL":
+        return StoreWriteError(f"cannot write {path}: the disk is full (SQLite: {exc}); free "
+                               f"space on it, {resume}")
+    if name.startswith(("SQLITE_IOERR", "SQLITE_CANTOPEN")):
+        verb = "write" if write else "read"
+        return StoreWriteError(f"cannot {verb} {path}: the file system failed (SQLite {name}: "
+                               f"{exc}); check the disk and that the file is still there, "
+                               f"{resume}")
+    return None
 
 
 def _is_corruption(exc: sqlite3.Error) -> bool:
@@ -252,10 +279,8 @@ class ResultStore:
                     con.execute(statement)
                 con.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)",
                             (str(SCHEMA_VERSION),))
-        except sqlite3.OperationalError as exc:
-            if getattr(exc, "sqlite_errorname", "").startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN")):
-                raise OutputNotWritableError(f"cannot write {self.path}: {exc}") from None
-            raise
+        except StoreWriteError as exc:  # before anything runs: a folder that cannot be written
+            raise OutputNotWritableError(str(exc)) from None
 
     def _connect(self) -> sqlite3.Connection:
         if not self.readonly:
@@ -275,12 +300,16 @@ class ResultStore:
         """A connection, closed after use; with ``write``, one transaction holding the write
         lock from its first read (committed, or rolled back on an error), so that what it
         reads to decide is what it changes. SQLite's reports of a damaged file become
-        :class:`StoreCorruptError`."""
+        :class:`StoreCorruptError`; of a read-only file, a full disk or an I/O error,
+        :class:`StoreWriteError`."""
         try:
             con = self._connect()
         except sqlite3.DatabaseError as exc:
             if _is_corruption(exc):
                 raise self._unusable(str(exc)) from None
+            fault = _fault_of_the_machine(self.path, exc, write and not self.readonly)
+            if fault is not None:
+                raise fault from None
             raise
         try:
             if write:
@@ -292,6 +321,9 @@ class ResultStore:
         except sqlite3.DatabaseError as exc:
             if _is_corruption(exc):
                 raise self._unusable(str(exc)) from exc
+            fault = _fault_of_the_machine(self.path, exc, write and not self.readonly)
+            if fault is not None:
+                raise fault from None
             raise
         finally:
             con.close()
@@ -304,6 +336,12 @@ class ResultStore:
 
     def is_finished(self, fingerprint: str) -> bool:
         return self.status_of(fingerprint) in FINISHED
+
+    def suite_names(self) -> list[str]:
+        """The names of the suites with rows stored, in the order first stored."""
+        with self._connection() as con:
+            return [row[0] for row in con.execute(
+                "SELECT suite FROM jobs GROUP BY suite ORDER BY MIN(id)")]
 
     def training_status(self, fingerprint: str) -> str | None:
         """The stored status of a training (``None``: never stored)."""

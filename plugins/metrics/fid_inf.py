@@ -82,6 +82,7 @@ class FIDInfinity(FeatureMetric):
     data_kinds = ("image", "vector")
     higher_is_better = {"fid_inf": False}  # r2: informative
     primary = "fid_inf"
+    nonfinite_ok = frozenset({"r2"})  # NaN when the fit's correlation is undefined
     layer_metric = "fid"
 
     def __init__(self, points: Annotated[int, Ge(2)] = 15, min_fraction: OpenUnit = 0.1,

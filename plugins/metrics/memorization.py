@@ -116,6 +116,7 @@ class Memorization(FeatureMetric):
     data_kinds = ("image", "vector")
     higher_is_better = {"copy_rate": False, "authenticity": True}  # ct: best near 0, informative
     primary = "copy_rate"
+    nonfinite_ok = frozenset({"ct"})  # NaN when no cell holds enough samples (ct_note says so)
     layer_metric = "prc"
 
     def __init__(self, cells: Count = 10, min_cell_samples: Count = 20,

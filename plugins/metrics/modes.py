@@ -68,6 +68,7 @@ class Modes(Metric):
     data_kinds = ("vector",)
     higher_is_better = {"modes": True, "modes_frac": True, "hq": True, "rkl": False}
     primary = "modes"
+    nonfinite_ok = frozenset({"rkl"})  # NaN when no sample is of high quality
     # A board that measured "hq" is a 2-D mixture board, led by these keys; on an image
     # board "modes" is the last choice of the coverage place (see coverage).
     presentation = {

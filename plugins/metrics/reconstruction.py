@@ -38,6 +38,7 @@ class Reconstruction(Metric):
     requires = ("reconstruct",)
     higher_is_better = {"mse": False, "psnr": True, "ssim": True}
     primary = "mse"
+    nonfinite_ok = frozenset({"psnr"})  # infinite for a perfect reconstruction (MSE 0)
     presentation = {"mse": KeyPresentation("recon MSE", (Headline(80),))}
 
     def count_needs(self) -> tuple[CountNeed, ...]:

@@ -24,7 +24,7 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from genbench import (ConfigError, DataInfo, GenerativeModel, TensorSplit, batch_rand, batch_randn,
-                      hookimpl, registered_name)
+                      global_batch, hookimpl, registered_name)
 
 from .layers import ConvDecoder, ConvEncoder, Hidden, LearningRate, Positive, mlp, widths
 
@@ -304,9 +304,9 @@ class SparseAE(Autoencoder):
         if self.sparsity == "l1":
             return code.abs().sum(1).mean()
         # Ng's sparse autoencoder: sum over units of KL(Bernoulli(rho) || Bernoulli(rho_hat)),
-        # rho_hat a unit's mean activation over the batch.
+        # rho_hat a unit's mean activation over the batch (the global one when data-parallel).
         rho = self.target
-        rho_hat = code.mean(0).clamp(1e-6, 1 - 1e-6)
+        rho_hat = global_batch(code).mean(0).clamp(1e-6, 1 - 1e-6)
         kl = (rho * (math.log(rho) - rho_hat.log())
               + (1 - rho) * (math.log(1 - rho) - (1 - rho_hat).log()))
         return kl.sum()
