@@ -375,3 +375,102 @@ def test_an_interrupted_run_prints_one_line(tmp_path):
     (line,) = err.strip().splitlines()
     assert line.startswith("interrupted: ") and "run the same command again" in line, err
     assert not os.path.exists(out / ".genbench.lock.json")
+
+
+# -- 3. checks that come after training ------------------------------------------------------
+
+def _spec_file(tmp_path, models: str, metrics: str, extra: str = "", name: str = "t"):
+    spec = tmp_path / "spec.toml"
+    spec.write_text(f'name = "{name}"\ndatasets = ["digits"]\nmodels = {models}\n'
+                    f'metrics = {metrics}\nbaselines = []\nnum_samples = 64\n{extra}'
+                    '[budget]\nsteps = 2\nbatch_size = 32\n', encoding="utf-8")
+    return spec
+
+
+def _refused(tmp_path, spec, *needles):
+    """``genbench run spec``: exit 2, one line naming ``needles``, no output folder."""
+    out = tmp_path / "out"
+    result = invoke_cli("run", str(spec), "--out", str(out), "--jobs", "0")
+    assert result.exit_code == 2, result.output
+    (line,) = [s for s in result.output.splitlines() if s.strip()]
+    assert line.startswith("Error: ") and all(n in line for n in needles), line
+    assert not out.exists()
+    return line
+
+
+@pytest.mark.parametrize("model, setting, allowed", [
+    ("ddpm", 'steps = "ten"', "int >= 1 | None"),  # a setting whose default is None
+    ("vae", "temperature = nan", "float > 0"),
+    ("vae", "temperature = -1.0", "float > 0"),
+])
+def test_a_sampling_setting_the_model_rejects_is_refused_before_anything(tmp_path, model,
+                                                                         setting, allowed):
+    key = setting.split(" = ")[0]
+    spec = _spec_file(tmp_path, f'[{{ name = "{model}", sampling = {{ {setting} }} }}]',
+                      '["recon"]')
+    _refused(tmp_path, spec, f"sampling setting {key!r}", f"must be {allowed}")
+
+
+@pytest.mark.parametrize("metrics, extra", [
+    ('["speed"]', ""),
+    ('["recon", "speed"]', 'primary_metric = "speed.samples_per_s"\n'),
+])
+def test_a_speed_as_the_quality_axis_publishes_without_a_quality_plot(tmp_path, metrics, extra):
+    out = tmp_path / "out"
+    result = invoke_cli("run", str(_spec_file(tmp_path, '["vae"]', metrics, extra)),
+                        "--out", str(out), "--jobs", "0")
+    assert result.exit_code == 0, result.output
+    board = out / "leaderboards" / "t"
+    assert (board / "index.html").is_file() and (board / "digits.md").is_file()
+    assert not (board / "digits-quality-speed.png").exists()  # speed against itself: no plot
+
+
+def test_a_quality_that_is_its_own_axis_draws_nothing():
+    import pandas as pd
+
+    from genbench.results.plots import nfe_curves, quality_speed_figure
+
+    table = pd.DataFrame({"model": ["a", "b"], "model_name": ["a", "b"],
+                          "speed.samples_per_s": [10.0, 20.0], "speed.nfe": [5.0, 10.0]})
+    assert quality_speed_figure(table, quality="speed.samples_per_s", higher_is_better=True,
+                                speed="speed.samples_per_s") is None
+    assert nfe_curves(table, "speed.nfe", "speed.nfe") == {}
+    assert quality_speed_figure(table, quality="speed.nfe", higher_is_better=False,
+                                speed="speed.samples_per_s") is not None
+
+
+class KeylessMetric(Metric):
+    description = "test metric: declares no keys"
+
+    def compute(self, ctx):
+        return {"anything": 1.0}
+
+
+class KeylessPlugin:
+    @hookimpl
+    def register_metrics(self, register):
+        register("keyless", KeylessMetric)
+
+
+def test_a_primary_metric_key_the_metric_does_not_declare_is_refused_before_anything(tmp_path):
+    spec = _spec_file(tmp_path, '["vae"]', '["recon"]', 'primary_metric = "recon.nonexistent"\n')
+    _refused(tmp_path, spec, "'recon.nonexistent'", "recon.mse, recon.psnr, recon.ssim")
+    regs = registries_with(KeylessPlugin())
+    for primary in ("recon.mse", "recon.psnr"):  # declared: a direction, a presentation
+        tiny_spec(metrics=["recon"], primary_metric=primary).validate(regs)
+    # a metric that declares no keys may give any
+    tiny_spec(metrics=["keyless"], primary_metric="keyless.anything").validate(regs)
+
+
+def test_names_too_long_for_a_file_name_are_refused_before_anything(tmp_path):
+    line = _refused(tmp_path, _spec_file(tmp_path, '["vae"]', '["recon"]', name="x" * 300),
+                    "300 bytes", "at most 255")
+    assert len(line) < 300
+    tiny_spec(name="x" * 255)
+    tiny_spec(name="é" * 127)  # 254 bytes
+    with pytest.raises(SpecError, match="256 bytes"):
+        tiny_spec(name="é" * 128)
+    # a dataset label: its longest file is <label>-quality-speed.png (18 bytes added)
+    tiny_spec(datasets=[{"name": "digits", "label": "字" * 79}])  # 237 + 18 = 255 bytes
+    with pytest.raises(SpecError, match="240 bytes.*quality-speed.png.*at most 237"):
+        tiny_spec(datasets=[{"name": "digits", "label": "字" * 80}])

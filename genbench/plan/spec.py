@@ -150,13 +150,36 @@ def _entries(value: Any, section: str, allow_budget: bool) -> list[SpecEntry]:
     return out
 
 
+#: The longest file name most file systems take, in bytes.
+MAX_FILE_NAME_BYTES = 255
+#: The longest suffix a leaderboard file adds to a dataset's label
+#: (``<label>-quality-speed.png``, see :func:`genbench.results.plots.save_plots`).
+LONGEST_BOARD_SUFFIX = "-quality-speed.png"
+
+
 def check_suite_name(name: str, source: str = "<dict>") -> None:
     """Raise :class:`SpecError` when ``name`` cannot name the suite's folder of leaderboards
-    (``leaderboards/<name>``): empty, or ``.`` or ``..``, which are other folders."""
+    (``leaderboards/<name>``): empty, or ``.`` or ``..``, which are other folders, or longer
+    than :data:`MAX_FILE_NAME_BYTES` bytes in UTF-8."""
     if not name.strip() or name.strip() in (".", ".."):
         raise SpecError(f"{source}: 'name' {name!r} cannot name the suite's leaderboards "
                         "folder; give the suite a name with a letter or digit, such as "
                         "\"my-suite\"")
+    size = len(name.encode("utf-8", "surrogatepass"))
+    if size > MAX_FILE_NAME_BYTES:
+        raise SpecError(f"{source}: 'name' {name[:40]!r}... is {size} bytes in UTF-8, too long "
+                        f"for the suite's leaderboards folder; at most {MAX_FILE_NAME_BYTES}")
+
+
+def check_dataset_label(label: str, source: str = "<dict>") -> None:
+    """Raise :class:`SpecError` when the leaderboard files named after dataset ``label``
+    (``<label>-quality-speed.png`` the longest) would exceed :data:`MAX_FILE_NAME_BYTES`."""
+    limit = MAX_FILE_NAME_BYTES - len(LONGEST_BOARD_SUFFIX)
+    size = len(label.encode("utf-8", "surrogatepass"))
+    if size > limit:
+        raise SpecError(f"{source}: dataset label {label[:40]!r}... is {size} bytes in UTF-8, "
+                        f"too long for its leaderboard files (<label>{LONGEST_BOARD_SUFFIX}); "
+                        f"at most {limit}: give the dataset a shorter 'label'")
 
 
 def _run_settings(d: dict[str, Any]) -> dict[str, Any]:
@@ -307,6 +330,8 @@ class SuiteSpec:
                         raise SpecError(f"'{key}' must be a {typ.__name__}, got {d[key]!r}")
                     kw[key] = d[key]
             check_suite_name(kw.get("name", "suite"), source)
+            for entry in kw["datasets"]:
+                check_dataset_label(entry.label, source)
             for key in ("num_samples", "eval_batch_size"):
                 if key in d:
                     v = d[key]
@@ -385,11 +410,25 @@ class SuiteSpec:
                 raise SpecError(f"{self.source}: primary_metric {self.primary_metric!r} must be "
                                 f"'<metric>.<key>' with <metric> one of the suite's metrics: "
                                 f"{', '.join(labels) or '(none)'}")
+            self._check_primary_key(registries, metric)
         if self.feature_extractor is not None:
             registries.extractors.get(self.feature_extractor)
         elif self.feature_weights is not None:
             raise SpecError(f"{self.source}: feature_weights is set but feature_extractor is not; "
                             "name the extractor the weights are for (--extractor NAME)")
+
+    def _check_primary_key(self, registries, label: str) -> None:
+        """The key of ``primary_metric`` must be one its metric declares (``higher_is_better``,
+        ``presentation``, ``nonfinite_ok``, ``primary``); a metric that declares none may
+        give any."""
+        key = self.primary_metric.split(".", 1)[1]
+        cls = registries.metrics.get(next(m.name for m in self.metrics if m.label == label))
+        declared = (set(cls.higher_is_better) | set(cls.presentation) | set(cls.nonfinite_ok)
+                    | ({cls.primary} if cls.primary else set()))
+        if declared and key not in declared:
+            raise SpecError(f"{self.source}: primary_metric {self.primary_metric!r}: metric "
+                            f"{label!r} declares no key {key!r}; its keys: "
+                            f"{', '.join(f'{label}.{k}' for k in sorted(declared))}")
 
     def _check_batch_size(self, budget: Budget, where: str) -> None:
         if budget.batch_size % self.nproc:

@@ -127,8 +127,9 @@ def quality_vs_speed(table: pd.DataFrame, path: str | Path, *, quality: str,
 
 def quality_speed_figure(table: pd.DataFrame, *, quality: str, higher_is_better: bool,
                          speed: str, title: str | None = None):
-    """The matplotlib ``Figure`` :func:`quality_vs_speed` saves, or ``None`` with no row."""
-    if quality not in table or speed not in table:
+    """The matplotlib ``Figure`` :func:`quality_vs_speed` saves, or ``None`` with no row or
+    when ``quality`` is ``speed`` itself (``primary_metric = "speed.samples_per_s"``)."""
+    if quality not in table or speed not in table or quality == speed:
         return None
     rows = table[(table[speed] > 0) & table[quality].notna()]
     if "reference" in rows:
@@ -222,8 +223,9 @@ def nfe_curves(table: pd.DataFrame, quality: str, nfe: str) -> dict[str, pd.Data
     """Per line (a model and sampler: the row label without ``steps=``, see
     :func:`without_steps`), its points sorted by NFE (the column ``nfe``): columns ``model``
     (the row label), ``nfe``, ``mean`` and ``std`` of ``quality`` over seeds (std 0 for one
-    seed). Rows without ``nfe`` or ``quality`` are left out."""
-    if quality not in table or nfe not in table:
+    seed). Rows without ``nfe`` or ``quality`` are left out; none when ``quality`` is ``nfe``
+    itself (a primary metric of role ``nfe``)."""
+    if quality not in table or nfe not in table or quality == nfe:
         return {}
     rows = table[(table[nfe] > 0) & table[quality].notna()]
     if rows.empty:

@@ -95,6 +95,7 @@ class InceptionScore(_FidelityMetric):
 
     description = "Inception Score (torch-fidelity): mean and std over splits of the generated samples"
     higher_is_better = {"mean": True}
+    presentation = {"std": KeyPresentation()}  # declared, so it can be a primary_metric
     fidelity_name = "isc"
 
     def __init__(self, splits: Count = 10, rng_seed: int = 2020):
@@ -122,7 +123,8 @@ class KID(_FidelityMetric):
     description = ("Kernel Inception Distance (torch-fidelity) against the test split; subset size "
                    "min(subset_size, #generated, #reference), recorded")
     higher_is_better = {"mean": False}
-    presentation = {"mean": KeyPresentation("KID", (Headline(20, board="image"),))}
+    presentation = {"mean": KeyPresentation("KID", (Headline(20, board="image"),)),
+                    "std": KeyPresentation()}
     fidelity_name = "kid"
 
     def __init__(self, max_reference: Count = 10000, subsets: Count = 100,
