@@ -38,7 +38,8 @@ if TYPE_CHECKING:
     from genbench.api.data import tensor_fingerprint
     from genbench.api.paths import data_root
     from genbench.api.sample_files import (SampleSet, SampleSetError, SampleSetInfo,
-                                           content_sha256, open_sample_set)
+                                           SAMPLE_FILE_SUFFIXES, content_sha256,
+                                           open_sample_set)
     from genbench.api.parallel import batch_rand, batch_randint, batch_randn, global_batch
     from genbench.registry.parameters import accepts_any_keyword, hyperparameters
     from genbench.features.job_features import (JobFeatures, SplitFeatures, extractor_skip_reason,
@@ -85,7 +86,7 @@ _LAZY = {
     "tensor_fingerprint": "genbench.api.data", "data_root": "genbench.api.paths",
     # sample sets made elsewhere: image folders, zips, .npz/.npy, .csv
     **dict.fromkeys(["SampleSet", "SampleSetError", "SampleSetInfo", "content_sha256",
-                     "open_sample_set"], "genbench.api.sample_files"),
+                     "open_sample_set", "SAMPLE_FILE_SUFFIXES"], "genbench.api.sample_files"),
     **dict.fromkeys(["batch_rand", "batch_randint", "batch_randn", "global_batch"],
                     "genbench.api.parallel"),
     **dict.fromkeys(["accepts_any_keyword", "hyperparameters"], "genbench.registry.parameters"),
@@ -126,6 +127,7 @@ __all__ = [
     "GenbenchError", "MissingDependencyError", "UnknownNameError",
     "registered_name", "tensor_fingerprint", "data_root",
     "SampleSet", "SampleSetError", "SampleSetInfo", "content_sha256", "open_sample_set",
+    "SAMPLE_FILE_SUFFIXES",
     "batch_rand", "batch_randint", "batch_randn", "global_batch",
     "accepts_any_keyword", "hyperparameters",
     "JobFeatures", "SplitFeatures", "extractor_skip_reason", "feature_layer", "layer_skip_reason",

@@ -51,6 +51,17 @@ def interrupt_at(model, step: int) -> None:
     model.train_step = train_step
 
 
+class ExplodingVAE(VAE):
+    """A VAE whose training raises in its third step (a failed training job)."""
+
+    description = "test model: its training raises at step 2"
+
+    def train_step(self, batch, step):
+        if step == 2:
+            raise RuntimeError("exploded on purpose at step 2")
+        return super().train_step(batch, step)
+
+
 class DivergingVAE(VAE):
     """A VAE whose inputs are scaled by infinity from step 5 on, so its loss becomes NaN."""
 

@@ -15,7 +15,8 @@ from genbench.api.console import DEBUG_HINT
 from genbench.execution.local_executor import LocalExecutor
 from genbench.results.store import ResultStore
 from genbench_plugins.models.vae import VAE
-from helpers import BrokenMetric, invoke_cli, registries_with, run_inline, tiny_spec, tiny_spec_toml
+from helpers import (BrokenMetric, ExplodingVAE, invoke_cli, registries_with, run_inline, tiny_spec,
+                     tiny_spec_toml)
 
 
 def invoke(*args, **env):
@@ -173,13 +174,6 @@ def test_a_worker_prints_warnings_as_one_line(capfd):
 
 # -- genbench results --failed -------------------------------------------------------------
 
-class ExplodingVAE(VAE):
-    description = "test model: raises in its third training step"
-
-    def train_step(self, batch, step):
-        if step == 2:
-            raise RuntimeError("exploded on purpose at step 2")
-        return super().train_step(batch, step)
 
 
 class FailingPlugin:

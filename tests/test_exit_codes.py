@@ -12,18 +12,11 @@ import pytest
 from genbench import hookimpl
 from genbench.results.store import ResultStore
 from genbench_plugins.models.vae import VAE
-from helpers import BrokenMetric, DivergingVAE, KilledVAE, invoke_cli, tiny_spec_toml
+from helpers import BrokenMetric, DivergingVAE, ExplodingVAE, KilledVAE, invoke_cli, tiny_spec_toml
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
-class ExplodingVAE(VAE):
-    description = "test model: its training raises at step 2"
-
-    def train_step(self, batch, step):
-        if step == 2:
-            raise RuntimeError("exploded on purpose at step 2")
-        return super().train_step(batch, step)
 
 
 class InterruptedVAE(VAE):

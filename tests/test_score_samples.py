@@ -264,3 +264,24 @@ def test_samples_in_another_layout_are_refused_flat_ones_reshaped():
     flat = genbench.evaluate(ChannelsLast(None, flat=True), "digits", metrics=["fid"],
                              num_samples=16)
     assert flat.samples.shape == (16, 1, 8, 8)
+
+
+def test_eval_against_another_sample_set_on_disk(tmp_path, digits_test_uint8):
+    """Two sample sets, as torch-fidelity compares two folders: the same pixels as .npz and
+    as PNGs give FID 0 (up to the square root's rounding), mirrored ones do not."""
+    folder = tmp_path / "real"
+    folder.mkdir()
+    for i, img in enumerate(digits_test_uint8):
+        Image.fromarray(img[:, :, 0], mode="L").save(folder / f"{i:04d}.png")
+    same, mirrored = tmp_path / "same.npz", tmp_path / "mirrored.npz"
+    np.savez(same, arr_0=digits_test_uint8)
+    np.savez(mirrored, arr_0=digits_test_uint8[:, :, ::-1])
+    out = tmp_path / "out"
+    for path in (same, mirrored):
+        res = invoke_cli("eval", str(path), "--reference", str(folder), "--extractor",
+                         "digits-cnn", "--metrics", "fid", "--out", str(out), "-q")
+        assert res.exit_code == 0, res.output
+    fids = dict(metric_values(out, "fid", "fid"))
+    assert abs(fids["same.npz"]) < 1e-6 and fids["mirrored.npz"] > 0.05
+    with sqlite3.connect(out / "results.db") as db:
+        assert {d for (d,) in db.execute("SELECT dataset FROM jobs")} == {"real"}

@@ -37,6 +37,9 @@ from genbench.api.paths import sha256_file
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 #: File suffix -> format name; a folder is ``"folder"``.
 FILE_FORMATS = {".zip": "zip", ".npz": "npz", ".npy": "npy", ".csv": "csv"}
+#: The file suffixes a sample set may have (a folder of images is one too): what a
+#: parameter naming one declares, ``InputFile(SAMPLE_FILE_SUFFIXES, folders=True)``.
+SAMPLE_FILE_SUFFIXES = tuple(FILE_FORMATS)
 SUPPORTED = (f"a folder of images ({' '.join(IMAGE_SUFFIXES)}), a .zip of images, "
              ".npz, .npy or .csv")
 #: How far float images may leave [0, 1] (rounding) before they are refused.

@@ -12,10 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from genbench import (BenchmarkDataset, DataInfo, InputFile, TensorSplit, content_sha256,
-                      hookimpl, open_sample_set)
-
-SAMPLE_FILE_SUFFIXES = (".npz", ".npy", ".zip", ".csv")
+from genbench import (SAMPLE_FILE_SUFFIXES, BenchmarkDataset, DataInfo, InputFile, SampleSet,
+                      TensorSplit, hookimpl, open_sample_set)
 
 
 class SampleSetDataset(BenchmarkDataset):
@@ -27,18 +25,24 @@ class SampleSetDataset(BenchmarkDataset):
 
     def __init__(self, path: Annotated[str, InputFile(SAMPLE_FILE_SUFFIXES, folders=True)]):
         self.path = path
+        self._samples: SampleSet | None = None
         self._split: TensorSplit | None = None
 
+    @property
+    def samples(self) -> SampleSet:
+        """The set, opened (and hashed) once."""
+        if self._samples is None:
+            self._samples = open_sample_set(self.path)
+        return self._samples
+
     def info(self) -> DataInfo:
-        found = open_sample_set(self.path).info
+        found = self.samples.info
         return DataInfo(name=Path(self.path).name, kind=found.kind, shape=found.shape,
-                        fingerprint=content_sha256(self.path)[:16],
-                        extra={"sample_set": found.to_dict()})
+                        fingerprint=found.sha256[:16], extra={"sample_set": found.to_dict()})
 
     def split(self, name: str) -> TensorSplit:
         if self._split is None:
-            samples = open_sample_set(self.path)
-            self._split = TensorSplit(samples.read(0, len(samples)))
+            self._split = TensorSplit(self.samples.read(0, len(self.samples)))
         return self._split
 
 

@@ -15,10 +15,8 @@ from typing import Annotated
 
 import torch
 
-from genbench import ConfigError, DataInfo, GenerativeModel, InputFile, hookimpl, open_sample_set
-
-#: What ``path`` may name: a folder of images, or one of these files.
-SAMPLE_FILE_SUFFIXES = (".npz", ".npy", ".zip", ".csv")
+from genbench import (SAMPLE_FILE_SUFFIXES, ConfigError, DataInfo, GenerativeModel, InputFile,
+                      hookimpl, open_sample_set)
 
 
 class RecordedSamples(GenerativeModel):
