@@ -69,6 +69,7 @@ _LAZY = {
     "Budget": "genbench.api.budget",
     "BenchmarkDataset": "genbench.api.data", "DataInfo": "genbench.api.data",
     "TensorSplit": "genbench.api.data", "split_tensors": "genbench.api.data",
+    "LazySplit": "genbench.api.data",
     "EvalContext": "genbench.evaluation.context",
     "ExtractorMixin": "genbench.api.extractor", "FeatureExtractor": "genbench.api.extractor",
     "CountNeed": "genbench.api.metric", "Metric": "genbench.api.metric",
@@ -89,6 +90,10 @@ _LAZY = {
                      "open_sample_set", "SAMPLE_FILE_SUFFIXES"], "genbench.api.sample_files"),
     **dict.fromkeys(["batch_rand", "batch_randint", "batch_randn", "global_batch"],
                     "genbench.api.parallel"),
+    # per-sample noise: sample i depends on the seed and i alone
+    **dict.fromkeys(["SampleNoise", "item_seed", "noise_rand", "noise_randn"], "genbench.api.noise"),
+    # the on-disk store of an evaluation's samples
+    **dict.fromkeys(["SampleStore", "open_sample_store"], "genbench.evaluation.sample_store"),
     **dict.fromkeys(["accepts_any_keyword", "hyperparameters"], "genbench.registry.parameters"),
     **dict.fromkeys(["JobFeatures", "SplitFeatures", "extractor_skip_reason", "feature_layer",
                      "layer_skip_reason", "preflight_features", "reference_indices"],
@@ -120,7 +125,7 @@ _LAZY = {
 __all__ = [
     "BenchmarkDataset", "Budget", "CountNeed", "DataInfo", "EvalContext", "ExtractorMixin",
     "FeatureExtractor", "GenerativeModel", "Metric", "MetricResult", "ModelRef", "Sampler",
-    "TensorSplit", "hookimpl", "split_tensors", "__version__", "InputFile",
+    "TensorSplit", "LazySplit", "hookimpl", "split_tensors", "__version__", "InputFile",
     "Completion", "Executor", "ExecutorRequest", "LocalExecutor", "RayExecutor",
     "Headline", "KeyPresentation",
     "AssetInvalidError", "AssetMissingError", "ConfigError", "DataUnavailableError",
@@ -129,6 +134,7 @@ __all__ = [
     "SampleSet", "SampleSetError", "SampleSetInfo", "content_sha256", "open_sample_set",
     "SAMPLE_FILE_SUFFIXES",
     "batch_rand", "batch_randint", "batch_randn", "global_batch",
+    "SampleNoise", "item_seed", "noise_rand", "noise_randn", "SampleStore", "open_sample_store",
     "accepts_any_keyword", "hyperparameters",
     "JobFeatures", "SplitFeatures", "extractor_skip_reason", "feature_layer", "layer_skip_reason",
     "preflight_features", "reference_indices",

@@ -6,6 +6,7 @@ import math
 import pytest
 import torch
 
+from genbench import open_sample_store
 from genbench.api.budget import Budget
 from genbench.api.errors import ConfigError
 from genbench.results.store import ResultStore
@@ -210,8 +211,8 @@ def test_a_third_party_sampler_works_with_ddpm(tmp_path, ring8):
     rows = {r.model: r for r in report.ran}
     nfe = {m: dict(r.metrics[0].values)["nfe"] for m, r in rows.items()}
     assert set(nfe.values()) == {10.0}
-    samples = [torch.load(tmp_path / r.run_dir / f"eval-{r.fingerprint[:8]}" / "samples.pt",
-                          weights_only=True) for r in rows.values()]
+    samples = [open_sample_store(tmp_path / r.run_dir / f"eval-{r.fingerprint[:8]}" / "samples").read()
+               for r in rows.values()]
     torch.testing.assert_close(samples[0], samples[1], rtol=1e-4, atol=1e-4)
 
     model = DDPM(ring8.info(), **TINY_MLP)  # and called directly with the class

@@ -62,8 +62,9 @@ def test_round_trip_keeps_features_images_and_provenance_and_adds_fid_statistics
     assert raw["genbench"].shape == () and raw["genbench"].dtype.kind == "U"
     assert json.loads(str(raw["genbench"][()]))["dataset"] == "x"
     assert raw["mu"].dtype == raw["sigma"].dtype == np.float64
-    np.testing.assert_allclose(raw["mu"], a.astype(np.float64).mean(0), rtol=1e-6)
-    np.testing.assert_array_equal(raw["sigma"], np.cov(a.astype(np.float64), rowvar=False))
+    np.testing.assert_allclose(raw["mu"], a.astype(np.float64).mean(0), rtol=1e-12)
+    np.testing.assert_allclose(raw["sigma"], np.cov(a.astype(np.float64), rowvar=False),
+                               rtol=1e-12, atol=1e-14)
 
     ref = read_reference_file(path)
     assert not ref.foreign and ref.n == 30 and ref.indices is None
@@ -221,6 +222,14 @@ def test_reference_build_and_show_commands(tmp_path):
     foreign = invoke_cli("reference", "show", str(tmp_path / "adm.npz"))
     assert foreign.exit_code == 0 and "foreign file (ADM layout), 3 images" in foreign.output
 
+    # dataset parameters, as a spec's params: TOML values
+    ring = invoke_cli("reference", "build", "ring8", "--split", "test", "-p", "n_test=120",
+                      "--param", "seed=3", "-o", str(tmp_path / "ring.npz"))
+    assert ring.exit_code == 0, ring.output
+    assert "ring8 test, 120 of 120 items" in ring.output
+    assert read_reference_file(tmp_path / "ring.npz").provenance["dataset_params"] == \
+        {"n_test": 120, "seed": 3}
+
 
 @pytest.mark.parametrize("args, needle", [
     (["build", "nope", "-o", "{tmp}/r.npz"], "unknown dataset 'nope'; valid datasets:"),
@@ -228,6 +237,8 @@ def test_reference_build_and_show_commands(tmp_path):
      "unknown feature extractor 'nope'"),
     (["build", "ring8", "--images", "-o", "{tmp}/r.npz"], "need image data"),
     (["show", "{tmp}/missing.npz"], "no such file"),
+    (["build", "ring8", "-p", "n_test=0", "-o", "{tmp}/r.npz"], "n_test"),
+    (["build", "ring8", "-p", "nonsense", "-o", "{tmp}/r.npz"], "is not NAME=VALUE"),
 ])
 def test_reference_command_errors_exit_2_with_one_line(tmp_path, args, needle):
     result = invoke_cli("reference", *[a.format(tmp=tmp_path) for a in args])
@@ -235,3 +246,24 @@ def test_reference_command_errors_exit_2_with_one_line(tmp_path, args, needle):
     assert result.output.startswith("Error: ") and needle in result.output
     assert "Traceback" not in result.output
     assert not (tmp_path / "r.npz").exists()
+
+
+def test_preflight_counts_the_items_a_reference_file_holds(tmp_path):
+    from genbench.features.reference_files import reference_file_items
+
+    small = tmp_path / "small.npz"
+    built = invoke_cli("reference", "build", "digits", "--split", "test", "--max-items", "3",
+                       "-o", str(small))
+    assert built.exit_code == 0, built.output
+    assert reference_file_items(small) == 3
+    np.savez(tmp_path / "adm.npz", arr_0=np.zeros((7, 8, 8, 3), np.uint8))
+    assert reference_file_items(tmp_path / "adm.npz") == 7
+    spec = tmp_path / "s.toml"
+    spec.write_text(f'datasets = [{{ name = "digits", reference = "{small}" }}]\n'
+                    'models = ["vae"]\nmetrics = ["prdc"]\nbaselines = []\nnum_samples = 20\n'
+                    '[budget]\nsteps = 5\n')
+    run = invoke_cli("run", str(spec), "--out", str(tmp_path / "out"), "--jobs", "0")
+    assert run.exit_code == 2, run.output
+    assert (f"the reference file {small} has 3 items, fewer than the 6 it needs" in run.output
+            and "rebuild the reference file with more items (--max-items)" in run.output)
+    assert not (tmp_path / "out").exists()

@@ -33,11 +33,16 @@ def test_run_stores_each_job_with_provenance(tmp_path, registries):
     run_dir = tmp_path / results[0]["run_dir"]  # relative to the output directory
     assert run_dir.parent == tmp_path / "runs" and run_dir.name.startswith("digits__vae__seed0__")
     eval_dir = run_dir / f"eval-{results[0]['fingerprint'][:8]}"
-    for f in (eval_dir / "samples.pt", eval_dir / "samples.png", run_dir / "checkpoint.pt",
-              run_dir / "losses.csv"):
+    for f in (eval_dir / "samples" / "manifest.json", eval_dir / "samples.png",
+              run_dir / "checkpoint.pt", run_dir / "losses.csv"):
         assert f.exists(), f
     import torch
-    assert torch.load(eval_dir / "samples.pt", weights_only=True).shape == (64, 1, 8, 8)
+
+    from genbench import open_sample_store
+    store = open_sample_store(eval_dir / "samples")  # the shard store: images as uint8
+    stored = store.read_stored(0, len(store))
+    assert stored.shape == (64, 1, 8, 8) and stored.dtype == torch.uint8
+    assert torch.equal(store.read(), stored.float() / 255)
     m = results[0]["metrics"]
     assert 0 < m["recon.mse"] < 0.1 and m["speed.samples_per_s"] > 0
 

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from genbench import open_sample_store
 from genbench.registry.parameters import sampling_settings
 from genbench.api.errors import ConfigError
 from genbench.execution.runner import SuiteRunner
@@ -31,8 +32,8 @@ def test_two_settings_are_two_rows_from_one_training(tmp_path):
     assert cold.provenance["sampling"] == {"temperature": 0.25}
     assert [t.model_name for t in report.trainings] == ["counting-vae"]  # one training job
     assert cold.provenance["train_fingerprint"] == warm.provenance["train_fingerprint"]
-    samples = {m: torch.load(tmp_path / r.run_dir / f"eval-{r.fingerprint[:8]}" / "samples.pt",
-                             weights_only=True) for m, r in rows.items()}
+    samples = {m: open_sample_store(tmp_path / r.run_dir / f"eval-{r.fingerprint[:8]}" / "samples").read()
+               for m, r in rows.items()}
     # Colder samples sit closer to the decoder's mean image: less spread between samples.
     assert samples[cold.model].std(0).mean() < samples[warm.model].std(0).mean()
     again = run_inline(spec, tmp_path, regs)

@@ -175,6 +175,8 @@ WELL_FORMED = {
     "executor": st.sampled_from(["local", "ray"]),
     "executor_options": st.just({}),
     "train": st.fixed_dictionaries({}, optional={"nproc": st.integers(1, 8)}),
+    "job_timeout": st.floats(1e-3, 1e9) | st.integers(1, 10**6),
+    "eval_shards": st.integers(1, 64),
 }
 ALL_KEYS = (*SuiteSpec.KEYS, *getattr(SuiteSpec, "RUN_KEYS", ()))
 
@@ -261,6 +263,8 @@ def test_well_formed_specs_parse_and_keep_their_values(d, regs, tmp_path_factory
         assert spec.baselines == tuple(d["baselines"])
     assert spec.executor == d.get("executor", "local")
     assert spec.nproc == d.get("train", {}).get("nproc", 1)
+    assert spec.job_timeout == d.get("job_timeout")
+    assert spec.eval_shards == d.get("eval_shards", 1)
     for section in ("datasets", "models", "metrics"):
         given = d.get(section, [])
         names = [given] if isinstance(given, str) else [

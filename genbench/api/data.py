@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import abc
 import math
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -12,6 +13,7 @@ import torch
 from torch.utils.data import Dataset
 
 from genbench.api.errors import ConfigError
+from genbench.api.names import registered_name
 from genbench.api.parameters import validate_on_init
 
 DATA_KINDS = ("image", "vector")
@@ -135,6 +137,65 @@ class BenchmarkDataset(abc.ABC):
         if name not in SPLITS:
             raise ConfigError(f"unknown split {name!r}; valid splits: {', '.join(SPLITS)}")
         return split_tensors(self.split(name))
+
+
+class LazySplit(Sequence):
+    """A dataset's split as the pair ``(x, labels or None)``, read whole only when indexed.
+
+    It stands where a metric expects the tensor pair (``x, y = ctx.test``; ``ctx.test[0]``):
+    the first index loads the split (:meth:`load`, once). Feature extraction reads it batch
+    by batch instead (:meth:`batches`), so a split larger than memory can be the reference.
+    """
+
+    def __init__(self, dataset: "BenchmarkDataset", name: str):
+        if name not in SPLITS:
+            raise ConfigError(f"unknown split {name!r}; valid splits: {', '.join(SPLITS)}")
+        self.dataset, self.name = dataset, name
+        self._tensors: tuple[torch.Tensor, torch.Tensor | None] | None = None
+        self._split: Dataset | None = None
+
+    def __len__(self) -> int:
+        return 2
+
+    def __getitem__(self, i):
+        return self.load()[i]
+
+    def __repr__(self) -> str:
+        return f"LazySplit({registered_name(self.dataset)!r}, {self.name!r}, loaded={self.loaded})"
+
+    @property
+    def loaded(self) -> bool:
+        return self._tensors is not None
+
+    def load(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The whole split as CPU tensors (``BenchmarkDataset.tensors``), read once."""
+        if self._tensors is None:
+            self._tensors = self.dataset.tensors(self.name)
+        return self._tensors
+
+    def _items(self) -> Dataset:
+        if self._split is None:
+            self._split = self.dataset.split(self.name)
+        return self._split
+
+    def num_items(self) -> int:
+        """Items in the split (without loading it when the dataset knows its length)."""
+        return len(self._tensors[0]) if self._tensors is not None else len(self._items())
+
+    def batches(self, batch_size: int, indices: torch.Tensor | None = None) -> Iterator[torch.Tensor]:
+        """The items (all, or those at ``indices``, in that order), ``batch_size`` at a time,
+        as float tensors: from memory when loaded, else read from the dataset batch by batch."""
+        step = max(1, int(batch_size))
+        if self._tensors is not None:
+            x = self._tensors[0] if indices is None else self._tensors[0][indices]
+            for i in range(0, len(x), step):
+                yield x[i:i + step]
+            return
+        data = self._items()
+        if indices is not None:
+            data = torch.utils.data.Subset(data, indices.tolist())
+        for batch in torch.utils.data.DataLoader(data, batch_size=step, shuffle=False):
+            yield (batch[0] if isinstance(batch, (tuple, list)) else batch).float()
 
 
 def split_tensors(data: Dataset) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -100,6 +100,12 @@ class CheckpointCorruptError(GenbenchError):
         return type(self), (self.path, self.reason)
 
 
+class WorkerTerminated(SystemExit):
+    """Raised in a worker process told to stop (SIGTERM: Ctrl-C in the driver, a job past its
+    timeout) so that it exits through Python's shutdown. Unlike the ``SystemExit`` of a
+    plugin's ``sys.exit``, which fails only its job or metric, it is never caught."""
+
+
 #: Errors the user can fix before running (names, values, files, permissions, missing data,
 #: weights or packages, a folder in use): the CLI exits 2 on these, 1 on failures during a run.
 USER_ERRORS: tuple[type[BaseException], ...] = (

@@ -66,6 +66,9 @@ class ExecutorRequest:
     #: Processes each training job runs (``train.nproc``), so the default number of
     #: workers leaves them their cores or GPUs.
     nproc: int = 1
+    #: Seconds a job may run before it is ended and recorded as failed (``job_timeout``;
+    #: ``None``: no limit). Executors that can end a job declare :attr:`Executor.job_timeouts`.
+    job_timeout: float | None = None
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,10 @@ class Executor(abc.ABC):
     #: True when jobs run in the driver's own process, so they may share what the driver
     #: has built (its datasets) instead of building it again.
     in_process: ClassVar[bool] = False
+    #: True when it ends a job that runs longer than :attr:`ExecutorRequest.job_timeout`
+    #: (its completion a failure naming the job and the timeout); otherwise the runner warns
+    #: that the timeout does not apply.
+    job_timeouts: ClassVar[bool] = False
 
     @classmethod
     def from_request(cls, request: ExecutorRequest) -> "Executor":

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 # ModelRef is a kind of parameter default; it stays importable from here.
+from genbench.api.noise import SampleNoise, noise_rand, noise_randn
 from genbench.api.parameters import ModelRef, validate_on_init  # noqa: F401
 
 if TYPE_CHECKING:
@@ -201,8 +202,13 @@ class GenerativeModel(nn.Module, abc.ABC):
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """``n`` samples in data space (images in [0, 1]) as a float tensor.
 
-        ``generator`` is a CPU :class:`torch.Generator`; draw noise with :meth:`randn` so that
-        samples are the same on every device for the same seed. Keyword-only parameters
+        ``generator`` is a CPU :class:`torch.Generator` or, in an evaluation, a
+        :class:`~genbench.api.noise.SampleNoise` (one generator per sample, so that sample
+        ``i`` is the same whatever the batch size and on whichever worker it is drawn). Draw
+        all noise with :meth:`randn` / :meth:`rand` (and samplers' ``randn_like``), shaped
+        ``(n, ...)``: they take either, and samples are the same on every device for a seed.
+        Code that calls ``torch.randn(..., generator=generator)`` itself gets a plain
+        generator instead, and its samples then depend on the evaluation's batch size. Keyword-only parameters
         after ``generator``, each with a default, are the model's *sampling settings*
         (``def sample(self, n, generator=None, *, steps=50)``): a spec sets them per row
         (``sampling = { steps = 10 }``) and one training serves every setting. ``nfe`` may
@@ -213,13 +219,16 @@ class GenerativeModel(nn.Module, abc.ABC):
     def device(self) -> torch.device:
         return self._device_anchor.device
 
-    def randn(self, *shape: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Standard normal noise drawn on the CPU from ``generator``, moved to the model's device."""
-        return torch.randn(*shape, generator=generator).to(self.device)
+    def randn(self, *shape: int, generator: "torch.Generator | SampleNoise | None" = None) -> torch.Tensor:
+        """Standard normal noise drawn on the CPU from ``generator``, moved to the model's
+        device. With a :class:`~genbench.api.noise.SampleNoise` (what an evaluation passes) row
+        ``j`` comes from sample ``j``'s own generator, so ``shape[0]`` must be the sample count."""
+        return noise_randn(*shape, generator=generator).to(self.device)
 
-    def rand(self, *shape: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Uniform [0, 1) noise drawn on the CPU from ``generator``, moved to the model's device."""
-        return torch.rand(*shape, generator=generator).to(self.device)
+    def rand(self, *shape: int, generator: "torch.Generator | SampleNoise | None" = None) -> torch.Tensor:
+        """Uniform [0, 1) noise drawn on the CPU from ``generator`` (see :meth:`randn`), moved
+        to the model's device."""
+        return noise_rand(*shape, generator=generator).to(self.device)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -43,6 +43,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from genbench.api.noise import noise_randn
 from genbench.api.parameters import validate_on_init
 
 
@@ -98,5 +99,6 @@ class Sampler(abc.ABC):
     @staticmethod
     def randn_like(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Standard normal noise shaped like ``x``, drawn on the CPU from ``generator`` and
-        moved to ``x``'s device and dtype."""
-        return torch.randn(x.shape, generator=generator).to(device=x.device, dtype=x.dtype)
+        moved to ``x``'s device and dtype: per sample (row) from a
+        :class:`~genbench.api.noise.SampleNoise`, in one block from a :class:`torch.Generator`."""
+        return noise_randn(*x.shape, generator=generator).to(device=x.device, dtype=x.dtype)

@@ -51,14 +51,17 @@ class _Group(click.Group):
         if self._plugins_added:
             return
         self._plugins_added = True
-        from genbench.registry.manager import call_one_plugin, default_plugin_manager, plugins_implementing
+        from genbench.registry.manager import (PLUGIN_FAILURES, call_one_plugin,
+                                               default_plugin_manager, plugin_code,
+                                               plugins_implementing)
 
         pm = default_plugin_manager()
         for name, plugin in plugins_implementing(pm, "register_commands"):
             before = dict(self.commands)
             try:
-                call_one_plugin(pm, "register_commands", plugin, cli=self)
-            except Exception as exc:
+                with plugin_code():
+                    call_one_plugin(pm, "register_commands", plugin, cli=self)
+            except PLUGIN_FAILURES as exc:
                 error = f'plugin "{name}" failed in register_commands: {type(exc).__name__}: {exc}'
             else:
                 replaced = sorted(n for n, c in before.items() if self.commands.get(n) is not c)

@@ -30,6 +30,25 @@ def _shapes(ref) -> list[str]:
     return lines
 
 
+def _parse_params(items: tuple[str, ...]) -> dict:
+    """``NAME=VALUE`` pairs as a parameter mapping; each VALUE read as a TOML value."""
+    import tomllib
+
+    from genbench.api.errors import ConfigError
+
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise ConfigError(f"--param {item!r} is not NAME=VALUE (a dataset parameter, "
+                              "such as n_test=500)")
+        try:
+            out[name.strip()] = tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError:
+            out[name.strip()] = value  # a bare word: text
+    return out
+
+
 @reference.command("build")
 @click.argument("dataset")
 @click.option("--split", type=click.Choice(["train", "test"]), default="train", show_default=True,
@@ -46,15 +65,19 @@ def _shapes(ref) -> list[str]:
 @click.option("--data-root", default=None, help="Where datasets are stored (default: GENBENCH_DATA).")
 @click.option("--download", is_flag=True, help="Download the dataset if it is missing.")
 @click.option("--device", default="cpu", show_default=True, help="Where the extractor runs.")
+@click.option("-p", "--param", "params", multiple=True, metavar="NAME=VALUE",
+              help="A dataset parameter, as in a spec's params (VALUE is read as TOML: "
+                   "3, 0.5, true, \"text\"; a bare word is text); repeatable.")
 def build_command(dataset, split, extractor, output, max_items, include_images, feature_weights,
-                  data_root, download, device) -> None:
+                  data_root, download, device, params) -> None:
     """Write the features split --split of DATASET gives every feature metric to --output."""
     from genbench.evaluation.reference_build import build_reference_file
 
     ref = build_reference_file(
         registries(["datasets", "extractors"]), dataset, split=split, extractor=extractor,
         out=output, data_root=data_root, download=download, feature_weights=feature_weights,
-        max_items=max_items, device=device, include_images=include_images)
+        max_items=max_items, device=device, include_images=include_images,
+        dataset_params=_parse_params(params))
     prov = ref.provenance
     click.echo(f"wrote {output}: {prov['dataset']} {split}, {prov['n']} of {prov['n_total']} items, "
                f"extractor {prov['extractor']}")

@@ -119,6 +119,10 @@ class _RunCommand(click.Command):
 @click.option("--nproc", type=click.IntRange(min=1), help="Train each model data-parallel on "
               "this many processes (one per GPU on CUDA; gloo on the CPU). Overrides the "
               "spec's [train] nproc.")
+@click.option("--job-timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
+              help="Stop a job (a training or an evaluation) that runs longer than this and "
+              "record it as failed; the next run retries it. Overrides the spec's "
+              "job_timeout (default: no limit). Not with --jobs 0.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars or per-job lines.")
 @click.option("--no-wait", is_flag=True, help="When another genbench run is writing to OUT, "
               "exit with status 2 naming it instead of waiting for it to finish.")
@@ -126,8 +130,8 @@ class _RunCommand(click.Command):
               metavar="FORMAT=DIR", help="Also write an output format that runs do not "
               "publish into folder DIR (repeatable; `genbench list formats` lists them).")
 def run(spec, out_dir, models, datasets, metrics, seeds, device, data_root, download,
-        extractor, feature_weights, force, jobs, threads, executor, address, nproc, quiet,
-        no_wait, outputs):
+        extractor, feature_weights, force, jobs, threads, executor, address, nproc, job_timeout,
+        quiet, no_wait, outputs):
     """Run a suite SPEC (TOML; default: the embedded default suite) and print leaderboards.
 
     Each dataset x model x sampling setting x seed is a row: its model is trained once
@@ -154,7 +158,7 @@ def run(spec, out_dir, models, datasets, metrics, seeds, device, data_root, down
             metrics=csv_list(metrics), seeds=seeds, device=device, data_root=data_root,
             download=download, extractor=extractor, feature_weights=feature_weights,
             force=force, jobs=jobs, threads=threads, executor=executor, address=address,
-            nproc=nproc, wait=not no_wait, progress=False if quiet else None,
+            nproc=nproc, job_timeout=job_timeout, wait=not no_wait, progress=False if quiet else None,
             outputs=outputs,
             echo=(lambda s: None) if quiet else (lambda s: click.echo(s, err=True)),
             registries=registries())

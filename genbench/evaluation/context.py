@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import tempfile
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 import torch
 
-from genbench.api.data import DataInfo
+from genbench.api.data import DataInfo, LazySplit
 from genbench.api.errors import ConfigError, GenbenchError
-from genbench.features.job_features import JobFeatures, NonFiniteSamplesError, choose_feature_extractor, skip_reason
+from genbench.features.job_features import (JobFeatures, NonFiniteSamplesError,
+                                           choose_feature_extractor, skip_reason,
+                                           split_item_batches, split_item_count)
 from genbench.api.model import GenerativeModel
+from genbench.api.noise import SampleNoise, item_seed
+from genbench.evaluation.sample_shards import part_features, read_part
+from genbench.evaluation.sample_store import (SampleStore, SampleStoreError, SampleStoreWriter,
+                                              merge_sample_stores)
 
 if TYPE_CHECKING:
     from genbench.registry.manager import Registries
@@ -26,17 +34,22 @@ class SampleShapeError(GenbenchError, ValueError):
 class EvalContext:
     """The trained model, the real data and lazily generated samples for one job.
 
-    ``train``/``test`` are ``(x, labels or None)`` CPU tensors; metrics compare against
-    ``test``. :attr:`samples` are generated on first access (``num_samples`` of them, from a
-    generator seeded with ``seed``), kept on the CPU as float32 and shared by every metric
-    (when any holds NaN or infinity, every access raises
-    :class:`~genbench.features.job_features.NonFiniteSamplesError` instead: see :attr:`sample_failure`);
+    ``train``/``test`` are ``(x, labels or None)`` CPU tensors, or
+    :class:`~genbench.api.data.LazySplit` pairs that read the split whole only when a metric
+    indexes them (features of a split are extracted batch by batch from the dataset);
+    metrics compare against ``test``. The samples are generated on first access (``num_samples`` of them), written
+    batch by batch to :attr:`sample_store` (uint8 images, float32 vectors, on disk) and shared
+    by every metric; :attr:`samples` reads them whole (when any holds NaN or infinity, every
+    access raises :class:`~genbench.features.job_features.NonFiniteSamplesError` instead: see
+    :attr:`sample_failure`);
     :attr:`reconstructions` likewise for ``model.reconstruct`` on the test split.
     :meth:`features` gives the features of the samples and of the real splits, per extractor.
     ``registries`` (keyword, required) are the run's: extractors are looked up there.
 
-    Samples are drawn in batches of ``batch_size``: ``model.sample(n, generator)`` with one
-    generator for the whole set, or, for a model with a fixed, indexed stream of samples
+    Samples are drawn in batches of ``batch_size``: ``model.sample(n, noise)`` with a
+    :class:`~genbench.api.noise.SampleNoise` for items ``start..stop-1`` (sample ``i``'s noise
+    depends on ``seed`` and ``i`` alone, so the samples do not change with ``batch_size``),
+    or, for a model with a fixed, indexed stream of samples
     (:meth:`genbench.GenerativeModel.sample_range`: samples read from files), items
     ``start..stop-1`` batch by batch, so that no batch replays another's.
     """
@@ -44,8 +57,8 @@ class EvalContext:
     model: GenerativeModel
     model_name: str
     data_info: DataInfo
-    train: tuple[torch.Tensor, torch.Tensor | None]
-    test: tuple[torch.Tensor, torch.Tensor | None]
+    train: "tuple[torch.Tensor, torch.Tensor | None] | LazySplit"
+    test: "tuple[torch.Tensor, torch.Tensor | None] | LazySplit"
     device: torch.device
     seed: int
     num_samples: int
@@ -60,8 +73,25 @@ class EvalContext:
     #: A reference statistics file (``genbench reference build``) whose features stand for
     #: the reference split (``test``), or ``None``: features of the split itself.
     reference_file: str | None = None
+    #: Where the samples are stored (:mod:`genbench.evaluation.sample_store`); ``None``: a
+    #: temporary folder, removed when this context is.
+    sample_dir: Path | None = None
+    #: The index of the first sample in the job's stream: a shard of an evaluation drawn by
+    #: several workers draws items ``first_sample .. first_sample + num_samples - 1``.
+    first_sample: int = 0
+    #: Finished shards (:mod:`genbench.evaluation.sample_shards`, folders inside
+    #: ``sample_dir``) to merge instead of drawing the samples: their features are read too.
+    sample_parts: tuple[Path, ...] | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    #: How the samples' noise was drawn: ``"per sample"`` (:class:`~genbench.api.noise.SampleNoise`,
+    #: independent of the batch size) or ``"one generator"`` (a model that passes the
+    #: generator to torch itself).
+    noise: str = field(default="per sample", init=False)
     _samples: torch.Tensor | None = None
+    _store: SampleStore | None = field(default=None, init=False, repr=False)
+    #: Samples holding NaN or infinity (0 unless :attr:`sample_failure` says why).
+    nonfinite_count: int = field(default=0, init=False)
+    _tmp: Any = field(default=None, init=False, repr=False)
     _sample_failure: str | None = field(default=None, init=False, repr=False)
     _reconstructions: torch.Tensor | None = None
     _features: dict[str, JobFeatures] = field(default_factory=dict, init=False, repr=False)
@@ -71,22 +101,28 @@ class EvalContext:
         return torch.Generator().manual_seed(self.seed * 1_000_003 + offset)
 
     @property
-    def samples(self) -> torch.Tensor:
-        """The job's shared samples ``(num_samples, *shape)``, generated on first access.
+    def sample_store(self) -> SampleStore:
+        """The job's samples on disk (:mod:`genbench.evaluation.sample_store`), generated on
+        first access batch by batch: uint8 images, float32 vectors.
 
-        Raises :class:`~genbench.features.job_features.NonFiniteSamplesError` (on this and every later
-        access) when any sample holds NaN or infinity: no sample-based number of such a
+        Raises :class:`~genbench.features.job_features.NonFiniteSamplesError` (on this and every
+        later access) when any sample holds NaN or infinity: no sample-based number of such a
         model means anything."""
-        if self._samples is None and self._sample_failure is None:
-            x = self._timed("sample_seconds", self._generate)
-            bad = int((~torch.isfinite(x)).flatten(1).any(1).sum()) if len(x) else 0
-            if bad:
-                self._sample_failure = (f"{bad} of the {len(x)} samples contain NaN or infinite "
-                                        "values: the model cannot sample finite values")
-            else:
-                self._samples = x
+        if self._store is None and self._sample_failure is None:
+            self._timed("sample_seconds", self._generate)
         if self._sample_failure is not None:
             raise NonFiniteSamplesError(self._sample_failure)
+        return self._store
+
+    @property
+    def samples(self) -> torch.Tensor:
+        """All of the job's samples ``(num_samples, *shape)`` as float32 (images in [0, 1],
+        as stored: quantised to 1/255), read from :attr:`sample_store` on first access.
+
+        Holds every sample in memory: metrics that can should read :attr:`sample_store` in
+        batches (``ctx.sample_store.batches(n)``) or features (:meth:`features`) instead."""
+        if self._samples is None:
+            self._samples = self.sample_store.read()
         return self._samples
 
     @property
@@ -94,7 +130,7 @@ class EvalContext:
         """Why :attr:`samples` cannot be used (they hold NaN or infinity), or ``None``;
         generates them on first use."""
         try:
-            self.samples
+            self.sample_store
         except NonFiniteSamplesError:
             pass
         return self._sample_failure
@@ -129,6 +165,16 @@ class EvalContext:
             self._features[name] = JobFeatures(self, name)
         return self._features[name]
 
+    def split_size(self, split: str) -> int:
+        """Items in the real ``split`` (``"train"`` or ``"test"``), without reading it whole."""
+        return split_item_count(getattr(self, split))
+
+    def split_batches(self, split: str, batch_size: int | None = None,
+                      indices: torch.Tensor | None = None) -> Iterator[torch.Tensor]:
+        """The real ``split``'s items (those at ``indices``, else all), ``batch_size`` (default
+        :attr:`batch_size`) at a time, as float tensors, without reading it whole."""
+        return split_item_batches(getattr(self, split), batch_size or self.batch_size, indices)
+
     def _timed(self, key: str, fn):
         t0 = time.perf_counter()
         out = fn()
@@ -156,20 +202,114 @@ class EvalContext:
         return settings
 
     @torch.no_grad()
-    def _generate(self) -> torch.Tensor:
+    def _generate(self) -> None:
+        """Draw the samples batch by batch into :attr:`sample_store` (``sample_dir``, else a
+        temporary folder removed with this context)."""
+        if self.sample_parts is not None:
+            return self._merge_parts()
         self.model.eval()
-        gen = self.generator(1)
-        indexed = callable(getattr(self.model, "sample_range", None))
-        chunks = []
+        folder = self.sample_dir
+        if folder is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="genbench-samples-")
+            folder = Path(self._tmp.name) / "samples"
+        writer = SampleStoreWriter(folder, shape=tuple(self.data_info.shape), kind=self.data_info.kind)
+        draw = self._draw_per_sample
+        bad = 0
         for start in range(0, self.num_samples, self.batch_size):
             stop = min(start + self.batch_size, self.num_samples)
-            if indexed:  # a fixed stream (samples read from files): items start..stop-1
-                x = self.model.sample_range(start, stop, generator=gen, **self.model_settings())
-            else:
-                x = self.sample(stop - start, gen)
+            try:
+                x = draw(start, stop)
+            except TypeError as exc:
+                if start or SampleNoise.__name__ not in str(exc):
+                    raise
+                # the model hands the noise source to torch itself: give it one generator
+                warnings.warn(
+                    f"model {self.model_name!r} passes the generator to torch itself "
+                    f"({str(exc).splitlines()[0]}); it gets one torch.Generator for the whole set, so its samples "
+                    "depend on the evaluation's batch size: draw noise with self.randn / "
+                    "self.rand to make them per-sample", stacklevel=2)
+                self.noise = "one generator"
+                draw = self._draw_shared(self.generator(1))
+                x = draw(start, stop)
             self._check_shape(x, stop - start)
-            chunks.append(x.detach().float().cpu())
-        return torch.cat(chunks).reshape(self.num_samples, *self.data_info.shape)
+            x = x.detach().float().cpu().reshape(stop - start, *self.data_info.shape)
+            bad += int((~torch.isfinite(x)).flatten(1).any(1).sum()) if len(x) else 0
+            if not bad:
+                writer.append(x)
+        if bad:
+            self._fail(bad)
+            return
+        self._store = writer.close()
+
+    def _fail(self, bad: int) -> None:
+        self.nonfinite_count = bad
+        self._sample_failure = (f"{bad} of the {self.num_samples} samples contain NaN or "
+                                "infinite values: the model cannot sample finite values")
+
+    def _merge_parts(self) -> None:
+        """The samples of finished shards, merged into one store in ``sample_dir``."""
+        records = [read_part(p) for p in self.sample_parts]
+        missing = [str(p) for p, r in zip(self.sample_parts, records) if r is None]
+        if missing:
+            raise SampleStoreError(f"sample shards not finished: {', '.join(missing)}")
+        if sum(r["stop"] - r["start"] for r in records) != self.num_samples:
+            raise SampleStoreError(f"the shards in {self.sample_dir} hold "
+                                   f"{sum(r['stop'] - r['start'] for r in records)} samples, "
+                                   f"not {self.num_samples}")
+        if any(r.get("noise") == "one generator" for r in records):
+            self.noise = "one generator"
+        bad = sum(int(r.get("bad", 0)) for r in records)
+        if bad:
+            self._fail(bad)
+            return
+        self._store = merge_sample_stores(self.sample_dir, list(self.sample_parts))
+
+    def part_features(self, extractor) -> dict[str, torch.Tensor] | None:
+        """Features the shards saved for ``extractor`` (an
+        :class:`~genbench.features.job_features.Extractor`), or ``None``: extract them."""
+        if self.sample_parts is None:
+            return None
+        return part_features(list(self.sample_parts), extractor)
+
+    def sample_noise(self, start: int, stop: int, stream: int = 0) -> SampleNoise:
+        """The per-sample noise of items ``start..stop-1`` of this job's ``stream`` (0: the
+        shared samples, counted from :attr:`first_sample`; a metric drawing samples of its
+        own uses another)."""
+        if stream == 0:
+            return SampleNoise(self.seed, self.first_sample + start, self.first_sample + stop)
+        return SampleNoise(item_seed(self.seed, -(1 << 32) - stream), start, stop)
+
+    @torch.no_grad()
+    def draw_samples(self, n: int, stream: int) -> Iterator[torch.Tensor]:
+        """``n`` samples of seeded stream ``stream`` (not 0: the shared samples'), float32 on
+        the CPU in batches of at most ``batch_size``, under the row's sampling settings: for a
+        metric whose protocol needs more samples than the job made."""
+        if stream == 0:
+            raise ValueError("stream 0 is the job's shared samples: read ctx.sample_store")
+        self.model.eval()
+        shared = self.generator(stream) if self.noise == "one generator" else None
+        for start in range(0, n, self.batch_size):
+            stop = min(start + self.batch_size, n)
+            noise = shared if shared is not None else self.sample_noise(start, stop, stream)
+            x = self.sample(stop - start, noise)
+            self._check_shape(x, stop - start)
+            yield x.detach().float().cpu().reshape(stop - start, *self.data_info.shape)
+
+    def _draw_per_sample(self, start: int, stop: int) -> torch.Tensor:
+        noise = self.sample_noise(start, stop)
+        if callable(getattr(self.model, "sample_range", None)):  # a fixed, indexed stream
+            return self.model.sample_range(noise.start, noise.stop, generator=noise,
+                                           **self.model_settings())
+        return self.sample(stop - start, noise)
+
+    def _draw_shared(self, gen: torch.Generator):
+        def draw(start: int, stop: int) -> torch.Tensor:
+            if callable(getattr(self.model, "sample_range", None)):
+                first = self.first_sample
+                return self.model.sample_range(first + start, first + stop, generator=gen,
+                                               **self.model_settings())
+            return self.sample(stop - start, gen)
+        return draw
 
     def _check_shape(self, x: torch.Tensor, n: int) -> None:
         """Samples must come in the data's layout, ``(n, *shape)``, or flat, ``(n, dim)``:

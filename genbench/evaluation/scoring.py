@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 import torch
 
-from genbench.api.data import BenchmarkDataset
-from genbench.api.errors import ConfigError
+from genbench.api.data import BenchmarkDataset, LazySplit
+from genbench.api.errors import ConfigError, WorkerTerminated
 from genbench.api.metric import MetricResult
 from genbench.api.model import GenerativeModel
 from genbench.api.paths import cache_dir as default_cache_dir
@@ -36,9 +36,9 @@ def score_metrics(ctx: EvalContext, metrics: Iterable[tuple[str, type, Mapping[s
     """Each ``(label, metric class, options)`` of ``metrics`` on ``ctx``, in order: its
     record and the seconds it took, by label.
 
-    A metric that does not apply is recorded as skipped with its reason; one that raises is
-    recorded as failed with its error and traceback, and the others still run; so is one
-    that returns a NaN or infinite value for a key not in its
+    A metric that does not apply is recorded as skipped with its reason; one that raises
+    (or calls ``sys.exit``) is recorded as failed with its error and traceback, and the
+    others still run; so is one that returns a NaN or infinite value for a key not in its
     :attr:`~genbench.api.metric.Metric.nonfinite_ok` (its values then go to its details,
     ``measured_values``, not to the store's values). When the
     samples hold NaN or infinity (:attr:`EvalContext.sample_failure`), every metric that
@@ -75,7 +75,9 @@ def score_metrics(ctx: EvalContext, metrics: Iterable[tuple[str, type, Mapping[s
                 else:
                     record.values = values
                     record.details, record.status = out.details, "ok"
-        except Exception as exc:  # a failing metric is recorded; the others still run
+        except WorkerTerminated:  # the worker is told to stop: not the metric's failure
+            raise
+        except (Exception, SystemExit) as exc:  # recorded; the others still run
             record.status, record.message = "failed", f"{type(exc).__name__}: {exc}"
             record.details = {"traceback": traceback.format_exc(limit=20)}
         seconds[label] = time.perf_counter() - t0
@@ -175,7 +177,7 @@ def evaluate(model: GenerativeModel, dataset: BenchmarkDataset | str, *,
         device = next((p.device for p in model.parameters()), torch.device("cpu"))
     ctx = EvalContext(
         model=model, model_name=model_name, data_info=dataset.info(),
-        train=dataset.tensors("train"), test=dataset.tensors("test"), device=torch.device(device),
+        train=LazySplit(dataset, "train"), test=LazySplit(dataset, "test"), device=torch.device(device),
         seed=seed, num_samples=num_samples, cache_dir=Path(default_cache_dir(cache_dir)),
         feature_extractor=feature_extractor, feature_weights=feature_weights,
         batch_size=batch_size, registries=registries, sampling=settings,

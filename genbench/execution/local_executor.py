@@ -6,8 +6,13 @@ so the driver always knows which job each worker holds. ``wait()`` watches the b
 workers' pipes and process sentinels: a reply is the job's result or its failure; a sentinel
 with no reply means the worker died (killed, crashed, ``os._exit``): its job becomes a
 failed :class:`~genbench.api.executor.Completion` and a fresh worker, set up again, takes
-its place. Messages are plain pickles (not torch's shared-memory reducers), so a result
-never depends on the process that produced it staying alive. Workers ignore SIGINT: on
+its place. A job that runs longer than ``job_timeout`` seconds (counted from when its
+worker says it started it, so a fresh worker's start-up is not counted) has its worker
+stopped (SIGTERM, then SIGKILL) and replaced, and becomes a failed completion naming the
+job and the timeout. A ``sys.exit`` or ``KeyboardInterrupt`` raised by the job's code fails
+that job only (a worker ignores SIGINT, so that interrupt is not the user's Ctrl-C).
+Messages are plain pickles (not torch's shared-memory reducers), so a result never depends
+on the process that produced it staying alive. Workers ignore SIGINT: on
 Ctrl-C the driver alone decides, and ``close(cancel=True)`` terminates them; a worker
 exits on SIGTERM through Python's shutdown, so that it leaves no semaphore behind.
 """
@@ -29,7 +34,7 @@ from typing import Any, Callable
 import torch
 
 from genbench.api.console import install_one_line_warnings
-from genbench.api.errors import ConfigError, GenbenchError
+from genbench.api.errors import ConfigError, GenbenchError, WorkerTerminated
 from genbench.api.executor import Completion, Executor, ExecutorRequest
 from genbench.execution.executor_support import (available_cores, default_workers, describe_failure,
                                            die_with_parent, exit_reason)
@@ -47,7 +52,9 @@ class WorkerSetupError(GenbenchError):
 
 class InlineExecutor(Executor):
     """Runs each job in this process when :meth:`wait` is called (``--jobs 0``: debuggers,
-    tests that count calls). A job that crashes the interpreter takes the driver with it."""
+    tests that count calls). A job that crashes the interpreter takes the driver with it;
+    one that calls ``sys.exit`` fails, and a ``KeyboardInterrupt`` is the user's Ctrl-C. A
+    job timeout does not apply: nothing can stop a job in this process from outside."""
 
     slots = 1
     description = "each job in the driver's process, one at a time"
@@ -69,7 +76,7 @@ class InlineExecutor(Executor):
         key, work, job = self._queue.popleft()
         try:
             return [Completion(key, result=work(self._state, job))]
-        except Exception as exc:  # the driver turns it into a failed record
+        except (Exception, SystemExit) as exc:  # the driver turns it into a failed record
             failure, trace = describe_failure(exc)
             return [Completion(key, failure=failure, traceback=trace)]
 
@@ -85,6 +92,8 @@ class _Worker:
     conn: multiprocessing.connection.Connection
     index: int
     key: str | None = None
+    #: When it said it started its job (``time.monotonic()``; ``None``: not yet).
+    started: float | None = None
 
 
 class LocalExecutor(Executor):
@@ -92,16 +101,22 @@ class LocalExecutor(Executor):
 
     Each worker uses ``threads_per_worker`` torch threads (default: an equal share of
     :func:`available_cores`), so N workers never oversubscribe the CPU. It takes no
-    ``[executor_options]``: ``--jobs`` and ``--threads`` size it.
+    ``[executor_options]``: ``--jobs`` and ``--threads`` size it. ``job_timeout``: seconds a
+    job may run in its worker before the worker is stopped (``None``: no limit).
     """
 
     description = "worker processes on this machine (--jobs, --threads)"
+    job_timeouts = True
 
-    def __init__(self, workers: int, threads_per_worker: int | None = None) -> None:
+    def __init__(self, workers: int, threads_per_worker: int | None = None,
+                 job_timeout: float | None = None) -> None:
         if workers < 1:
             raise ValueError(f"workers must be at least 1, got {workers}")
         if threads_per_worker is not None and threads_per_worker < 1:
             raise ValueError(f"threads_per_worker must be at least 1, got {threads_per_worker}")
+        if job_timeout is not None and not job_timeout > 0:
+            raise ValueError(f"job_timeout must be a positive number of seconds, got {job_timeout}")
+        self.job_timeout = job_timeout
         self.slots = workers
         self.threads_per_worker = threads_per_worker or max(1, available_cores() // workers)
         self._mp = multiprocessing.get_context("spawn")  # fork is unsafe once torch runs
@@ -127,7 +142,8 @@ class LocalExecutor(Executor):
         if workers == 0:
             return InlineExecutor()
         threads = request.threads or max(1, available_cores() // workers)
-        return cls(min(workers, max(1, request.n_jobs)), threads_per_worker=threads)
+        return cls(min(workers, max(1, request.n_jobs)), threads_per_worker=threads,
+                   job_timeout=request.job_timeout)
 
     def start(self, setup, context) -> None:
         if self._setup is not None or self._closed:
@@ -165,19 +181,31 @@ class LocalExecutor(Executor):
         except OSError:  # died between the check and the send
             self._ended.append(Completion(key, failure=self._bury(worker)))
             return
-        worker.key = key
+        worker.key, worker.started = key, None
 
     def wait(self) -> list[Completion]:
         if self._ended:
             ended, self._ended = self._ended, []
             return ended
-        busy = [w for w in self._workers if w.key is not None]
-        if not busy:
-            raise RuntimeError("wait() called with no job running")
-        ready = set(multiprocessing.connection.wait(
-            [w.conn for w in busy] + [w.process.sentinel for w in busy]))
-        return [self._collect(w) for w in busy
-                if w.conn in ready or w.process.sentinel in ready]
+        while True:
+            busy = [w for w in self._workers if w.key is not None]
+            if not busy:
+                raise RuntimeError("wait() called with no job running")
+            started = [w.started for w in busy if w.started is not None]
+            timeout = None
+            if self.job_timeout is not None and started:  # until the first job's time is up
+                timeout = max(0.0, min(started) + self.job_timeout - time.monotonic())
+            ready = set(multiprocessing.connection.wait(
+                [w.conn for w in busy] + [w.process.sentinel for w in busy], timeout))
+            ended = [self._collect(w) for w in busy
+                     if w.conn in ready or w.process.sentinel in ready]
+            if self.job_timeout is not None:
+                now = time.monotonic()
+                ended += [self._time_out(w) for w in busy if w.key is not None
+                          and w.started is not None and now - w.started >= self.job_timeout]
+            ended = [c for c in ended if c is not None]
+            if ended:
+                return ended
 
     def close(self, cancel: bool = False) -> None:
         """Idle workers are asked to exit (``cancel=False``); running jobs, whose results
@@ -207,13 +235,20 @@ class LocalExecutor(Executor):
         worker_end.close()  # so that the worker's death reads as end-of-file here
         return _Worker(process, driver_end, index)
 
-    def _collect(self, worker: _Worker) -> Completion:
-        """The completion of a busy worker whose pipe or sentinel is ready."""
+    def _collect(self, worker: _Worker) -> Completion | None:
+        """The completion of a busy worker whose pipe or sentinel is ready; ``None`` when it
+        only said that it started its job, which runs on."""
+        while True:
+            try:
+                data = worker.conn.recv_bytes() if worker.conn.poll() else None
+            except (EOFError, OSError):
+                data = None
+            if data != _STARTED:
+                break
+            worker.started = time.monotonic()
+            if not worker.conn.poll() and worker.process.exitcode is None:
+                return None
         key, worker.key = worker.key, None
-        try:
-            data = worker.conn.recv_bytes() if worker.conn.poll() else None
-        except (EOFError, OSError):
-            data = None
         if data is None:
             return Completion(key, failure=self._bury(worker))
         try:
@@ -229,6 +264,15 @@ class LocalExecutor(Executor):
             self._setup_failure = failure
             failure = f"worker setup failed: {failure}"
         return Completion(key, failure=failure, traceback=trace)
+
+    def _time_out(self, worker: _Worker) -> Completion:
+        """Stop a worker whose job ran past the timeout; the job fails, a fresh worker
+        takes its place."""
+        key, worker.key = worker.key, None
+        _stop([worker.process])
+        self._bury(worker)
+        return Completion(key, failure=f"job {key} ran longer than job_timeout = "
+                                       f"{self.job_timeout:g} s; its worker was stopped")
 
     def _bury(self, worker: _Worker) -> str:
         """Reap a dead worker, start its replacement (last in the list), say how it died."""
@@ -280,12 +324,18 @@ def _worker_birth(threads: int):
                 os.environ[name] = value
 
 
+#: What a worker sends when it starts a job (its timeout counts from then, not from a
+#: fresh worker's start-up).
+_STARTED = pickle.dumps(("started",))
+
+
 def _worker_main(index: int, threads: int, setup_payload: bytes,
                  conn: multiprocessing.connection.Connection) -> None:
     """A worker process: set up once, then answer each ``(key, work, job)`` until ``None``.
 
-    Replies are ``("result", value)``, ``("failed", reason, traceback)`` or, for every job
-    after ``setup`` raised, ``("setup failed", reason, traceback)``.
+    Each job is announced with :data:`_STARTED`; replies are ``("result", value)``,
+    ``("failed", reason, traceback)`` or, for every job after ``setup`` raised,
+    ``("setup failed", reason, traceback)``.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the driver alone handles Ctrl-C
     signal.signal(signal.SIGTERM, _exit_on_terminate)
@@ -309,6 +359,10 @@ def _worker_main(index: int, threads: int, setup_payload: bytes,
         else:
             if message is None:
                 return
+            try:
+                conn.send_bytes(_STARTED)
+            except OSError:  # the driver is gone
+                return
             reply = broken or _run(state, *message[1:])
         try:
             data = pickle.dumps(reply, pickle.HIGHEST_PROTOCOL)
@@ -328,12 +382,21 @@ def _exit_on_terminate(signum: int, frame: Any) -> None:
     the resource tracker print a two-line "leaked semaphore" warning when the run ends. A
     second SIGTERM, or the driver's SIGKILL after a grace period, ends it at once."""
     signal.signal(signum, signal.SIG_DFL)
-    raise SystemExit(128 + signum)
+    raise WorkerTerminated(128 + signum)
 
 
 def _run(state: Any, work: Callable[[Any, Any], Any], job: Any) -> tuple:
+    """``work(state, job)``'s reply. Only the worker's own :class:`WorkerTerminated` ends the
+    worker: a ``sys.exit`` in the job's code fails the job, and so does a
+    ``KeyboardInterrupt``, which here can only come from that code (workers ignore SIGINT)."""
     try:
         return ("result", work(state, job))
-    except Exception as exc:
+    except WorkerTerminated:
+        raise
+    except KeyboardInterrupt as exc:
+        failure, trace = describe_failure(exc)
+        return ("failed", f"{failure} raised by the job's code (not Ctrl-C, which workers "
+                          "ignore)", trace)
+    except (Exception, SystemExit) as exc:
         return ("failed", *describe_failure(exc))
 

@@ -20,17 +20,25 @@ stops the suite in seconds, not after its trainings, with one
   needs (:meth:`~genbench.Metric.count_needs`); fewer than it recommends is a warning;
 * the training batch fits in the training split (models the engine's loop trains; a model
   that overrides ``fit`` uses the budget its own way).
+
+:func:`check_evaluation_sizes` then estimates the disk the rows' sample stores take and the
+memory one evaluation's features take, and refuses a sample count that cannot fit.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
 
 from genbench.api.errors import ConfigError
 from genbench.plan.jobs import Job, Training
 from genbench.registry.parameters import group_params
 from genbench.api.metric import CountNeed, Metric
 from genbench.execution.training import overrides_fit
+from genbench.features.reference_files import reference_file_items
 from genbench.execution.worker import PreparedDataset, dataset_key
 
 
@@ -57,12 +65,23 @@ class _Dataset:
     num_samples: int
     #: Model label -> model name, in row order.
     models: dict[str, str] = field(default_factory=dict)
+    #: A reference statistics file standing for the test split, or ``None``.
+    reference_file: str | None = None
     _sizes: dict[str, int] = field(default_factory=dict)
 
     def size(self, split: str) -> int:
+        """Items of ``split``; for ``test`` with a reference file, the items the file holds."""
         if split not in self._sizes:
-            self._sizes[split] = len(self.prepared.dataset.split(split))
+            self._sizes[split] = (reference_file_items(self.reference_file)
+                                  if split == "test" and self.reference_file is not None
+                                  else len(self.prepared.dataset.split(split)))
         return self._sizes[split]
+
+    def split_name(self, split: str) -> str:
+        """How a message names ``split``."""
+        if split == "test" and self.reference_file is not None:
+            return f"reference file {self.reference_file}"
+        return f"{split} split"
 
 
 def check_suite(spec, registries, rows: list[Job],
@@ -79,7 +98,7 @@ def check_suite(spec, registries, rows: list[Job],
         ev = job.evaluation
         ds = suite.setdefault(ev.dataset_label, _Dataset(
             ev.dataset_label, datasets[dataset_key(job.training.dataset)], ev.feature_extractor,
-            ev.num_samples))
+            ev.num_samples, reference_file=ev.reference_file))
         ds.models.setdefault(ev.model_label, job.training.model)
     problems: list[str] = []
     applying = []  # labels of the metrics that apply to some pair
@@ -186,11 +205,18 @@ def _check_count(label: str, need: CountNeed, ds: _Dataset, problems: list[str],
         return
     size = ds.size(need.of)
     n = size if need.cap is None else min(size, need.cap)
-    have = (f"the {need.of} split has {size} item{'s' if size != 1 else ''}" if n == size
-            else f"it reads {n} of the {size} {need.of}-split items (its cap)")
+    where = ds.split_name(need.of)
+    have = (f"the {where} has {size} item{'s' if size != 1 else ''}" if n == size
+            else f"it reads {n} of the {size} {need.of}-split items (its cap)" if where.endswith("split")
+            else f"it reads {n} of the {size} items of the {where} (its cap)")
     if n < need.floor:
         why = f" ({need.why})" if need.why else ""
-        fix = f"use a larger dataset or {need.of} split" if n == size else "raise the metric's cap"
+        if n < size:
+            fix = "raise the metric's cap"
+        elif ds.split_name(need.of) != f"{need.of} split":
+            fix = "rebuild the reference file with more items (--max-items)"
+        else:
+            fix = f"use a larger dataset or {need.of} split"
         problems.append(f"metric {label!r} on dataset {ds.label!r}: {have}, fewer than the "
                         f"{need.floor} it needs{why}; {fix}")
     elif n < need.recommended:
@@ -218,3 +244,65 @@ def _batch_problems(rows: list[Job], registries, suite: dict[str, _Dataset]) -> 
                             f"is larger than the training split ({n} items); set the budget's "
                             f"batch_size to at most {n}")
     return problems
+
+
+#: Floats per sample the features of an image evaluation are estimated at: the widest
+#: built-in extractor's layers (Inception: 2,048 pool features and 1,008 logits).
+IMAGE_FEATURE_FLOATS = 2048 + 1008
+
+
+def _gb(n: float) -> str:
+    return f"{n / 1e9:,.1f} GB"
+
+
+def evaluation_sizes(info, num_samples: int) -> tuple[int, int]:
+    """``(disk, memory)`` in bytes one evaluation of ``num_samples`` samples of ``info``'s
+    data is estimated at: its sample store (uint8 images, float32 vectors) and the features
+    plus one float32 copy of the samples (a metric that reads them whole)."""
+    values = 1
+    for s in info.shape:
+        values *= int(s)
+    disk = num_samples * values * (1 if info.kind == "image" else 4)
+    floats = IMAGE_FEATURE_FLOATS if info.kind == "image" else values
+    return disk, num_samples * 4 * (floats + values)
+
+
+def _physical_memory() -> int | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # not a POSIX system
+        return None
+
+
+def check_evaluation_sizes(rows: list[Job], datasets: dict[str, PreparedDataset], out_dir,
+                           is_stored: Callable[[str], bool] = lambda fp: False) -> None:
+    """Refuse, before anything trains, evaluations whose samples cannot fit on the output
+    folder's disk (every row not stored yet, together) or whose features cannot fit in this
+    machine's memory (one evaluation at a time), naming the numbers and what to lower."""
+    todo = [j for j in rows if not is_stored(j.evaluation.fingerprint)]
+    if not todo:
+        return
+    disk, largest = 0, (0, None)
+    for job in todo:
+        info = datasets[dataset_key(job.training.dataset)].info
+        d, m = evaluation_sizes(info, job.evaluation.num_samples)
+        disk += d
+        if m > largest[0]:
+            largest = (m, job)
+    where = Path(out_dir)
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    free = shutil.disk_usage(where).free
+    problems = []
+    if disk > free:
+        problems.append(f"the samples of the {len(todo)} evaluation(s) to run take about "
+                        f"{_gb(disk)} on disk (uint8 images, float32 vectors), but {where} has "
+                        f"{_gb(free)} free; lower num_samples or free space")
+    memory = _physical_memory()
+    if memory is not None and largest[0] > memory:
+        job = largest[1]
+        problems.append(f"row {job.key}: {job.evaluation.num_samples:,} samples need about "
+                        f"{_gb(largest[0])} of memory for their features (this machine has "
+                        f"{_gb(memory)}); lower num_samples")
+    if problems:
+        raise ConfigError("; ".join(problems))

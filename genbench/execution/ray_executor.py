@@ -25,7 +25,9 @@ A job whose worker dies (killed, out of memory, a lost node) is submitted again,
 causes of the attempts that died travel with the completion (``Completion.retried``). On
 Ctrl-C, :meth:`RayExecutor.close` cancels every unfinished task (a running one is killed);
 what finished is stored already, and the next run resumes by fingerprint as with the local
-executor. ``address`` picks the cluster: ``None`` (a Ray instance this process already
+executor. A job that runs longer than ``job_timeout`` seconds (from its submission; a
+retry starts again) has its task cancelled, its worker killed, and is a failed completion
+naming the timeout. ``address`` picks the cluster: ``None`` (a Ray instance this process already
 joined, else ``RAY_ADDRESS``, else a new local one), ``"auto"`` (the cluster this machine is a
 node of), ``"ray://host:port"`` (Ray Client) or ``"host:port"`` (a head node's GCS).
 """
@@ -38,6 +40,7 @@ import re
 import shutil
 import sys
 import tempfile
+import time
 import uuid
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
@@ -115,6 +118,8 @@ class _Attempt:
     resources: dict[str, float]
     threads: int
     died: list[str] = field(default_factory=list)
+    #: When this attempt was submitted (``time.monotonic()``).
+    started: float = 0.0
 
 
 class RayExecutor(Executor):
@@ -128,13 +133,15 @@ class RayExecutor(Executor):
     Options = RayOptions
     requires = ("ray",)
     install = 'pip install "genbench[ray]"'
+    job_timeouts = True
 
     def __init__(self, options: RayOptions | None = None, *, device_type: str = "cpu",
                  jobs: int | None = None, threads: int | None = None, n_jobs: int | None = None,
-                 out_dir: str | Path = ""):
+                 out_dir: str | Path = "", job_timeout: float | None = None):
         import ray
 
         self.options = options or RayOptions()
+        self.job_timeout = job_timeout
         self.out_dir = Path(out_dir).absolute() if out_dir else None
         if self.options.artifacts == "driver" and self.out_dir is None:
             raise ConfigError("executor 'ray': artifacts = \"driver\" needs the output folder")
@@ -164,7 +171,8 @@ class RayExecutor(Executor):
     @classmethod
     def from_request(cls, request: ExecutorRequest) -> "RayExecutor":
         return cls(request.options, device_type=request.device_type, jobs=request.jobs,
-                   threads=request.threads, n_jobs=request.n_jobs, out_dir=request.out_dir)
+                   threads=request.threads, n_jobs=request.n_jobs, out_dir=request.out_dir,
+                   job_timeout=request.job_timeout)
 
     def _connect(self, ray) -> None:
         address = self.options.address
@@ -226,14 +234,14 @@ class RayExecutor(Executor):
             if not self._running:
                 raise RuntimeError("wait() called with no job running")
             ready, _ = self._ray.wait(list(self._running), num_returns=1, timeout=_POLL)
-            if not ready:
-                continue
-            ready, _ = self._ray.wait(list(self._running), num_returns=len(self._running),
-                                      timeout=0)
+            if ready:
+                ready, _ = self._ray.wait(list(self._running), num_returns=len(self._running),
+                                          timeout=0)
             for ref in ready:
                 completion = self._collect(ref, self._running.pop(ref))
                 if completion is not None:
                     self._ended.append(completion)
+            self._time_out()  # what is still running
 
     def close(self, cancel: bool = False) -> None:
         """Cancel unfinished tasks (a running one's worker is killed) and, when this
@@ -252,10 +260,28 @@ class RayExecutor(Executor):
             self._ray.shutdown()
 
     # -- internals ------------------------------------------------------------------------
+    def _time_out(self) -> None:
+        """Cancel (killing its worker) every task that ran past the job timeout."""
+        if self.job_timeout is None:
+            return
+        now = time.monotonic()
+        for ref, attempt in list(self._running.items()):
+            if now - attempt.started >= self.job_timeout:
+                del self._running[ref]
+                try:
+                    self._ray.cancel(ref, force=True)
+                except Exception:  # finished meanwhile, or its node is gone
+                    pass
+                self._ended.append(Completion(
+                    attempt.key, retried=tuple(attempt.died),
+                    failure=f"job {attempt.key} ran longer than job_timeout = "
+                            f"{self.job_timeout:g} s; its task was cancelled"))
+
     def _send(self, attempt: _Attempt) -> None:
         run_id, blob = self._payload
         ref = self._remote.options(name=attempt.key[:200], **attempt.resources).remote(
             run_id, blob, attempt.threads, attempt.work, attempt.job, attempt.inputs)
+        attempt.started = time.monotonic()
         self._running[ref] = attempt
 
     def _collect(self, ref, attempt: _Attempt) -> Completion | None:
@@ -307,14 +333,21 @@ def _run_dirs(training) -> list[str]:
 
 
 def _checkpoints(out_dir: Path, job) -> dict[str, bytes]:
-    """The checkpoints ``job`` may read, by path relative to the output folder: its
-    training's (to evaluate it, or to resume it) and its referenced models'."""
+    """The files ``job`` may read, by path relative to the output folder: its training's
+    checkpoint (to evaluate it, or to resume it) and its referenced models'; for a row
+    whose samples were drawn by sample jobs (``eval_shards``), their shards."""
     files = {}
     for run_dir in dict.fromkeys(_run_dirs(job.training)):
         rel = f"{run_dir}/checkpoint.pt"
         path = out_dir / rel
         if path.is_file():
             files[rel] = path.read_bytes()
+    ev = getattr(job, "evaluation", None)
+    if ev is not None and getattr(job, "shard", None) is None and ev.shards > 1:
+        samples = out_dir / job.training.run_dir / ev.dirname / "samples"
+        for path in sorted(samples.glob("part-*/*")):
+            if path.is_file():
+                files[path.relative_to(out_dir).as_posix()] = path.read_bytes()
     return files
 
 

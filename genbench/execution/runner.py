@@ -16,17 +16,17 @@ from pathlib import Path
 from typing import Any, Callable
 
 from genbench.execution.checkpoints import recover
-from genbench.api.errors import CheckpointCorruptError, ConfigError
+from genbench.api.errors import CheckpointCorruptError, ConfigError, OutputNotWritableError
 from genbench.api.executor import Executor, ExecutorRequest
 from genbench.plan.jobs import DatasetSource, Job, Training, check_board_names, expand_rows
 from genbench.execution.locking import OutputLock, check_lock_files
 from genbench.api.paths import cache_dir as default_cache_dir
 from genbench.api.paths import check_writable_dir
 from genbench.api.paths import data_root as default_data_root
-from genbench.execution.preflight import check_suite
+from genbench.execution.preflight import check_evaluation_sizes, check_suite
 from genbench.plan.scheduling import schedule
 from genbench.plan.spec import SuiteSpec
-from genbench.results.records import JobRecord, MetricRecord, TrainingRecord
+from genbench.results.records import JobRecord, MetricRecord, SampleShardRecord, TrainingRecord
 from genbench.results.store import ResultStore
 from genbench.execution.checkpoints import checkpoint_finished, finished_state
 from genbench.execution.devices import resolve_device
@@ -102,6 +102,7 @@ class SuiteRunner:
         self.device = resolve_device(spec.device)
         self.data_root, self.download = data_root, download
         self.cache_dir = default_cache_dir(cache_dir)
+        _check_cache_dir(self.cache_dir)
         self.jobs, self.threads = jobs, threads
         # the executor's options and packages are checked here, before anything trains
         self.executor_class = registries.executors.get(spec.executor)
@@ -137,6 +138,8 @@ class SuiteRunner:
         rows, impossible = expand_rows(self.spec, self.registries, sources, self.device.type)
         for line in check_suite(self.spec, self.registries, rows, prepared).lines():
             self.echo(line)
+        check_evaluation_sizes(rows, prepared, self.out_dir, is_stored=(
+            self._results.is_finished if self._results is not None else lambda fp: False))
         return rows, [SkippedPair(*p) for p in impossible], prepared
 
     def _training_status(self, training: Training) -> str | None:
@@ -183,7 +186,7 @@ class SuiteRunner:
         this process for ``jobs=0``; ``ray``: tasks on a Ray cluster) for ``n_jobs`` jobs."""
         return self.executor_class.from_request(ExecutorRequest(
             self.device.type, n_jobs, self.jobs, self.threads, self.executor_options,
-            str(self.out_dir.absolute()), self.spec.nproc))
+            str(self.out_dir.absolute()), self.spec.nproc, self.spec.job_timeout))
 
     # -- running ----------------------------------------------------------------------
     def run(self, executor: Executor | None = None, *,
@@ -212,7 +215,8 @@ class SuiteRunner:
         if plan.already_stored:
             self.echo(f"{len(plan.already_stored)} job(s) already in {self.store.path}; "
                       "not run again (--force reruns them)")
-        rows_total = len(plan.blocked) + sum(j.evaluation is not None for j in plan.jobs)
+        rows_total = len(plan.blocked) + sum(j.evaluation is not None and j.shard is None
+                                             for j in plan.jobs)
         for b in plan.blocked:
             step = self.store.diverged_step(b.job.training.fingerprint) if b.status == "diverged" else None
             self._store(failed_record(b.job, b.reason, status=b.status, diverged_step=step),
@@ -220,6 +224,11 @@ class SuiteRunner:
         if not plan.jobs:
             return report
         executor = executor or self.default_executor(len(plan.jobs))
+        if self.spec.job_timeout is not None and not executor.job_timeouts:
+            why = ("jobs run in the genbench process (--jobs 0), which cannot stop them"
+                   if executor.in_process else
+                   f"executor {self.spec.executor!r} cannot stop a running job")
+            self.echo(f"warning: job_timeout = {self.spec.job_timeout:g} s does not apply: {why}")
         # Progress bars of several workers would overwrite each other on one terminal:
         # with more than one, the driver's line per finished job is the progress report.
         progress = self.progress if executor.slots == 1 else False
@@ -259,7 +268,7 @@ class SuiteRunner:
                         record.provenance["traceback"] = completion.traceback
                 if completion.retried:  # earlier attempts whose workers died
                     record.provenance["retried_after"] = list(completion.retried)
-                if isinstance(record, TrainingRecord):
+                if isinstance(record, (TrainingRecord, SampleShardRecord)):
                     (done if record.status == "ok" else broken)[job.key] = record
                 else:
                     self._add_training_provenance(record, job, done)
@@ -290,21 +299,30 @@ class SuiteRunner:
                 cause = broken[lost[0]]
                 del pending[key]
                 changed = True
-                if cause.fingerprint == job.training.fingerprint:
+                if isinstance(cause, SampleShardRecord):
+                    record = failed_record(job, f"its samples {cause.start}..{cause.stop - 1} "
+                                                f"({cause.label}) failed: {cause.error}")
+                elif cause.fingerprint == job.training.fingerprint:
                     record = failed_record(job, cause.error or cause.status, status=cause.status,
                                            diverged_step=cause.diverged_step)
                 else:
                     record = failed_record(job, f"referenced model {cause.label!r} (training "
                                                 f"{cause.fingerprint[:8]}) {cause.status}: {cause.error}")
-                if isinstance(record, TrainingRecord):
+                if isinstance(record, (TrainingRecord, SampleShardRecord)):
                     broken[key] = record  # never ran: not stored, its dependents fail too
                 else:
                     self._store(record, report, rows_total)
 
-    def _store(self, record: JobRecord | TrainingRecord, report: SuiteReport,
+    def _store(self, record: JobRecord | TrainingRecord | SampleShardRecord, report: SuiteReport,
                rows_total: int | None = None) -> None:
         for warning in record.provenance.get("warnings", ()):  # checkpoints a worker set aside
             self.echo(warning)
+        if isinstance(record, SampleShardRecord):  # the row that merges the shards is stored
+            how = ("kept from an earlier run" if record.reused else
+                   f"drawn in {record.seconds:.1f}s" if record.status == "ok" else
+                   f"failed: {record.error}")
+            self.echo(f"{record.label}: {how}")
+            return
         if isinstance(record, TrainingRecord):
             self.store.write_training(record, finished_checkpoint=record.status != "ok" and
                                       checkpoint_finished(self.out_dir / record.run_dir /
@@ -318,6 +336,16 @@ class SuiteRunner:
         report.ran.append(record)
         counter = f"[{len(report.ran)}/{rows_total}] " if rows_total else ""
         self.echo(f"{counter}{record.job_key}: {_summary(record)}{kept}")
+
+
+def _check_cache_dir(path: Path) -> None:
+    """Refuse, before anything trains, a features cache folder that cannot be written
+    (created later, when a job first writes it)."""
+    try:
+        check_writable_dir(path, "features cache folder")
+    except OutputNotWritableError as exc:
+        raise OutputNotWritableError(f"{exc}; point GENBENCH_CACHE at a folder genbench can "
+                                     "write") from None
 
 
 def _training_summary(record: TrainingRecord) -> str:

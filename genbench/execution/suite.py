@@ -89,7 +89,8 @@ def run_and_publish(spec: SuiteSpec | Mapping[str, Any] | str | Path | None = No
                     extractor: str | None = None, feature_weights: str | None = None,
                     force: bool = False, jobs: int | None = None, threads: int | None = None,
                     executor: str | None = None, address: str | None = None,
-                    nproc: int | None = None, outputs: Mapping[str, str | Path] | None = None,
+                    nproc: int | None = None, job_timeout: float | None = None,
+                    outputs: Mapping[str, str | Path] | None = None,
                     wait: bool = True, progress: bool | None = None,
                     echo: Callable[[str], None] = lambda s: print(s, file=sys.stderr),
                     registries=None) -> RunResult:
@@ -99,7 +100,7 @@ def run_and_publish(spec: SuiteSpec | Mapping[str, Any] | str | Path | None = No
     ``None`` for the embedded default suite. ``models``, ``datasets``, ``metrics``, ``seeds``
     narrow it (a registered name not in the spec runs with its defaults); ``device``,
     ``data_root``, ``download``, ``extractor``, ``feature_weights``, ``executor``
-    (``address``: its Ray cluster) and ``nproc`` override the spec's. ``jobs``, ``threads``,
+    (``address``: its Ray cluster), ``nproc`` and ``job_timeout`` override the spec's. ``jobs``, ``threads``,
     ``force``, ``wait`` and ``progress`` are :class:`~genbench.execution.runner.SuiteRunner`'s.
     ``outputs`` maps the formats to write beside the published ones to their folders
     (``{"tensorboard": "tb"}``); they are checked before anything trains. ``echo`` receives
@@ -127,7 +128,7 @@ def run_and_publish(spec: SuiteSpec | Mapping[str, Any] | str | Path | None = No
         registries, models=_listed(models), datasets=_listed(datasets),
         metrics=_listed(metrics), seeds=_listed(seeds), device=device,
         feature_extractor=extractor, feature_weights=feature_weights, download=download,
-        data_root=data_root, executor=executor, nproc=nproc,
+        data_root=data_root, executor=executor, nproc=nproc, job_timeout=job_timeout,
         executor_options=base_options if address is None else {**base_options, "address": address})
     runner = SuiteRunner(suite, out, registries, force=force, jobs=jobs, threads=threads,
                          progress=progress, wait=wait, echo=echo)

@@ -22,14 +22,15 @@ import torch
 
 from genbench.execution.checkpoints import recover
 from genbench.registry.parameters import group_params
-from genbench.api.data import BenchmarkDataset, DataInfo
+from genbench.api.data import BenchmarkDataset, DataInfo, LazySplit
 from genbench.api.errors import CheckpointCorruptError, GenbenchError
 from genbench.evaluation.context import EvalContext
 from genbench.evaluation.scoring import make_dataset, score_metrics
 from genbench.results.figures import save_sample_grid
 from genbench.registry.identity import canonical_hash, code_identity, environment_versions
-from genbench.plan.jobs import DatasetSource, Job, Training
-from genbench.results.records import JobRecord, MetricRecord, TrainingRecord
+from genbench.evaluation.sample_shards import draw_part, finished_part
+from genbench.plan.jobs import DatasetSource, Job, Training, shard_dirname
+from genbench.results.records import JobRecord, MetricRecord, SampleShardRecord, TrainingRecord
 from genbench.execution.devices import device_description, resolve_device, seed_everything
 from genbench.execution.training import Trainer
 
@@ -47,8 +48,13 @@ class PreparedDataset:
     _tensors: dict = field(default_factory=dict, repr=False)
 
     def tensors(self, split: str):
+        return self.lazy(split).load()
+
+    def lazy(self, split: str) -> LazySplit:
+        """The split, read whole on first use (once per process), else batch by batch by
+        the feature extractors."""
         if split not in self._tensors:
-            self._tensors[split] = self.dataset.tensors(split)
+            self._tensors[split] = LazySplit(self.dataset, split)
         return self._tensors[split]
 
 
@@ -113,10 +119,13 @@ def setup_worker(context: WorkerContext, index: int) -> WorkerState:
     return WorkerState(context, device)
 
 
-def run_job(state: WorkerState, job: Job) -> JobRecord | TrainingRecord:
-    """Train the job's model (a training job), or load it and evaluate it (a row)."""
+def run_job(state: WorkerState, job: Job) -> JobRecord | TrainingRecord | SampleShardRecord:
+    """Train the job's model (a training job), or load it and evaluate it (a row), or draw
+    one shard of a row's samples (a sample job)."""
     if job.evaluation is None:
         return _train(state, job.training, job.retrain, job.key)
+    if job.shard is not None:
+        return _sample_shard(state, job)
     t0 = time.perf_counter()
     record = _row_record(state, job)
     notes: list[str] = []  # checkpoints set aside while loading: the driver prints them
@@ -127,8 +136,10 @@ def run_job(state: WorkerState, job: Job) -> JobRecord | TrainingRecord:
         source = getattr(model, "provenance", None)
         if callable(source):  # where a model made elsewhere came from (files, their hash)
             record.provenance["model_source"] = source()
-        record.metrics, timings, sample_failure = _evaluate(state, job, model)
+        record.metrics, timings, sample_failure, noise = _evaluate(state, job, model)
         record.provenance["timings"] = timings
+        # "per sample", or "one generator": the samples then depend on eval_batch_size
+        record.provenance["noise"] = noise
         if sample_failure is not None:
             record.provenance["sample_failure"] = sample_failure
         extractors = {m.details.get("feature_extractor"): m.details.get("weights_sha256")
@@ -154,6 +165,8 @@ def failed_record(job: Job, error: str, *, status: str = "failed",
     if job.evaluation is None:
         return TrainingRecord(t.fingerprint, t.dataset.name, t.model, t.label, t.seed, status,
                               t.run_dir, error=error, diverged_step=diverged_step)
+    if job.shard is not None:
+        return SampleShardRecord(job.key, job.evaluation.fingerprint, *job.shard, status, error)
     record = _row_record(None, job)
     record.status, record.error, record.diverged_step = status, error, diverged_step
     if status == "diverged":
@@ -325,31 +338,70 @@ def _row_record(state: WorkerState | None, job: Job) -> JobRecord:
         run_dir=t.run_dir)
 
 
-def _evaluate(state: WorkerState, job: Job, model) -> tuple[list[MetricRecord], dict, str | None]:
-    """Every metric of ``job`` on ``model``: ``(records, timings, why the samples are unusable
-    or None)``."""
+def _eval_context(state: WorkerState, job: Job, model, **kwargs) -> EvalContext:
+    """The evaluation context of ``job``'s row for ``model``; ``kwargs`` say which samples."""
     ev, t = job.evaluation, job.training
     data = state.dataset(t.dataset)
-    ctx = EvalContext(
+    return EvalContext(
         model=model, model_name=ev.model_label, data_info=data.info,
-        train=data.tensors("train"), test=data.tensors("test"), device=state.device,
-        seed=t.seed, num_samples=ev.num_samples, cache_dir=Path(state.context.cache_dir),
-        feature_extractor=ev.feature_extractor, feature_weights=ev.feature_weights,
-        batch_size=ev.batch_size, registries=state.registries, sampling=dict(ev.sampling),
-        reference_file=ev.reference_file,
-    )
+        train=data.lazy("train"), test=data.lazy("test"), device=state.device, seed=t.seed,
+        cache_dir=Path(state.context.cache_dir), feature_extractor=ev.feature_extractor,
+        feature_weights=ev.feature_weights, batch_size=ev.batch_size,
+        registries=state.registries, sampling=dict(ev.sampling),
+        reference_file=ev.reference_file, **kwargs)
+
+
+def _sample_shard(state: WorkerState, job: Job) -> SampleShardRecord:
+    """Draw and embed the shard ``job.shard`` of the row's samples into the row's
+    ``samples/`` folder (:mod:`genbench.evaluation.sample_shards`); one finished by an
+    earlier, interrupted run is kept."""
+    ev, t = job.evaluation, job.training
+    start, stop = job.shard
+    record = SampleShardRecord(job.key, ev.fingerprint, start, stop, "failed")
+    folder = Path(state.context.out_dir) / t.run_dir / ev.dirname / "samples" / shard_dirname(start, stop)
+    done = finished_part(folder, ev.fingerprint, start, stop)
+    if done is not None:
+        record.status, record.reused, record.seconds = "ok", True, done.get("seconds")
+        return record
+    notes: list[str] = []
+    try:
+        model, _ = _load_trained(state, t, notes)
+        ctx = _eval_context(state, job, model, num_samples=stop - start, sample_dir=folder,
+                            first_sample=start)
+        part = draw_part(ctx, ev.fingerprint)
+        record.status, record.seconds = "ok", part["seconds"]
+    except Exception as exc:  # the row that needs it fails, naming it
+        record.error = f"{type(exc).__name__}: {exc}"
+        record.provenance["traceback"] = traceback.format_exc(limit=20)
+    if notes:
+        record.provenance["warnings"] = notes
+    return record
+
+
+def _evaluate(state: WorkerState, job: Job, model) -> tuple[list[MetricRecord], dict, str | None, str]:
+    """Every metric of ``job`` on ``model``: ``(records, timings, why the samples are unusable
+    or None, how the noise was drawn)``."""
+    ev, t = job.evaluation, job.training
+    data = state.dataset(t.dataset)
+    # Evaluations of one training (another sampling setting, sample count or suite) keep
+    # their own samples beside its checkpoint, in a sample store (uint8 images).
+    eval_dir = Path(state.context.out_dir) / t.run_dir / ev.dirname
+    ctx = _eval_context(
+        state, job, model, num_samples=ev.num_samples, sample_dir=eval_dir / "samples",
+        # drawn by sample jobs (eval_shards): merged, not drawn again
+        sample_parts=None if ev.shards <= 1 else tuple(
+            eval_dir / "samples" / shard_dirname(a, b) for a, b in ev.shard_ranges()))
     # Generated once, shared by every metric. A model whose samples hold NaN or infinity gets
     # each sample-based metric recorded as failed with that reason; the others still run.
     sample_failure = ctx.sample_failure
     if sample_failure is None:
-        # Evaluations of one training (another sampling setting, sample count or suite) keep
-        # their own samples beside its checkpoint.
-        eval_dir = Path(state.context.out_dir) / t.run_dir / ev.dirname
-        eval_dir.mkdir(parents=True, exist_ok=True)
-        torch.save(ctx.samples, eval_dir / "samples.pt")
-        save_sample_grid(ctx.samples, data.info, eval_dir / "samples.png", reference=ctx.test[0])
+        (eval_dir / "samples.pt").unlink(missing_ok=True)  # an older genbench's copy
+        shown = ctx.sample_store.read(0, min(len(ctx.sample_store), 64 if data.info.kind == "image"
+                                             else len(ctx.sample_store)))
+        save_sample_grid(shown, data.info, eval_dir / "samples.png",
+                         reference=ctx.test[0] if data.info.kind == "vector" else None)
     records, metric_seconds = score_metrics(
         ctx, [(m.label, state.registries.metrics.get(m.name), m.params) for m in ev.metrics])
     timings = dict(ctx.timings)
     timings["metrics"] = metric_seconds
-    return records, timings, sample_failure
+    return records, timings, sample_failure, ctx.noise

@@ -7,6 +7,8 @@ so no extractor is special-cased here. Nothing is ever downloaded.
 * :func:`weights_asset` / :class:`WeightsAsset` — the file an extractor declares.
 * :func:`resolve_weights` — the file an extractor will load, checked against its sha256
   (:class:`AssetChecksumError`, :class:`~genbench.api.errors.AssetMissingError`).
+* :func:`check_weights` — :func:`resolve_weights`, and a file whose sha256 is not the
+  recorded one must at least be a checkpoint torch reads (what runs before training).
 * :func:`asset_status` / :class:`AssetStatus` and :func:`list_assets` — what ``genbench assets
   list`` reports per extractor.
 * :func:`add_asset` — copy a local file to where the extractor looks for it, after checking
@@ -18,17 +20,24 @@ from __future__ import annotations
 
 import os
 import shutil
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from genbench.api.errors import AssetMissingError, ConfigError
+from genbench.api.errors import AssetInvalidError, AssetMissingError, ConfigError
 from genbench.api.paths import atomic_write, sha256_file
 
 __all__ = [
-    "AssetChecksumError", "AssetStatus", "WeightsAsset", "add_asset", "asset_status", "assets",
-    "list_assets", "resolve_weights", "sha256_file", "weights_asset",
+    "AssetChecksumError", "AssetStatus", "TORCH_WEIGHTS_SUFFIXES", "WeightsAsset", "add_asset",
+    "asset_status", "assets", "check_weights", "list_assets", "resolve_weights", "sha256_file",
+    "weights_asset",
 ]
+
+#: A declared weights file (``weights_filename``) with one of these suffixes is a checkpoint
+#: ``torch.save`` wrote: the file an extractor gets instead must load with
+#: ``torch.load(..., weights_only=True)`` (:func:`check_weights`).
+TORCH_WEIGHTS_SUFFIXES = (".pt", ".pth")
 
 
 class AssetChecksumError(AssetMissingError):
@@ -107,6 +116,49 @@ def resolve_weights(name: str, cls: type, explicit: str | os.PathLike | None = N
             + (f", the original is at {asset.url}" if asset.url else "")
             + ", or pass another file deliberately with --feature-weights.")
     return path, sha, asset.sha256 is not None
+
+
+#: sha256 of a weights file -> why torch cannot load it (``None``: it loads); per process.
+_TORCH_VERDICTS: dict[str, str | None] = {}
+
+
+def _torch_load_failure(path: Path, sha: str) -> str | None:
+    """Why ``torch.load(path, weights_only=True)`` fails (its exception's type), or ``None``."""
+    if sha not in _TORCH_VERDICTS:
+        import torch
+
+        try:  # a zip checkpoint is memory-mapped: its tensors are not read
+            torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
+            _TORCH_VERDICTS[sha] = None
+        except Exception as exc:  # torch's message advises weights_only=False: not repeated
+            _TORCH_VERDICTS[sha] = type(exc).__name__
+    return _TORCH_VERDICTS[sha]
+
+
+def check_weights(name: str, cls: type, explicit: str | os.PathLike | None = None
+                  ) -> tuple[Path | None, str | None, bool | None]:
+    """:func:`resolve_weights`, then, where the file is not the recorded one (``explicit``,
+    or a default file without a recorded sha256) and the extractor declares a torch
+    checkpoint (:data:`TORCH_WEIGHTS_SUFFIXES`), that ``torch.load(..., weights_only=True)``
+    reads it; raise :class:`~genbench.api.errors.AssetInvalidError` naming the file, the
+    extractor and the file expected. Called before anything trains; the verdict is kept per
+    content (sha256), so a file is loaded once per process.
+    """
+    path, sha, verified = resolve_weights(name, cls, explicit)
+    asset = weights_asset(name, cls)
+    if (path is None or verified or asset is None
+            or not asset.filename.lower().endswith(TORCH_WEIGHTS_SUFFIXES)):
+        return path, sha, verified
+    failure = _torch_load_failure(path, sha)
+    if failure is not None:
+        recorded = f" (sha256 {asset.sha256})" if asset.sha256 else ""
+        fix = ("pass the right file with --feature-weights (spec: feature_weights)" if explicit
+               is not None else f"replace it (`genbench assets add {name} FILE`)")
+        raise AssetInvalidError(
+            f"feature weights file {path} of extractor {name!r} is not a PyTorch checkpoint "
+            f"(torch.load with weights_only=True fails: {failure}); {name!r} expects "
+            f"{asset.filename}{recorded}, a file written by torch.save: {fix}")
+    return path, sha, verified
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,8 @@
 """The one place that talks to torch-fidelity's metric functions: FID, IS, KID, PRC.
 
 Each function takes features (from :meth:`genbench.EvalContext.features`, see
-:mod:`genbench.features.job_features`) and calls torch-fidelity's own code (``fid_features_to_statistics``
-and ``fid_statistics_to_metric``, ``isc_features_to_metric``, ``kid_features_to_metric``,
+:mod:`genbench.features.job_features`) and calls torch-fidelity's own code (``fid_statistics_to_metric``,
+``isc_features_to_metric``, ``kid_features_to_metric``,
 ``prc_features_to_metric``) with the generated set as input 1 and the reference as input 2,
 exactly as ``torch_fidelity.calculate_metrics`` does, so the numbers are torch-fidelity's.
 torch-fidelity's own input pipeline and cache (keyed by a name only) are never used: features
@@ -15,11 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch_fidelity.metric_fid import (
-    KEY_METRIC_FID,
-    fid_features_to_statistics,
-    fid_statistics_to_metric,
-)
+from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_statistics_to_metric
 from torch_fidelity.metric_isc import KEY_METRIC_ISC_MEAN, KEY_METRIC_ISC_STD, isc_features_to_metric
 from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, KEY_METRIC_KID_STD, kid_features_to_metric
 from torch_fidelity.metric_prc import (
@@ -41,11 +37,29 @@ __all__ = [
 METRICS = LAYER_METRICS
 
 
-def fid_statistics(features: torch.Tensor) -> dict[str, np.ndarray]:
-    """Mean and covariance of features ``(N, D)``, as torch-fidelity computes them."""
-    if len(features) < 2:
-        raise ConfigError(f"FID needs at least 2 samples, got {len(features)}")
-    return fid_features_to_statistics(features.detach().cpu())
+def fid_statistics(features: torch.Tensor, chunk: int = 4096) -> dict[str, np.ndarray]:
+    """Mean ``mu`` and covariance ``sigma`` (``N - 1`` in the denominator, as ``np.cov`` and
+    torch-fidelity's ``fid_features_to_statistics``) of features ``(N, D)``, in float64.
+
+    Accumulated ``chunk`` rows at a time as sums and sums of outer products (shifted by the
+    first row, against cancellation), so no float64 copy of all ``N`` rows is made: what
+    torch-fidelity's version, which casts the whole matrix, cannot do at 50,000 samples
+    without doubling the memory. Its mean is also float64 where torch-fidelity keeps the
+    features' float32."""
+    n = len(features)
+    if n < 2:
+        raise ConfigError(f"FID needs at least 2 samples, got {n}")
+    features = features.detach().cpu()
+    shift = features[0].double()
+    total = torch.zeros_like(shift)
+    outer = torch.zeros(len(shift), len(shift), dtype=torch.float64)
+    for i in range(0, n, max(1, chunk)):
+        x = features[i:i + chunk].double() - shift
+        total += x.sum(0)
+        outer.addmm_(x.T, x)
+    mean = total / n
+    sigma = (outer - n * torch.outer(mean, mean)) / (n - 1)
+    return {"mu": (mean + shift).numpy(), "sigma": sigma.numpy()}
 
 
 def fid_from_statistics(generated: dict[str, np.ndarray], reference: dict[str, np.ndarray]) -> float:

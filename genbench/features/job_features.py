@@ -37,12 +37,12 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterable
 
 import torch
 
-from genbench.features.assets import resolve_weights
-from genbench.api.data import DataInfo, tensor_fingerprint
+from genbench.features.assets import check_weights, resolve_weights
+from genbench.api.data import DataInfo, LazySplit, tensor_fingerprint
 from genbench.api.errors import ConfigError, GenbenchError
 from genbench.api.extractor import INPUT_FORMATS, ExtractorMixin, FeatureExtractor, default_supports
 from genbench.registry.identity import code_identity
@@ -157,25 +157,38 @@ class Extractor:
         return list(self.module.get_requested_features_list())
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
-        """The data as this extractor takes it: uint8 ``Bx3xHxW`` images or float32."""
+        """The data as this extractor takes it: uint8 ``Bx3xHxW`` images or float32 (uint8
+        images become ``x / 255``)."""
         if self.input_format == "uint8":
             return to_uint8_images(x)
+        if x.dtype == torch.uint8:
+            return x.float() / 255.0
         _check_finite(x, "samples")
         return x.detach().float()
 
-    @torch.no_grad()
     def features(self, x: torch.Tensor, batch_size: int = 256) -> dict[str, torch.Tensor]:
         """One pass over ``x`` (data space) in batches of ``batch_size``: every requested layer
         as ``{layer: (N, D_layer)}``, on the CPU."""
         if len(x) == 0:
             raise ConfigError("cannot extract features of an empty set")
-        x = self.prepare(x)
+        step = max(1, batch_size)
+        return self.features_of_batches(x[i:i + step] for i in range(0, len(x), step))
+
+    @torch.no_grad()
+    def features_of_batches(self, batches: Iterable[torch.Tensor]) -> dict[str, torch.Tensor]:
+        """One pass over ``batches`` (data space, or uint8 images as a sample store holds
+        them), each embedded as it comes: ``{layer: (N, D_layer)}`` on the CPU, so only one
+        batch of inputs is in memory at a time."""
         chunks: dict[str, list[torch.Tensor]] = {}
-        for i in range(0, len(x), max(1, batch_size)):
-            batch = x[i:i + batch_size].to(self.device, non_blocking=True)
+        for batch in batches:
+            if not len(batch):
+                continue
+            batch = self.prepare(batch).to(self.device, non_blocking=True)
             out = self.module.convert_features_tuple_to_dict(self.module(batch))
             for k, v in out.items():
                 chunks.setdefault(k, []).append(v.cpu())
+        if not chunks:
+            raise ConfigError("cannot extract features of an empty set")
         return {k: torch.cat(v, dim=0) for k, v in chunks.items()}
 
     def provenance(self) -> dict[str, Any]:
@@ -261,7 +274,7 @@ def preflight_features(metric: str, data_info: DataInfo, *, feature_extractor: s
     check_dependencies = getattr(cls, "check_dependencies", None)  # plain torch-fidelity classes
     if check_dependencies is not None:
         check_dependencies()
-    resolve_weights(name, cls, feature_weights)
+    check_weights(name, cls, feature_weights)  # and a checkpoint torch reads
 
 
 #: The name :func:`preflight_features` had in ``genbench.features`` before 0.2 (public as
@@ -366,6 +379,39 @@ class SplitFeatures:
                               f"{', '.join(self.features)}") from None
 
 
+#: Features cache folders that could not be written, each warned about once per process.
+_UNWRITABLE_CACHES: set[Path] = set()
+
+
+def _store_cache(path: Path, blob: dict[str, Any]) -> None:
+    """Write a features cache file. One that cannot be written (a read-only or full cache)
+    loses nothing: the features stay in memory for this job, and one warning per folder
+    says so."""
+    try:
+        atomic_write(path, lambda tmp: torch.save(blob, tmp))
+    except OSError as exc:
+        if path.parent not in _UNWRITABLE_CACHES:
+            _UNWRITABLE_CACHES.add(path.parent)
+            warnings.warn(f"cannot write the features cache {path.parent} "
+                          f"({exc.strerror or exc}): features are recomputed by each job; "
+                          "set GENBENCH_CACHE to a writable folder", stacklevel=2)
+
+
+def split_item_count(value) -> int:
+    """Items of a split given as ``(x, labels)`` tensors or a :class:`~genbench.api.data.LazySplit`."""
+    return value.num_items() if isinstance(value, LazySplit) else len(value[0])
+
+
+def split_item_batches(value, batch_size: int, indices: torch.Tensor | None):
+    """The split's items (those at ``indices``, else all) in batches: read from the dataset
+    batch by batch for a :class:`~genbench.api.data.LazySplit` not in memory."""
+    if isinstance(value, LazySplit):
+        return value.batches(batch_size, indices)
+    x = value[0] if indices is None else value[0][indices]
+    step = max(1, int(batch_size))
+    return (x[i:i + step] for i in range(0, len(x), step))
+
+
 def _load_cached(path: Path, key: str, n: int, layers: list[str]) -> dict[str, torch.Tensor] | None:
     """The features stored under ``key``, or ``None`` if the file is absent, truncated, foreign
     or does not hold ``n`` rows of every layer (then it is recomputed and overwritten)."""
@@ -442,11 +488,15 @@ class JobFeatures:
         return self.extractor.provenance()
 
     def generated(self) -> dict[str, torch.Tensor]:
-        """Features of the generated samples ``ctx.samples``: ``{layer: (num_samples, D)}``
-        on the CPU, extracted on the first call of the job. Raises
+        """Features of the generated samples: ``{layer: (num_samples, D)}`` on the CPU,
+        extracted on the first call of the job, batch by batch from ``ctx.sample_store``. Raises
         :class:`NonFiniteSamplesError` if a sample holds NaN or infinity."""
         if self._generated is None:
-            self._generated = self.extractor.features(self.ctx.samples, self.ctx.batch_size)
+            store = self.ctx.sample_store
+            shards = getattr(self.ctx, "part_features", None)  # drawn and embedded by shards
+            self._generated = shards(self.extractor) if shards is not None else None
+            if self._generated is None:
+                self._generated = self.extractor.features_of_batches(store.batches(self.ctx.batch_size))
         return self._generated
 
     def test(self, max_items: int | None = None) -> SplitFeatures:
@@ -475,31 +525,32 @@ class JobFeatures:
             raise ConfigError(f"max_items must be a positive integer or None, got {max_items!r}")
         if split == "test" and self.ctx.reference_file is not None:
             return self.reference_from_file(max_items)
-        x = getattr(self.ctx, split)[0]
-        n = len(x) if max_items is None else min(int(max_items), len(x))
+        value = getattr(self.ctx, split)
+        total = split_item_count(value)
+        n = total if max_items is None else min(int(max_items), total)
         if (split, n) not in self._splits:
-            self._splits[(split, n)] = self._load_or_extract(split, x, n)
+            self._splits[(split, n)] = self._load_or_extract(split, value, total, n)
         return self._splits[(split, n)]
 
-    def _load_or_extract(self, split: str, x: torch.Tensor, n: int) -> SplitFeatures:
+    def _load_or_extract(self, split: str, value, total: int, n: int) -> SplitFeatures:
         ext = self.extractor
         layers = ext.requested_layers
-        fingerprint = self.ctx.data_info.fingerprint or tensor_fingerprint(x)
+        fingerprint = self.ctx.data_info.fingerprint or tensor_fingerprint(value[0])
         key = split_cache_key(
-            data_fingerprint=fingerprint, split=split, n_total=len(x), n=n, extractor=ext.name,
+            data_fingerprint=fingerprint, split=split, n_total=total, n=n, extractor=ext.name,
             weights_sha256=ext.weights_sha256, layers=layers, input_format=ext.input_format,
             init_kwargs=ext.init_kwargs, code=code_identity(self.cls))
         path = Path(self.ctx.cache_dir) / "features" / f"{split}-{ext.name}-{key}.pt"
-        idx = reference_indices(len(x), n)
+        idx = reference_indices(total, n)
         feats = _load_cached(path, key, n, layers)
         cache = "hit"
         if feats is None:
             cache = "miss"
-            feats = ext.features(x if idx is None else x[idx], self.ctx.batch_size)
+            feats = ext.features_of_batches(split_item_batches(value, self.ctx.batch_size, idx))
             blob = {"key": key, "n": n, "split": split, "features": feats, "extractor": ext.name,
                     "weights_sha256": ext.weights_sha256, "cache_format": CACHE_FORMAT}
-            atomic_write(path, lambda tmp: torch.save(blob, tmp))
-        return SplitFeatures(split, feats, n, len(x), idx, key, path, cache)
+            _store_cache(path, blob)
+        return SplitFeatures(split, feats, n, total, idx, key, path, cache)
 
     # -- the reference from a reference statistics file (``genbench reference build``) ----------
 
@@ -614,5 +665,5 @@ class JobFeatures:
             feats = ext.features(ref.images if idx is None else ref.images[idx], self.ctx.batch_size)
             blob = {"key": key, "n": n, "split": "file", "features": feats, "extractor": ext.name,
                     "weights_sha256": ext.weights_sha256, "cache_format": CACHE_FORMAT}
-            atomic_write(path, lambda tmp: torch.save(blob, tmp))
+            _store_cache(path, blob)
         return SplitFeatures("test", feats, n, n_total, idx, key, ref.path, "file")

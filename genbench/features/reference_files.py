@@ -201,3 +201,32 @@ def read_reference_file(path: str | os.PathLike) -> ReferenceFile:
         raise _fail(path, f"mu has {len(mu)} dimensions but the FID layer {fid_layer!r} has "
                           f"{features[fid_layer].shape[1]}")
     return ReferenceFile(path, mu, sigma, features, images, provenance, indices)
+
+
+def reference_file_items(path: str | os.PathLike) -> int:
+    """How many reference items the file at ``path`` holds (its provenance's ``n``, or the
+    images of an ADM batch), read without loading its arrays: what a preflight compares with
+    the items a metric needs. Raises :class:`ReferenceFileError` as :func:`read_reference_file`."""
+    path = Path(path)
+    if not path.is_file():
+        raise _fail(path, "no such file" if not path.exists() else "not a file")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = set(archive.namelist())
+            if f"{PROVENANCE_KEY}.npy" in names:
+                with np.load(path, allow_pickle=False) as npz:
+                    return int(_provenance(npz, path).get("n", 0))
+            if f"{IMAGES_KEY}.npy" not in names:
+                raise _fail(path, f"holds neither genbench's {PROVENANCE_KEY!r} entry nor ADM's "
+                                  f"{IMAGES_KEY!r} images; build one with `genbench reference build`")
+            with archive.open(f"{IMAGES_KEY}.npy") as member:
+                version = np.lib.format.read_magic(member)
+                read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                               (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+                if read_header is not None:
+                    shape = read_header(member)[0]
+                    return int(shape[0]) if shape else 0
+            with np.load(path, allow_pickle=False) as npz:  # a newer .npy header: read it whole
+                return len(_array(npz, IMAGES_KEY, path))
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise _fail(path, f"not an .npz archive ({type(exc).__name__}: {exc})") from None

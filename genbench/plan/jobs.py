@@ -130,11 +130,31 @@ class Evaluation:
     spec_source: str
     #: A reference statistics file standing for the test split's features, or ``None``.
     reference_file: str | None = None
+    #: Jobs the samples are drawn in (``eval_shards``): not part of the fingerprint, since
+    #: per-sample noise makes the samples the same however they are split.
+    shards: int = 1
 
     @property
     def dirname(self) -> str:
         """The folder, inside the training's folder, of this evaluation's samples."""
         return evaluation_dirname(self.fingerprint)
+
+    def shard_ranges(self) -> list[tuple[int, int]]:
+        """The ``(start, stop)`` sample ranges of the shards (one range when not sharded)."""
+        return shard_ranges(self.num_samples, self.shards)
+
+
+def shard_ranges(n: int, shards: int) -> list[tuple[int, int]]:
+    """``n`` items split into ``shards`` contiguous ranges of nearly equal size (at most
+    ``n`` ranges, none empty)."""
+    k = max(1, min(int(shards), int(n)))
+    bounds = [n * i // k for i in range(k + 1)]
+    return [(a, b) for a, b in zip(bounds, bounds[1:])]
+
+
+def shard_dirname(start: int, stop: int) -> str:
+    """The folder, inside an evaluation's ``samples/``, of the shard of items ``start..stop-1``."""
+    return f"part-{start:09d}-{stop:09d}"
 
 
 @dataclass(frozen=True)
@@ -149,6 +169,9 @@ class Job:
     needs: tuple[str, ...] = ()
     #: Discard a saved checkpoint and train from scratch (``--force``; training jobs only).
     retrain: bool = False
+    #: ``(start, stop)``: draw (and embed) only the row's samples ``start..stop-1``, one
+    #: shard of an evaluation split across workers (``eval_shards``); ``None``: the row.
+    shard: tuple[int, int] | None = None
 
 
 def _budget_for(spec: SuiteSpec, overrides: dict[str, Any] | None) -> Budget:
@@ -193,7 +216,8 @@ def evaluation_identity(spec: SuiteSpec, registries, info: DataInfo, dataset: Sp
     return {
         "metrics": [{**m.to_dict(), "code": code_identity(registries.metrics.get(m.name))}
                     for m in spec.metrics],
-        "num_samples": spec.num_samples, "eval_batch_size": spec.eval_batch_size,
+        # per-sample noise: the batch size changes no sample, so it is not part of this
+        "num_samples": spec.num_samples, "noise": "per-sample",
         "extractor": {"name": extractor,
                       "weights_sha256": getattr(ext_cls, "weights_sha256", None),
                       "weights_path": spec.feature_weights,
@@ -240,5 +264,5 @@ def expand_rows(spec: SuiteSpec, registries, datasets: list[tuple[DatasetSource,
                         spec.name, source.label, entry.label, spec.metrics, sampling,
                         spec.num_samples, spec.eval_batch_size, extractor, spec.feature_weights,
                         canonical_hash({"train": training.fingerprint, **evaluation}), config_fp,
-                        spec_hash, spec.source, dataset_entry.reference)))
+                        spec_hash, spec.source, dataset_entry.reference, spec.eval_shards)))
     return rows, impossible

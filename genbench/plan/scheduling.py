@@ -2,7 +2,8 @@
 
 Every training a row needs (its own, and the trainings of the models it is built on,
 transitively) is one training job, run before the rows and trainings that need it, unless
-its checkpoint is already finished. Rows only evaluate: an evaluation that fails, or whose
+its checkpoint is already finished. A row whose evaluation is split into shards
+(``eval_shards``) needs one sample job per shard, each after the training. Rows only evaluate: an evaluation that fails, or whose
 worker dies, never touches another row. A training that diverged is a result: rows of it
 are recorded as diverged and rows built on it fail, without running.
 """
@@ -78,16 +79,21 @@ def schedule(rows: list[Job], *, is_stored: Callable[[str], bool],
                             retrain=force or status == "ok")
         return (training.key,)
 
-    ready, blocked = [], []
+    ready, blocked, sharded = [], [], []
     for row in todo:
         needs = provide(row.training)
         problem = _diverged_below(row.training, diverged)
         if problem is not None:
             blocked.append(replace(problem, job=row))
             continue
+        if row.evaluation.shards > 1:  # the samples drawn by several jobs, merged by the row
+            shards = [Job(f"{row.key} [samples {a}..{b - 1}]", row.training, row.evaluation,
+                          needs=needs, shard=(a, b)) for a, b in row.evaluation.shard_ranges()]
+            sharded.extend(shards)
+            needs = needs + tuple(j.key for j in shards)
         ready.append(replace(row, needs=needs))
     # Only the trainings that a row which runs needs (a blocked row's are dropped).
-    by_key = {j.key: j for j in trainings.values()}
+    by_key = {j.key: j for j in [*trainings.values(), *sharded]}
     needed, queue = set(), [k for row in ready for k in row.needs]
     while queue:
         key = queue.pop()
@@ -95,7 +101,7 @@ def schedule(rows: list[Job], *, is_stored: Callable[[str], bool],
             needed.add(key)
             queue += by_key[key].needs
     jobs = [j for j in trainings.values() if j.key in needed]
-    return Schedule(_dependency_order(jobs + ready), stored, blocked)
+    return Schedule(_dependency_order(jobs + sharded + ready), stored, blocked)
 
 
 def _diverged_below(training: Training, diverged: dict[str, Training]) -> Blocked | None:

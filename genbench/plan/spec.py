@@ -183,8 +183,12 @@ def check_dataset_label(label: str, source: str = "<dict>") -> None:
 
 
 def _run_settings(d: dict[str, Any]) -> dict[str, Any]:
-    """``executor``, ``[executor_options]`` and ``[train]`` of a spec table, checked."""
+    """``executor``, ``[executor_options]``, ``[train]`` and ``job_timeout`` of a spec
+    table, checked."""
     out: dict[str, Any] = {}
+    if "job_timeout" in d:
+        check_job_timeout(d["job_timeout"])
+        out["job_timeout"] = float(d["job_timeout"])
     if "executor" in d:
         if not isinstance(d["executor"], str):
             raise SpecError(f"'executor' must be an executor name such as \"ray\", "
@@ -204,6 +208,14 @@ def _run_settings(d: dict[str, Any]) -> dict[str, Any]:
             out["nproc"] = train["nproc"]
     _check_nproc(out.get("nproc", 1))
     return out
+
+
+def check_job_timeout(seconds: Any) -> None:
+    """Raise :class:`SpecError` unless ``seconds`` is a positive, finite number."""
+    if (not isinstance(seconds, (int, float)) or isinstance(seconds, bool)
+            or not 0 < seconds < float("inf")):
+        raise SpecError(f"'job_timeout' (seconds a job may run before it is stopped and "
+                        f"recorded as failed) must be a positive number, got {seconds!r}")
 
 
 def _check_nproc(nproc: Any) -> None:
@@ -282,13 +294,19 @@ class SuiteSpec:
     executor_options: dict[str, Any] = field(default_factory=dict)
     #: Processes that train each model data-parallel (``[train] nproc``).
     nproc: int = 1
+    #: Seconds a job (a training or a row's evaluation) may run before its worker is
+    #: stopped and the job recorded as failed; ``None``: no limit.
+    job_timeout: float | None = None
+    #: Jobs each row's samples are drawn (and embedded) in, merged by the row: one
+    #: evaluation spread over workers, with the numbers of one job (per-sample noise).
+    eval_shards: int = 1
 
     KEYS = ("name", "datasets", "models", "metrics", "seeds", "budget", "num_samples",
             "eval_batch_size", "device", "data_root", "download", "feature_extractor",
             "feature_weights", "baselines", "primary_metric")
     #: Keys that say where and on how many processes jobs run, not what they compute: they
     #: are not part of :meth:`to_dict` (nor of the spec's hash).
-    RUN_KEYS = ("executor", "executor_options", "train")
+    RUN_KEYS = ("executor", "executor_options", "train", "job_timeout", "eval_shards")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], source: str = "<dict>") -> "SuiteSpec":
@@ -332,7 +350,7 @@ class SuiteSpec:
             check_suite_name(kw.get("name", "suite"), source)
             for entry in kw["datasets"]:
                 check_dataset_label(entry.label, source)
-            for key in ("num_samples", "eval_batch_size"):
+            for key in ("num_samples", "eval_batch_size", "eval_shards"):
                 if key in d:
                     v = d[key]
                     if not isinstance(v, int) or isinstance(v, bool) or v < 1:
@@ -380,6 +398,8 @@ class SuiteSpec:
     def validate(self, registries) -> None:
         """Check every name and hyper-parameter against the registries (raises on the first)."""
         check_run_settings(registries, self.executor, self.executor_options, self.nproc)
+        if self.job_timeout is not None:  # a command-line or library override
+            check_job_timeout(self.job_timeout)
         for budget, where in [(self.budget, "the suite's budget"),
                               *((e.budget, f"model {e.label!r}") for e in self.models if e.budget)]:
             self._check_batch_size(budget, where)

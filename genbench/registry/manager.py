@@ -6,18 +6,22 @@ same way a third-party plugin is; then the ``genbench`` entry points are loaded 
 then pending hooks are checked. pluggy calls the most recently registered plugin first, so
 third-party implementations run before the built-ins.
 
-A plugin that fails (import error, unknown hook, a ``register_*`` hook that raises or
-registers something invalid) is left out whole and recorded in ``pm.broken``; nothing here
-raises because of one plugin.
+A plugin that fails (import error, unknown hook, a ``register_*`` hook that raises, calls
+``sys.exit`` or registers something invalid) is left out whole and recorded in
+``pm.broken``; nothing here raises because of one plugin. What plugin code prints while it
+is imported or its hooks run goes to stderr (:func:`plugin_code`), so that a command's
+stdout holds only its own output (the JSON of ``genbench plugins``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import importlib.metadata
 import inspect
 import os
+import sys
 import warnings
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -79,6 +83,19 @@ REGISTRY_HOOKS: tuple[tuple[str, str], ...] = (
     ("register_executors", "executors"),
     ("register_formats", "formats"),
 )
+
+
+#: What plugin code may raise and only its plugin pays for: any exception, and the
+#: ``SystemExit`` of a ``sys.exit`` in it. ``KeyboardInterrupt`` (Ctrl-C) still stops genbench.
+PLUGIN_FAILURES: tuple[type[BaseException], ...] = (Exception, SystemExit)
+
+
+@contextlib.contextmanager
+def plugin_code():
+    """Run plugin code (an import, a hook) with its prints sent to stderr: stdout carries the
+    command's own output only."""
+    with contextlib.redirect_stdout(sys.stderr):
+        yield
 
 
 @dataclass(frozen=True)
@@ -192,8 +209,9 @@ def _load_entrypoints(pm: GenbenchPluginManager) -> None:
                                     f"{owner} and {dist_name}; uninstall one of them", origin)
                 continue
             try:
-                plugin = ep.load()
-            except Exception as exc:  # any import failure is reported with the plugin's name
+                with plugin_code():
+                    plugin = ep.load()
+            except PLUGIN_FAILURES as exc:  # any import failure is reported with the plugin's name
                 pm._record(ep.name, _import_failure(ep.name, dist_name, exc), origin)
                 continue
             pm._add(plugin, ep.name, origin)
@@ -299,8 +317,9 @@ def create_plugin_manager(
             pm._add(LazyPlugin(module_name, default_plugins[module_name]), module_name, origin)
             continue
         try:
-            module = importlib.import_module(module_name)
-        except Exception as exc:
+            with plugin_code():
+                module = importlib.import_module(module_name)
+        except PLUGIN_FAILURES as exc:
             pm._record(module_name, _import_failure(module_name, origin[0], exc), origin)
             continue
         pm._add(module, module_name, origin)
@@ -389,8 +408,9 @@ def _stage(pm: GenbenchPluginManager, plugin: object, plugin_name: str,
         if hook_name not in pm.hook_names(plugin):
             continue
         try:
-            call_one_plugin(pm, hook_name, plugin, register=register)
-        except Exception as exc:
+            with plugin_code():
+                call_one_plugin(pm, hook_name, plugin, register=register)
+        except PLUGIN_FAILURES as exc:
             if rejected:
                 raise rejected[0] from None
             raise PluginError(f'plugin "{plugin_name}" failed in {hook_name}: '

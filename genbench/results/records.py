@@ -8,7 +8,7 @@ from typing import Any
 
 from genbench.evaluation.records import MetricRecord
 
-__all__ = ["JobRecord", "MetricRecord", "TrainingRecord"]
+__all__ = ["JobRecord", "MetricRecord", "SampleShardRecord", "TrainingRecord"]
 
 
 @dataclass
@@ -26,6 +26,27 @@ class TrainingRecord:
     diverged_step: int | None = None
     train_steps: int | None = None
     train_seconds: float | None = None
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class SampleShardRecord:
+    """One shard of a row's samples drawn (and embedded) by a worker: items
+    ``start..stop-1``, written beside the row's other shards. Not stored: the row that
+    merges the shards is."""
+
+    #: The shard job's key (``<row key> [samples a..b]``).
+    label: str
+    #: The row's evaluation fingerprint.
+    fingerprint: str
+    start: int
+    stop: int
+    status: str  # "ok" or "failed"
+    error: str | None = None
+    seconds: float | None = None
+    #: True when the shard was found finished on disk (an interrupted run resumed).
+    reused: bool = False
+    diverged_step: int | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
 
 

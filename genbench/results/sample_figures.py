@@ -42,10 +42,10 @@ def save_sample_figures(boards: dict[tuple[str, str], Leaderboard], store: Resul
             path = None
             if len(rows):  # run directories are stored relative to results.db's folder
                 row = rows.iloc[0]
-                path = (store.path.parent / row["run_dir"] / evaluation_dirname(row["fingerprint"])
-                        / "samples.pt")
-            if path is not None and path.exists():
-                samples[model] = torch.load(path, weights_only=True)
+                path = store.path.parent / row["run_dir"] / evaluation_dirname(row["fingerprint"])
+            shown = None if path is None else _shown_samples(path)
+            if shown is not None:
+                samples[model] = shown
                 if row["fingerprint"] in declared:
                     found = declared[row["fingerprint"]]
                     modes = modes or found
@@ -75,3 +75,23 @@ def _declared_modes(values: pd.DataFrame, board: Leaderboard) -> dict[str, dict]
             out[r.fingerprint] = {"centres": d["mode_centres"], "std": float(d["mode_std"]),
                                   "within": float(d.get("within_std", 3.0)), "count": count}
     return out
+
+
+#: Image samples a figure shows per model, at most (vectors: all of them).
+SHOWN_IMAGES = 64
+
+
+def _shown_samples(eval_dir: Path):
+    """The samples an evaluation folder keeps (its ``samples/`` store; ``samples.pt`` of
+    genbench before the store), as float32: the first :data:`SHOWN_IMAGES` images or every
+    vector; ``None`` when it keeps none."""
+    import torch
+
+    from genbench.evaluation.sample_store import SampleStoreError, open_sample_store
+
+    try:
+        store = open_sample_store(eval_dir / "samples")
+    except SampleStoreError:
+        legacy = eval_dir / "samples.pt"
+        return torch.load(legacy, weights_only=True) if legacy.exists() else None
+    return store.read(0, len(store) if store.kind == "vector" else min(len(store), SHOWN_IMAGES))

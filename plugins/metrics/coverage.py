@@ -104,7 +104,8 @@ class ClassCoverage(Metric):
             return reason
         info = ctx.data_info
         feats = ctx.features(self.extractor or ctx.extractor_name)
-        width = feats.extractor.features(ctx.test[0][:1], 1)[feats.layer("isc")].shape[1]
+        first = next(iter(ctx.split_batches("test", 1)))
+        width = feats.extractor.features(first, 1)[feats.layer("isc")].shape[1]
         if width != info.num_classes:
             return (f"feature extractor {feats.name!r} has {width} class logits, not the "
                     f"{info.num_classes} classes of {info.name!r}: it does not classify this data")

@@ -51,7 +51,7 @@ class _FidelityMetric(Metric):
                 reference: SplitFeatures | None = None) -> dict[str, Any]:
         """Extractor provenance, the layer read, the sample counts and the reference's cache state."""
         d = {**feats.provenance(), "feature_layer": feats.layer(self.fidelity_name),
-             "n_generated": len(feats.ctx.samples)}
+             "n_generated": feats.ctx.num_samples}
         if reference is not None:
             d.update(n_reference=reference.n, reference_cache=reference.cache,
                      reference_key=reference.key)

@@ -6,7 +6,7 @@ Shared by ``modes``, ``coverage``, ``prdc``, ``ndb`` and ``vendi`` (not a plugin
   protocol fixes its own sample count (2,500 on the mixtures; 26,000 to compare with the
   Stacked MNIST tables) reads the first ``n`` of the job's shared samples when the job made
   at least ``n``, and otherwise draws ``n`` of its own from a seeded stream of the job
-  (``ctx.generator(stream)``, under the row's sampling settings). Either way the count and
+  (``ctx.draw_samples(n, stream)``, under the row's sampling settings). Either way the count and
   the source are recorded.
 * :class:`FeatureMetric`: skip and preflight of a metric that reads one layer of
   ``ctx.features()`` (the run's extractor; raw coordinates for vectors).
@@ -52,21 +52,16 @@ def uses_shared_samples(ctx: EvalContext, n: int | None) -> bool:
     return n is None or n <= ctx.num_samples
 
 
-@torch.no_grad()
 def sample_batches(ctx: EvalContext, n: int, stream: int) -> Iterator[torch.Tensor]:
     """``n`` new samples, float32 on the CPU, in batches of at most ``ctx.batch_size``, from
-    ``ctx.generator(stream)`` under the row's sampling settings (``ctx.sample``).
+    seeded stream ``stream`` of the job under the row's sampling settings
+    (:meth:`genbench.EvalContext.draw_samples`: per-sample noise, so the draws do not
+    depend on the batch size).
 
-    ``stream`` must differ from the job's own (1) and from other metrics' streams, so the
-    draws are independent of the shared samples and reproducible per seed.
+    ``stream`` must differ from other metrics' streams, so the draws are independent of the
+    shared samples and reproducible per seed.
     """
-    ctx.model.eval()
-    gen = ctx.generator(stream)
-    left = n
-    while left > 0:
-        b = min(ctx.batch_size, left)
-        yield ctx.sample(b, gen).detach().float().cpu().reshape(b, *ctx.data_info.shape)
-        left -= b
+    yield from ctx.draw_samples(n, stream)
 
 
 def metric_samples(ctx: EvalContext, n: int | None, stream: int) -> tuple[torch.Tensor, dict[str, Any]]:
@@ -74,7 +69,7 @@ def metric_samples(ctx: EvalContext, n: int | None, stream: int) -> tuple[torch.
     ``n_samples`` and ``samples`` (``"shared"``: the first ``n`` of the job's, or
     ``"drawn"``: drawn by the metric from seeded stream ``stream``)."""
     if uses_shared_samples(ctx, n):
-        x = ctx.samples if n is None else ctx.samples[:n]
+        x = ctx.samples if n is None else ctx.sample_store.read(0, n)
         return x, {"n_samples": len(x), "samples": "shared"}
     x = torch.cat(list(sample_batches(ctx, n, stream)))
     return x, {"n_samples": n, "samples": "drawn", "sample_stream": stream}
@@ -118,7 +113,7 @@ def equal_count_features(ctx: EvalContext, layer_metric: str, max_reference: int
     """
     feats = ctx.features()
     layer = feats.layer(layer_metric)
-    n = min(ctx.num_samples, len(ctx.test[0]), max_reference)
+    n = min(ctx.num_samples, ctx.split_size("test"), max_reference)
     ref = feats.test(n)
     gen = feats.generated()[layer][:n]
     details = {**feats.provenance(), "feature_layer": layer, "n_used": n,

@@ -53,15 +53,19 @@ class SamplingSpeed(Metric):
     def compute(self, ctx: EvalContext) -> MetricResult:
         model, device = ctx.model.eval(), ctx.device
         gen = ctx.generator(99)
+
+        def noise():  # what the evaluation draws with: fresh per-sample streams per batch
+            return gen if ctx.noise == "one generator" else ctx.sample_noise(0, self.batch_size, 99)
+
         for _ in range(self.warmup):
-            ctx.sample(self.batch_size, gen)
+            ctx.sample(self.batch_size, noise())
         _sync(device)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         times = []
         for _ in range(self.repeats):
             t0 = time.perf_counter()
-            ctx.sample(self.batch_size, gen)
+            ctx.sample(self.batch_size, noise())
             _sync(device)
             times.append(time.perf_counter() - t0)
         median = statistics.median(times)

@@ -24,7 +24,7 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from genbench import (ConfigError, DataInfo, GenerativeModel, TensorSplit, batch_rand, batch_randn,
-                      global_batch, hookimpl, registered_name)
+                      global_batch, hookimpl, noise_rand, noise_randn, registered_name)
 
 from .layers import ConvDecoder, ConvEncoder, Hidden, LearningRate, Positive, mlp, widths
 
@@ -98,8 +98,11 @@ class GaussianMixtureCodes(nn.Module):
             raise RuntimeError("the code density is not fitted: train the model first (the "
                                "training engine fits it in on_train_end) or load a checkpoint")
         weights, means, tril = self.weights.cpu(), self.means.cpu(), self.scale_tril.cpu()
-        k = torch.multinomial(weights, n, replacement=True, generator=generator)
-        eps = torch.randn(n, self.dim, 1, generator=generator)
+        # the component by inverting the weights' CDF at a uniform draw: one draw per sample
+        cdf = torch.cumsum(weights.double(), 0)
+        u = noise_rand(n, generator=generator).double() * cdf[-1]
+        k = torch.searchsorted(cdf, u, right=True).clamp_(max=len(weights) - 1)
+        eps = noise_randn(n, self.dim, 1, generator=generator)
         return means[k] + (tril[k] @ eps).squeeze(-1)
 
 

@@ -59,6 +59,8 @@ class RecordedSamples(GenerativeModel):
         if n > len(self.samples):
             raise ConfigError(f"sample set {self.samples.info.path} holds {len(self.samples)} "
                               f"samples; {n} were asked for")
+        if isinstance(generator, SampleNoise):
+            generator = generator.generator
         picked = torch.randperm(len(self.samples), generator=generator)[:n].tolist()
         return torch.cat([self.samples.read(i, i + 1) for i in picked]).to(self.device)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from genbench import ConfigError, DataInfo, GenerativeModel, TensorSplit, hookimpl
+from genbench import ConfigError, DataInfo, GenerativeModel, SampleNoise, TensorSplit, hookimpl, item_seed
 
 
 def _split_tensor(data: Dataset) -> torch.Tensor:
@@ -54,8 +54,23 @@ class TrainingData(GenerativeModel):
         total = len(self.data)
         if total == 0:
             raise ConfigError("train-data has no data: it must be fitted (trained) before sampling")
+        if isinstance(generator, SampleNoise):  # an evaluation: its items of the seeded stream
+            return self._stream_items(generator.start, generator.stop, generator.seed)
         passes = -(-n // total)
         idx = torch.cat([torch.randperm(total, generator=generator) for _ in range(passes)])[:n]
+        return self.data[idx.to(self.data.device)]
+
+    def _stream_items(self, start: int, stop: int, seed: int) -> torch.Tensor:
+        """Items ``start..stop-1`` of a stream of whole shuffled passes over the training set,
+        pass ``p`` a permutation seeded from ``seed`` and ``p``: the same items whatever the
+        batches they are drawn in."""
+        total = len(self.data)
+        idx = []
+        for p in range(start // total, -(-stop // total)):
+            perm = torch.randperm(total, generator=torch.Generator().manual_seed(item_seed(seed, -1 - p)))
+            lo, hi = max(start, p * total) - p * total, min(stop, (p + 1) * total) - p * total
+            idx.append(perm[lo:hi])
+        idx = torch.cat(idx) if idx else torch.empty(0, dtype=torch.long)
         return self.data[idx.to(self.data.device)]
 
 

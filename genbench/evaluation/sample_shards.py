@@ -1,0 +1,115 @@
+"""One evaluation's samples drawn by several workers: each draws and embeds one shard.
+
+With ``eval_shards = K`` a row's ``num_samples`` are split into ``K`` contiguous ranges
+(:func:`genbench.plan.jobs.shard_ranges`). A sample job draws items ``start..stop-1`` with
+their per-sample noise (:class:`~genbench.api.noise.SampleNoise`, so they are the items one
+job would draw), writes them as a sample store in ``samples/part-<start>-<stop>/``, embeds
+them with the run's extractor (``features-<extractor>.pt`` beside them) and writes
+``part.json`` last. The row then merges the parts (:meth:`EvalContext.sample_store`) and reads
+their features instead of embedding again, so its numbers equal those of one job.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from genbench.api.errors import GenbenchError
+from genbench.api.paths import atomic_write
+
+if TYPE_CHECKING:
+    from genbench.evaluation.context import EvalContext
+    from genbench.features.job_features import Extractor
+
+__all__ = ["PART_RECORD", "draw_part", "finished_part", "part_features", "read_part"]
+
+#: Written last into a finished part's folder.
+PART_RECORD = "part.json"
+
+
+def read_part(folder: str | os.PathLike) -> dict[str, Any] | None:
+    """A part's record, or ``None`` when it is not finished (or unreadable)."""
+    try:
+        record = json.loads((Path(folder) / PART_RECORD).read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def finished_part(folder: str | os.PathLike, fingerprint: str, start: int,
+                  stop: int) -> dict[str, Any] | None:
+    """The record of the part in ``folder`` when it was finished for this evaluation and range."""
+    record = read_part(folder)
+    if record and (record.get("fingerprint"), record.get("start"), record.get("stop")) == \
+            (fingerprint, start, stop):
+        return record
+    return None
+
+
+def _features_path(folder: Path, extractor: str) -> Path:
+    return folder / f"features-{extractor}.pt"
+
+
+def draw_part(ctx: "EvalContext", fingerprint: str) -> dict[str, Any]:
+    """Draw ``ctx``'s samples (items ``ctx.first_sample`` on, into ``ctx.sample_dir``), embed
+    them with the run's extractor when it applies, and write the part's record: what it
+    returns. Samples holding NaN or infinity are recorded (``bad``), not raised."""
+    t0 = time.perf_counter()
+    folder = Path(ctx.sample_dir)
+    (folder / PART_RECORD).unlink(missing_ok=True)
+    record: dict[str, Any] = {"fingerprint": fingerprint, "start": ctx.first_sample,
+                              "stop": ctx.first_sample + ctx.num_samples, "bad": 0}
+    failure = ctx.sample_failure
+    if failure is not None:
+        record.update(bad=ctx.nonfinite_count, failure=failure)
+    else:
+        extractor = _embed(ctx)
+        if extractor is not None:
+            record["features"] = extractor
+    record.update(noise=ctx.noise, seconds=time.perf_counter() - t0)
+    atomic_write(folder / PART_RECORD, lambda tmp: Path(tmp).write_text(json.dumps(record)))
+    return record
+
+
+def _embed(ctx: "EvalContext") -> str | None:
+    """Features of the part with the run's extractor, saved beside it; ``None`` when no
+    extractor applies (the row then has nothing to read, and embeds nothing either)."""
+    name = ctx.extractor_name
+    if name is None:
+        return None
+    try:
+        feats = ctx.features(name)
+        generated = feats.generated()
+        ext = feats.extractor
+    except GenbenchError:  # no extractor for this data: the row's metrics say why
+        return None
+    blob = {"extractor": name, "weights_sha256": ext.weights_sha256, "n": ctx.num_samples,
+            "features": generated}
+    atomic_write(_features_path(Path(ctx.sample_dir), name), lambda tmp: torch.save(blob, tmp))
+    return name
+
+
+def part_features(folders: list[Path], extractor: "Extractor") -> dict[str, torch.Tensor] | None:
+    """The parts' features for ``extractor``, concatenated in order, or ``None`` when a part
+    has none for it (another extractor, other weights): then they are extracted again."""
+    chunks: dict[str, list[torch.Tensor]] = {}
+    for folder in folders:
+        try:
+            blob = torch.load(_features_path(folder, extractor.name), map_location="cpu",
+                              weights_only=True)
+        except Exception:  # absent, truncated or foreign: extract instead
+            return None
+        if (not isinstance(blob, dict) or blob.get("weights_sha256") != extractor.weights_sha256
+                or not isinstance(blob.get("features"), dict)):
+            return None
+        for layer in extractor.requested_layers:
+            t = blob["features"].get(layer)
+            if not isinstance(t, torch.Tensor) or len(t) != blob.get("n"):
+                return None
+            chunks.setdefault(layer, []).append(t)
+    return {layer: torch.cat(ts) for layer, ts in chunks.items()}
