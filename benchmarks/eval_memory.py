@@ -5,8 +5,8 @@
 Scores ``N`` generated 3x64x64 images (a fixed random convolutional generator) against a
 2,000-image test split with ``genbench.evaluate``, once per ``N`` in a fresh process, and
 prints each process's peak resident memory (``ru_maxrss``). The baseline, measured in the
-same run, is a process that imports everything and builds the model, data and extractor
-but evaluates nothing; the ``eval`` column is the peak above it. Beside it: what the samples
+same run, is a process that imports everything (torch-fidelity and scipy included) and
+builds the model and data but evaluates nothing; the ``eval`` column is the peak above it. Beside it: what the samples
 alone take as float32 (what an evaluation that keeps them in memory holds, twice at the
 concatenation), and the features the metrics need (2,048 + 1,008 floats per sample, which
 FID, KID, IS and precision/recall read whole, as their definitions do).
@@ -103,6 +103,10 @@ def child(n: int, metrics: list[str]) -> dict:
     import genbench
 
     registries, data, model = build()
+    # what every evaluation imports, in the baseline too: the peak above it is the data's
+    import scipy.linalg  # noqa: F401
+    import torch_fidelity  # noqa: F401
+
     t0 = time.perf_counter()
     values = {}
     if n:

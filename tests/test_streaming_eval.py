@@ -165,6 +165,19 @@ def test_an_evaluation_split_into_shards_gives_the_numbers_of_one_job(tmp_path):
     stored = ResultStore(tmp_path / "three" / "results.db").results()
     assert len(stored) == 1  # the shards are not rows
 
+    # an interrupted run resumes: the row is not stored, its finished shards are kept
+    import shutil
+
+    from genbench.execution.runner import SuiteRunner
+
+    shutil.copytree(tmp_path / "three" / "runs", tmp_path / "resumed" / "runs")
+    said = []
+    again = SuiteRunner(tiny_spec(**common, eval_shards=3), tmp_path / "resumed", regs,
+                        progress=False, echo=said.append, jobs=0).run()
+    assert sum("kept from an earlier run" in line for line in said) == 3, said
+    (c,) = again.ran
+    assert {(m.metric, k): v for m in c.metrics for k, v in m.values.items()} == vb
+
 
 def test_a_sample_count_that_cannot_fit_is_refused_before_training(tmp_path):
     from helpers import invoke_cli, tiny_spec_toml

@@ -78,7 +78,7 @@ class SampleStore:
     def read(self, start: int = 0, stop: int | None = None) -> torch.Tensor:
         """Samples ``start..stop-1`` as float32 in data space (images in [0, 1])."""
         x = self.read_stored(start, len(self) if stop is None else stop)
-        return x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
+        return x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
 
     def batches(self, batch_size: int, stored: bool = True) -> Iterator[torch.Tensor]:
         """The samples in order, ``batch_size`` at a time (as stored, or as :meth:`read` gives)."""

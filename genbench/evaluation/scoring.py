@@ -24,6 +24,7 @@ from genbench.api.paths import cache_dir as default_cache_dir
 from genbench.api.paths import data_root as default_data_root
 from genbench.evaluation.context import EvalContext
 from genbench.evaluation.records import MetricRecord  # noqa: F401 -- re-exported
+from genbench.evaluation.sample_store import SampleStore
 from genbench.features.job_features import NonFiniteSamplesError
 from genbench.registry.parameters import hyperparameters, validate_config, validate_run_sampling
 
@@ -110,8 +111,17 @@ class Evaluation:
     timings: dict[str, Any]
     #: Why the samples could not be used (NaN or infinity), else ``None``.
     sample_failure: str | None = None
-    #: The shared samples every metric saw (``None`` when unusable).
-    samples: torch.Tensor | None = field(default=None, repr=False)
+    #: The shared samples every metric saw, on disk (``None`` when unusable): read them in
+    #: batches (``sample_store.batches(n)``) or whole (:attr:`samples`).
+    sample_store: SampleStore | None = field(default=None, repr=False)
+    #: The evaluation context, kept so that a temporary sample store lives as long as this.
+    _context: Any = field(default=None, repr=False)
+
+    @property
+    def samples(self) -> torch.Tensor | None:
+        """The shared samples, read whole from :attr:`sample_store` as float32 (images in
+        [0, 1], quantised to 1/255); ``None`` when unusable."""
+        return None if self.sample_store is None else self.sample_store.read()
 
     @property
     def values(self) -> dict[str, float]:
@@ -185,4 +195,4 @@ def evaluate(model: GenerativeModel, dataset: BenchmarkDataset | str, *,
     records, seconds = score_metrics(ctx, chosen)
     failure = ctx.sample_failure
     return Evaluation(records, {**ctx.timings, "metrics": seconds}, failure,
-                      None if failure is not None else ctx.samples)
+                      None if failure is not None else ctx.sample_store, ctx)

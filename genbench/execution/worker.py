@@ -359,7 +359,7 @@ def _sample_shard(state: WorkerState, job: Job) -> SampleShardRecord:
     start, stop = job.shard
     record = SampleShardRecord(job.key, ev.fingerprint, start, stop, "failed")
     folder = Path(state.context.out_dir) / t.run_dir / ev.dirname / "samples" / shard_dirname(start, stop)
-    done = finished_part(folder, ev.fingerprint, start, stop)
+    done = None if job.retrain else finished_part(folder, ev.fingerprint, start, stop)
     if done is not None:
         record.status, record.reused, record.seconds = "ok", True, done.get("seconds")
         return record

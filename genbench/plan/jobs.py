@@ -167,7 +167,8 @@ class Job:
     evaluation: Evaluation | None = None
     #: Keys of jobs that must finish before this one starts.
     needs: tuple[str, ...] = ()
-    #: Discard a saved checkpoint and train from scratch (``--force``; training jobs only).
+    #: ``--force``: discard a saved checkpoint and train from scratch (a training job), or
+    #: draw a shard again even if an earlier run finished it (a sample job).
     retrain: bool = False
     #: ``(start, stop)``: draw (and embed) only the row's samples ``start..stop-1``, one
     #: shard of an evaluation split across workers (``eval_shards``); ``None``: the row.

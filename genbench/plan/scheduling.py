@@ -88,7 +88,8 @@ def schedule(rows: list[Job], *, is_stored: Callable[[str], bool],
             continue
         if row.evaluation.shards > 1:  # the samples drawn by several jobs, merged by the row
             shards = [Job(f"{row.key} [samples {a}..{b - 1}]", row.training, row.evaluation,
-                          needs=needs, shard=(a, b)) for a, b in row.evaluation.shard_ranges()]
+                          needs=needs, retrain=force, shard=(a, b))
+                      for a, b in row.evaluation.shard_ranges()]
             sharded.extend(shards)
             needs = needs + tuple(j.key for j in shards)
         ready.append(replace(row, needs=needs))
