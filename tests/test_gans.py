@@ -423,6 +423,30 @@ def test_minibatch_discrimination_is_the_papers_layer():
             assert abs(float(out[i, 4 + b]) - o) < 1e-5
 
 
+@pytest.mark.parametrize("name", ["gan", "dcgan"])
+def test_minibatch_discrimination_keeps_its_initialisation(name, digits):
+    """T starts N(0, 0.05) (Salimans et al.) inside a built GAN, whose other layers still
+    follow the model's N(0, 0.02) initialisation (biases 0)."""
+    torch.manual_seed(0)
+    cls, info = {"gan": (GAN, DataInfo(name="grid", kind="vector", shape=(2,))),
+                 "dcgan": (DCGAN, digits.info())}[name]
+    model = construct(cls, info, minibatch_discrimination=True)
+    (mbd,) = model.discriminator.minibatch
+    t = mbd.T.weight.detach()
+    assert t.numel() >= 10_000  # the sample std is then within 1.5% of sigma (3 s.e.)
+    assert float(t.std()) == pytest.approx(0.05, rel=0.03) and abs(float(t.mean())) < 0.002
+    d = model.discriminator
+    others = [m for net in (model.generator, d.trunks, d.heads) for m in net.modules()
+              if isinstance(m, (nn.Linear, nn.Conv2d, nn.ConvTranspose2d))]
+    assert mbd.T not in others and len(others) >= 4
+    weights = torch.cat([m.weight.detach().flatten() for m in others])
+    assert float(weights.std()) == pytest.approx(0.02, rel=0.03)
+    for m in others:
+        if m.weight.numel() >= 2000:
+            assert float(m.weight.detach().std()) == pytest.approx(0.02, rel=0.1), m
+        assert m.bias is None or not m.bias.any()
+
+
 def test_balance_options(grid25):
     torch.manual_seed(0)
     model = GAN(grid25.info(), lr_d=3e-4, lr_g=1e-4, d_steps=3, d_pretrain_steps=2,

@@ -37,7 +37,29 @@ def memorization(registries, samples, *, train, test, tmp_path, info=None, **opt
 
 # -- the definitions, by brute force ----------------------------------------------------
 
-def by_definition(gen, test, train, gen_cell, test_cell, cells, min_cell_samples=20):
+def official_ct(test, test_cell, gen, gen_cell, train, train_cell, tau, continuity=0.5,
+                in_cell=True):
+    """C_T as Meehan et al.'s code (``C_T``/``Zu_cells``/``Zu`` in casey-meehan/data-copying)
+    computes it, transcribed with full distance matrices and explicit pair counts: per cell,
+    distances to the nearest training point of that cell, U = #(gen > test) + 1/2 #ties,
+    Z = (U - (mn/2 - 0.5)) / sqrt(mn(n+m+1)/12); cells with Q_m(cell) > tau, weighted by
+    P_n(cell). ``continuity`` and ``in_cell`` switch the details off, to show they matter."""
+    m, n = len(gen), len(test)
+    num = den = 0.0
+    for c in np.unique(test_cell):
+        if np.sum(gen_cell == c) / m <= tau:
+            continue
+        cell_train = train if not in_cell else train[train_cell == c]
+        g = cdist(gen[gen_cell == c], cell_train).min(1)
+        t = cdist(test[test_cell == c], cell_train).min(1)
+        u = (g[:, None] > t[None, :]).sum() + 0.5 * (g[:, None] == t[None, :]).sum()
+        mc, nc = len(g), len(t)
+        z = (u - (mc * nc / 2 - continuity)) / math.sqrt(mc * nc * (mc + nc + 1) / 12)
+        num, den = num + nc / n * z, den + nc / n
+    return num / den
+
+
+def by_definition(gen, test, train, gen_cell, test_cell, train_cell):
     """copy rate, AuthPct and C_T from full distance matrices and explicit pair counts."""
     gen, test, train = (np.asarray(a, dtype=np.float64) for a in (gen, test, train))
     d_gen, d_test = cdist(gen, train), cdist(test, train)
@@ -49,17 +71,8 @@ def by_definition(gen, test, train, gen_cell, test_cell, cells, min_cell_samples
     np.fill_diagonal(d_train, np.inf)
     radius = d_train.min(1)
     auth = 100.0 * np.mean(l_gen > radius[d_gen.argmin(1)])
-    # C_T: per cell, U = #(gen > test) + 1/2 #(gen == test), z-scored; P_n-weighted mean
-    num = den = 0.0
-    for c in range(cells):
-        g, t = l_gen[gen_cell == c], l_test[test_cell == c]
-        if len(g) < min_cell_samples or len(t) == 0:
-            continue
-        u = (g[:, None] > t[None, :]).sum() + 0.5 * (g[:, None] == t[None, :]).sum()
-        m, n = len(g), len(t)
-        z = (u - m * n / 2) / math.sqrt(m * n * (m + n + 1) / 12)
-        num, den = num + n / len(l_test) * z, den + n / len(l_test)
-    return copy, auth, num / den
+    ct = official_ct(test, test_cell, gen, gen_cell, train, train_cell, tau=20 / len(gen))
+    return copy, auth, ct
 
 
 def clusters(rng, n, centres, scale=1.0):
@@ -73,7 +86,7 @@ def test_values_equal_the_definitions(registries, tmp_path):
     known cluster of each point. Samples: half training copies, half new draws."""
     rng = np.random.default_rng(0)
     centres = 100.0 * np.eye(4, 6)
-    train, _ = clusters(rng, 800, centres)
+    train, train_lab = clusters(rng, 800, centres)
     test, test_lab = clusters(rng, 400, centres)
     new, new_lab = clusters(rng, 200, centres)
     idx = rng.choice(800, 200, replace=False)
@@ -83,7 +96,7 @@ def test_values_equal_the_definitions(registries, tmp_path):
     out = memorization(registries, t(gen), train=t(train), test=t(test), tmp_path=tmp_path, cells=4)
 
     f32 = lambda a: t(a).double().numpy()  # noqa: E731  (what the metric sees: float32 features)
-    copy, auth, ct = by_definition(f32(gen), f32(test), f32(train), gen_lab, test_lab, 4)
+    copy, auth, ct = by_definition(f32(gen), f32(test), f32(train), gen_lab, test_lab, train_lab)
     assert out.values["copy_rate"] == pytest.approx(copy, abs=1e-12)
     assert out.values["authenticity"] == pytest.approx(auth, abs=1e-9)
     assert out.values["ct"] == pytest.approx(ct, rel=1e-9)
@@ -93,6 +106,47 @@ def test_values_equal_the_definitions(registries, tmp_path):
     assert d["n_used"] == 400 and d["n_generated"] == 400 and d["n_train"] == 800
     assert d["cells_used"] == 4 and sorted(r["n_test"] for r in d["ct_cells"]) == [100] * 4
     assert d["feature_extractor"] == "raw"
+
+
+def test_ct_equals_the_official_statistic_on_overlapping_cells(registries, tmp_path):
+    """Random 3-D data in 4 K-means cells that touch, so many points' nearest training point
+    lies in another cell: C_T equals the official code's in-cell statistic, continuity
+    correction included, and a cell with exactly 20 samples is left out (``> 20``) while
+    one with 21 counts."""
+    from sklearn.cluster import KMeans
+
+    rng = np.random.default_rng(5)
+    f32 = lambda a: a.astype(np.float32).astype(np.float64)  # noqa: E731  (what the metric sees)
+    train, test = f32(rng.standard_normal((300, 3))), f32(rng.standard_normal((200, 3)))
+    kmeans = KMeans(n_clusters=4, n_init=1, random_state=0).fit(train)
+    # samples: fresh draws and near-copies of training points, 20 in cell 0, 21 in cell 1
+    near_copies = train[rng.integers(0, 300, 2000)] + 0.05 * rng.standard_normal((2000, 3))
+    pool = f32(np.concatenate([rng.standard_normal((2000, 3)), near_copies]))
+    pool = pool[rng.permutation(len(pool))]
+    pool_cell = kmeans.predict(pool)
+    wanted = {0: 20, 1: 21, 2: 80, 3: 79}
+    gen = np.concatenate([pool[pool_cell == c][:k] for c, k in wanted.items()])
+    cells = {name: kmeans.predict(a)
+             for name, a in (("gen", gen), ("test", test), ("train", train))}
+
+    t = lambda a: torch.from_numpy(a).float()  # noqa: E731
+    out = memorization(registries, t(gen), train=t(train), test=t(test), tmp_path=tmp_path, cells=4)
+    ct = out.values["ct"]
+    args = (test, cells["test"], gen, cells["gen"], train, cells["train"], 20 / len(gen))
+    assert ct == pytest.approx(official_ct(*args), rel=1e-9, abs=1e-12)
+    # the details the test is about change the value by far more than its tolerance
+    assert abs(ct - official_ct(*args, continuity=0.0)) > 1e-3
+    assert abs(ct - official_ct(*args, in_cell=False)) > 1e-2
+    assert abs(ct - official_ct(*args[:-1], 19 / len(gen))) > 1e-2  # >= 20 would count cell 0
+    rows = {r["cell"]: r for r in out.details["ct_cells"]}
+    assert {c: rows[c]["n_generated"] for c in rows} == wanted
+    assert rows[0]["z"] is None and rows[1]["z"] is not None and out.details["cells_used"] == 3
+    assert sum(r["n_train"] for r in rows.values()) == 300 and out.details["cell_threshold"] == 20
+    # the global nearest training point is often in another cell: the distances differ
+    global_d = cdist(test, train).min(1)
+    in_cell_d = np.array([cdist(x[None], train[cells["train"] == c]).min()
+                          for x, c in zip(test, cells["test"])])
+    assert np.mean(in_cell_d > global_d + 1e-12) > 0.05
 
 
 def test_fresh_draws_score_like_new_data(registries, tmp_path):
@@ -157,15 +211,15 @@ def test_ct_is_nan_with_a_reason_when_no_cell_has_enough_samples(registries, tmp
     rng = np.random.default_rng(3)
     x = torch.from_numpy(rng.standard_normal((300, 4))).float()
     out = memorization(registries, x[:30], train=x[100:], test=x[30:100], tmp_path=tmp_path,
-                       cells=4, min_cell_samples=31)
-    assert math.isnan(out.values["ct"]) and "no cell holds 31" in out.details["ct_note"]
+                       cells=4, cell_threshold=30)  # more than 30 of 30: never
+    assert math.isnan(out.values["ct"]) and "no cell holds more than 30" in out.details["ct_note"]
     assert out.details["cells_used"] == 0 and math.isfinite(out.values["copy_rate"])
 
 
 def test_directions_and_options(registries):
     cls = registries.metrics.get("memorization")
     assert cls.higher_is_better == {"copy_rate": False, "authenticity": True}  # ct informative
-    for bad in ({"cells": 0}, {"min_cell_samples": 0}, {"copy_percentile": 0},
+    for bad in ({"cells": 0}, {"cell_threshold": -1}, {"copy_percentile": 0},
                 {"copy_percentile": 100}, {"max_train": 3}, {"kmeans_seed": -1},
                 {"max_reference": 1.5}):
         with pytest.raises(ConfigError):

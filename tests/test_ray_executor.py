@@ -86,8 +86,8 @@ def test_a_suite_on_ray_stores_what_the_local_executor_stores(tmp_path, ray_inst
     local = run(suite(), tmp_path / "local", regs, jobs=2)
     shared = run(suite(executor="ray"), tmp_path / "shared", regs)
     # ...and with each row's samples drawn by two sample jobs, merged by the row
-    driver = run(suite(executor="ray", executor_options={"artifacts": "driver"}, eval_shards=2),
-                 tmp_path / "driver", regs)
+    driver = run(suite(executor="ray", executor_options={"artifacts": "driver"}, eval_shards=2,
+                       eval_batch_size=32), tmp_path / "driver", regs)
     for report in (local, shared, driver):
         assert sorted((r.job_key, r.status) for r in report.ran) == [
             ("digits/ae/seed0", "ok"), ("digits/code-gaussian/seed0", "ok")]
@@ -98,7 +98,7 @@ def test_a_suite_on_ray_stores_what_the_local_executor_stores(tmp_path, ray_inst
     assert values(tmp_path / "shared") == expected
     sharded = values(tmp_path / "driver")
     assert sharded.keys() == expected.keys()
-    for row, vals in expected.items():  # features of two halves: equal to float rounding
+    for row, vals in expected.items():  # another batch size: features equal to float rounding
         assert sharded[row] == pytest.approx(vals, rel=1e-5), row
     assert len(list((tmp_path / "driver").glob("runs/*/eval-*/samples/part-*/part.json"))) == 4
     for name in ("shared", "driver"):  # checkpoints and samples landed in the out folder

@@ -2,8 +2,10 @@
 split's reconstructions, measured through ``genbench.evaluate`` on reconstructions whose
 errors are known, and checked against the definitions.
 
-SSIM is Wang et al. (2004) with a uniform 7x7 window and sample (co)variances, averaged
-over the windows that lie inside the image, then over channels and images; data range 1.
+SSIM is Wang et al. (2004) with their 11x11 Gaussian window (sigma 1.5, population
+moments), averaged over the windows that lie inside the image, then over channels and
+images; data range 1. Images under 11 pixels (8x8 digits) get the largest odd Gaussian
+window that fits, sigma 1.5 * size / 11, named in the details.
 """
 
 import math
@@ -14,10 +16,7 @@ import torch
 from numpy.lib.stride_tricks import sliding_window_view
 
 import genbench
-from genbench import GenerativeModel
-
-#: The SSIM window recon uses on images of at least 7x7 pixels.
-WINDOW = 7
+from genbench import BenchmarkDataset, DataInfo, GenerativeModel, TensorSplit
 
 
 class Reconstructs(GenerativeModel):
@@ -35,41 +34,76 @@ class Reconstructs(GenerativeModel):
         return torch.full((n, *self.shape), 0.5)
 
 
-def recon(registries, fn, dataset="digits", **params):
-    """recon's values for the reconstructions ``fn`` of the test split of ``dataset`` built
-    with ``params``."""
-    data = registries.datasets.get(dataset)(**params)
+def recon_record(registries, fn, dataset="digits", **params):
+    """recon's record (values, details) for the reconstructions ``fn`` of the test split of
+    ``dataset`` (a registered name built with ``params``, or an instance)."""
+    data = registries.datasets.get(dataset)(**params) if isinstance(dataset, str) else dataset
     scored = genbench.evaluate(Reconstructs(fn, data.info().shape), data, metrics=["recon"],
                                num_samples=8, registries=registries)
     record = scored["recon"]
     assert record.status == "ok", record.message
-    return record.values
+    return record
+
+
+def recon(registries, fn, dataset="digits", **params):
+    """recon's values (see :func:`recon_record`)."""
+    return recon_record(registries, fn, dataset, **params).values
 
 
 def split_items(registries, dataset="digits", **params):
     return registries.datasets.get(dataset)(**params).tensors("test")[0]
 
 
-def ssim_by_definition(a: np.ndarray, b: np.ndarray, win: int = WINDOW) -> float:
-    """SSIM of two one-channel images in [0, 1] (Wang et al. 2004, eq. 13, C1 = (0.01 L)^2,
-    C2 = (0.03 L)^2, L = 1): the mean over every ``win`` x ``win`` window inside the image
-    of the index computed from the window's means and sample (N - 1) (co)variances."""
+def gaussian_weights(size: int, sigma: float) -> np.ndarray:
+    """Wang et al.'s window: ``size`` x ``size`` circular Gaussian weights, unit sum."""
+    offsets = np.arange(size) - (size - 1) / 2
+    w = np.exp(-(offsets[:, None] ** 2 + offsets[None, :] ** 2) / (2 * sigma**2))
+    return w / w.sum()
+
+
+def ssim_by_definition(a: np.ndarray, b: np.ndarray, size: int, sigma: float) -> float:
+    """SSIM of two one-channel images in [0, 1] (Wang et al. 2004, eqs. 13-16, C1 = (0.01 L)^2,
+    C2 = (0.03 L)^2, L = 1): the mean over every ``size`` x ``size`` window inside the image
+    of the index computed from the window's Gaussian-weighted means, variances and
+    covariance."""
     c1, c2 = 0.01**2, 0.03**2
-    wa = sliding_window_view(a, (win, win)).reshape(-1, win * win)
-    wb = sliding_window_view(b, (win, win)).reshape(-1, win * win)
-    mu_a, mu_b = wa.mean(1), wb.mean(1)
-    var_a, var_b = wa.var(1, ddof=1), wb.var(1, ddof=1)
-    cov = ((wa - mu_a[:, None]) * (wb - mu_b[:, None])).sum(1) / (win * win - 1)
+    w = gaussian_weights(size, sigma).ravel()
+    wa = sliding_window_view(a, (size, size)).reshape(-1, size * size)
+    wb = sliding_window_view(b, (size, size)).reshape(-1, size * size)
+    mu_a, mu_b = wa @ w, wb @ w
+    da, db = wa - mu_a[:, None], wb - mu_b[:, None]
+    var_a, var_b, cov = (da**2) @ w, (db**2) @ w, (da * db) @ w
     index = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)
              / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2)))
     return float(index.mean())
 
 
-def mean_ssim_by_definition(x: torch.Tensor, r: torch.Tensor) -> float:
+def mean_ssim_by_definition(x: torch.Tensor, r: torch.Tensor, size: int, sigma: float) -> float:
     """The mean over images of the mean over channels of :func:`ssim_by_definition`."""
     x, r = x.double().numpy(), r.double().numpy()
-    return float(np.mean([np.mean([ssim_by_definition(xc, rc) for xc, rc in zip(xi, ri)])
-                          for xi, ri in zip(x, r)]))
+    return float(np.mean([np.mean([ssim_by_definition(xc, rc, size, sigma)
+                                   for xc, rc in zip(xi, ri)]) for xi, ri in zip(x, r)]))
+
+
+#: The fallback window on 8x8 images: the largest odd size that fits, sigma 1.5 * 7 / 11.
+SMALL = (7, 1.5 * 7 / 11)
+
+
+class RandomImages(BenchmarkDataset):
+    """Uniform random ``channels`` x ``side`` x ``side`` images, a fixed seed per split."""
+
+    description = "test dataset: random images"
+
+    def __init__(self, side: int, channels: int = 1):
+        self.side, self.channels = side, channels
+
+    def split(self, name):
+        g = torch.Generator().manual_seed(["train", "test"].index(name))
+        return TensorSplit(torch.rand(12, self.channels, self.side, self.side, generator=g))
+
+    def info(self):
+        return DataInfo(f"random{self.side}", "image", (self.channels, self.side, self.side),
+                        fingerprint=f"random-{self.channels}-{self.side}")
 
 
 def test_a_perfect_reconstruction_has_no_error_infinite_psnr_and_ssim_one(registries):
@@ -96,24 +130,51 @@ def blur_and_shift(x):
     return 0.6 * x + 0.3 * x.roll(1, dims=-1) + 0.05
 
 
-@pytest.mark.parametrize("dataset, params", [("digits", {}),
-                                             ("stacked-digits", {"n_train": 10, "n_test": 40})])
-def test_ssim_is_the_definitions_and_scikit_images_with_a_uniform_7x7_window(registries,
-                                                                             dataset, params):
+@pytest.mark.parametrize("side, channels", [(16, 1), (32, 3), (11, 1)])
+def test_ssim_is_wang_et_als_gaussian_11x11_window_where_it_fits(registries, side, channels):
+    """Random images large enough for the 11x11 window: scikit-image with the paper's
+    settings and the definition computed here agree with recon."""
     from skimage.metrics import structural_similarity
 
-    values = recon(registries, blur_and_shift, dataset, **params)
+    data = RandomImages(side, channels)
+    record = recon_record(registries, blur_and_shift, data)
+    x = data.tensors("test")[0]
+    r = blur_and_shift(x)
+    assert record.details["ssim_window"].startswith("gaussian 11x11 sigma 1.5 ")
+    skimage_ssim = np.mean([
+        structural_similarity(xi, ri, data_range=1.0, channel_axis=0, gaussian_weights=True,
+                              sigma=1.5, use_sample_covariance=False)
+        for xi, ri in zip(x.double().numpy(), r.double().numpy())])
+    assert record.values["ssim"] == pytest.approx(skimage_ssim, abs=1e-6)
+    expected = mean_ssim_by_definition(x, r, 11, 1.5)
+    assert record.values["ssim"] == pytest.approx(expected, abs=1e-9)
+    # the window matters: a uniform 7x7 window with sample covariances gives another value
+    uniform = np.mean([
+        structural_similarity(xi, ri, data_range=1.0, channel_axis=0, win_size=7)
+        for xi, ri in zip(x.double().numpy(), r.double().numpy())])
+    assert abs(record.values["ssim"] - uniform) > 1e-3
+
+
+@pytest.mark.parametrize("dataset, params", [("digits", {}),
+                                             ("stacked-digits", {"n_train": 10, "n_test": 40})])
+def test_ssim_on_8x8_images_is_the_named_fallback_window(registries, dataset, params):
+    from skimage.metrics import structural_similarity
+
+    record = recon_record(registries, blur_and_shift, dataset, **params)
+    values = record.values
     x = split_items(registries, dataset, **params)
     r = blur_and_shift(x)
-    assert x.shape[1:] in ((1, 8, 8), (3, 8, 8))  # a 7x7 window fits
+    assert x.shape[1:] in ((1, 8, 8), (3, 8, 8))  # under 11 pixels: the fallback
+    assert record.details["ssim_window"] == ("gaussian 7x7 sigma 0.9545 (fallback: images "
+                                             "under 11 pixels; sigma = 1.5 * 7 / 11)")
     assert values["mse"] == pytest.approx(torch.mean((r.double() - x.double())**2).item(),
                                           rel=1e-12)
-    expected = mean_ssim_by_definition(x, r)
+    expected = mean_ssim_by_definition(x, r, *SMALL)
     assert 0.3 < expected < 0.95  # neither trivial nor perfect
     assert values["ssim"] == pytest.approx(expected, rel=1e-9)
     skimage_ssim = np.mean([
-        structural_similarity(xi, ri, data_range=1.0, win_size=WINDOW, channel_axis=0,
-                              gaussian_weights=False, use_sample_covariance=True)
+        structural_similarity(xi, ri, data_range=1.0, channel_axis=0, win_size=7,
+                              gaussian_weights=True, sigma=SMALL[1], use_sample_covariance=False)
         for xi, ri in zip(x.double().numpy(), r.double().numpy())])
     assert values["ssim"] == pytest.approx(skimage_ssim, rel=1e-9)
 
@@ -130,7 +191,7 @@ def test_image_reconstructions_are_clamped_to_0_1_before_they_are_compared(regis
     assert mse < 0.8 * unclamped  # the clamp matters here
     assert values["mse"] == pytest.approx(mse, rel=1e-12)
     assert values["psnr"] == pytest.approx(-10 * math.log10(mse), rel=1e-12)
-    assert values["ssim"] == pytest.approx(mean_ssim_by_definition(x, clamped), rel=1e-9)
+    assert values["ssim"] == pytest.approx(mean_ssim_by_definition(x, clamped, *SMALL), rel=1e-9)
 
 
 def test_vector_reconstructions_are_not_clamped_and_have_only_an_mse(registries):

@@ -151,8 +151,9 @@ def test_an_evaluation_split_into_shards_gives_the_numbers_of_one_job(tmp_path):
     assert a.fingerprint == b.fingerprint  # the shard count is not part of the evaluation
     samples = tmp_path / "three" / b.run_dir / f"eval-{b.fingerprint[:8]}" / "samples"
     parts = sorted(p.name for p in samples.glob("part-*"))
-    assert parts == ["part-000000000-000000050", "part-000000050-000000100",
-                     "part-000000100-000000150"]
+    # cut at multiples of the batch size (32), so every batch is one a single job draws
+    assert parts == ["part-000000000-000000064", "part-000000064-000000096",
+                     "part-000000096-000000150"]
     assert all((samples / p / "features-digits-cnn.pt").exists() for p in parts)
     merged = open_sample_store(samples)
     assert torch.equal(merged.read_stored(0, 150), open_sample_store(
@@ -160,8 +161,7 @@ def test_an_evaluation_split_into_shards_gives_the_numbers_of_one_job(tmp_path):
     va = {(m.metric, k): v for m in a.metrics for k, v in m.values.items()}
     vb = {(m.metric, k): v for m in b.metrics for k, v in m.values.items()}
     assert va.keys() == vb.keys() and ("fid", "fid") in va
-    for key in va:
-        assert vb[key] == pytest.approx(va[key], rel=1e-5, abs=1e-7), key
+    assert va == vb  # to the bit: the same samples, embedded in the same batches
     stored = ResultStore(tmp_path / "three" / "results.db").results()
     assert len(stored) == 1  # the shards are not rows
 
@@ -186,9 +186,9 @@ def test_a_sample_count_that_cannot_fit_is_refused_before_training(tmp_path):
     spec.write_text(tiny_spec_toml(metrics=("fid",), num_samples=1_000_000_000))
     result = invoke_cli("run", str(spec), "--out", str(tmp_path / "out"), "--jobs", "0")
     assert result.exit_code == 2, result.output
-    # 10^9 digits of 1x8x8 uint8: 64 GB of samples; features of 3,056 + 64 floats each
+    # 10^9 digits of 1x8x8 uint8: 64 GB of samples; features of 4,096 floats each
     assert "about 64.0 GB on disk" in result.output and "free; lower num_samples" in result.output
-    assert "about 12,480.0 GB of memory" in result.output
+    assert "about 16,384.0 GB of memory" in result.output
     assert not (tmp_path / "out").exists()
 
 
@@ -202,4 +202,104 @@ def test_the_estimates_are_what_the_store_and_features_take(tmp_path):
     writer.close()
     on_disk = sum(p.stat().st_size for p in (tmp_path / "s").glob("*.npy"))
     assert disk == 50_000 * 3 * 64 * 64 and on_disk == pytest.approx(disk / 5000, rel=0.02)
-    assert memory == 50_000 * 4 * (2048 + 1008 + 3 * 64 * 64)
+    # at least the features of the widest shipped extractor (Inception: pool and logits)
+    assert memory >= 50_000 * 4 * (2048 + 1008)
+
+
+class _Fitless(GenerativeModel):
+    """Nothing to train; samples per-sample noise, with a fault from item ``FAULT`` on."""
+
+    refit_instead_of_checkpoint = True
+    FAULT = 64
+
+    def __init__(self, data_info):
+        super().__init__()
+        self.shape = tuple(data_info.shape)
+
+    def fit(self, data, budget):
+        pass
+
+    def sample(self, n, generator=None):
+        return self.rand(n, *self.shape, generator=generator)
+
+
+class NaNLate(_Fitless):
+    def sample(self, n, generator=None):
+        x = super().sample(n, generator)
+        first = generator.start if isinstance(generator, SampleNoise) else 0
+        x[max(0, self.FAULT - first):] = float("nan")  # the items from FAULT on
+        return x
+
+
+class BrokenLate(_Fitless):
+    def sample(self, n, generator=None):
+        if isinstance(generator, SampleNoise) and generator.stop > self.FAULT:
+            raise RuntimeError("sampler broke at item 64")
+        return super().sample(n, generator)
+
+
+class TorchNoiseFitless(_Fitless):
+    def sample(self, n, generator=None):
+        return torch.rand(n, *self.shape, generator=generator)
+
+
+class ShardPlugin:
+    from genbench import hookimpl
+
+    @hookimpl
+    def register_models(self, register):
+        register("nan-late", NaNLate)
+        register("broken-late", BrokenLate)
+        register("torch-noise", TorchNoiseFitless)
+
+
+def _sharded(tmp_path, model, name, **kw):
+    from helpers import registries_with, run_inline, tiny_spec
+
+    spec = tiny_spec(models=[model], metrics=["fid"], num_samples=96, eval_batch_size=32,
+                     eval_shards=3, **kw)
+    return run_inline(spec, tmp_path / name, registries_with(ShardPlugin()))
+
+
+def test_a_shard_that_fails_or_holds_nan_fails_its_row_naming_it(tmp_path):
+    (broken,) = _sharded(tmp_path, "broken-late", "broken").ran
+    assert broken.status == "failed"
+    assert "its samples 64..95" in broken.error and "sampler broke at item 64" in broken.error
+    (nan,) = _sharded(tmp_path, "nan-late", "nan").ran
+    assert nan.status == "ok" and nan.provenance["sample_failure"].startswith(
+        "32 of the 96 samples contain NaN")  # counted over every shard
+    assert nan.metrics[0].status == "failed"
+
+
+def test_a_model_drawing_from_torch_itself_is_refused_in_shards(tmp_path, recwarn):
+    (row,) = _sharded(tmp_path, "torch-noise", "torch").ran
+    assert not recwarn.list  # every shard refuses it, the first one too
+    assert row.status == "failed" and "cannot be split into shards" in row.error
+    assert "set eval_shards = 1" in row.error
+
+
+def test_a_damaged_shard_is_drawn_again_and_force_redraws_all(tmp_path):
+    import shutil
+
+    from helpers import registries_with, tiny_spec
+
+    from genbench.execution.runner import SuiteRunner
+
+    (first,) = _sharded(tmp_path, "train-data", "one").ran
+    assert first.status == "ok"
+    folder = tmp_path / "one" / first.run_dir / f"eval-{first.fingerprint[:8]}" / "samples"
+    shutil.copytree(tmp_path / "one" / "runs", tmp_path / "two" / "runs")
+    again = tmp_path / "two" / first.run_dir / folder.parent.name / "samples"
+    (again / "part-000000032-000000064" / "shard-00000.npy").unlink()  # damaged
+    spec = tiny_spec(models=["train-data"], metrics=["fid"], num_samples=96, eval_batch_size=32,
+                     eval_shards=3)
+    said = []
+    (row,) = SuiteRunner(spec, tmp_path / "two", registries_with(ShardPlugin()), progress=False,
+                         echo=said.append, jobs=0).run().ran
+    kept = [line for line in said if "kept from an earlier run" in line]
+    assert row.status == "ok" and len(kept) == 2 and not any("32..63" in k for k in kept), said
+    said.clear()
+    SuiteRunner(spec, tmp_path / "two", registries_with(ShardPlugin()), progress=False,
+                echo=said.append, jobs=0, force=True).run()
+    assert not any("kept from an earlier run" in line for line in said)
+    assert sum("drawn in" in line for line in said) == 3

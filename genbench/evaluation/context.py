@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import time
 import warnings
@@ -79,6 +80,9 @@ class EvalContext:
     #: The index of the first sample in the job's stream: a shard of an evaluation drawn by
     #: several workers draws items ``first_sample .. first_sample + num_samples - 1``.
     first_sample: int = 0
+    #: The row's sample count when this context draws one shard of it (``eval_shards``), else
+    #: ``None``.
+    shard_of: int | None = None
     #: Finished shards (:mod:`genbench.evaluation.sample_shards`, folders inside
     #: ``sample_dir``) to merge instead of drawing the samples: their features are read too.
     sample_parts: tuple[Path, ...] | None = None
@@ -222,6 +226,12 @@ class EvalContext:
             except TypeError as exc:
                 if start or SampleNoise.__name__ not in str(exc):
                     raise
+                if self.shard_of is not None:  # one shard of several: draws would repeat another's
+                    raise ConfigError(
+                        f"model {self.model_name!r} passes the generator to torch itself "
+                        f"({str(exc).splitlines()[0]}), so its samples depend on how they are "
+                        "drawn and cannot be split into shards: set eval_shards = 1, or draw "
+                        "noise with self.randn / self.rand") from None
                 # the model hands the noise source to torch itself: give it one generator
                 warnings.warn(
                     f"model {self.model_name!r} passes the generator to torch itself "
@@ -258,6 +268,11 @@ class EvalContext:
                                    f"not {self.num_samples}")
         if any(r.get("noise") == "one generator" for r in records):
             self.noise = "one generator"
+        self.timings["shards_sample_seconds"] = sum(float(r.get("seconds") or 0) for r in records)
+        wanted = {Path(p).name for p in self.sample_parts}
+        for stale in Path(self.sample_dir).glob("part-*"):  # an earlier eval_shards' parts
+            if stale.is_dir() and stale.name not in wanted:
+                shutil.rmtree(stale, ignore_errors=True)
         bad = sum(int(r.get("bad", 0)) for r in records)
         if bad:
             self._fail(bad)
@@ -269,7 +284,7 @@ class EvalContext:
         :class:`~genbench.features.job_features.Extractor`), or ``None``: extract them."""
         if self.sample_parts is None:
             return None
-        return part_features(list(self.sample_parts), extractor)
+        return part_features(list(self.sample_parts), extractor, self.num_samples)
 
     def sample_noise(self, start: int, stop: int, stream: int = 0) -> SampleNoise:
         """The per-sample noise of items ``start..stop-1`` of this job's ``stream`` (0: the

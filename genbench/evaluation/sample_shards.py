@@ -21,6 +21,7 @@ import torch
 
 from genbench.api.errors import GenbenchError
 from genbench.api.paths import atomic_write
+from genbench.evaluation.sample_store import SampleStoreError, open_sample_store
 
 if TYPE_CHECKING:
     from genbench.evaluation.context import EvalContext
@@ -45,10 +46,15 @@ def finished_part(folder: str | os.PathLike, fingerprint: str, start: int,
                   stop: int) -> dict[str, Any] | None:
     """The record of the part in ``folder`` when it was finished for this evaluation and range."""
     record = read_part(folder)
-    if record and (record.get("fingerprint"), record.get("start"), record.get("stop")) == \
+    if not record or (record.get("fingerprint"), record.get("start"), record.get("stop")) != \
             (fingerprint, start, stop):
-        return record
-    return None
+        return None
+    if not record.get("bad"):  # its samples must still be there, whole
+        try:
+            open_sample_store(folder)
+        except SampleStoreError:
+            return None
+    return record
 
 
 def _features_path(folder: Path, extractor: str) -> Path:
@@ -94,10 +100,12 @@ def _embed(ctx: "EvalContext") -> str | None:
     return name
 
 
-def part_features(folders: list[Path], extractor: "Extractor") -> dict[str, torch.Tensor] | None:
-    """The parts' features for ``extractor``, concatenated in order, or ``None`` when a part
+def part_features(folders: list[Path], extractor: "Extractor",
+                  total: int) -> dict[str, torch.Tensor] | None:
+    """The parts' features for ``extractor``, ``total`` rows in order, or ``None`` when a part
     has none for it (another extractor, other weights): then they are extracted again."""
-    chunks: dict[str, list[torch.Tensor]] = {}
+    out: dict[str, torch.Tensor] = {}
+    done = 0
     for folder in folders:
         try:
             blob = torch.load(_features_path(folder, extractor.name), map_location="cpu",
@@ -107,9 +115,15 @@ def part_features(folders: list[Path], extractor: "Extractor") -> dict[str, torc
         if (not isinstance(blob, dict) or blob.get("weights_sha256") != extractor.weights_sha256
                 or not isinstance(blob.get("features"), dict)):
             return None
+        n = blob.get("n")
         for layer in extractor.requested_layers:
             t = blob["features"].get(layer)
-            if not isinstance(t, torch.Tensor) or len(t) != blob.get("n"):
+            if not isinstance(t, torch.Tensor) or t.dim() != 2 or len(t) != n:
                 return None
-            chunks.setdefault(layer, []).append(t)
-    return {layer: torch.cat(ts) for layer, ts in chunks.items()}
+            if layer not in out:  # one matrix for all parts, filled part by part
+                out[layer] = torch.empty((total, t.shape[1]), dtype=t.dtype)
+            if done + n > total or out[layer].shape[1] != t.shape[1]:
+                return None
+            out[layer][done:done + n] = t
+        done += n
+    return out if done == total else None

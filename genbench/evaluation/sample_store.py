@@ -134,7 +134,7 @@ class SampleStoreWriter:
         """Add a batch ``(n, *shape)`` of float samples (images in [0, 1])."""
         x = x.detach().cpu().reshape(len(x), *self.shape)
         x = quantise_images(x) if self.kind == "image" else x.float()
-        arr = x.numpy()
+        arr = np.array(x.numpy(), copy=True)  # never a view of the model's own buffer
         while len(arr):
             take = min(len(arr), self.shard_items - self._pending_n)
             self._pending.append(arr[:take])

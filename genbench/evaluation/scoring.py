@@ -114,8 +114,8 @@ class Evaluation:
     #: The shared samples every metric saw, on disk (``None`` when unusable): read them in
     #: batches (``sample_store.batches(n)``) or whole (:attr:`samples`).
     sample_store: SampleStore | None = field(default=None, repr=False)
-    #: The evaluation context, kept so that a temporary sample store lives as long as this.
-    _context: Any = field(default=None, repr=False)
+    #: The temporary folder of :attr:`sample_store`, kept as long as this is.
+    _folder: Any = field(default=None, repr=False)
 
     @property
     def samples(self) -> torch.Tensor | None:
@@ -195,4 +195,4 @@ def evaluate(model: GenerativeModel, dataset: BenchmarkDataset | str, *,
     records, seconds = score_metrics(ctx, chosen)
     failure = ctx.sample_failure
     return Evaluation(records, {**ctx.timings, "metrics": seconds}, failure,
-                      None if failure is not None else ctx.sample_store, ctx)
+                      None if failure is not None else ctx.sample_store, ctx._tmp)

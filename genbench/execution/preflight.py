@@ -246,9 +246,9 @@ def _batch_problems(rows: list[Job], registries, suite: dict[str, _Dataset]) -> 
     return problems
 
 
-#: Floats per sample the features of an image evaluation are estimated at: the widest
-#: built-in extractor's layers (Inception: 2,048 pool features and 1,008 logits).
-IMAGE_FEATURE_FLOATS = 2048 + 1008
+#: Floats per sample the features of an image evaluation are estimated at: more than the
+#: layers any shipped extractor gives together (2,048 + 1,008 for the widest).
+IMAGE_FEATURE_FLOATS = 4096
 
 
 def _gb(n: float) -> str:
@@ -257,14 +257,15 @@ def _gb(n: float) -> str:
 
 def evaluation_sizes(info, num_samples: int) -> tuple[int, int]:
     """``(disk, memory)`` in bytes one evaluation of ``num_samples`` samples of ``info``'s
-    data is estimated at: its sample store (uint8 images, float32 vectors) and the features
-    plus one float32 copy of the samples (a metric that reads them whole)."""
+    data is estimated at: its sample store (uint8 images, float32 vectors), and the features
+    the metrics hold (for vectors: the samples themselves, as the ``raw`` extractor's
+    features and as the metrics that read samples whole)."""
     values = 1
     for s in info.shape:
         values *= int(s)
     disk = num_samples * values * (1 if info.kind == "image" else 4)
-    floats = IMAGE_FEATURE_FLOATS if info.kind == "image" else values
-    return disk, num_samples * 4 * (floats + values)
+    floats = IMAGE_FEATURE_FLOATS if info.kind == "image" else 2 * values
+    return disk, num_samples * 4 * floats
 
 
 def _physical_memory() -> int | None:

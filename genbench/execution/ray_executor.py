@@ -50,11 +50,12 @@ import torch
 from annotated_types import Ge
 
 from genbench.api.console import install_one_line_warnings
-from genbench.api.errors import ConfigError
+from genbench.api.errors import ConfigError, WorkerTerminated
 from genbench.api.executor import Completion, Executor, ExecutorRequest
 from genbench.api.parameters import check_options
 from genbench.api.paths import atomic_write
 from genbench.execution.executor_support import describe_failure
+from genbench.plan.jobs import shard_dirname
 
 #: Seconds one ``ray.wait`` blocks, so that Ctrl-C reaches the driver promptly.
 _POLL = 0.5
@@ -345,9 +346,10 @@ def _checkpoints(out_dir: Path, job) -> dict[str, bytes]:
     ev = getattr(job, "evaluation", None)
     if ev is not None and getattr(job, "shard", None) is None and ev.shards > 1:
         samples = out_dir / job.training.run_dir / ev.dirname / "samples"
-        for path in sorted(samples.glob("part-*/*")):
-            if path.is_file():
-                files[path.relative_to(out_dir).as_posix()] = path.read_bytes()
+        for a, b in ev.shard_ranges():
+            for path in sorted((samples / shard_dirname(a, b)).glob("*")):
+                if path.is_file():
+                    files[path.relative_to(out_dir).as_posix()] = path.read_bytes()
     return files
 
 
@@ -388,7 +390,9 @@ def _ray_task(run_id: str, blob: bytes, threads: int, work: Callable, job: Any,
     if inputs is None:
         try:
             return ("result", work(state, job), None)
-        except Exception as exc:
+        except WorkerTerminated:
+            raise
+        except (Exception, SystemExit) as exc:  # a plugin's sys.exit fails its job only
             return ("failed", *describe_failure(exc))
     scratch = Path(tempfile.mkdtemp(prefix="genbench-ray-"))
     try:
@@ -399,7 +403,9 @@ def _ray_task(run_id: str, blob: bytes, threads: int, work: Callable, job: Any,
         local = replace(state, context=replace(state.context, out_dir=str(scratch)))
         try:
             value = work(local, job)
-        except Exception as exc:
+        except WorkerTerminated:
+            raise
+        except (Exception, SystemExit) as exc:  # a plugin's sys.exit fails its job only
             return ("failed", *describe_failure(exc))
         outputs = {}
         for path in sorted(p for p in scratch.rglob("*") if p.is_file()):

@@ -27,6 +27,7 @@ from genbench.api.errors import CheckpointCorruptError, GenbenchError
 from genbench.evaluation.context import EvalContext
 from genbench.evaluation.scoring import make_dataset, score_metrics
 from genbench.results.figures import save_sample_grid
+from genbench.results.sample_figures import SHOWN_IMAGES
 from genbench.registry.identity import canonical_hash, code_identity, environment_versions
 from genbench.evaluation.sample_shards import draw_part, finished_part
 from genbench.plan.jobs import DatasetSource, Job, Training, shard_dirname
@@ -367,7 +368,7 @@ def _sample_shard(state: WorkerState, job: Job) -> SampleShardRecord:
     try:
         model, _ = _load_trained(state, t, notes)
         ctx = _eval_context(state, job, model, num_samples=stop - start, sample_dir=folder,
-                            first_sample=start)
+                            first_sample=start, shard_of=ev.num_samples)
         part = draw_part(ctx, ev.fingerprint)
         record.status, record.seconds = "ok", part["seconds"]
     except Exception as exc:  # the row that needs it fails, naming it
@@ -396,8 +397,8 @@ def _evaluate(state: WorkerState, job: Job, model) -> tuple[list[MetricRecord], 
     sample_failure = ctx.sample_failure
     if sample_failure is None:
         (eval_dir / "samples.pt").unlink(missing_ok=True)  # an older genbench's copy
-        shown = ctx.sample_store.read(0, min(len(ctx.sample_store), 64 if data.info.kind == "image"
-                                             else len(ctx.sample_store)))
+        store = ctx.sample_store
+        shown = store.read(0, len(store) if data.info.kind == "vector" else min(len(store), SHOWN_IMAGES))
         save_sample_grid(shown, data.info, eval_dir / "samples.png",
                          reference=ctx.test[0] if data.info.kind == "vector" else None)
     records, metric_seconds = score_metrics(

@@ -140,15 +140,19 @@ class Evaluation:
         return evaluation_dirname(self.fingerprint)
 
     def shard_ranges(self) -> list[tuple[int, int]]:
-        """The ``(start, stop)`` sample ranges of the shards (one range when not sharded)."""
-        return shard_ranges(self.num_samples, self.shards)
+        """The ``(start, stop)`` sample ranges of the shards (one range when not sharded),
+        cut at multiples of the batch size."""
+        return shard_ranges(self.num_samples, self.shards, self.batch_size)
 
 
-def shard_ranges(n: int, shards: int) -> list[tuple[int, int]]:
-    """``n`` items split into ``shards`` contiguous ranges of nearly equal size (at most
-    ``n`` ranges, none empty)."""
+def shard_ranges(n: int, shards: int, align: int = 1) -> list[tuple[int, int]]:
+    """``n`` items split into at most ``shards`` contiguous, non-empty ranges of nearly equal
+    size, cut at multiples of ``align`` (the evaluation batch size: then every batch a shard
+    draws and embeds is a batch one job would, so the numbers are the same to the bit)."""
     k = max(1, min(int(shards), int(n)))
-    bounds = [n * i // k for i in range(k + 1)]
+    align = max(1, int(align))
+    cuts = sorted({min(n, round(n * i / k / align) * align) for i in range(1, k)} - {0, n})
+    bounds = [0, *cuts, n]
     return [(a, b) for a, b in zip(bounds, bounds[1:])]
 
 

@@ -14,23 +14,29 @@ fixed seeded subset when larger; recorded, as for ``prdc``). Keys:
   training point ``t`` than ``t`` is from its own nearest other training point. A copy of a
   training point is never authentic. Higher is better.
 * ``ct``: the data-copying statistic C_T of Meehan, Chaudhuri & Dasgupta (AISTATS 2020,
-  "A Non-Parametric Test to Detect Data-Copying in Generative Models"). K-means
-  (``cells``, seeded) partitions the training points into cells; test points and samples
-  fall into the cell of their nearest centre. In each cell ``pi`` with ``n`` test points and
-  ``m`` samples, the Mann-Whitney statistic ``U`` (pairs with ``L(sample) > L(test)``, ties
-  counted 1/2) is z-scored under the null of equal distributions,
-  ``Z_U = (U - mn/2) / sqrt(mn(n + m + 1)/12)``, and
-  ``C_T = sum_pi P_n(pi) Z_U(pi) / sum_pi P_n(pi)`` over the cells holding at least
-  ``min_cell_samples`` samples (the paper's ``Pi_tau``, with ``tau = 20 / m``), ``P_n(pi)``
-  the test split's fraction in the cell. About 0 (a standard normal's scale) for fresh
-  data, clearly negative for copying, positive for samples farther from the training data
-  than new data is (underfitting). It has no "better" direction: closer to 0 is better, and
-  the leaderboards only know higher or lower, so it is informative (no direction). NaN, with
-  the reason in the details (``ct_note``), when no cell has enough samples.
+  "A Non-Parametric Test to Detect Data-Copying in Generative Models"), as their code
+  (``C_T`` in ``data_copying_tests.py`` of github.com/casey-meehan/data-copying) computes it.
+  K-means (``cells``, seeded) partitions the training points into cells; training points,
+  test points and samples fall into the cell of their nearest centre. In each cell ``pi``
+  with ``n`` test points and ``m`` samples, ``L_pi(x)`` is the distance of ``x`` to the
+  nearest training point *of its own cell*, the Mann-Whitney statistic ``U`` (pairs with
+  ``L_pi(sample) > L_pi(test)``, ties counted 1/2) is z-scored under the null of equal
+  distributions with the official code's continuity correction,
+  ``Z_U = (U - (mn/2 - 0.5)) / sqrt(mn(n + m + 1)/12)``, and
+  ``C_T = sum_pi P_n(pi) Z_U(pi) / sum_pi P_n(pi)`` over the cells holding more than
+  ``cell_threshold`` samples (the code's ``Q_m(pi) > tau`` with ``tau = 20 / m``; a cell
+  with exactly 20 does not count), ``P_n(pi)`` the test split's fraction in the cell. About
+  0 (a standard normal's scale) for fresh data, clearly negative for copying, positive for
+  samples farther from the training data than new data is (underfitting). It has no
+  "better" direction: closer to 0 is better, and the leaderboards only know higher or
+  lower, so it is informative (no direction). NaN, with the reason in the details
+  (``ct_note``), when no cell holds enough samples. A cell without test points (weight 0)
+  or without training points (no distance to measure) never counts.
 
-One difference from the paper's code: ``L`` is the distance to the nearest training point
-of the whole training set, not of the cell's training points only (they differ only for
-points near a cell boundary); one nearest-neighbour search serves all three keys.
+``copy_rate`` and ``authenticity`` use the distance to the nearest training point of the
+whole training set; ``ct`` the in-cell distances, as the paper's code does (in 64-d
+features most test points have their global nearest training point in another cell, so the
+two differ, and C_T's published values are the in-cell ones).
 
 Features are the run's extractor's k-NN layer (``prc``; raw coordinates for vectors). The
 training points are the whole training split unless ``max_train`` caps them (then a fixed
@@ -44,7 +50,7 @@ import math
 from typing import Annotated, Any
 
 import numpy as np
-from annotated_types import Interval
+from annotated_types import Ge, Interval
 
 from genbench import ConfigError, CountNeed, EvalContext, MetricResult, hookimpl
 
@@ -73,28 +79,45 @@ def authenticity(gen_dist: np.ndarray, gen_nearest: np.ndarray, train) -> float:
 
 
 def mann_whitney_z(gen_dist: np.ndarray, test_dist: np.ndarray) -> float:
-    """Z-scored Mann-Whitney U of ``gen_dist`` (m values) against ``test_dist`` (n values):
-    ``(U - mn/2) / sqrt(mn(n + m + 1)/12)``, ``U`` = #pairs with gen > test (+ 1/2 per tie).
-    Negative when the samples are closer to the training data than the test points."""
+    """Z-scored Mann-Whitney U of ``gen_dist`` (m values) against ``test_dist`` (n values),
+    as Meehan et al.'s code computes it: ``(U - (mn/2 - 0.5)) / sqrt(mn(n + m + 1)/12)``,
+    ``U`` = #pairs with gen > test (+ 1/2 per tie), the 0.5 its continuity correction (no tie
+    correction). Negative when the samples are closer to the training data than the test
+    points."""
     from scipy.stats import mannwhitneyu  # here, not at import: `genbench list` stays fast
 
     m, n = len(gen_dist), len(test_dist)
     u = mannwhitneyu(gen_dist, test_dist, alternative="two-sided").statistic  # U of the first
-    return float((u - m * n / 2.0) / math.sqrt(m * n * (n + m + 1) / 12.0))
+    return float((u - (m * n / 2.0 - 0.5)) / math.sqrt(m * n * (n + m + 1) / 12.0))
+
+
+def in_cell_distances(points: np.ndarray, point_cell: np.ndarray, train: np.ndarray,
+                      train_cell: np.ndarray) -> np.ndarray:
+    """Distance of each of ``points`` to the nearest row of ``train`` in the same cell (cell
+    labels ``point_cell``, ``train_cell``); NaN for a point whose cell has no training row."""
+    dist = np.full(len(points), np.nan)
+    for c in np.unique(point_cell):
+        here, cell_train = point_cell == c, train[train_cell == c]
+        if len(cell_train):
+            dist[here] = nearest_neighbours(points[here], cell_train)[0][:, 0]
+    return dist
 
 
 def data_copying_ct(gen_dist: np.ndarray, gen_cell: np.ndarray, test_dist: np.ndarray,
-                    test_cell: np.ndarray, cells: int, min_cell_samples: int = 20
-                    ) -> tuple[float, list[dict[str, Any]]]:
-    """C_T (Meehan et al. 2020) from nearest-training distances and cell labels (0..cells-1):
-    the test-fraction-weighted mean of the per-cell Mann-Whitney z-scores over the cells with
-    at least ``min_cell_samples`` samples (and a test point). Returns ``(C_T, per-cell rows)``;
-    C_T is NaN when no cell qualifies."""
+                    test_cell: np.ndarray, train_cell: np.ndarray, cells: int,
+                    cell_threshold: int = 20) -> tuple[float, list[dict[str, Any]]]:
+    """C_T (Meehan et al. 2020) from in-cell nearest-training distances and cell labels
+    (0..cells-1) of samples, test points and training points: the test-fraction-weighted
+    mean of the per-cell :func:`mann_whitney_z` over the cells with more than
+    ``cell_threshold`` samples, a test point and a training point. Returns
+    ``(C_T, per-cell rows)``; C_T is NaN when no cell qualifies."""
     rows, num, den = [], 0.0, 0.0
     for c in range(cells):
         g, t = gen_dist[gen_cell == c], test_dist[test_cell == c]
-        row: dict[str, Any] = {"cell": c, "n_test": len(t), "n_generated": len(g), "z": None}
-        if len(g) >= min_cell_samples and len(t) > 0:
+        n_train = int(np.sum(train_cell == c))
+        row: dict[str, Any] = {"cell": c, "n_train": n_train, "n_test": len(t),
+                               "n_generated": len(g), "z": None}
+        if len(g) > cell_threshold and len(t) > 0 and n_train > 0:
             z = mann_whitney_z(g, t)
             weight = len(t) / len(test_dist)  # P_n(pi)
             row["z"], num, den = z, num + weight * z, den + weight
@@ -119,14 +142,14 @@ class Memorization(FeatureMetric):
     nonfinite_ok = frozenset({"ct"})  # NaN when no cell holds enough samples (ct_note says so)
     layer_metric = "prc"
 
-    def __init__(self, cells: Count = 10, min_cell_samples: Count = 20,
+    def __init__(self, cells: Count = 10, cell_threshold: Annotated[int, Ge(0)] = 20,
                  copy_percentile: Annotated[float, Interval(gt=0, lt=100)] = 1.0,
                  max_reference: Count = 10_000, max_train: Count | None = None,
                  kmeans_seed: Seed = 0):
         if max_train is not None and max_train < max(cells, 2):
             raise ConfigError(f"memorization: max_train ({max_train}) must be at least cells "
                               f"({cells}) and 2")
-        self.cells, self.min_cell_samples = cells, min_cell_samples
+        self.cells, self.cell_threshold = cells, cell_threshold
         self.copy_percentile, self.kmeans_seed = float(copy_percentile), kmeans_seed
         self.max_reference, self.max_train = max_reference, max_train
 
@@ -152,20 +175,23 @@ class Memorization(FeatureMetric):
         rate, threshold = copy_rate(gen_d, test_d, self.copy_percentile)
         with limited_sklearn():
             kmeans = KMeans(n_clusters=self.cells, n_init=1, random_state=self.kmeans_seed).fit(train)
-            gen_cell, test_cell = kmeans.predict(gen), kmeans.predict(test)
-        ct, cell_rows = data_copying_ct(gen_d, gen_cell, test_d, test_cell, self.cells,
-                                        self.min_cell_samples)
+            gen_cell, test_cell, train_cell = (kmeans.predict(a) for a in (gen, test, train))
+        gen_in = in_cell_distances(gen, gen_cell, train, train_cell)
+        test_in = in_cell_distances(test, test_cell, train, train_cell)
+        ct, cell_rows = data_copying_ct(gen_in, gen_cell, test_in, test_cell, train_cell,
+                                        self.cells, self.cell_threshold)
         values = {"copy_rate": rate, "authenticity": authenticity(gen_d, gen_nn, train), "ct": ct}
         details.update(
             n_train=train_feats.n, n_train_total=train_feats.n_total, train_cache=train_feats.cache,
             copy_percentile=self.copy_percentile, copy_threshold=threshold,
             median_generated_distance=float(np.median(gen_d)),
             median_test_distance=float(np.median(test_d)),
-            cells=self.cells, min_cell_samples=self.min_cell_samples, kmeans_seed=self.kmeans_seed,
+            cells=self.cells, cell_threshold=self.cell_threshold, kmeans_seed=self.kmeans_seed,
             cells_used=sum(r["z"] is not None for r in cell_rows), ct_cells=cell_rows)
         if math.isnan(ct):
-            details["ct_note"] = (f"no cell holds {self.min_cell_samples} or more of the "
-                                  f"{len(gen_d)} samples; use fewer cells or more samples")
+            details["ct_note"] = (f"no cell holds more than {self.cell_threshold} of the "
+                                  f"{len(gen_d)} samples (and a test and a training point); "
+                                  f"use fewer cells or more samples")
         return MetricResult(values, details)
 
 

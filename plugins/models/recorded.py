@@ -16,7 +16,7 @@ from typing import Annotated
 import torch
 
 from genbench import (SAMPLE_FILE_SUFFIXES, ConfigError, DataInfo, GenerativeModel, InputFile,
-                      hookimpl, open_sample_set)
+                      SampleNoise, hookimpl, open_sample_set)
 
 
 class RecordedSamples(GenerativeModel):

@@ -117,7 +117,9 @@ class GANBase(GenerativeModel):
         (the head, a linear layer to one judgement, is added by :class:`Discriminator`)."""
 
     def init_weights(self, module: nn.Module) -> None:
-        """Initialise a freshly built network (before spectral norm). Default: torch's."""
+        """Initialise a freshly built network (before spectral norm): called with the
+        generator, then D's trunks, then D's heads; never with minibatch discrimination's
+        T, which keeps Salimans et al.'s N(0, 0.05). Default: torch's."""
 
     def _finish(self, lr_d: float, lr_g: float, betas: tuple[float, float]) -> None:
         """Build D around the trunks, apply spectral norm, create the optimizers and the replay
@@ -126,7 +128,9 @@ class GANBase(GenerativeModel):
         self.discriminator = Discriminator([self.build_trunk(s) for s in self.trunk_shapes()],
                                            self.stab)
         self.init_weights(self.generator)
-        self.init_weights(self.discriminator)
+        # D's modules in order, minibatch discrimination left out (see init_weights)
+        self.init_weights(self.discriminator.trunks)
+        self.init_weights(self.discriminator.heads)
         if self.stab.spectral_norm:
             apply_spectral_norm(self.discriminator)
         self.replay = (ReplayBuffer(self.stab.replay_size, self.shape, self.stab.replay_rate)

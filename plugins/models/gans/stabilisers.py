@@ -126,7 +126,9 @@ class MinibatchDiscrimination(nn.Module):
     T in R^(A x B x C) into rows ``M_i`` in R^(B x C); for each kernel b,
     ``c_b(x_i, x_j) = exp(-||M_i,b - M_j,b||_1)`` and ``o(x_i)_b = sum_j c_b(x_i, x_j)`` over
     the minibatch (j = i included, as in the paper). Output: ``[f(x_i), o(x_i)]``, A + B
-    features. T is a bias-free linear layer, so spectral norm applies to it too."""
+    features. T is a bias-free linear layer, so spectral norm applies to it too; it starts
+    N(0, 0.05), as in Salimans et al.'s code, and the GAN models keep that (their own
+    initialisation skips T)."""
 
     def __init__(self, in_features: int, kernels: int, kernel_dim: int):
         super().__init__()
