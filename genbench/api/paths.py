@@ -11,18 +11,17 @@ from typing import Callable
 from genbench.api.errors import OutputNotWritableError
 
 
-_SHA256_MEMO: dict[tuple[str, int, int], str] = {}
+_SHA256_MEMO: dict[tuple[int, ...], str] = {}
 
 
 def sha256_file(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file (remembered per path, inode, size, mtime and ctime within the
-    process)."""
-    p = Path(path).resolve()
-    st = p.stat()
-    key = (str(p), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    """Hex sha256 of a file (remembered within the process per file: device, inode, size,
+    mtime and ctime, so a rewritten or replaced file is hashed again)."""
+    st = os.stat(path)
+    key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
     if key not in _SHA256_MEMO:
         h = hashlib.sha256()
-        with open(p, "rb") as f:
+        with open(path, "rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):
                 h.update(block)
         _SHA256_MEMO[key] = h.hexdigest()

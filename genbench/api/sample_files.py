@@ -555,7 +555,38 @@ class SampleSet:
         return (x * 255.0).round_().clamp_(0.0, 255.0).to(torch.uint8)
 
 
+#: Sample sets opened in this process, by path and the state of their files (see
+#: :func:`_state`): a run opens one set several times (checks, the model, the dataset).
+_OPENED: dict[tuple, SampleSet] = {}
+
+
+def _state(path: Path) -> tuple | None:
+    """What changes when the set at ``path`` changes: every file's name, size, mtime and
+    ctime (a folder's, recursively), or ``None`` when there is nothing to open."""
+    try:
+        if path.is_dir():
+            files = []
+            for root, _, names in os.walk(path):
+                for name in names:
+                    st = os.stat(os.path.join(root, name))
+                    files.append((os.path.join(root, name), st.st_size, st.st_mtime_ns,
+                                  st.st_ctime_ns))
+            return (str(path), tuple(sorted(files)))
+        st = os.stat(path)
+        return (str(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    except OSError:
+        return None
+
+
 def open_sample_set(path: str | os.PathLike) -> SampleSet:
     """Open and check the sample set at ``path`` (a folder of images, .zip, .npz, .npy or
-    .csv); raise :class:`SampleSetError` naming the file when it cannot be read."""
-    return SampleSet(path)
+    .csv); raise :class:`SampleSetError` naming the file when it cannot be read. A set
+    opened before in this process, whose files have not changed since, is not checked and
+    hashed again."""
+    p = Path(path).expanduser().absolute()
+    key = _state(p)
+    if key is None:
+        return SampleSet(path)
+    if key not in _OPENED:
+        _OPENED[key] = SampleSet(path)
+    return _OPENED[key]
