@@ -622,3 +622,17 @@ def test_train_data_beats_vae_beats_uniform_noise_on_digits(registries, digits, 
     assert abs(kid["train-data"]["mean"]) < 3 * kid["train-data"]["std"], kid
     assert 0 < kid["vae"]["mean"] < 1 and kid["vae"]["mean"] > 3 * kid["vae"]["std"], kid
     assert kid["vae"]["mean"] < kid["uniform-noise"]["mean"], kid
+
+
+@pytest.mark.parametrize("n, splits, shuffle", [(1000, 10, True), (997, 7, True), (50, 1, False)])
+def test_inception_score_split_by_split_equals_torch_fidelity_to_the_bit(n, splits, shuffle):
+    from torch_fidelity.metric_isc import isc_features_to_metric
+
+    from genbench.features.fidelity import isc_from_logits
+
+    logits = torch.randn(n, 30, generator=torch.Generator().manual_seed(n)) * 3
+    theirs = isc_features_to_metric(logits, splits, shuffle, 2020)
+    assert isc_from_logits(logits, splits, shuffle, 2020) == (
+        theirs["inception_score_mean"], theirs["inception_score_std"])
+    if shuffle:  # the permutation matters: another seed gives other splits
+        assert isc_from_logits(logits, splits, shuffle, 7) != isc_from_logits(logits, splits, shuffle, 2020)
