@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from genbench.api.budget import Budget
 
 #: Optional methods a model may define; found by looking, never declared.
-OPTIONAL_CAPABILITIES = ("reconstruct", "encode", "elbo", "sample_range")
+OPTIONAL_CAPABILITIES = ("reconstruct", "encode", "elbo", "log_importance_weights", "sample_range")
 
 
 class GenerativeModel(nn.Module, abc.ABC):
@@ -64,7 +64,10 @@ class GenerativeModel(nn.Module, abc.ABC):
 
     :meth:`on_train_end` runs after training with the training split (ex-post density
     estimation, say). Every model implements :meth:`sample`. Optional capabilities, found by
-    looking for them: ``reconstruct(x)``, ``encode(x)``, ``elbo(x)`` and ``nfe`` (network
+    looking for them: ``reconstruct(x)``, ``encode(x)``, ``elbo(x)``,
+    ``log_importance_weights(x, k, generator=None)`` (``(N, k)`` log importance weights
+    ``log p(x|z) + log p(z) - log q(z|x)`` of ``k`` posterior draws: the ``iwae`` metric's
+    input) and ``nfe`` (network
     evaluations per sample: an attribute, or a method taking the sampling settings), and
     ``sample_range(start, stop, generator=None, **settings)`` for a model whose samples are a
     fixed, indexed stream (a sample set read from files): an evaluation then asks for items

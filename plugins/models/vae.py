@@ -103,6 +103,25 @@ class VAEBase(GenerativeModel):
         z = mu + eps * torch.exp(0.5 * logvar)
         return {"recon": self._nll(self.decode_logits(z), x), "kl": self._kl(mu, logvar)}
 
+    def log_importance_weights(self, x: torch.Tensor, k: int,
+                               generator: torch.Generator | None = None) -> torch.Tensor:
+        """``log p(x|z) + log p(z) - log q(z|x)`` for ``k`` posterior draws per item,
+        ``(N, k)`` in nats (float64): the importance weights of Burda et al.'s bound, whose
+        ``logmeanexp`` over the draws is a lower bound on ``log p(x)`` that tightens as ``k``
+        grows. Draws come from ``generator`` (a CPU generator) when one is given."""
+        mu, logvar = (t.double() for t in self.posterior(x))
+        n, d = mu.shape
+        eps = (torch.randn(n, k, d, generator=generator, dtype=torch.float64)
+               if generator is not None else torch.randn(n, k, d, dtype=torch.float64)).to(mu.device)
+        z = mu[:, None] + eps * torch.exp(0.5 * logvar)[:, None]
+        log_2pi = math.log(2 * math.pi)
+        log_q = -0.5 * (eps.pow(2) + logvar[:, None] + log_2pi).sum(2)
+        log_prior = -0.5 * (z.pow(2) + log_2pi).sum(2)
+        out = self.decode_logits(z.reshape(n * k, d).to(self.log_scale.dtype))
+        xs = x.flatten(1)[:, None].expand(n, k, -1).reshape(n * k, -1)
+        log_lik = -self._nll(out, xs).double().reshape(n, k)
+        return log_lik + log_prior - log_q
+
     def train_step(self, batch: torch.Tensor, step: int) -> dict[str, float]:
         parts = self.elbo(batch)
         recon, kl = parts["recon"].mean(), parts["kl"].mean()
