@@ -19,7 +19,21 @@ def _takes_generator(fn) -> bool:
         return False
 
 
-class ELBO(Metric):
+class TestSplitBound(Metric):
+    """What the likelihood bounds on the test split share: they need one test item, and
+    record the model's likelihood kind (bounds of different kinds do not compare)."""
+
+    def count_needs(self) -> tuple[CountNeed, ...]:
+        return (CountNeed("test", 1, why="an average over the test split"),)
+
+    @staticmethod
+    def likelihood_details(model) -> dict[str, str]:
+        """``{"likelihood": kind}`` when the model names its likelihood, else ``{}``."""
+        likelihood = getattr(model, "likelihood", None)
+        return {"likelihood": likelihood} if isinstance(likelihood, str) else {}
+
+
+class ELBO(TestSplitBound):
     """-ELBO = E_q[-log p(x|z)] + KL(q(z|x) || p(z)), averaged over the test split.
 
     The model's ``elbo(x)`` returns per-sample ``recon`` (negative log-likelihood) and ``kl``
@@ -41,9 +55,6 @@ class ELBO(Metric):
 
     def __init__(self, draws: Count = 1, batch_size: Count = 256):
         self.draws, self.batch_size = draws, batch_size
-
-    def count_needs(self) -> tuple[CountNeed, ...]:
-        return (CountNeed("test", 1, why="an average over the test split"),)
 
     @torch.no_grad()
     def compute(self, ctx: EvalContext) -> MetricResult:
@@ -68,10 +79,8 @@ class ELBO(Metric):
         recon, kl = recon_sum / per, kl_sum / per
         values = {"neg_elbo_nats_per_dim": recon + kl, "recon_nats_per_dim": recon,
                   "kl_nats_per_dim": kl}
-        details = {"draws": self.draws, "n_test": len(x_all), "dim": ctx.data_info.dim}
-        likelihood = getattr(model, "likelihood", None)
-        if isinstance(likelihood, str):
-            details["likelihood"] = likelihood
+        details = {"draws": self.draws, "n_test": len(x_all), "dim": ctx.data_info.dim,
+                   **self.likelihood_details(model)}
         return MetricResult(values, details)
 
 

@@ -6,12 +6,13 @@ import math
 
 import torch
 
-from genbench import CountNeed, EvalContext, Metric, MetricResult, hookimpl
+from genbench import EvalContext, MetricResult, hookimpl
 
+from .elbo import TestSplitBound
 from .inputs import Count
 
 
-class IWAE(Metric):
+class IWAE(TestSplitBound):
     """``-log p(x)`` bounded above by ``-logmeanexp_k log w_k`` with ``k`` posterior draws per
     test item (the bound VAE papers and pythae's reproducibility table report; K = 1 is the
     ELBO in expectation, and the bound tightens to ``-log p(x)`` as ``k`` grows).
@@ -33,9 +34,6 @@ class IWAE(Metric):
     def __init__(self, k: Count = 200, batch_size: Count = 64):
         self.k, self.batch_size = k, batch_size
 
-    def count_needs(self) -> tuple[CountNeed, ...]:
-        return (CountNeed("test", 1, why="an average over the test split"),)
-
     @torch.no_grad()
     def compute(self, ctx: EvalContext) -> MetricResult:
         model = ctx.model.eval()
@@ -50,11 +48,8 @@ class IWAE(Metric):
         dim = ctx.data_info.dim
         values = {"nll_nats": nats, "nll_nats_per_dim": nats / dim,
                   "nll_bits_per_dim": nats / dim / math.log(2)}
-        details = {"k": self.k, "n_test": n, "dim": dim}
-        likelihood = getattr(model, "likelihood", None)
-        if isinstance(likelihood, str):
-            details["likelihood"] = likelihood
-        return MetricResult(values, details)
+        return MetricResult(values, {"k": self.k, "n_test": n, "dim": dim,
+                                     **self.likelihood_details(model)})
 
 
 @hookimpl
