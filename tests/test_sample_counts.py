@@ -73,7 +73,7 @@ def test_shared_equal_counts_are_the_same_points_without_another_pass(registries
     extractor = ctx.features().extractor
     passes, extract = [], extractor.features_of_batches
 
-    def counted(batches, total=None):  # every pass over a set, whole or batch by batch
+    def counted(batches, total):  # every pass over a set, whole or batch by batch
         batches = list(batches)
         passes.append(sum(len(b) for b in batches))
         return extract(batches, total)

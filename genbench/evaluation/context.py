@@ -217,32 +217,29 @@ class EvalContext:
             self._tmp = tempfile.TemporaryDirectory(prefix="genbench-samples-")
             folder = Path(self._tmp.name) / "samples"
         writer = SampleStoreWriter(folder, shape=tuple(self.data_info.shape), kind=self.data_info.kind)
-        draw = self._draw_per_sample
+        shared = None  # one torch.Generator, for a model that hands the generator to torch
         bad = 0
         for start in range(0, self.num_samples, self.batch_size):
             stop = min(start + self.batch_size, self.num_samples)
             try:
-                x = draw(start, stop)
+                x = self._draw(start, stop, shared if shared is not None
+                               else self.sample_noise(start, stop))
             except TypeError as exc:
                 if start or SampleNoise.__name__ not in str(exc):
                     raise
+                said = (f"model {self.model_name!r} passes the generator to torch itself "
+                        f"({str(exc).splitlines()[0]})")
                 if self.shard_of is not None:  # one shard of several: draws would repeat another's
-                    raise ConfigError(
-                        f"model {self.model_name!r} passes the generator to torch itself "
-                        f"({str(exc).splitlines()[0]}), so its samples depend on how they are "
-                        "drawn and cannot be split into shards: set eval_shards = 1, or draw "
-                        "noise with self.randn / self.rand") from None
-                # the model hands the noise source to torch itself: give it one generator
-                warnings.warn(
-                    f"model {self.model_name!r} passes the generator to torch itself "
-                    f"({str(exc).splitlines()[0]}); it gets one torch.Generator for the whole set, so its samples "
-                    "depend on the evaluation's batch size: draw noise with self.randn / "
-                    "self.rand to make them per-sample", stacklevel=2)
+                    raise ConfigError(f"{said}, so its samples depend on how they are drawn and "
+                                      "cannot be split into shards: set eval_shards = 1, or draw "
+                                      "noise with self.randn / self.rand") from None
+                warnings.warn(f"{said}; it gets one torch.Generator for the whole set, so its "
+                              "samples depend on the evaluation's batch size: draw noise with "
+                              "self.randn / self.rand to make them per-sample", stacklevel=2)
                 self.noise = "one generator"
-                draw = self._draw_shared(self.generator(1))
-                x = draw(start, stop)
-            self._check_shape(x, stop - start)
-            x = x.detach().float().cpu().reshape(stop - start, *self.data_info.shape)
+                shared = self.generator(1)
+                x = self._draw(start, stop, shared)
+            x = self._checked(x, stop - start)
             bad += int((~torch.isfinite(x)).flatten(1).any(1).sum()) if len(x) else 0
             if not bad:
                 writer.append(x)
@@ -306,25 +303,20 @@ class EvalContext:
         for start in range(0, n, self.batch_size):
             stop = min(start + self.batch_size, n)
             noise = shared if shared is not None else self.sample_noise(start, stop, stream)
-            x = self.sample(stop - start, noise)
-            self._check_shape(x, stop - start)
-            yield x.detach().float().cpu().reshape(stop - start, *self.data_info.shape)
+            yield self._checked(self.sample(stop - start, noise), stop - start)
 
-    def _draw_per_sample(self, start: int, stop: int) -> torch.Tensor:
-        noise = self.sample_noise(start, stop)
+    def _draw(self, start: int, stop: int, generator) -> torch.Tensor:
+        """The job's samples ``start..stop-1`` (counted from :attr:`first_sample`)."""
         if callable(getattr(self.model, "sample_range", None)):  # a fixed, indexed stream
-            return self.model.sample_range(noise.start, noise.stop, generator=noise,
+            first = self.first_sample
+            return self.model.sample_range(first + start, first + stop, generator=generator,
                                            **self.model_settings())
-        return self.sample(stop - start, noise)
+        return self.sample(stop - start, generator)
 
-    def _draw_shared(self, gen: torch.Generator):
-        def draw(start: int, stop: int) -> torch.Tensor:
-            if callable(getattr(self.model, "sample_range", None)):
-                first = self.first_sample
-                return self.model.sample_range(first + start, first + stop, generator=gen,
-                                               **self.model_settings())
-            return self.sample(stop - start, gen)
-        return draw
+    def _checked(self, x: torch.Tensor, n: int) -> torch.Tensor:
+        """``n`` samples as float32 on the CPU in the data's layout, after :meth:`_check_shape`."""
+        self._check_shape(x, n)
+        return x.detach().float().cpu().reshape(n, *self.data_info.shape)
 
     def _check_shape(self, x: torch.Tensor, n: int) -> None:
         """Samples must come in the data's layout, ``(n, *shape)``, or flat, ``(n, dim)``:

@@ -27,7 +27,7 @@ from genbench.api.errors import CheckpointCorruptError, GenbenchError
 from genbench.evaluation.context import EvalContext
 from genbench.evaluation.scoring import make_dataset, score_metrics
 from genbench.results.figures import save_sample_grid
-from genbench.results.sample_figures import SHOWN_IMAGES
+from genbench.results.sample_figures import shown_samples
 from genbench.registry.identity import canonical_hash, code_identity, environment_versions
 from genbench.evaluation.sample_shards import draw_part, finished_part
 from genbench.plan.jobs import DatasetSource, Job, Training, shard_dirname
@@ -397,9 +397,7 @@ def _evaluate(state: WorkerState, job: Job, model) -> tuple[list[MetricRecord], 
     sample_failure = ctx.sample_failure
     if sample_failure is None:
         (eval_dir / "samples.pt").unlink(missing_ok=True)  # an older genbench's copy
-        store = ctx.sample_store
-        shown = store.read(0, len(store) if data.info.kind == "vector" else min(len(store), SHOWN_IMAGES))
-        save_sample_grid(shown, data.info, eval_dir / "samples.png",
+        save_sample_grid(shown_samples(ctx.sample_store), data.info, eval_dir / "samples.png",
                          reference=ctx.test[0] if data.info.kind == "vector" else None)
     records, metric_seconds = score_metrics(
         ctx, [(m.label, state.registries.metrics.get(m.name), m.params) for m in ev.metrics])

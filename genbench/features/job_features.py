@@ -172,16 +172,15 @@ class Extractor:
         if len(x) == 0:
             raise ConfigError("cannot extract features of an empty set")
         step = max(1, batch_size)
-        return self.features_of_batches(x[i:i + step] for i in range(0, len(x), step))
+        return self.features_of_batches((x[i:i + step] for i in range(0, len(x), step)), len(x))
 
     @torch.no_grad()
     def features_of_batches(self, batches: Iterable[torch.Tensor],
-                            total: int | None = None) -> dict[str, torch.Tensor]:
-        """One pass over ``batches`` (data space, or uint8 images as a sample store holds
-        them), each embedded as it comes: ``{layer: (N, D_layer)}`` on the CPU, so only one
-        batch of inputs is in memory at a time. With ``total`` (the item count) each layer's
-        matrix is allocated once and filled, never concatenated (half the peak memory)."""
-        chunks: dict[str, list[torch.Tensor]] = {}
+                            total: int) -> dict[str, torch.Tensor]:
+        """One pass over ``batches`` of ``total`` items in all (data space, or uint8 images as
+        a sample store holds them), each embedded as it comes: ``{layer: (total, D_layer)}``
+        on the CPU. Only one batch of inputs is in memory at a time, and each layer's matrix
+        is allocated once and filled, never concatenated (half the peak memory)."""
         filled: dict[str, torch.Tensor] = {}
         done = 0
         for batch in batches:
@@ -190,21 +189,15 @@ class Extractor:
             batch = self.prepare(batch).to(self.device, non_blocking=True)
             out = self.module.convert_features_tuple_to_dict(self.module(batch))
             for k, v in out.items():
-                v = v.cpu()
-                if total is None:
-                    chunks.setdefault(k, []).append(v)
-                    continue
                 if k not in filled:
                     filled[k] = torch.empty((total, *v.shape[1:]), dtype=v.dtype)
-                filled[k][done:done + len(v)] = v
+                filled[k][done:done + len(v)] = v.cpu()
             done += len(batch)
         if not done:
             raise ConfigError("cannot extract features of an empty set")
-        if total is not None:
-            if done != total:
-                raise ConfigError(f"expected {total} items to extract features of, got {done}")
-            return filled
-        return {k: torch.cat(v, dim=0) for k, v in chunks.items()}
+        if done != total:
+            raise ConfigError(f"expected {total} items to extract features of, got {done}")
+        return filled
 
     def provenance(self) -> dict[str, Any]:
         """What every stored value records about the extractor."""
@@ -562,7 +555,7 @@ class JobFeatures:
         cache = "hit"
         if feats is None:
             cache = "miss"
-            feats = ext.features_of_batches(split_item_batches(value, self.ctx.batch_size, idx))
+            feats = ext.features_of_batches(split_item_batches(value, self.ctx.batch_size, idx), n)
             blob = {"key": key, "n": n, "split": split, "features": feats, "extractor": ext.name,
                     "weights_sha256": ext.weights_sha256, "cache_format": CACHE_FORMAT}
             _store_cache(path, blob)

@@ -94,4 +94,10 @@ def _shown_samples(eval_dir: Path):
     except SampleStoreError:
         legacy = eval_dir / "samples.pt"
         return torch.load(legacy, weights_only=True) if legacy.exists() else None
+    return shown_samples(store)
+
+
+def shown_samples(store) -> "torch.Tensor":
+    """What a figure of a :class:`~genbench.evaluation.sample_store.SampleStore` shows, as
+    float32: its first :data:`SHOWN_IMAGES` images, or every vector."""
     return store.read(0, len(store) if store.kind == "vector" else min(len(store), SHOWN_IMAGES))

@@ -111,8 +111,7 @@ class VAEBase(GenerativeModel):
         grows. Draws come from ``generator`` (a CPU generator) when one is given."""
         mu, logvar = (t.double() for t in self.posterior(x))
         n, d = mu.shape
-        eps = (torch.randn(n, k, d, generator=generator, dtype=torch.float64)
-               if generator is not None else torch.randn(n, k, d, dtype=torch.float64)).to(mu.device)
+        eps = torch.randn(n, k, d, generator=generator, dtype=torch.float64).to(mu.device)
         z = mu[:, None] + eps * torch.exp(0.5 * logvar)[:, None]
         log_2pi = math.log(2 * math.pi)
         log_q = -0.5 * (eps.pow(2) + logvar[:, None] + log_2pi).sum(2)
