@@ -40,6 +40,18 @@ def failing_build(device):
     return build_model("ae", {"hidden": 8}, None, device)
 
 
+def build_that_aborts_in_teardown(checkpoint, device):
+    """Rank 1 dies by SIGABRT while it tears the group down, as a gloo thread can make it."""
+    import os
+    import signal
+
+    import torch.distributed as dist
+
+    if dist.get_rank() == 1:
+        dist.destroy_process_group = lambda: os.kill(os.getpid(), signal.SIGABRT)
+    return build_model("ae", {"hidden": 8}, checkpoint, device)
+
+
 def floats(model):
     return {k: v for k, v in model.state_dict().items() if v.is_floating_point()}
 
@@ -153,6 +165,15 @@ def test_a_failing_rank_fails_the_training_with_its_error(tmp_path):
     with pytest.raises(DataParallelError, match="(?s)rank 1 of 2 exited with code 1.*"
                                                 "rank one cannot build its model"):
         fit_data_parallel(failing_build, trainer, model, data, budget, nproc=2)
+
+
+def test_a_rank_that_dies_in_teardown_after_its_work_loses_nothing(tmp_path):
+    budget = Budget(steps=3, batch_size=32)
+    model, trainer, data = build_model("ae", {"hidden": 8}, tmp_path / "ae.pt", "cpu")
+    build = functools.partial(build_that_aborts_in_teardown, tmp_path / "ae.pt")
+    result = fit_data_parallel(build, trainer, model, data, budget, nproc=2)
+    assert result.status == "ok" and result.steps == 3
+    assert torch.load(tmp_path / "ae.pt", weights_only=True)["done"]
 
 
 def test_batches_must_split_evenly_and_nproc_is_checked_where_it_enters(tmp_path):

@@ -80,8 +80,11 @@ _COLLECTIVE_TIMEOUT = timedelta(minutes=30)
 _LOG_TAIL = 25
 #: What a rank process runs (this module imported, not run as __main__, so that the rank's
 #: place, set with :func:`genbench.api.parallel.active`, is the one the models' helpers read).
-_RANK_COMMAND = ("import sys; from genbench.execution.distributed import rank_main; "
-                 "sys.exit(rank_main(sys.argv[1:]))")
+# os._exit: a rank leaves without interpreter finalisation and C++ static destructors,
+# where gloo's threads can abort a process whose work is already done
+_RANK_COMMAND = ("import os, sys; from genbench.execution.distributed import rank_main; "
+                 "code = rank_main(sys.argv[1:]); sys.stdout.flush(); sys.stderr.flush(); "
+                 "os._exit(code)")
 
 
 class DataParallelError(GenbenchError):
@@ -360,6 +363,10 @@ def _launch(payload: Path, nproc: int, threads: int, tmp: Path) -> None:
                     env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
         while True:
             codes = [p.poll() for p in procs]
+            # a rank that crashes after its finished marker crashed in teardown: its
+            # collectives are over and rank 0's result is written, so nothing is lost
+            codes = [0 if c not in (None, 0) and _finished_marker(tmp, r).exists() else c
+                     for r, c in enumerate(codes)]
             failed = [r for r, c in enumerate(codes) if c not in (None, 0)]
             if failed:
                 rank = failed[0]
@@ -372,6 +379,10 @@ def _launch(payload: Path, nproc: int, threads: int, tmp: Path) -> None:
             time.sleep(0.05)
     finally:
         _stop(procs)
+
+
+def _finished_marker(tmp: Path, rank: int) -> Path:
+    return tmp / f"rank{rank}.finished"
 
 
 def _exit_words(code: int) -> str:
@@ -415,6 +426,9 @@ def _rank_main(payload_path: str, rank: int) -> None:
         if rank == 0:
             atomic_write(payload.result, lambda tmp: Path(tmp).write_bytes(
                 pickle.dumps(result, pickle.HIGHEST_PROTOCOL)))
+        # no rank tears the group down while another still talks to it
+        dist.barrier()
+        _finished_marker(Path(payload_path).parent, rank).touch()
     finally:
         dist.destroy_process_group()
 
