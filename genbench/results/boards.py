@@ -11,8 +11,11 @@ their short headers and the board's kind come from each metric's
 
 Internally the board is tidy: ``rows`` (one per model), ``cells`` (one per model and
 column) and ``columns`` (:class:`Column`, in the suite's metric order). A column is one
-metric key under one protocol: rows whose values came from another feature extractor,
-sample count or reference set get their own column, named with what differs.
+metric key under one protocol (:data:`PROTOCOL_KEYS`): rows whose values came from another
+feature extractor, sample count, reference set or likelihood get their own column, named
+with what differs, and are ranked only there. What a column's values measure
+(:data:`STATED_KEYS`: the likelihood of an ELBO, say) is stated in the legend and caption
+even when every row shares it.
 
 A board's text (Markdown, a terminal table, a tidy CSV, LaTeX) comes from
 :mod:`genbench.results.rendering`, its sample figures from :mod:`genbench.results.sample_figures`;
@@ -35,8 +38,16 @@ from genbench.results.statistics import best_marks, ranks, summarize
 from genbench.results.store import ResultStore
 
 #: Metric details that define a column's protocol: values differing in one never share it.
+#: ``likelihood`` is the kind of likelihood a bound or log-likelihood was computed under
+#: (``"bernoulli"``, ``"gaussian"``, ``"exact, dequantised to 256 levels"``): a Bernoulli
+#: cross-entropy on [0, 1] pixels and a Gaussian density are not comparable numbers.
 PROTOCOL_KEYS = (("feature_extractor", "extractor"), ("weights_sha256", "weights"),
-                 ("n_samples", "n"), ("n_reference", "ref"), ("reference_key", "ref set"))
+                 ("n_samples", "n"), ("n_reference", "ref"), ("reference_key", "ref set"),
+                 ("likelihood", "likelihood"))
+
+#: Protocol keys that say what a value measures, not only how it was measured: a board's
+#: legend and caption name them even when every row of a column shares one.
+STATED_KEYS = ("likelihood",)
 
 
 class UnknownColumnError(ConfigError, KeyError):
@@ -68,6 +79,11 @@ class Column:
     @property
     def arrow(self) -> str:
         return {True: "↑", False: "↓"}.get(self.higher_is_better, "")
+
+    @property
+    def stated(self) -> dict[str, Any]:
+        """Its protocol's :data:`STATED_KEYS` (``{"likelihood": "bernoulli"}``, say)."""
+        return {k: self.protocol[k] for k in STATED_KEYS if k in self.protocol}
 
 
 @dataclass
@@ -156,12 +172,14 @@ class Leaderboard:
         return rendering.heading(self)
 
     def legend(self, columns: list[Column]) -> list[str]:
-        """Footnotes: what ± means, the best marking, samples per column, single-seed rows."""
+        """Footnotes: what ± means, the best marking, samples per column, what the columns
+        measure (:data:`STATED_KEYS`), single-seed rows."""
         return rendering.legend(self, columns)
 
-    def caption(self) -> str:
-        """One sentence of provenance for a paper's caption."""
-        return rendering.caption(self)
+    def caption(self, columns: list[Column] | None = None) -> str:
+        """One sentence of provenance for a paper's caption (of a table of ``columns``,
+        else every column)."""
+        return rendering.caption(self, columns)
 
     def display(self, columns: list[Column] | None = None, *, latex: bool = False,
                 short: bool = False, marker: str | None = None,
@@ -274,7 +292,8 @@ def _protocol(details: Any, n_samples: float) -> dict[str, Any]:
             "weights_sha256": (d.get("weights_sha256") or "")[:12] or None,
             "n_samples": None if math.isnan(n_samples) else int(n_samples),
             "n_reference": d.get("n_reference", d.get("n_reference_total")),
-            "reference_key": d.get("reference_key")}
+            "reference_key": d.get("reference_key"),
+            "likelihood": d.get("likelihood")}
 
 
 def _columns(values: pd.DataFrame, descriptions: dict[str, str],

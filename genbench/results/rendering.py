@@ -2,7 +2,8 @@
 
 Each cell reads ``mean ± ci`` (:func:`format_cell`), the best marked; a heading says what a
 table shows and how it is ordered, a legend what ± means and how many samples each metric
-used. :class:`~genbench.results.boards.Leaderboard`'s ``to_markdown``, ``to_text``,
+used and, for columns that state it, what they measure (:func:`stated`: the likelihood of
+a bound). :class:`~genbench.results.boards.Leaderboard`'s ``to_markdown``, ``to_text``,
 ``to_csv`` and ``to_latex`` call these; the output formats (registered through
 ``register_formats``) use them.
 """
@@ -53,7 +54,26 @@ def legend(board: Leaderboard, columns: list[Column]) -> list[str]:
     if samples:
         lines.append("samples per metric: " + "; ".join(
             f"{', '.join(cols)}: {count}" for count, cols in samples.items()))
+    measures = stated(columns)
+    if measures:
+        lines.append(measures)
     return lines + board.notes
+
+
+def stated(columns: list[Column]) -> str:
+    """What the ``columns`` measure, per metric (their :attr:`~genbench.results.boards.Column.stated`
+    keys): ``"elbo: likelihood bernoulli"``; where a metric's rows differ in one, that they
+    sit in a column each and are ranked apart. Empty when no column states anything."""
+    found: dict[tuple[str, str], list[str]] = {}
+    for c in columns:
+        for key, value in c.stated.items():
+            kinds = found.setdefault((c.metric, key), [])
+            if str(value) not in kinds:
+                kinds.append(str(value))
+    return "; ".join(
+        f"{metric}: {key} {kinds[0]}" if len(kinds) == 1 else
+        f"{metric}: a column per {key} ({' | '.join(kinds)}), each ranked on its own"
+        for (metric, key), kinds in found.items())
 
 
 def display(board: Leaderboard, columns: list[Column] | None = None, *, latex: bool = False,
@@ -133,16 +153,20 @@ def to_latex(board: Leaderboard, full: bool = False, metrics: list[str] | None =
         if refs and i == refs - 1 and len(table) > refs:
             lines.append(r"\midrule")
     lines += [r"\bottomrule", r"\end{tabular}",
-              rf"\caption{{{_latex_escape(caption(board))}}}",
+              rf"\caption{{{_latex_escape(caption(board, columns))}}}",
               rf"\label{{tab:{_label(board.suite)}-{_label(board.dataset)}}}", r"\end{table}"]
     return "\n".join(lines) + "\n"
 
 
-def caption(board: Leaderboard) -> str:
-    """One sentence of provenance for a paper's caption."""
+def caption(board: Leaderboard, columns: list[Column] | None = None) -> str:
+    """One sentence of provenance for a paper's caption of a table of ``columns`` (else
+    every column): what they measure (:func:`stated`), features, versions, spec."""
     p = board.provenance
     parts = [heading(board) + "."]
     parts.append(f"Mean ± {CONFIDENCE:.0%} t-interval over seeds; best and overlapping in bold.")
+    measures = stated(board.columns if columns is None else columns)
+    if measures:
+        parts.append(measures + ".")
     if p.get("extractors"):
         parts.append("Features: " + ", ".join(f"{k} (sha256 {v[:12]})" if v else k
                                               for k, v in p["extractors"].items()) + ".")
