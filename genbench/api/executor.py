@@ -104,6 +104,11 @@ class Executor(abc.ABC):
     #: (its completion a failure naming the job and the timeout); otherwise the runner warns
     #: that the timeout does not apply.
     job_timeouts: ClassVar[bool] = False
+    #: The CPU cores its workers share on this machine, when it decides their threads per
+    #: job: the runner then gives each job a share by the plan (all of them to a job that
+    #: runs alone) and the worker runs it with that many torch threads. ``None``: every
+    #: worker keeps the threads it was started with.
+    cores: int | None = None
 
     @classmethod
     def from_request(cls, request: ExecutorRequest) -> "Executor":

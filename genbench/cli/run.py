@@ -109,8 +109,9 @@ class _RunCommand(click.Command):
               "available core on the CPU, one per GPU on CUDA; 0 runs in this process, for "
               "debuggers).")
 @click.option("--threads", type=click.IntRange(min=1),
-              help="torch CPU threads per worker (default: the worker's share of the cores, "
-              "so that workers never oversubscribe them).")
+              help="torch CPU threads for every job (default: each job's share of the cores "
+              "by the plan: all of them for a job that runs alone, an equal share among jobs "
+              "that can run at once; workers never oversubscribe them).")
 @click.option("--executor", help="Where jobs run: local (worker processes, the default) or "
               'ray (one Ray task per job; needs: pip install "genbench[ray]"). Overrides the '
               "spec's executor.")

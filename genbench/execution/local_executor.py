@@ -99,8 +99,11 @@ class _Worker:
 class LocalExecutor(Executor):
     """Runs jobs in ``workers`` long-lived processes on this machine (``--jobs N``).
 
-    Each worker uses ``threads_per_worker`` torch threads (default: an equal share of
-    :func:`available_cores`), so N workers never oversubscribe the CPU. It takes no
+    Each worker uses ``threads_per_worker`` torch threads (``--threads``) for every job;
+    by default it starts with an equal share of :func:`available_cores` and runs each job
+    with the share the runner gives it by the plan (:attr:`Executor.cores`: all of them to a
+    job that runs alone), so N workers never oversubscribe the CPU and a lone job leaves no
+    core idle. It takes no
     ``[executor_options]``: ``--jobs`` and ``--threads`` size it. ``job_timeout``: seconds a
     job may run in its worker before the worker is stopped (``None``: no limit).
     """
@@ -119,6 +122,8 @@ class LocalExecutor(Executor):
         self.job_timeout = job_timeout
         self.slots = workers
         self.threads_per_worker = threads_per_worker or max(1, available_cores() // workers)
+        # given threads are the user's: every job keeps them
+        self.cores = None if threads_per_worker else available_cores()
         self._mp = multiprocessing.get_context("spawn")  # fork is unsafe once torch runs
         self._setup: bytes | None = None
         self._workers: list[_Worker] = []
@@ -141,8 +146,7 @@ class LocalExecutor(Executor):
                               f"training its own GPUs)")
         if workers == 0:
             return InlineExecutor()
-        threads = request.threads or max(1, available_cores() // workers)
-        return cls(min(workers, max(1, request.n_jobs)), threads_per_worker=threads,
+        return cls(min(workers, max(1, request.n_jobs)), threads_per_worker=request.threads,
                    job_timeout=request.job_timeout)
 
     def start(self, setup, context) -> None:

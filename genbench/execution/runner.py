@@ -24,7 +24,7 @@ from genbench.api.paths import cache_dir as default_cache_dir
 from genbench.api.paths import check_writable_dir
 from genbench.api.paths import data_root as default_data_root
 from genbench.execution.preflight import check_evaluation_sizes, check_suite
-from genbench.plan.scheduling import schedule
+from genbench.plan.scheduling import schedule, thread_shares
 from genbench.plan.spec import SuiteSpec
 from genbench.results.records import JobRecord, MetricRecord, SampleShardRecord, TrainingRecord
 from genbench.results.store import ResultStore
@@ -69,8 +69,9 @@ class SuiteRunner:
     """Runs a validated :class:`SuiteSpec` into ``out_dir`` (results.db, runs/, leaderboards/).
 
     ``jobs``: worker processes (``None``: one per available core on the CPU, one per GPU on
-    CUDA; ``0``: run in this process). ``threads``: torch threads per worker (``None``: the
-    worker's share of the cores, so that workers never oversubscribe them). ``wait``: when
+    CUDA; ``0``: run in this process). ``threads``: torch threads for every job (``None``: each
+    job's share of the cores by the plan, :func:`~genbench.plan.scheduling.thread_shares`,
+    for executors that declare their :attr:`~genbench.Executor.cores`). ``wait``: when
     another process holds the output folder's lock, wait for it (else raise
     OutputInUseError; see :meth:`run`). The spec's ``executor`` picks where jobs run
     (``registries.executors``, filled by the ``register_executors`` hook: ``local`` worker
@@ -224,6 +225,10 @@ class SuiteRunner:
         if not plan.jobs:
             return report
         executor = executor or self.default_executor(len(plan.jobs))
+        jobs = plan.jobs
+        if executor.cores:
+            shares = thread_shares(jobs, executor.cores, executor.slots)
+            jobs = [replace(j, threads=shares[j.key]) for j in jobs]
         if self.spec.job_timeout is not None and not executor.job_timeouts:
             why = ("jobs run in the genbench process (--jobs 0), which cannot stop them"
                    if executor.in_process else
@@ -237,7 +242,7 @@ class SuiteRunner:
                                 datasets=prepared if executor.in_process else {})
         with executor:
             executor.start(setup_worker, context)
-            self._drive(executor, plan.jobs, report, rows_total)
+            self._drive(executor, jobs, report, rows_total)
         return report
 
     def _drive(self, executor: Executor, jobs: list[Job], report: SuiteReport,

@@ -122,7 +122,18 @@ def setup_worker(context: WorkerContext, index: int) -> WorkerState:
 
 def run_job(state: WorkerState, job: Job) -> JobRecord | TrainingRecord | SampleShardRecord:
     """Train the job's model (a training job), or load it and evaluate it (a row), or draw
-    one shard of a row's samples (a sample job)."""
+    one shard of a row's samples (a sample job), with the job's threads when it has its own."""
+    if job.threads is None or job.threads == torch.get_num_threads():
+        return _run_job(state, job)
+    before = torch.get_num_threads()
+    torch.set_num_threads(job.threads)
+    try:
+        return _run_job(state, job)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _run_job(state: WorkerState, job: Job) -> JobRecord | TrainingRecord | SampleShardRecord:
     if job.evaluation is None:
         return _train(state, job.training, job.retrain, job.key)
     if job.shard is not None:

@@ -177,6 +177,9 @@ class Job:
     #: ``(start, stop)``: draw (and embed) only the row's samples ``start..stop-1``, one
     #: shard of an evaluation split across workers (``eval_shards``); ``None``: the row.
     shard: tuple[int, int] | None = None
+    #: Torch CPU threads to run with (the runner's :func:`~genbench.plan.scheduling.thread_shares`
+    #: for executors whose workers share this machine's cores); ``None``: the worker's own.
+    threads: int | None = None
 
 
 def _budget_for(spec: SuiteSpec, overrides: dict[str, Any] | None) -> Budget:

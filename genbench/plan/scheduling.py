@@ -105,6 +105,37 @@ def schedule(rows: list[Job], *, is_stored: Callable[[str], bool],
     return Schedule(_dependency_order(jobs + sharded + ready), stored, blocked)
 
 
+def concurrent_widths(jobs: list[Job]) -> dict[str, int]:
+    """For each job, how many jobs (itself included) could ever run at the same time as
+    it: those that neither need it nor are needed by it, directly or through others, plus
+    one. A job of width 1 runs alone whatever the timing; every set of jobs running at once
+    holds no job whose width is below the set's size."""
+    order = _dependency_order(jobs)
+    index = {j.key: i for i, j in enumerate(order)}
+    below = [0] * len(order)  # bitsets over `order`: what each job needs, transitively
+    for i, job in enumerate(order):
+        for need in job.needs:
+            if need in index:
+                below[i] |= below[index[need]] | (1 << index[need])
+    above = [0] * len(order)  # what needs each job, transitively
+    for i in range(len(order) - 1, -1, -1):
+        for need in order[i].needs:
+            if need in index:
+                above[index[need]] |= above[i] | (1 << i)
+    return {job.key: len(order) - (below[i] | above[i]).bit_count() for i, job in enumerate(order)}
+
+
+def thread_shares(jobs: list[Job], cores: int, slots: int) -> dict[str, int]:
+    """The torch threads of each job when ``slots`` jobs share ``cores`` cores: an equal
+    share among the jobs that could run beside it (all cores for a job that runs alone).
+    It follows from the plan, never from when jobs finish, so the thread count (which moves
+    the last bits of a convolution) is the same on every run of the same plan; and since no
+    set of ``k`` jobs running at once holds a job of width below ``k``, their threads never
+    add up to more than ``cores``."""
+    return {key: max(1, cores // max(1, min(slots, width)))
+            for key, width in concurrent_widths(jobs).items()}
+
+
 def _diverged_below(training: Training, diverged: dict[str, Training]) -> Blocked | None:
     """Why a row of ``training`` cannot run when it, or a model below it, diverged before."""
     if training.fingerprint in diverged:
