@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import abc
 import math
+import numbers
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -31,7 +32,10 @@ class DataInfo:
     derived quantities (reference statistics) are keyed by. ``class_frequencies``, when the
     dataset declares them, are the true weights of its ``num_classes`` classes (non-negative,
     one per class, normalised to sum to 1): class-coverage metrics compare the generated
-    class histogram with them instead of the uniform distribution.
+    class histogram with them instead of the uniform distribution. ``levels`` says the data is
+    quantised: every coordinate takes one of ``levels`` evenly spaced values ``k / (levels - 1)``
+    in [0, 1] (256 for 8-bit images); ``None`` for continuous data. Likelihood metrics read it
+    to dequantise; it changes nothing that is trained, so no fingerprint includes it.
     """
 
     name: str
@@ -44,6 +48,7 @@ class DataInfo:
     fingerprint: str = ""
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
     class_frequencies: tuple[float, ...] | None = None
+    levels: int | None = None
 
     def __post_init__(self):
         if self.kind not in DATA_KINDS:
@@ -63,6 +68,13 @@ class DataInfo:
                                   "and not all zero")
             total = sum(freqs)
             object.__setattr__(self, "class_frequencies", tuple(f / total for f in freqs))
+        if self.levels is not None:
+            if (isinstance(self.levels, bool) or not isinstance(self.levels, numbers.Integral)
+                    or self.levels < 2):
+                raise ConfigError(f"{self.name}: DataInfo.levels must be an integer >= 2 (the "
+                                  "number of evenly spaced values per coordinate, 256 for 8-bit "
+                                  f"images) or None for continuous data, got {self.levels!r}")
+            object.__setattr__(self, "levels", int(self.levels))
 
     @property
     def dim(self) -> int:

@@ -17,7 +17,8 @@ if TYPE_CHECKING:
     from genbench.api.budget import Budget
 
 #: Optional methods a model may define; found by looking, never declared.
-OPTIONAL_CAPABILITIES = ("reconstruct", "encode", "elbo", "log_importance_weights", "sample_range")
+OPTIONAL_CAPABILITIES = ("reconstruct", "encode", "elbo", "log_importance_weights",
+                         "log_likelihood", "sample_range")
 
 
 class GenerativeModel(nn.Module, abc.ABC):
@@ -67,7 +68,13 @@ class GenerativeModel(nn.Module, abc.ABC):
     looking for them: ``reconstruct(x)``, ``encode(x)``, ``elbo(x)``,
     ``log_importance_weights(x, k, generator=None)`` (``(N, k)`` log importance weights
     ``log p(x|z) + log p(z) - log q(z|x)`` of ``k`` posterior draws: the ``iwae`` metric's
-    input) and ``nfe`` (network
+    input), ``log_likelihood(x, generator=None)`` (a normalizing flow's or an autoregressive
+    model's exact log density ``log p(x)`` in nats, one per item: a ``(B,)`` tensor, for data
+    on its own scale, images in [0, 1] and vectors as given; the ``nll`` metric evaluates it
+    at uniformly dequantised points when the data declares
+    :attr:`~genbench.DataInfo.levels`, so the density must be defined off the data grid;
+    ``generator``, a CPU :class:`torch.Generator` or a :class:`~genbench.api.noise.SampleNoise`,
+    is for a model whose computation draws noise, and an exact model ignores it), ``nfe`` (network
     evaluations per sample: an attribute, or a method taking the sampling settings), and
     ``sample_range(start, stop, generator=None, **settings)`` for a model whose samples are a
     fixed, indexed stream (a sample set read from files): an evaluation then asks for items

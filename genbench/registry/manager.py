@@ -50,6 +50,7 @@ DEFAULT_PLUGINS: Mapping[str, tuple[str, ...]] = MappingProxyType({
     "genbench_plugins.models.aae": _MODELS,
     "genbench_plugins.metrics.elbo": _METRICS,
     "genbench_plugins.metrics.iwae": _METRICS,
+    "genbench_plugins.metrics.likelihood": _METRICS,
     "genbench_plugins.metrics.reconstruction": _METRICS,
     "genbench_plugins.metrics.speed": _METRICS,
     "genbench_plugins.models.reference": _MODELS,

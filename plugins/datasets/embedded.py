@@ -70,6 +70,7 @@ class Digits(BenchmarkDataset):
             name=registered_name(self), kind="image", shape=(1, 8, 8), num_classes=10,
             feature_extractor="digits-cnn",
             fingerprint=tensor_fingerprint(tr.x, tr.labels, te.x, te.labels),
+            levels=17,  # intensities 0..16, divided by 16
         )
 
 
@@ -128,6 +129,7 @@ class StackedDigits(BenchmarkDataset):
             feature_extractor="digits-cnn",
             fingerprint=tensor_fingerprint(tr.x, tr.labels, te.x, te.labels),
             extra={"source": "digits", "label": "100*d1 + 10*d2 + d3 (digits in channels 0, 1, 2)"},
+            levels=17,  # the digits' intensities 0..16, divided by 16
         )
 
 

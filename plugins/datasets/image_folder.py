@@ -307,7 +307,7 @@ class ImageFolder(BenchmarkDataset):
         return DataInfo(
             name=registered_name(self), kind="image", shape=(self.channels, self.size, self.size),
             num_classes=len(self.classes) or None, feature_extractor="inception-v3-compat",
-            fingerprint=self.fingerprint(),
+            fingerprint=self.fingerprint(), levels=256,  # decoded to uint8, divided by 255
             extra={"path": str(self.path), "classes": self.classes,
                    "files": len(self._entries), "skipped": self.skipped},
         )

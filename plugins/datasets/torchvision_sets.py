@@ -157,7 +157,7 @@ class _TorchvisionSet(BenchmarkDataset):
         _, fingerprint, extra = self._loaded
         return DataInfo(name=self.name, kind="image", shape=self.shape,
                         num_classes=self.num_classes, feature_extractor="inception-v3-compat",
-                        fingerprint=fingerprint, extra=extra)
+                        fingerprint=fingerprint, extra=extra, levels=256)  # uint8 / 255
 
 
 class _MNISTFamily(_TorchvisionSet):
