@@ -142,6 +142,11 @@ class Metric(abc.ABC):
     #: (NaN as a missing value). A NaN or infinite value of any other key makes the metric
     #: fail, naming the key and the value.
     nonfinite_ok: ClassVar[frozenset[str]] = frozenset()
+    #: A timing, which other work on the machine would distort: a suite run computes it in
+    #: a final phase, one row at a time with nothing else running and every core of the
+    #: executor, after the row's other metrics are stored (its record says ``pending``
+    #: until then). Computed with the rest where one evaluation runs by itself.
+    timed_alone: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -26,7 +26,9 @@ from genbench.api.paths import data_root as default_data_root
 from genbench.execution.preflight import check_evaluation_sizes, check_suite
 from genbench.plan.scheduling import schedule, thread_shares
 from genbench.plan.spec import SuiteSpec
-from genbench.results.records import JobRecord, MetricRecord, SampleShardRecord, TrainingRecord
+from genbench.evaluation.records import PENDING
+from genbench.results.records import (JobRecord, MetricRecord, SampleShardRecord, TimingRecord,
+                                      TrainingRecord)
 from genbench.results.store import ResultStore
 from genbench.execution.checkpoints import checkpoint_finished, finished_state
 from genbench.execution.devices import resolve_device
@@ -211,13 +213,14 @@ class SuiteRunner:
         for pair in impossible:
             self.echo(f"skip {pair.dataset} x {pair.model}: {pair.reason}")
         plan = schedule(rows, is_stored=self.store.is_finished,
-                        training_status=self._training_status, force=self.force)
+                        training_status=self._training_status, force=self.force,
+                        timed=self._timed, timing_pending=self.store.pending_timing)
         report.already_stored = plan.already_stored
         if plan.already_stored:
             self.echo(f"{len(plan.already_stored)} job(s) already in {self.store.path}; "
                       "not run again (--force reruns them)")
         rows_total = len(plan.blocked) + sum(j.evaluation is not None and j.shard is None
-                                             for j in plan.jobs)
+                                             and j.timing is None for j in plan.jobs)
         for b in plan.blocked:
             step = self.store.diverged_step(b.job.training.fingerprint) if b.status == "diverged" else None
             self._store(failed_record(b.job, b.reason, status=b.status, diverged_step=step),
@@ -252,12 +255,25 @@ class SuiteRunner:
         running: dict[str, Job] = {}
         done: dict[str, TrainingRecord] = {}     # training job key -> its finished training
         broken: dict[str, TrainingRecord] = {}   # training job key -> failed or diverged
+        every = {j.key for j in jobs}
         while pending or running:
             self._cascade(pending, broken, report, rows_total)
-            ready = [j for j in pending.values() if all(n in done for n in j.needs)]
+            ended = every - pending.keys() - running.keys()  # whatever their outcome
+            ready = [j for j in pending.values()
+                     if all(n in done for n in j.needs) and all(a in ended for a in j.after)]
+            untimed = False
             for job in ready[:max(0, executor.slots - len(running))]:
-                executor.submit(job.key, run_job, pending.pop(job.key))
+                del pending[job.key]
+                if job.timing is not None:  # its row's timings, stored by now
+                    timings = self.store.pending_timing(job.evaluation.fingerprint)
+                    if timings is None:  # the row failed: nothing to time
+                        untimed = True
+                        continue
+                    job = replace(job, timing=timings)
+                executor.submit(job.key, run_job, job)
                 running[job.key] = job
+            if untimed and not running:  # the next timing job may be ready now
+                continue
             if not running:
                 for job in pending.values():  # unreachable: a need that no job provides
                     self._store(failed_record(job, f"not run: it needs {', '.join(job.needs)}, "
@@ -267,6 +283,9 @@ class SuiteRunner:
                 job = running.pop(completion.key)
                 if completion.failure is None:
                     record = completion.result
+                elif job.timing is not None:
+                    record = TimingRecord(job.key, job.evaluation.fingerprint, [], "failed",
+                                          error=completion.failure)
                 else:
                     record = failed_record(job, completion.failure)
                     if completion.traceback:
@@ -275,7 +294,7 @@ class SuiteRunner:
                     record.provenance["retried_after"] = list(completion.retried)
                 if isinstance(record, (TrainingRecord, SampleShardRecord)):
                     (done if record.status == "ok" else broken)[job.key] = record
-                else:
+                elif isinstance(record, JobRecord):
                     self._add_training_provenance(record, job, done)
                 self._store(record, report, rows_total)
 
@@ -304,6 +323,8 @@ class SuiteRunner:
                 cause = broken[lost[0]]
                 del pending[key]
                 changed = True
+                if job.timing is not None:  # its row failed with the training: nothing to time
+                    continue
                 if isinstance(cause, SampleShardRecord):
                     record = failed_record(job, f"its samples {cause.start}..{cause.stop - 1} "
                                                 f"({cause.label}) failed: {cause.error}")
@@ -318,10 +339,13 @@ class SuiteRunner:
                 else:
                     self._store(record, report, rows_total)
 
-    def _store(self, record: JobRecord | TrainingRecord | SampleShardRecord, report: SuiteReport,
-               rows_total: int | None = None) -> None:
+    def _store(self, record: JobRecord | TrainingRecord | SampleShardRecord | TimingRecord,
+               report: SuiteReport, rows_total: int | None = None) -> None:
         for warning in record.provenance.get("warnings", ()):  # checkpoints a worker set aside
             self.echo(warning)
+        if isinstance(record, TimingRecord):
+            self._store_timing(record, report)
+            return
         if isinstance(record, SampleShardRecord):  # the row that merges the shards is stored
             how = ("kept from an earlier run" if record.reused else
                    f"drawn in {record.seconds:.1f}s" if record.status == "ok" else
@@ -341,6 +365,28 @@ class SuiteRunner:
         report.ran.append(record)
         counter = f"[{len(report.ran)}/{rows_total}] " if rows_total else ""
         self.echo(f"{counter}{record.job_key}: {_summary(record)}{kept}")
+
+
+    def _store_timing(self, timing: TimingRecord, report: SuiteReport) -> None:
+        """Write a timing job's metrics into its stored row (and the report's copy)."""
+        if not self.store.write_timing(timing):
+            return
+        for row in report.ran:
+            if row.fingerprint == timing.fingerprint:
+                timed = {m.metric: m for m in timing.metrics}
+                row.metrics = [timed.get(m.metric, m) if m.status == PENDING else m
+                               for m in row.metrics]
+                row.provenance["timing"] = timing.provenance
+        if timing.status != "ok":
+            self.echo(f"{timing.label}: failed: {timing.error}")
+            return
+        shown = ", ".join(f"{m.metric} {m.values[m.primary]:.4g}" if m.status == "ok" and m.primary
+                          in m.values else f"{m.metric} {m.status}" for m in timing.metrics)
+        self.echo(f"{timing.label}: {shown} (alone, {timing.provenance.get('threads')} threads)")
+
+    def _timed(self, row: Job) -> bool:
+        """Whether the row has metrics timed alone (:attr:`genbench.Metric.timed_alone`)."""
+        return any(self.registries.metrics.get(m.name).timed_alone for m in row.evaluation.metrics)
 
 
 def _check_cache_dir(path: Path) -> None:

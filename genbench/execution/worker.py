@@ -26,12 +26,14 @@ from genbench.api.data import BenchmarkDataset, DataInfo, LazySplit
 from genbench.api.errors import CheckpointCorruptError, GenbenchError
 from genbench.evaluation.context import EvalContext
 from genbench.evaluation.scoring import make_dataset, score_metrics
+from genbench.evaluation.records import PENDING
 from genbench.results.figures import save_sample_grid
 from genbench.results.sample_figures import shown_samples
 from genbench.registry.identity import canonical_hash, code_identity, environment_versions
 from genbench.evaluation.sample_shards import draw_part, finished_part
 from genbench.plan.jobs import DatasetSource, Job, Training, shard_dirname
-from genbench.results.records import JobRecord, MetricRecord, SampleShardRecord, TrainingRecord
+from genbench.results.records import (JobRecord, MetricRecord, SampleShardRecord, TimingRecord,
+                                      TrainingRecord)
 from genbench.execution.devices import device_description, resolve_device, seed_everything
 from genbench.execution.training import Trainer
 
@@ -120,7 +122,7 @@ def setup_worker(context: WorkerContext, index: int) -> WorkerState:
     return WorkerState(context, device)
 
 
-def run_job(state: WorkerState, job: Job) -> JobRecord | TrainingRecord | SampleShardRecord:
+def run_job(state: WorkerState, job: Job) -> JobRecord | TrainingRecord | SampleShardRecord | TimingRecord:
     """Train the job's model (a training job), or load it and evaluate it (a row), or draw
     one shard of a row's samples (a sample job), with the job's threads when it has its own."""
     if job.threads is None or job.threads == torch.get_num_threads():
@@ -133,11 +135,13 @@ def run_job(state: WorkerState, job: Job) -> JobRecord | TrainingRecord | Sample
         torch.set_num_threads(before)
 
 
-def _run_job(state: WorkerState, job: Job) -> JobRecord | TrainingRecord | SampleShardRecord:
+def _run_job(state: WorkerState, job: Job) -> JobRecord | TrainingRecord | SampleShardRecord | TimingRecord:
     if job.evaluation is None:
         return _train(state, job.training, job.retrain, job.key)
     if job.shard is not None:
         return _sample_shard(state, job)
+    if job.timing is not None:
+        return _time_row(state, job)
     t0 = time.perf_counter()
     record = _row_record(state, job)
     notes: list[str] = []  # checkpoints set aside while loading: the driver prints them
@@ -363,6 +367,32 @@ def _eval_context(state: WorkerState, job: Job, model, **kwargs) -> EvalContext:
         reference_file=ev.reference_file, **kwargs)
 
 
+def _time_row(state: WorkerState, job: Job) -> TimingRecord:
+    """The row's metrics that are timed alone (:attr:`genbench.Metric.timed_alone`), on the
+    model loaded again, with the row's own timings as their budget."""
+    ev, t = job.evaluation, job.training
+    record = TimingRecord(job.key, ev.fingerprint, [], "failed")
+    notes: list[str] = []
+    t0 = time.perf_counter()
+    try:
+        model, _ = _load_trained(state, t, notes)
+        timings = dict(job.timing or {})
+        noise = timings.pop("noise", "per sample")
+        ctx = _eval_context(state, job, model, num_samples=ev.num_samples, timings=timings)
+        ctx.noise = noise  # the row's samples found how the model takes its noise
+        metrics = [(m.label, state.registries.metrics.get(m.name), m.params) for m in ev.metrics]
+        record.metrics, _ = score_metrics(ctx, [m for m in metrics if m[1].timed_alone])
+        record.status = "ok"
+    except Exception as exc:  # the row keeps its other metrics; the timing is recorded failed
+        record.error = f"{type(exc).__name__}: {exc}"
+        record.provenance["traceback"] = traceback.format_exc(limit=20)
+    if notes:
+        record.provenance["warnings"] = notes
+    record.provenance.update(threads=torch.get_num_threads(), phase="final",
+                             seconds=time.perf_counter() - t0)
+    return record
+
+
 def _sample_shard(state: WorkerState, job: Job) -> SampleShardRecord:
     """Draw and embed the shard ``job.shard`` of the row's samples into the row's
     ``samples/`` folder (:mod:`genbench.evaluation.sample_shards`); one finished by an
@@ -410,8 +440,14 @@ def _evaluate(state: WorkerState, job: Job, model) -> tuple[list[MetricRecord], 
         (eval_dir / "samples.pt").unlink(missing_ok=True)  # an older genbench's copy
         save_sample_grid(shown_samples(ctx.sample_store), data.info, eval_dir / "samples.png",
                          reference=ctx.test[0] if data.info.kind == "vector" else None)
-    records, metric_seconds = score_metrics(
-        ctx, [(m.label, state.registries.metrics.get(m.name), m.params) for m in ev.metrics])
+    metrics = [(m.label, state.registries.metrics.get(m.name), m.params) for m in ev.metrics]
+    scored, metric_seconds = score_metrics(ctx, [m for m in metrics if not m[1].timed_alone])
+    # a timing waits for the run's final phase (a timing job), where nothing else runs
+    by_label = {r.metric: r for r in scored}
+    records = [by_label.get(label) or MetricRecord(
+        label, PENDING, message="timed in the run's final phase, when nothing else runs",
+        higher_is_better=dict(cls.higher_is_better), primary=cls.primary)
+        for label, cls, _ in metrics]
     timings = dict(ctx.timings)
     timings["metrics"] = metric_seconds
     return records, timings, sample_failure, ctx.noise

@@ -180,6 +180,13 @@ class Job:
     #: Torch CPU threads to run with (the runner's :func:`~genbench.plan.scheduling.thread_shares`
     #: for executors whose workers share this machine's cores); ``None``: the worker's own.
     threads: int | None = None
+    #: Keys of jobs that must have ended, whatever their outcome, before this one starts.
+    after: tuple[str, ...] = ()
+    #: A timing job (``None``: any other job): it computes only the row's metrics that are
+    #: :attr:`~genbench.Metric.timed_alone`, the row's other metrics being stored; this is
+    #: the row's timings (``sample_seconds``) and how its samples' noise was drawn
+    #: (``noise``), filled in when it is submitted.
+    timing: dict[str, Any] | None = None
 
 
 def _budget_for(spec: SuiteSpec, overrides: dict[str, Any] | None) -> Budget:

@@ -38,7 +38,9 @@ class Schedule:
 
 
 def schedule(rows: list[Job], *, is_stored: Callable[[str], bool],
-             training_status: Callable[[Training], str | None], force: bool = False) -> Schedule:
+             training_status: Callable[[Training], str | None], force: bool = False,
+             timed: Callable[[Job], bool] = lambda row: False,
+             timing_pending: Callable[[str], bool] = lambda fingerprint: False) -> Schedule:
     """Jobs for the ``rows`` not yet stored, and the trainings they need.
 
     ``is_stored(evaluation_fingerprint)`` says whether a row is finished in the store;
@@ -47,6 +49,11 @@ def schedule(rows: list[Job], *, is_stored: Callable[[str], bool],
     failed: it is trained). A finished training whose referenced model must be trained
     again (its checkpoint is gone) is trained again after it. With ``force`` every row runs and every training it needs is trained
     again, once.
+
+    A row with metrics timed alone (``timed(row)``) gets a timing job, and so does a stored
+    row whose timing is still to do (``timing_pending(evaluation_fingerprint)``: an earlier
+    run stopped before it): the timing jobs come last, one after another, each after every
+    other job has ended, so that each runs alone.
     """
     todo = [r for r in rows if force or not is_stored(r.evaluation.fingerprint)]
     running = {r.key for r in todo}
@@ -93,33 +100,42 @@ def schedule(rows: list[Job], *, is_stored: Callable[[str], bool],
             sharded.extend(shards)
             needs = needs + tuple(j.key for j in shards)
         ready.append(replace(row, needs=needs))
+    timing = [Job(f"{row.key} [timing]", row.training, row.evaluation,
+                  needs=provide(row.training), timing={})
+              for row in [*ready, *(r for r in rows if r.key in stored
+                                    and timing_pending(r.evaluation.fingerprint))]
+              if timed(row) and _diverged_below(row.training, diverged) is None]
     # Only the trainings that a row which runs needs (a blocked row's are dropped).
     by_key = {j.key: j for j in [*trainings.values(), *sharded]}
-    needed, queue = set(), [k for row in ready for k in row.needs]
+    needed, queue = set(), [k for row in [*ready, *timing] for k in row.needs]
     while queue:
         key = queue.pop()
         if key not in needed:
             needed.add(key)
             queue += by_key[key].needs
-    jobs = [j for j in trainings.values() if j.key in needed]
-    return Schedule(_dependency_order(jobs + sharded + ready), stored, blocked)
+    jobs = _dependency_order([j for j in trainings.values() if j.key in needed] + sharded + ready)
+    for job in timing:  # a chain: each after the one before, the first after every other job
+        last = jobs[-1] if jobs else None
+        jobs.append(replace(job, after=(last.key,) if last is not None and last.timing is not None
+                            else tuple(j.key for j in jobs)))
+    return Schedule(jobs, stored, blocked)
 
 
 def concurrent_widths(jobs: list[Job]) -> dict[str, int]:
     """For each job, how many jobs (itself included) could ever run at the same time as
-    it: those that neither need it nor are needed by it, directly or through others, plus
-    one. A job of width 1 runs alone whatever the timing; every set of jobs running at once
+    it: those that neither need it nor are needed by it (or wait for it, ``after``),
+    directly or through others, plus one. A job of width 1 runs alone whatever the timing; every set of jobs running at once
     holds no job whose width is below the set's size."""
     order = _dependency_order(jobs)
     index = {j.key: i for i, j in enumerate(order)}
     below = [0] * len(order)  # bitsets over `order`: what each job needs, transitively
     for i, job in enumerate(order):
-        for need in job.needs:
+        for need in (*job.needs, *job.after):
             if need in index:
                 below[i] |= below[index[need]] | (1 << index[need])
     above = [0] * len(order)  # what needs each job, transitively
     for i in range(len(order) - 1, -1, -1):
-        for need in order[i].needs:
+        for need in (*order[i].needs, *order[i].after):
             if need in index:
                 above[index[need]] |= above[i] | (1 << i)
     return {job.key: len(order) - (below[i] | above[i]).bit_count() for i, job in enumerate(order)}
@@ -159,7 +175,7 @@ def _dependency_order(jobs: list[Job]) -> list[Job]:
         if job.key in done:
             return
         done.add(job.key)
-        for need in job.needs:
+        for need in (*job.needs, *job.after):
             if need in by_key:
                 visit(by_key[need])
         ordered.append(job)

@@ -8,7 +8,7 @@ from typing import Any
 
 from genbench.evaluation.records import MetricRecord
 
-__all__ = ["JobRecord", "MetricRecord", "SampleShardRecord", "TrainingRecord"]
+__all__ = ["JobRecord", "MetricRecord", "SampleShardRecord", "TimingRecord", "TrainingRecord"]
 
 
 @dataclass
@@ -26,6 +26,23 @@ class TrainingRecord:
     diverged_step: int | None = None
     train_steps: int | None = None
     train_seconds: float | None = None
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TimingRecord:
+    """The metrics of a stored row that were timed alone (:attr:`genbench.Metric.timed_alone`),
+    computed by a timing job in the run's final phase; the driver writes them into the row."""
+
+    #: The timing job's key (``<row key> [timing]``).
+    label: str
+    #: The row's evaluation fingerprint.
+    fingerprint: str
+    metrics: list[MetricRecord]
+    status: str = "ok"  # "ok", or "failed" when the model could not be loaded
+    error: str | None = None
+    #: Threads, seconds (and a traceback on failure): merged into the row's provenance as
+    #: ``timing``.
     provenance: dict[str, Any] = field(default_factory=dict)
 
 

@@ -31,7 +31,8 @@ import pandas as pd
 
 from genbench.api.errors import GenbenchError, OutputNotWritableError, StoreCorruptError
 from genbench.api.paths import ensure_writable_dir
-from genbench.results.records import JobRecord, MetricRecord, TrainingRecord
+from genbench.evaluation.records import PENDING
+from genbench.results.records import JobRecord, MetricRecord, TimingRecord, TrainingRecord
 
 SCHEMA_VERSION = 1
 
@@ -169,6 +170,21 @@ def _is_corruption(exc: sqlite3.Error) -> bool:
 def _training_of(fingerprint: str, run_dir: str | None, provenance: dict[str, Any]) -> str:
     """Which training a row evaluates (rows stored without that say: the row itself)."""
     return provenance.get("train_fingerprint") or run_dir or fingerprint
+
+
+def _metric_rows(job_id: int, position: int, m: MetricRecord) -> list[tuple]:
+    """The ``metric_values`` rows of one metric record: one per value, or one without a
+    value (skipped, failed, pending)."""
+    details = _json(m.details)
+    rows = []
+    if m.status != "ok" or not m.values:
+        rows.append((job_id, m.metric, None, None, m.status, m.message, None, 0, position, details))
+    for key, value in m.values.items():
+        hib = m.higher_is_better.get(key)
+        value = None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
+        rows.append((job_id, m.metric, key, value, m.status, m.message,
+                     None if hib is None else int(hib), int(key == m.primary), position, details))
+    return rows
 
 
 def _failed_metrics(job: JobRecord) -> dict[str, str]:
@@ -337,6 +353,22 @@ class ResultStore:
     def is_finished(self, fingerprint: str) -> bool:
         return self.status_of(fingerprint) in FINISHED
 
+    def pending_timing(self, fingerprint: str) -> dict[str, Any] | None:
+        """For a stored ``ok`` row with metrics still to be timed alone (status ``pending``),
+        the row's timings (its timing job's budget) and how its noise was drawn
+        (``noise``); otherwise ``None``."""
+        with self._connection() as con:
+            row = con.execute(
+                """SELECT j.provenance FROM jobs j WHERE j.fingerprint = ? AND j.status = 'ok'
+                   AND EXISTS (SELECT 1 FROM metric_values m WHERE m.job_id = j.id
+                               AND m.status = ?)""", (fingerprint, PENDING)).fetchone()
+        if row is None:
+            return None
+        provenance = json.loads(row[0])
+        timings = {k: v for k, v in provenance.get("timings", {}).items()
+                   if isinstance(v, (int, float))}
+        return {**timings, "noise": provenance.get("noise", "per sample")}
+
     def suite_names(self) -> list[str]:
         """The names of the suites with rows stored, in the order first stored."""
         with self._connection() as con:
@@ -440,17 +472,36 @@ class ResultStore:
                  job.device, job.num_samples, job.run_dir, _now(), _json(job.provenance)),
             )
             job_id = cur.lastrowid
-            rows = []
-            for pos, m in enumerate(job.metrics):
-                details = _json(m.details)
-                if m.status != "ok" or not m.values:
-                    rows.append((job_id, m.metric, None, None, m.status, m.message, None, 0, pos, details))
-                for key, value in m.values.items():
-                    hib = m.higher_is_better.get(key)
-                    value = None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
-                    rows.append((job_id, m.metric, key, value, m.status, m.message,
-                                 None if hib is None else int(hib), int(key == m.primary), pos, details))
-            con.executemany("INSERT INTO metric_values VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
+            con.executemany("INSERT INTO metric_values VALUES (?,?,?,?,?,?,?,?,?,?)",
+                            [r for pos, m in enumerate(job.metrics)
+                             for r in _metric_rows(job_id, pos, m)])
+        return True
+
+    def write_timing(self, timing: TimingRecord) -> bool:
+        """Put the metrics of a timing job in place of the row's ``pending`` ones (and its
+        provenance under ``timing``); ``False`` when no such row is stored (a later run
+        replaced it), and nothing is written."""
+        with self._connection(write=True) as con:
+            row = con.execute("SELECT id, provenance FROM jobs WHERE fingerprint = ?",
+                              (timing.fingerprint,)).fetchone()
+            if row is None:
+                return False
+            job_id, provenance = row
+            positions = dict(con.execute(
+                "SELECT metric, MIN(position) FROM metric_values WHERE job_id = ? AND status = ? "
+                "GROUP BY metric", (job_id, PENDING)).fetchall())
+            metrics = timing.metrics if timing.status == "ok" else [
+                MetricRecord(label, "failed", message=timing.error) for label in positions]
+            metrics = [m for m in metrics if m.metric in positions]
+            if not metrics:
+                return False
+            con.executemany("DELETE FROM metric_values WHERE job_id = ? AND metric = ?",
+                            [(job_id, m.metric) for m in metrics])
+            con.executemany("INSERT INTO metric_values VALUES (?,?,?,?,?,?,?,?,?,?)",
+                            [r for m in metrics for r in _metric_rows(job_id, positions[m.metric], m)])
+            provenance = json.loads(provenance)
+            provenance["timing"] = timing.provenance
+            con.execute("UPDATE jobs SET provenance = ? WHERE id = ?", (_json(provenance), job_id))
         return True
 
     @staticmethod

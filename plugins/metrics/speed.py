@@ -39,6 +39,7 @@ class SamplingSpeed(Metric):
     description = ("sampling speed: samples/s and ms per batch (median of repeats after "
                    "warm-up), parameter count, NFE and peak CUDA memory")
     higher_is_better = {"samples_per_s": True}
+    timed_alone = True
     # Every key is shown as a mean only in the terminal: they vary with the machine's load
     # (or, for params and NFE, not across seeds at all).
     presentation = {
@@ -108,7 +109,7 @@ class SamplingSpeed(Metric):
             "budget_seconds": budget, "spread": (max(times) - min(times)) / median if median else 0.0,
             "load_average_1min": load, "cores": cores,
             "under_load": None if load is None or cores is None else load > cores,
-            "device": str(device)})
+            "threads": torch.get_num_threads(), "device": str(device)})
 
 
 @hookimpl
