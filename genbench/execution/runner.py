@@ -380,8 +380,7 @@ class SuiteRunner:
         if timing.status != "ok":
             self.echo(f"{timing.label}: failed: {timing.error}")
             return
-        shown = ", ".join(f"{m.metric} {m.values[m.primary]:.4g}" if m.status == "ok" and m.primary
-                          in m.values else f"{m.metric} {m.status}" for m in timing.metrics)
+        shown = "; ".join(_metric_summary(m) for m in timing.metrics)
         self.echo(f"{timing.label}: {shown} (alone, {timing.provenance.get('threads')} threads)")
 
     def _timed(self, row: Job) -> bool:
@@ -416,12 +415,17 @@ def _summary(record: JobRecord) -> str:
     parts = [f"trained {train['steps']} steps in {train['seconds']:.1f}s"
              if train.get("steps") and not train.get("resumed_from")
              else f"checkpoint of {record.train_steps} steps" if record.train_steps else "fitted"]
-    for m in record.metrics:
-        if m.status == "ok" and m.primary in m.values:
-            parts.append(f"{m.metric}.{m.primary}={m.values[m.primary]:.4g}")
-        elif m.status == "failed":
-            parts.append(f"{m.metric} FAILED ({m.message})")
+    parts += [_metric_summary(m) for m in record.metrics
+              if m.status == "failed" or (m.status == "ok" and m.primary in m.values)]
     return "; ".join(parts)
+
+
+def _metric_summary(m: MetricRecord) -> str:
+    """``metric.key=value`` of its primary key (else its first), or its status."""
+    if m.status == "ok" and m.values:
+        key = m.primary if m.primary in m.values else next(iter(m.values))
+        return f"{m.metric}.{key}={m.values[key]:.4g}"
+    return f"{m.metric} FAILED ({m.message})" if m.status == "failed" else f"{m.metric} {m.status}"
 
 
 def run_suite(spec: SuiteSpec, out_dir: str | Path, registries, **kwargs) -> SuiteReport:
