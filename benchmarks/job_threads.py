@@ -18,7 +18,9 @@ Each case runs a small suite from scratch into a fresh folder (fresh feature cac
   ``--threads cores // jobs`` (the rule before: every job that share, whether it ran alone
   or not).
 
-Prints each run's wall time and the ratio to the best (or to the before-rule run).
+Each case first runs once untimed (file caches, lazy imports, extractor weights), then
+once per thread setting. Prints each run's wall time and the ratio to the best (or to the
+before-rule run).
 """
 
 from __future__ import annotations
@@ -65,6 +67,8 @@ def _spin() -> None:
 def compare(name: str, spec: SuiteSpec, registries, counts: list[int | None],
             target: str) -> dict[str | int, float]:
     walls: dict[str | int, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:  # untimed: file caches, lazy imports, weights
+        timed(spec, registries, counts[-1], Path(tmp))
     for threads in counts:
         with tempfile.TemporaryDirectory() as tmp:
             walls[threads or "default"] = timed(spec, registries, threads, Path(tmp))

@@ -9,6 +9,7 @@ import pytest
 
 from genbench.api.executor import ExecutorRequest
 from genbench.execution.executor_support import available_cores
+from genbench.execution import executor_support, local_executor
 from genbench.execution.local_executor import LocalExecutor
 from genbench.execution.runner import SuiteRunner
 from genbench.plan.jobs import Job
@@ -78,7 +79,9 @@ def test_widths_count_the_jobs_unordered_with_each_and_shares_never_oversubscrib
 
 
 @pytest.mark.slow
-def test_a_lone_training_and_its_row_run_on_every_core_and_record_it(tmp_path):
+def test_a_lone_training_and_its_row_run_on_every_core_and_record_it(tmp_path, monkeypatch):
+    # as on an idle machine, whatever else runs beside the tests
+    monkeypatch.setattr(local_executor, "idle_cores", available_cores)
     regs = build_registries(create_plugin_manager(load_entrypoints=False))
     spec = tiny_spec(datasets=["ring8"], models=[{"name": "ae", "params": {"hidden": 8}}],
                      metrics=["recon"], num_samples=20, budget={"steps": 2, "batch_size": 16})
@@ -92,6 +95,20 @@ def test_a_lone_training_and_its_row_run_on_every_core_and_record_it(tmp_path):
 
 def test_given_threads_are_kept_for_every_job():
     assert LocalExecutor(2, threads_per_worker=1).cores is None
-    assert LocalExecutor(2).cores == available_cores()
+    assert 1 <= LocalExecutor(2).cores <= available_cores()
     request = ExecutorRequest("cpu", n_jobs=1, jobs=4)
     assert LocalExecutor.from_request(request).threads_per_worker == available_cores()
+
+
+def test_jobs_get_no_more_threads_than_cores_idle_when_the_run_starts(monkeypatch):
+    """On 8 CPUs of which 6 are busy, a lone job gets 2 threads, not 8."""
+    import psutil
+
+    monkeypatch.setattr(executor_support, "available_cores", lambda: 8)
+    monkeypatch.setattr(psutil, "cpu_count", lambda logical=True: 8)
+    for busy_percent, idle in ((0.0, 8), (75.0, 2), (70.0, 2), (100.0, 1), (99.0, 1)):
+        monkeypatch.setattr(psutil, "cpu_percent", lambda interval=None, b=busy_percent: b)
+        assert executor_support.idle_cores() == idle
+    monkeypatch.setattr(executor_support, "available_cores", lambda: 4)  # a cgroup quota
+    monkeypatch.setattr(psutil, "cpu_percent", lambda interval=None: 0.0)
+    assert executor_support.idle_cores() == 4

@@ -37,7 +37,7 @@ from genbench.api.console import install_one_line_warnings
 from genbench.api.errors import ConfigError, GenbenchError, WorkerTerminated
 from genbench.api.executor import Completion, Executor, ExecutorRequest
 from genbench.execution.executor_support import (available_cores, default_workers, describe_failure,
-                                           die_with_parent, exit_reason)
+                                                  die_with_parent, exit_reason, idle_cores)
 
 #: Environment variables that size a native thread pool when torch is imported.
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
@@ -101,9 +101,9 @@ class LocalExecutor(Executor):
 
     Each worker uses ``threads_per_worker`` torch threads (``--threads``) for every job;
     by default it starts with an equal share of :func:`available_cores` and runs each job
-    with the share the runner gives it by the plan (:attr:`Executor.cores`: all of them to a
-    job that runs alone), so N workers never oversubscribe the CPU and a lone job leaves no
-    core idle. It takes no
+    with the share the runner gives it by the plan of the cores idle when the run starts
+    (:attr:`Executor.cores`, :func:`idle_cores`: all of them to a job that runs alone), so N
+    workers never oversubscribe the CPU and a lone job leaves no core idle. It takes no
     ``[executor_options]``: ``--jobs`` and ``--threads`` size it. ``job_timeout``: seconds a
     job may run in its worker before the worker is stopped (``None``: no limit).
     """
@@ -122,8 +122,9 @@ class LocalExecutor(Executor):
         self.job_timeout = job_timeout
         self.slots = workers
         self.threads_per_worker = threads_per_worker or max(1, available_cores() // workers)
-        # given threads are the user's: every job keeps them
-        self.cores = None if threads_per_worker else available_cores()
+        # given threads are the user's: every job keeps them; else the cores idle now (work
+        # outside genbench that holds a core would slow every thread that shares it)
+        self.cores = None if threads_per_worker else idle_cores()
         self._mp = multiprocessing.get_context("spawn")  # fork is unsafe once torch runs
         self._setup: bytes | None = None
         self._workers: list[_Worker] = []
