@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from genbench import GenerativeModel, Metric, hookimpl
+from genbench.execution import local_executor
 from genbench.execution.executor_support import available_cores
 from genbench.execution.runner import SuiteRunner
 from genbench.plan.scheduling import concurrent_widths, schedule
@@ -65,7 +66,10 @@ def test_timing_jobs_come_last_one_after_another_and_each_runs_alone(tmp_path):
     assert all(j.timing is None for j in plan.jobs)
 
 
-def test_speed_is_timed_after_the_rows_on_every_core_and_a_stopped_run_resumes_it(tmp_path):
+def test_speed_is_timed_after_the_rows_on_every_core_and_a_stopped_run_resumes_it(tmp_path,
+                                                                                  monkeypatch):
+    # as on an idle machine, whatever else runs beside the tests
+    monkeypatch.setattr(local_executor, "idle_cores", available_cores)
     regs = registries_with()
     out = tmp_path / "out"
     report, lines = run(spec(), out, regs, jobs=2)
@@ -141,7 +145,10 @@ class TorchNoise(GenerativeModel):
     def fit(self, data, budget):
         pass
 
+    calls: list[int] = []  # the sizes asked for, in this process (--jobs 0)
+
     def sample(self, n, generator=None):
+        TorchNoise.calls.append(n)
         return torch.rand(n, 2, generator=generator) * self.scale.detach()
 
 
@@ -151,7 +158,8 @@ class TorchNoisePlugin:
         register("torch-noise", TorchNoise)
 
 
-def test_the_timing_draws_noise_as_the_row_did(tmp_path):
+def test_the_timing_draws_noise_as_the_row_did_and_not_the_row_s_samples(tmp_path):
+    TorchNoise.calls.clear()
     regs = registries_with(TorchNoisePlugin())
     with pytest.warns(UserWarning, match="passes the generator to torch itself"):
         report, _ = run(spec(metrics=("speed",), models=["torch-noise"]), tmp_path / "out", regs,
@@ -160,3 +168,8 @@ def test_the_timing_draws_noise_as_the_row_did(tmp_path):
     assert row.provenance["noise"] == "one generator"
     (speed,) = row.metrics
     assert speed.status == "ok", speed.message
+    # the row drew its 20 samples (a first try with per-sample noise, then one generator);
+    # the timing job drew only the batches it timed, never the row's samples again
+    timed_from = TorchNoise.calls.index(speed.details["batch_size"])
+    assert set(TorchNoise.calls[:timed_from]) == {20}
+    assert set(TorchNoise.calls[timed_from:]) == {speed.details["batch_size"]}

@@ -43,21 +43,24 @@ def score_metrics(ctx: EvalContext, metrics: Iterable[tuple[str, type, Mapping[s
     :attr:`~genbench.api.metric.Metric.nonfinite_ok` (its values then go to its details,
     ``measured_values``, not to the store's values). When the
     samples hold NaN or infinity (:attr:`EvalContext.sample_failure`), every metric that
-    needs samples is recorded as failed with that reason."""
-    sample_failure = ctx.sample_failure
+    needs samples is recorded as failed with that reason. The samples are drawn for the first
+    metric that reads them: a metric timed alone (``speed``) times sampling of its own and
+    never waits for the row's samples."""
     records, seconds = [], {}
     for label, cls, params in metrics:
         record = MetricRecord(label, "skipped", higher_is_better=dict(cls.higher_is_better),
                               primary=cls.primary)
+        # outside the try: a sampler that raises fails the job, not one metric
+        sample_failure = (ctx.sample_failure if "sample" in cls.requires and not cls.timed_alone
+                          else None)
         t0 = time.perf_counter()
         try:
             metric = cls(**params)
             reason = metric.skip_reason(ctx)
             if reason is not None:
                 record.message = reason
-            elif sample_failure is not None and "sample" in cls.requires:
-                record.status = "failed"
-                record.message = f"{NonFiniteSamplesError.__name__}: {sample_failure}"
+            elif sample_failure is not None:
+                record = failed_on_samples(label, cls, sample_failure)
             else:
                 out = metric.compute(ctx)
                 if not isinstance(out, MetricResult):
@@ -84,6 +87,13 @@ def score_metrics(ctx: EvalContext, metrics: Iterable[tuple[str, type, Mapping[s
         seconds[label] = time.perf_counter() - t0
         records.append(record)
     return records, seconds
+
+
+def failed_on_samples(label: str, cls: type, sample_failure: str) -> MetricRecord:
+    """The record of a metric that needs samples when they hold NaN or infinity."""
+    return MetricRecord(label, "failed", higher_is_better=dict(cls.higher_is_better),
+                        primary=cls.primary,
+                        message=f"{NonFiniteSamplesError.__name__}: {sample_failure}")
 
 
 def make_dataset(registries: "Registries", name: str, params: Mapping[str, Any] | None = None,

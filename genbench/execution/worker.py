@@ -25,7 +25,7 @@ from genbench.registry.parameters import group_params
 from genbench.api.data import BenchmarkDataset, DataInfo, LazySplit
 from genbench.api.errors import CheckpointCorruptError, GenbenchError
 from genbench.evaluation.context import EvalContext
-from genbench.evaluation.scoring import make_dataset, score_metrics
+from genbench.evaluation.scoring import failed_on_samples, make_dataset, score_metrics
 from genbench.evaluation.records import PENDING
 from genbench.results.figures import save_sample_grid
 from genbench.results.sample_figures import shown_samples
@@ -378,10 +378,16 @@ def _time_row(state: WorkerState, job: Job) -> TimingRecord:
         model, _ = _load_trained(state, t, notes)
         timings = dict(job.timing or {})
         noise = timings.pop("noise", "per sample")
+        sample_failure = timings.pop("sample_failure", None)
         ctx = _eval_context(state, job, model, num_samples=ev.num_samples, timings=timings)
         ctx.noise = noise  # the row's samples found how the model takes its noise
-        metrics = [(m.label, state.registries.metrics.get(m.name), m.params) for m in ev.metrics]
-        record.metrics, _ = score_metrics(ctx, [m for m in metrics if m[1].timed_alone])
+        metrics = [(m.label, state.registries.metrics.get(m.name), m.params) for m in ev.metrics
+                   if state.registries.metrics.get(m.name).timed_alone]
+        if sample_failure is not None:  # as for every metric of the row that needs samples
+            record.metrics = [failed_on_samples(label, cls, sample_failure)
+                              for label, cls, _ in metrics]
+        else:
+            record.metrics, _ = score_metrics(ctx, metrics)
         record.status = "ok"
     except Exception as exc:  # the row keeps its other metrics; the timing is recorded failed
         record.error = f"{type(exc).__name__}: {exc}"

@@ -355,8 +355,9 @@ class ResultStore:
 
     def pending_timing(self, fingerprint: str) -> dict[str, Any] | None:
         """For a stored ``ok`` row with metrics still to be timed alone (status ``pending``),
-        the row's timings (its timing job's budget) and how its noise was drawn
-        (``noise``); otherwise ``None``."""
+        the row's timings (its timing job's budget), how its noise was drawn (``noise``) and
+        why its samples were unusable (``sample_failure``, when they were); otherwise
+        ``None``."""
         with self._connection() as con:
             row = con.execute(
                 """SELECT j.provenance FROM jobs j WHERE j.fingerprint = ? AND j.status = 'ok'
@@ -367,7 +368,9 @@ class ResultStore:
         provenance = json.loads(row[0])
         timings = {k: v for k, v in provenance.get("timings", {}).items()
                    if isinstance(v, (int, float))}
-        return {**timings, "noise": provenance.get("noise", "per sample")}
+        return {**timings, "noise": provenance.get("noise", "per sample"),
+                **({"sample_failure": provenance["sample_failure"]}
+                   if provenance.get("sample_failure") else {})}
 
     def suite_names(self) -> list[str]:
         """The names of the suites with rows stored, in the order first stored."""
