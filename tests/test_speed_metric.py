@@ -32,11 +32,11 @@ class SlowSampler(GenerativeModel):
         return self.randn(n, 2, generator=generator)
 
 
-def run(tmp_path, monkeypatch, sample_seconds, **options):
+def run(tmp_path, monkeypatch, sample_seconds, cost=1.0, **options):
     clock = Clock()
     monkeypatch.setattr(speed.time, "perf_counter", clock)
     x = torch.zeros(4, 2)
-    ctx = EvalContext(model=SlowSampler(INFO, clock), model_name="m", data_info=INFO, train=(x, None),
+    ctx = EvalContext(model=SlowSampler(INFO, clock, cost), model_name="m", data_info=INFO, train=(x, None),
                       test=(x, None), device=torch.device("cpu"), seed=0, num_samples=4,
                       cache_dir=tmp_path, registries=default_registries())
     ctx.timings["sample_seconds"] = sample_seconds
@@ -61,6 +61,15 @@ def test_a_fast_sampler_gets_every_repeat_and_the_cap_applies(tmp_path, monkeypa
     assert out.details["budget_seconds"] == 4.0 and calls == 4  # 1 warm-up, 3 timed: 4 s
 
 
+def test_a_fast_row_is_still_timed_for_min_seconds(tmp_path, monkeypatch):
+    # the evaluation drew its samples in 10 ms; each batch takes 0.1 s; at least 0.5 s
+    out, calls = run(tmp_path, monkeypatch, 0.01, cost=0.1)
+    d = out.details
+    assert d["budget_seconds"] == 0.5 and d["warmup"] == 2 and d["repeats"] == 3 and calls == 5
+    out, calls = run(tmp_path, monkeypatch, 0.01, cost=0.1, min_seconds=0.0)
+    assert out.details["budget_seconds"] == 0.01 and calls == 3  # 1 warm-up, 2 timed
+
+
 def test_the_load_is_recorded_and_bad_options_are_refused(tmp_path, monkeypatch):
     out, _ = run(tmp_path, monkeypatch, 3.0)
     assert out.details["cores"] >= 1 and out.details["load_average_1min"] >= 0
@@ -69,3 +78,5 @@ def test_the_load_is_recorded_and_bad_options_are_refused(tmp_path, monkeypatch)
 
     with pytest.raises(ConfigError, match="min_repeats"):
         speed.SamplingSpeed(repeats=2, min_repeats=3)
+    with pytest.raises(ConfigError, match="min_seconds"):
+        speed.SamplingSpeed(min_seconds=10.0, max_seconds=5.0)

@@ -31,7 +31,8 @@ class SamplingSpeed(Metric):
     the time budget, ``max_seconds`` or the time the evaluation spent drawing its own
     samples, whichever is shorter (at least one warm-up batch when ``warmup`` > 0 and
     ``min_repeats`` timed ones), so timing a slow sampler never costs much more than the
-    evaluation it belongs to. The details record the batches timed, their spread
+    evaluation it belongs to; and at least ``min_seconds`` (at most ``max_seconds``), so a
+    fast sampler gets its warm-up and enough batches for a stable median. The details record the batches timed, their spread
     (``spread``: (max - min) / median), the budget, and the machine's 1-minute load average
     beside its core count, with ``under_load`` set when the load exceeded the cores: a
     timing taken while other work competed for them."""
@@ -53,11 +54,15 @@ class SamplingSpeed(Metric):
 
     def __init__(self, batch_size: Count = 256, repeats: Count = 10,
                  warmup: Annotated[int, Ge(0)] = 2, min_repeats: Count = 2,
-                 max_seconds: Annotated[float, Gt(0)] = 60.0):
+                 max_seconds: Annotated[float, Gt(0)] = 60.0,
+                 min_seconds: Annotated[float, Ge(0)] = 0.5):
         if min_repeats > repeats:
             raise ConfigError(f"speed: min_repeats ({min_repeats}) must not exceed repeats ({repeats})")
+        if min_seconds > max_seconds:
+            raise ConfigError(f"speed: min_seconds ({min_seconds:g}) must not exceed max_seconds "
+                              f"({max_seconds:g})")
         self.batch_size, self.repeats, self.warmup = batch_size, repeats, warmup
-        self.min_repeats, self.max_seconds = min_repeats, max_seconds
+        self.min_repeats, self.max_seconds, self.min_seconds = min_repeats, max_seconds, min_seconds
 
     def skip_reason(self, ctx: EvalContext) -> str | None:
         reason = super().skip_reason(ctx)
@@ -75,7 +80,8 @@ class SamplingSpeed(Metric):
 
         # what drawing the row's own samples took (in its shards, when it had several)
         spent = ctx.timings.get("shards_sample_seconds", ctx.timings.get("sample_seconds"))
-        budget = self.max_seconds if spent is None else min(self.max_seconds, spent)
+        budget = self.max_seconds if spent is None else \
+            min(self.max_seconds, max(self.min_seconds, spent))
         start = time.perf_counter()
         warmed = 0
         while warmed < self.warmup and (warmed == 0 or time.perf_counter() - start < budget / 4):
