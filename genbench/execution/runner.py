@@ -366,7 +366,6 @@ class SuiteRunner:
         counter = f"[{len(report.ran)}/{rows_total}] " if rows_total else ""
         self.echo(f"{counter}{record.job_key}: {_summary(record)}{kept}")
 
-
     def _store_timing(self, timing: TimingRecord, report: SuiteReport) -> None:
         """Write a timing job's metrics into its stored row (and the report's copy)."""
         if not self.store.write_timing(timing):

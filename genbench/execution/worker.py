@@ -381,8 +381,8 @@ def _time_row(state: WorkerState, job: Job) -> TimingRecord:
         sample_failure = timings.pop("sample_failure", None)
         ctx = _eval_context(state, job, model, num_samples=ev.num_samples, timings=timings)
         ctx.noise = noise  # the row's samples found how the model takes its noise
-        metrics = [(m.label, state.registries.metrics.get(m.name), m.params) for m in ev.metrics
-                   if state.registries.metrics.get(m.name).timed_alone]
+        metrics = [(m.label, cls, m.params) for m in ev.metrics
+                   if (cls := state.registries.metrics.get(m.name)).timed_alone]
         if sample_failure is not None:  # as for every metric of the row that needs samples
             record.metrics = [failed_on_samples(label, cls, sample_failure)
                               for label, cls, _ in metrics]

@@ -40,7 +40,7 @@ class Schedule:
 def schedule(rows: list[Job], *, is_stored: Callable[[str], bool],
              training_status: Callable[[Training], str | None], force: bool = False,
              timed: Callable[[Job], bool] = lambda row: False,
-             timing_pending: Callable[[str], bool] = lambda fingerprint: False) -> Schedule:
+             timing_pending: Callable[[str], object] = lambda fingerprint: None) -> Schedule:
     """Jobs for the ``rows`` not yet stored, and the trainings they need.
 
     ``is_stored(evaluation_fingerprint)`` says whether a row is finished in the store;
@@ -51,8 +51,8 @@ def schedule(rows: list[Job], *, is_stored: Callable[[str], bool],
     again, once.
 
     A row with metrics timed alone (``timed(row)``) gets a timing job, and so does a stored
-    row whose timing is still to do (``timing_pending(evaluation_fingerprint)``: an earlier
-    run stopped before it): the timing jobs come last, one after another, each after every
+    row whose timing is still to do (``timing_pending(evaluation_fingerprint)`` is truthy:
+    an earlier run stopped before it): the timing jobs come last, one after another, each after every
     other job has ended, so that each runs alone.
     """
     todo = [r for r in rows if force or not is_stored(r.evaluation.fingerprint)]
@@ -102,7 +102,7 @@ def schedule(rows: list[Job], *, is_stored: Callable[[str], bool],
         ready.append(replace(row, needs=needs))
     timing = [Job(f"{row.key} [timing]", row.training, row.evaluation,
                   needs=provide(row.training), timing={})
-              for row in [*ready, *(r for r in rows if r.key in stored
+              for row in [*ready, *(r for r in rows if r.key in stored and timed(r)
                                     and timing_pending(r.evaluation.fingerprint))]
               if timed(row) and _diverged_below(row.training, diverged) is None]
     # Only the trainings that a row which runs needs (a blocked row's are dropped).
