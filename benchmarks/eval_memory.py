@@ -6,18 +6,18 @@ Scores ``N`` generated 3x64x64 images (a fixed random convolutional generator) a
 2,000-image test split with ``genbench.evaluate``, once per ``N`` in a fresh process, and
 prints each process's peak resident memory (``ru_maxrss``). The baseline, measured in the
 same run, is a process that imports everything (torch-fidelity and scipy included) and
-builds the model and data but evaluates nothing; the ``eval`` column is the peak above it. Beside it: what the samples
-alone take as float32 (what an evaluation that keeps them in memory holds, twice at the
-concatenation), and the features the metrics need (2,048 + 1,008 floats per sample, which
-FID, KID, IS and precision/recall read whole, as their definitions do).
+builds the model and data but evaluates nothing; the ``eval`` column is the peak above it.
+Beside it: what the samples alone take as float32 (what an evaluation that kept them in
+memory would hold) and the generated features (2,048 + 1,008 floats per sample), which
+genbench writes to files that FID, KID, IS and precision/recall read a block at a time.
 
 The extractor is a small convolutional network with random weights and Inception's layer
 widths (2,048 pooled features, 1,008 logits), registered by this script, so that 50,000
 images take a minute on two cores: the benchmark measures what genbench holds, not
-Inception's time. Target: the peak above the baseline grows with the features only, and
-stays under 2 GB at 50,000. Measured on 2026-12-07 (2-core CPU): peaks 1.14, 1.43 and
-1.69 GB at 5,000, 20,000 and 50,000 (baseline 0.68 GB): 12.5 KB more per sample, the
-features' 3,056 floats; the samples (2.3 GB as float32 at 50,000) no longer count.
+Inception's time. Target: flat in N, under 2 GB at 50,000. Measured on 2026-12-08 (2-core
+CPU): peaks 1.27, 1.19 and 1.20 GB at 5,000, 20,000 and 50,000 (baseline 0.68 GB); the
+peak of one size varies by about 0.1 GB from run to run. Before the features went to files
+(2026-12-07): 1.14, 1.43 and 1.69 GB, 12.5 KB more per sample.
 """
 
 from __future__ import annotations
@@ -98,6 +98,7 @@ def build():
 
     pm = create_plugin_manager(load_entrypoints=False)
     pm.register(Plugin())
+    torch.manual_seed(0)  # the same generator in every process, so the values printed agree
     return build_registries(pm), Images(), ConvGenerator(Images().info()).eval()
 
 

@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from genbench.features.job_features import (JobFeatures, SplitFeatures, extractor_skip_reason,
                                                 feature_layer, layer_skip_reason,
                                                 preflight_features, reference_indices)
+    from genbench.features.feature_matrix import FeatureMatrix
     from genbench.features.fidelity import (fid_from_statistics, fid_statistics, isc_from_logits,
                                             kid_from_features, prc_from_features)
     from genbench.features.assets import resolve_weights
@@ -98,6 +99,7 @@ _LAZY = {
     **dict.fromkeys(["JobFeatures", "SplitFeatures", "extractor_skip_reason", "feature_layer",
                      "layer_skip_reason", "preflight_features", "reference_indices"],
                     "genbench.features.job_features"),
+    "FeatureMatrix": "genbench.features.feature_matrix",
     **dict.fromkeys(["fid_statistics", "fid_from_statistics", "isc_from_logits",
                      "kid_from_features", "prc_from_features"], "genbench.features.fidelity"),
     "resolve_weights": "genbench.features.assets",
@@ -137,7 +139,7 @@ __all__ = [
     "SampleNoise", "item_seed", "noise_rand", "noise_randn", "SampleStore", "open_sample_store",
     "accepts_any_keyword", "hyperparameters",
     "JobFeatures", "SplitFeatures", "extractor_skip_reason", "feature_layer", "layer_skip_reason",
-    "preflight_features", "reference_indices",
+    "preflight_features", "reference_indices", "FeatureMatrix",
     "fid_from_statistics", "fid_statistics", "isc_from_logits", "kid_from_features",
     "prc_from_features", "resolve_weights", "torch_fidelity_extractor",
     "ReferenceFile", "ReferenceFileError", "read_reference_file", "write_reference_file",

@@ -71,14 +71,14 @@ def test_shared_equal_counts_are_the_same_points_without_another_pass(registries
     real, fake = torch.randn(700, 5, generator=g), torch.randn(n_gen, 5, generator=g)
     ctx = vector_ctx(registries, fake, real, tmp_path)
     extractor = ctx.features().extractor
-    passes, extract = [], extractor.features_of_batches
+    passes, extract = [], extractor._outputs
 
-    def counted(batches, total):  # every pass over a set, whole or batch by batch
+    def counted(batches, total):  # every pass over a set, into memory or into files
         batches = list(batches)
         passes.append(sum(len(b) for b in batches))
         return extract(batches, total)
 
-    monkeypatch.setattr(extractor, "features_of_batches", counted)
+    monkeypatch.setattr(extractor, "_outputs", counted)
     gen, ref, details = shared_equal_count_features(ctx, "prc", max_reference)
     assert sorted(passes) == sorted([n_gen, min(700, max_reference)])  # one pass per set
     gen2, ref2, details2 = equal_count_features(ctx, "prc", max_reference)

@@ -154,7 +154,7 @@ def test_an_evaluation_split_into_shards_gives_the_numbers_of_one_job(tmp_path):
     # cut at multiples of the batch size (32), so every batch is one a single job draws
     assert parts == ["part-000000000-000000064", "part-000000064-000000096",
                      "part-000000096-000000150"]
-    assert all((samples / p / "features-digits-cnn.pt").exists() for p in parts)
+    assert all((samples / p / "features-digits-cnn" / "features.json").exists() for p in parts)
     merged = open_sample_store(samples)
     assert torch.equal(merged.read_stored(0, 150), open_sample_store(
         tmp_path / "one" / a.run_dir / f"eval-{a.fingerprint[:8]}" / "samples").read_stored(0, 150))
@@ -179,16 +179,27 @@ def test_an_evaluation_split_into_shards_gives_the_numbers_of_one_job(tmp_path):
     assert {(m.metric, k): v for m in c.metrics for k, v in m.values.items()} == vb
 
 
-def test_a_sample_count_that_cannot_fit_is_refused_before_training(tmp_path):
+def test_a_sample_count_that_cannot_fit_is_refused_before_training(tmp_path, monkeypatch):
+    import collections
+    import shutil
+
     from helpers import invoke_cli, tiny_spec_toml
 
+    from genbench.execution import preflight
+
+    # a machine with 10 GB free on every disk and 8 GB of memory, whatever this one has
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**11, 9 * 10**10, 10**10))
+    monkeypatch.setattr(preflight, "_physical_memory", lambda: 8 * 10**9)
     spec = tmp_path / "s.toml"
     spec.write_text(tiny_spec_toml(metrics=("fid",), num_samples=1_000_000_000))
     result = invoke_cli("run", str(spec), "--out", str(tmp_path / "out"), "--jobs", "0")
     assert result.exit_code == 2, result.output
     # 10^9 digits of 1x8x8 uint8: 64 GB of samples; features of 4,096 floats each
-    assert "about 64.0 GB on disk" in result.output and "free; lower num_samples" in result.output
-    assert "about 16,384.0 GB of memory" in result.output
+    assert "about 64.0 GB on disk" in result.output and "10.0 GB free; lower num_samples" in result.output
+    assert "the features of 1,000,000,000 samples take about 16,384.0 GB on disk" in result.output
+    assert "TMPDIR" in result.output
+    assert "about 16,384.0 GB of memory for their features (this machine has 8.0 GB)" in result.output
     assert not (tmp_path / "out").exists()
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import tempfile
+import weakref
 from pathlib import Path
 from typing import Callable
 
@@ -102,3 +104,17 @@ def cache_dir(explicit: str | os.PathLike | None = None) -> Path:
         return Path(explicit).expanduser()
     env = os.environ.get("GENBENCH_CACHE")
     return Path(env).expanduser() if env else _user_cache() / "cache"
+
+
+class ScratchFolder:
+    """A new temporary folder (``path``), removed with its contents when this object is
+    collected or :meth:`remove` is called; unlike ``tempfile.TemporaryDirectory`` it does not
+    warn when collected, which is how its owners (an evaluation's samples and features) end."""
+
+    def __init__(self, prefix: str):
+        self.path = Path(tempfile.mkdtemp(prefix=prefix))
+        self._finalizer = weakref.finalize(self, shutil.rmtree, self.path, ignore_errors=True)
+
+    def remove(self) -> None:
+        """Remove the folder now."""
+        self._finalizer()

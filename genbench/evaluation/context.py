@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -14,12 +13,14 @@ import torch
 
 from genbench.api.data import DataInfo, LazySplit
 from genbench.api.errors import ConfigError, GenbenchError
+from genbench.api.paths import ScratchFolder
 from genbench.features.job_features import (JobFeatures, NonFiniteSamplesError,
                                            choose_feature_extractor, skip_reason,
                                            split_item_batches, split_item_count)
 from genbench.api.model import GenerativeModel
 from genbench.api.noise import SampleNoise, item_seed
 from genbench.evaluation.sample_shards import part_features, read_part
+from genbench.features.feature_matrix import FeatureMatrix
 from genbench.evaluation.sample_store import (SampleStore, SampleStoreError, SampleStoreWriter,
                                               merge_sample_stores)
 
@@ -214,8 +215,8 @@ class EvalContext:
         self.model.eval()
         folder = self.sample_dir
         if folder is None:
-            self._tmp = tempfile.TemporaryDirectory(prefix="genbench-samples-")
-            folder = Path(self._tmp.name) / "samples"
+            self._tmp = ScratchFolder("genbench-samples-")
+            folder = self._tmp.path / "samples"
         writer = SampleStoreWriter(folder, shape=tuple(self.data_info.shape), kind=self.data_info.kind)
         shared = None  # one torch.Generator, for a model that hands the generator to torch
         bad = 0
@@ -276,9 +277,10 @@ class EvalContext:
             return
         self._store = merge_sample_stores(self.sample_dir, list(self.sample_parts))
 
-    def part_features(self, extractor) -> dict[str, torch.Tensor] | None:
+    def part_features(self, extractor) -> list[dict[str, FeatureMatrix]] | None:
         """Features the shards saved for ``extractor`` (an
-        :class:`~genbench.features.job_features.Extractor`), or ``None``: extract them."""
+        :class:`~genbench.features.job_features.Extractor`), one ``{layer: FeatureMatrix}`` per
+        shard in order, or ``None``: extract them."""
         if self.sample_parts is None:
             return None
         return part_features(list(self.sample_parts), extractor, self.num_samples)

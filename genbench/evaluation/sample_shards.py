@@ -4,7 +4,7 @@ With ``eval_shards = K`` a row's ``num_samples`` are split into ``K`` contiguous
 (:func:`genbench.plan.jobs.shard_ranges`). A sample job draws items ``start..stop-1`` with
 their per-sample noise (:class:`~genbench.api.noise.SampleNoise`, so they are the items one
 job would draw), writes them as a sample store in ``samples/part-<start>-<stop>/``, embeds
-them with the run's extractor (``features-<extractor>.pt`` beside them) and writes
+them with the run's extractor (``features-<extractor>/`` beside them) and writes
 ``part.json`` last. The row then merges the parts (:meth:`EvalContext.sample_store`) and reads
 their features instead of embedding again, so its numbers equal those of one job.
 """
@@ -13,15 +13,15 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import torch
-
 from genbench.api.errors import GenbenchError
 from genbench.api.paths import atomic_write
 from genbench.evaluation.sample_store import SampleStoreError, open_sample_store
+from genbench.features.feature_matrix import FeatureMatrix
 
 if TYPE_CHECKING:
     from genbench.evaluation.context import EvalContext
@@ -31,6 +31,8 @@ __all__ = ["PART_RECORD", "draw_part", "finished_part", "part_features", "read_p
 
 #: Written last into a finished part's folder.
 PART_RECORD = "part.json"
+#: Written last into a part's features folder (``features-<extractor>/``).
+FEATURES_RECORD = "features.json"
 
 
 def read_part(folder: str | os.PathLike) -> dict[str, Any] | None:
@@ -57,8 +59,8 @@ def finished_part(folder: str | os.PathLike, fingerprint: str, start: int,
     return record
 
 
-def _features_path(folder: Path, extractor: str) -> Path:
-    return folder / f"features-{extractor}.pt"
+def _features_folder(folder: Path, extractor: str) -> Path:
+    return folder / f"features-{extractor}"
 
 
 def draw_part(ctx: "EvalContext", fingerprint: str) -> dict[str, Any]:
@@ -83,47 +85,52 @@ def draw_part(ctx: "EvalContext", fingerprint: str) -> dict[str, Any]:
 
 
 def _embed(ctx: "EvalContext") -> str | None:
-    """Features of the part with the run's extractor, saved beside it; ``None`` when no
-    extractor applies (the row then has nothing to read, and embeds nothing either)."""
+    """Features of the part with the run's extractor, saved beside it (``features-<name>/``:
+    one ``.npy`` per layer and ``features.json``, written last); ``None`` when no extractor
+    applies (the row then has nothing to read, and embeds nothing either)."""
     name = ctx.extractor_name
     if name is None:
         return None
     try:
         feats = ctx.features(name)
-        generated = feats.generated()
+        rows = feats.generated_rows()
         ext = feats.extractor
     except GenbenchError:  # no extractor for this data: the row's metrics say why
         return None
-    blob = {"extractor": name, "weights_sha256": ext.weights_sha256, "n": ctx.num_samples,
-            "features": generated}
-    atomic_write(_features_path(Path(ctx.sample_dir), name), lambda tmp: torch.save(blob, tmp))
+    target = _features_folder(Path(ctx.sample_dir), name)
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True)
+    layers = {}
+    for layer, matrix in rows.items():
+        shutil.copyfile(matrix.path, target / matrix.path.name)
+        layers[layer] = matrix.path.name
+    record = {"extractor": name, "weights_sha256": ext.weights_sha256, "n": ctx.num_samples,
+              "layers": layers}
+    atomic_write(target / FEATURES_RECORD, lambda tmp: Path(tmp).write_text(json.dumps(record)))
     return name
 
 
 def part_features(folders: list[Path], extractor: "Extractor",
-                  total: int) -> dict[str, torch.Tensor] | None:
-    """The parts' features for ``extractor``, ``total`` rows in order, or ``None`` when a part
-    has none for it (another extractor, other weights): then they are extracted again."""
-    out: dict[str, torch.Tensor] = {}
-    done = 0
+                  total: int) -> list[dict[str, FeatureMatrix]] | None:
+    """The parts' features for ``extractor``, one ``{layer: FeatureMatrix}`` per part, in
+    order and ``total`` rows in all, or ``None`` when a part has none for it (another
+    extractor, other weights, a damaged file): then they are extracted again."""
+    parts = []
     for folder in folders:
+        target = _features_folder(folder, extractor.name)
         try:
-            blob = torch.load(_features_path(folder, extractor.name), map_location="cpu",
-                              weights_only=True)
-        except Exception:  # absent, truncated or foreign: extract instead
-            return None
-        if (not isinstance(blob, dict) or blob.get("weights_sha256") != extractor.weights_sha256
-                or not isinstance(blob.get("features"), dict)):
-            return None
-        n = blob.get("n")
-        for layer in extractor.requested_layers:
-            t = blob["features"].get(layer)
-            if not isinstance(t, torch.Tensor) or t.dim() != 2 or len(t) != n:
+            record = json.loads((target / FEATURES_RECORD).read_text())
+            if (not isinstance(record, dict) or record.get("weights_sha256") != extractor.weights_sha256
+                    or not isinstance(record.get("layers"), dict)):
                 return None
-            if layer not in out:  # one matrix for all parts, filled part by part
-                out[layer] = torch.empty((total, t.shape[1]), dtype=t.dtype)
-            if done + n > total or out[layer].shape[1] != t.shape[1]:
-                return None
-            out[layer][done:done + n] = t
-        done += n
-    return out if done == total else None
+            part = {layer: FeatureMatrix(target / str(record["layers"][layer]))
+                    for layer in extractor.requested_layers}
+        except (OSError, ValueError, KeyError, TypeError):  # absent, truncated or foreign
+            return None
+        if any(len(m) != record.get("n") for m in part.values()):
+            return None
+        parts.append(part)
+    if not parts or sum(len(next(iter(p.values()))) for p in parts) != total:
+        return None
+    widths = [{layer: m.shape[1] for layer, m in p.items()} for p in parts]
+    return parts if all(w == widths[0] for w in widths) else None

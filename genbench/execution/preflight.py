@@ -22,12 +22,13 @@ stops the suite in seconds, not after its trainings, with one
   that overrides ``fit`` uses the budget its own way).
 
 :func:`check_evaluation_sizes` then estimates the disk the rows' sample stores take and the
-memory one evaluation's features take, and refuses a sample count that cannot fit.
+disk and memory one evaluation's features take, and refuses a sample count that cannot fit.
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -278,8 +279,9 @@ def _physical_memory() -> int | None:
 def check_evaluation_sizes(rows: list[Job], datasets: dict[str, PreparedDataset], out_dir,
                            is_stored: Callable[[str], bool] = lambda fp: False) -> None:
     """Refuse, before anything trains, evaluations whose samples cannot fit on the output
-    folder's disk (every row not stored yet, together) or whose features cannot fit in this
-    machine's memory (one evaluation at a time), naming the numbers and what to lower."""
+    folder's disk (every row not stored yet, together), or whose features cannot fit in the
+    temporary folder or in this machine's memory (one evaluation at a time), naming the
+    numbers and what to lower."""
     todo = [j for j in rows if not is_stored(j.evaluation.fingerprint)]
     if not todo:
         return
@@ -299,6 +301,16 @@ def check_evaluation_sizes(rows: list[Job], datasets: dict[str, PreparedDataset]
         problems.append(f"the samples of the {len(todo)} evaluation(s) to run take about "
                         f"{_gb(disk)} on disk (uint8 images, float32 vectors), but {where} has "
                         f"{_gb(free)} free; lower num_samples or free space")
+    # Every evaluation writes its generated features to a temporary folder (the metrics read
+    # them from there a block at a time); those that read them whole also hold them in memory.
+    scratch = Path(tempfile.gettempdir())
+    scratch_free = shutil.disk_usage(scratch).free
+    if largest[0] > scratch_free:
+        job = largest[1]
+        problems.append(f"row {job.key}: the features of {job.evaluation.num_samples:,} samples "
+                        f"take about {_gb(largest[0])} on disk in {scratch} (the temporary "
+                        f"folder: set TMPDIR to move it), which has {_gb(scratch_free)} free; "
+                        f"lower num_samples or free space")
     memory = _physical_memory()
     if memory is not None and largest[0] > memory:
         job = largest[1]

@@ -2,7 +2,8 @@
 
 Each function takes features (from :meth:`genbench.EvalContext.features`, see
 :mod:`genbench.features.job_features`) and calls torch-fidelity's own code (``fid_statistics_to_metric``,
-``isc_features_to_metric`` (re-done split by split: see :func:`isc_from_logits`), ``kid_features_to_metric``,
+``isc_features_to_metric`` (re-done split by split: see :func:`isc_from_logits`), ``kid_features_to_metric``
+(re-done subset by subset with its ``kernel_mmd``: see :func:`kid_from_features`),
 ``prc_features_to_metric``) with the generated set as input 1 and the reference as input 2,
 exactly as ``torch_fidelity.calculate_metrics`` does, so the numbers are torch-fidelity's.
 torch-fidelity's own input pipeline and cache (keyed by a name only) are never used: features
@@ -16,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_statistics_to_metric
-from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, KEY_METRIC_KID_STD, kid_features_to_metric
+from torch_fidelity.metric_kid import kernel_mmd
 from torch_fidelity.metric_prc import (
     KEY_METRIC_F_SCORE,
     KEY_METRIC_PRECISION,
@@ -25,6 +26,7 @@ from torch_fidelity.metric_prc import (
 )
 
 from genbench.api.errors import ConfigError
+from genbench.features.feature_matrix import FeatureMatrix
 from genbench.features.job_features import LAYER_METRICS
 
 __all__ = [
@@ -32,13 +34,22 @@ __all__ = [
     "kid_from_features", "kid_subset_size", "prc_from_features",
 ]
 
+#: Features as the functions below take them: in memory, or in a file read block by block.
+Rows = torch.Tensor | FeatureMatrix
+
 #: The sample-quality metrics, in torch-fidelity's names (each reads the extractor's layer for it).
 METRICS = LAYER_METRICS
 
 
-def fid_statistics(features: torch.Tensor, chunk: int = 4096) -> dict[str, np.ndarray]:
+def _rows(features: Rows) -> Rows:
+    return features.detach().cpu() if isinstance(features, torch.Tensor) else features
+
+
+def fid_statistics(features: Rows, chunk: int = 4096) -> dict[str, np.ndarray]:
     """Mean ``mu`` and covariance ``sigma`` (``N - 1`` in the denominator, as ``np.cov`` and
-    torch-fidelity's ``fid_features_to_statistics``) of features ``(N, D)``, in float64.
+    torch-fidelity's ``fid_features_to_statistics``) of features ``(N, D)``, in float64: a
+    tensor or a :class:`~genbench.features.feature_matrix.FeatureMatrix` (read ``chunk``
+    rows at a time).
 
     Accumulated ``chunk`` rows at a time as sums and sums of outer products (shifted by the
     first row, against cancellation), so no float64 copy of all ``N`` rows is made: what
@@ -48,7 +59,7 @@ def fid_statistics(features: torch.Tensor, chunk: int = 4096) -> dict[str, np.nd
     n = len(features)
     if n < 2:
         raise ConfigError(f"FID needs at least 2 samples, got {n}")
-    features = features.detach().cpu()
+    features = _rows(features)
     shift = features[0].double()
     total = torch.zeros_like(shift)
     outer = torch.zeros(len(shift), len(shift), dtype=torch.float64)
@@ -66,27 +77,42 @@ def fid_from_statistics(generated: dict[str, np.ndarray], reference: dict[str, n
     return float(fid_statistics_to_metric(generated, reference, False)[KEY_METRIC_FID])
 
 
-def isc_from_logits(logits: torch.Tensor, splits: int = 10, shuffle: bool = True,
-                    rng_seed: int = 2020) -> tuple[float, float]:
-    """Inception Score ``(mean, std)`` over ``splits`` splits of class logits ``(N, K)``.
+def isc_from_logits(logits: Rows, splits: int = 10, shuffle: bool = True,
+                    rng_seed: int = 2020, chunk: int = 2048) -> tuple[float, float]:
+    """Inception Score ``(mean, std)`` over ``splits`` splits of class logits ``(N, K)`` (a
+    tensor or a :class:`~genbench.features.feature_matrix.FeatureMatrix`, read a block of
+    rows at a time).
 
     torch-fidelity's ``isc_features_to_metric`` split by split: the same permutation
     (``RandomState(rng_seed).permutation(N)``), the same float64 softmax of each row and the
-    same per-split KL, so the same numbers to the bit; but it makes float64 copies of one
-    split at a time, where torch-fidelity's makes three of all ``N`` rows (1.2 GB for
-    50,000 Inception logits)."""
+    same per-split KL. A split of at most ``chunk`` rows is computed as torch-fidelity does,
+    so the same numbers to the bit; a larger one in two passes of ``chunk`` rows (the
+    marginal, then the mean KL), equal to rounding (about 1e-15 relative), so memory holds
+    ``chunk`` rows whatever ``N``, where torch-fidelity makes three float64 copies of all
+    ``N`` rows (1.2 GB for 50,000 Inception logits)."""
     n = len(logits)
     if not 1 <= splits <= n:
         raise ConfigError(f"isc: splits must lie in [1, {n}] (the sample count), got {splits}")
-    logits = logits.detach().cpu()
-    order = torch.from_numpy(np.random.RandomState(rng_seed).permutation(n)) if shuffle else None
+    logits = _rows(logits)
+    order = (torch.from_numpy(np.random.RandomState(rng_seed).permutation(n)) if shuffle
+             else torch.arange(n))
+    step = max(1, chunk)
     scores = []
     for i in range(splits):
-        a, b = i * n // splits, (i + 1) * n // splits
-        chunk = (logits[a:b] if order is None else logits[order[a:b]]).double()
-        p, log_p = chunk.softmax(dim=1), chunk.log_softmax(dim=1)
-        q = p.mean(dim=0, keepdim=True)
-        scores.append((p * (log_p - q.log())).sum(dim=1).mean().exp().item())
+        rows = order[i * n // splits:(i + 1) * n // splits]
+        if len(rows) <= step:
+            block = logits[rows].double()
+            p, log_p = block.softmax(dim=1), block.log_softmax(dim=1)
+            q = p.mean(dim=0, keepdim=True)
+            scores.append((p * (log_p - q.log())).sum(dim=1).mean().exp().item())
+            continue
+        blocks = [rows[j:j + step] for j in range(0, len(rows), step)]
+        q = sum(logits[b].double().softmax(dim=1).sum(dim=0, keepdim=True) for b in blocks) / len(rows)
+        kl = 0.0
+        for b in blocks:
+            block = logits[b].double()
+            kl += (block.softmax(dim=1) * (block.log_softmax(dim=1) - q.log())).sum().item()
+        scores.append(float(np.exp(kl / len(rows))))
     return float(np.mean(scores)), float(np.std(scores))
 
 
@@ -95,23 +121,38 @@ def kid_subset_size(n_generated: int, n_reference: int, requested: int = 1000) -
     return int(min(requested, n_generated, n_reference))
 
 
-def kid_from_features(generated: torch.Tensor, reference: torch.Tensor, *, subsets: int = 100,
+def kid_from_features(generated: Rows, reference: Rows, *, subsets: int = 100,
                       subset_size: int = 1000, rng_seed: int = 2020, degree: int = 3,
                       gamma: float | None = None, coef0: float = 1.0
                       ) -> tuple[float, float, int]:
     """Kernel Inception Distance ``(mean, std, subset size used)``, polynomial kernel.
 
-    The subset size shrinks to the smaller sample count (torch-fidelity's default of 1,000
-    fails on fewer samples); the size used is returned so that it can be recorded.
+    torch-fidelity's ``kid_features_to_metric`` subset by subset: the same random subsets
+    (``RandomState(rng_seed).choice`` of each set, generated first, without replacement),
+    each compared by its own ``kernel_mmd``, so the same numbers; but only the two subsets
+    are read at a time (``generated`` may be a
+    :class:`~genbench.features.feature_matrix.FeatureMatrix`), where torch-fidelity converts
+    both sets whole. The subset size shrinks to the smaller sample count (torch-fidelity's
+    default of 1,000 fails on fewer samples); the size used is returned so that it can be
+    recorded.
     """
-    used = kid_subset_size(len(generated), len(reference), subset_size)
+    generated, reference = _rows(generated), _rows(reference)
+    n1, n2 = len(generated), len(reference)
+    used = kid_subset_size(n1, n2, subset_size)
     if used < 2:
-        raise ConfigError(f"KID needs at least 2 samples in each set, got {len(generated)} and {len(reference)}")
-    out = kid_features_to_metric(
-        generated.detach().cpu(), reference.detach().cpu(), kid_subsets=subsets,
-        kid_subset_size=used, rng_seed=rng_seed, kid_kernel="poly", kid_kernel_poly_degree=degree,
-        kid_kernel_poly_gamma=gamma, kid_kernel_poly_coef0=coef0, verbose=False)
-    return float(out[KEY_METRIC_KID_MEAN]), float(out[KEY_METRIC_KID_STD]), used
+        raise ConfigError(f"KID needs at least 2 samples in each set, got {n1} and {n2}")
+    if generated.shape[1] != reference.shape[1]:
+        raise ConfigError(f"KID compares features of one width, got {generated.shape[1]} and "
+                          f"{reference.shape[1]}")
+    options = dict(kid_kernel="poly", kid_kernel_poly_degree=degree,
+                   kid_kernel_poly_gamma=gamma, kid_kernel_poly_coef0=coef0)
+    rng = np.random.RandomState(rng_seed)
+    mmds = np.zeros(subsets)
+    for i in range(subsets):
+        f1 = generated[torch.from_numpy(rng.choice(n1, used, replace=False))].numpy()
+        f2 = reference[torch.from_numpy(rng.choice(n2, used, replace=False))].numpy()
+        mmds[i] = kernel_mmd(f1, f2, **options)
+    return float(np.mean(mmds)), float(np.std(mmds)), used
 
 
 def prc_from_features(generated: torch.Tensor, reference: torch.Tensor, *, neighborhood: int = 3,

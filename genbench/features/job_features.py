@@ -37,7 +37,7 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 import torch
 
@@ -46,7 +46,8 @@ from genbench.api.data import DataInfo, LazySplit, tensor_fingerprint
 from genbench.api.errors import ConfigError, GenbenchError
 from genbench.api.extractor import INPUT_FORMATS, ExtractorMixin, FeatureExtractor, default_supports
 from genbench.registry.identity import code_identity
-from genbench.api.paths import atomic_write, sha256_file
+from genbench.api.paths import ScratchFolder, atomic_write, sha256_file
+from genbench.features.feature_matrix import FeatureMatrix, FeatureMatrixWriter
 from genbench.features.reference_files import ReferenceFile, ReferenceFileError, read_reference_file
 
 if TYPE_CHECKING:
@@ -175,6 +176,23 @@ class Extractor:
         return self.features_of_batches((x[i:i + step] for i in range(0, len(x), step)), len(x))
 
     @torch.no_grad()
+    def _outputs(self, batches: Iterable[torch.Tensor], total: int
+                 ) -> Iterator[dict[str, torch.Tensor]]:
+        """Every requested layer of each non-empty batch, on the CPU, batch by batch; raises
+        unless ``total`` items came in all."""
+        done = 0
+        for batch in batches:
+            if not len(batch):
+                continue
+            batch = self.prepare(batch).to(self.device, non_blocking=True)
+            out = self.module.convert_features_tuple_to_dict(self.module(batch))
+            yield {k: v.cpu() for k, v in out.items()}
+            done += len(batch)
+        if not done:
+            raise ConfigError("cannot extract features of an empty set")
+        if done != total:
+            raise ConfigError(f"expected {total} items to extract features of, got {done}")
+
     def features_of_batches(self, batches: Iterable[torch.Tensor],
                             total: int) -> dict[str, torch.Tensor]:
         """One pass over ``batches`` of ``total`` items in all (data space, or uint8 images as
@@ -183,21 +201,32 @@ class Extractor:
         is allocated once and filled, never concatenated (half the peak memory)."""
         filled: dict[str, torch.Tensor] = {}
         done = 0
-        for batch in batches:
-            if not len(batch):
-                continue
-            batch = self.prepare(batch).to(self.device, non_blocking=True)
-            out = self.module.convert_features_tuple_to_dict(self.module(batch))
+        for out in self._outputs(batches, total):
             for k, v in out.items():
                 if k not in filled:
                     filled[k] = torch.empty((total, *v.shape[1:]), dtype=v.dtype)
-                filled[k][done:done + len(v)] = v.cpu()
-            done += len(batch)
-        if not done:
-            raise ConfigError("cannot extract features of an empty set")
-        if done != total:
-            raise ConfigError(f"expected {total} items to extract features of, got {done}")
+                filled[k][done:done + len(v)] = v
+            done += len(next(iter(out.values())))
         return filled
+
+    def features_to_files(self, batches: Iterable[torch.Tensor], total: int,
+                          folder: str | os.PathLike) -> dict[str, FeatureMatrix]:
+        """What :meth:`features_of_batches` returns, written batch by batch to ``.npy`` files
+        in ``folder`` (one per layer, :func:`layer_file_name`) instead of held in memory:
+        ``{layer: FeatureMatrix}``. Memory holds one batch, whatever ``total``."""
+        writers: dict[str, FeatureMatrixWriter] = {}
+        try:
+            for out in self._outputs(batches, total):
+                for k, v in out.items():
+                    if k not in writers:
+                        writers[k] = FeatureMatrixWriter(
+                            Path(folder) / layer_file_name(k), total)
+                    writers[k].append(v.reshape(len(v), -1))
+            return {k: w.close() for k, w in writers.items()}
+        except BaseException:
+            for w in writers.values():
+                w.abort()
+            raise
 
     def provenance(self) -> dict[str, Any]:
         """What every stored value records about the extractor."""
@@ -210,6 +239,12 @@ class Extractor:
             "weights_verified": self.weights_verified,
             "torch_fidelity": torch_fidelity.__version__,
         }
+
+
+def layer_file_name(layer: str) -> str:
+    """The file name a layer's features take in a folder, from a hash of its name (a layer
+    name need not be a valid file name)."""
+    return f"layer-{hashlib.sha256(layer.encode()).hexdigest()[:16]}.npy"
 
 
 def _state_sha256(module: torch.nn.Module) -> str | None:
@@ -443,6 +478,19 @@ def _load_cached(path: Path, key: str, n: int, layers: list[str]) -> dict[str, t
     return out
 
 
+def _concatenate(parts: list[dict[str, FeatureMatrix]], folder: Path,
+                 total: int) -> dict[str, FeatureMatrix]:
+    """The parts' matrices, layer by layer, one after the other, into ``folder``."""
+    out = {}
+    for layer in parts[0]:
+        with FeatureMatrixWriter(folder / layer_file_name(layer), total) as writer:
+            for part in parts:
+                for block in part[layer].chunks():
+                    writer.append(block)
+            out[layer] = writer.close()
+    return out
+
+
 # -- one job's features, per extractor -------------------------------------------------------
 
 class JobFeatures:
@@ -469,6 +517,7 @@ class JobFeatures:
         self.weights = ctx.feature_weights if name == ctx.extractor_name else None
         self._extractor: Extractor | None = None
         self._generated: dict[str, torch.Tensor] | None = None
+        self._rows: dict[str, FeatureMatrix] | None = None
         self._splits: dict[tuple[str, int], SplitFeatures] = {}
         self._reference: ReferenceFile | None = None
 
@@ -495,17 +544,32 @@ class JobFeatures:
         torch-fidelity version."""
         return self.extractor.provenance()
 
-    def generated(self) -> dict[str, torch.Tensor]:
-        """Features of the generated samples: ``{layer: (num_samples, D)}`` on the CPU,
-        extracted on the first call of the job, batch by batch from ``ctx.sample_store``. Raises
+    def generated_rows(self) -> dict[str, FeatureMatrix]:
+        """Features of the generated samples, kept in files: ``{layer: FeatureMatrix}``
+        (``(num_samples, D)``; indexing it returns CPU tensors), extracted on the first call of
+        the job, batch by batch from ``ctx.sample_store`` (or merged from the shards' files),
+        into a temporary folder that lives as long as this object. What a metric that reads
+        blocks of rows should use: memory then does not grow with the sample count. Raises
         :class:`NonFiniteSamplesError` if a sample holds NaN or infinity."""
+        if self._rows is None:
+            self._scratch = ScratchFolder("genbench-features-")  # removed with this object
+            folder = self._scratch.path
+            parts = getattr(self.ctx, "part_features", None)  # drawn and embedded by shards
+            parts = parts(self.extractor) if parts is not None else None
+            if parts is not None:
+                self._rows = _concatenate(parts, folder, self.ctx.num_samples)
+            else:
+                store = self.ctx.sample_store
+                self._rows = self.extractor.features_to_files(
+                    store.batches(self.ctx.batch_size), len(store), folder)
+        return self._rows
+
+    def generated(self) -> dict[str, torch.Tensor]:
+        """Features of the generated samples, in memory: ``{layer: (num_samples, D)}`` on the
+        CPU (:meth:`generated_rows`, read whole once). Raises :class:`NonFiniteSamplesError` if
+        a sample holds NaN or infinity."""
         if self._generated is None:
-            store = self.ctx.sample_store
-            shards = getattr(self.ctx, "part_features", None)  # drawn and embedded by shards
-            self._generated = shards(self.extractor) if shards is not None else None
-            if self._generated is None:
-                self._generated = self.extractor.features_of_batches(
-                    store.batches(self.ctx.batch_size), total=len(store))
+            self._generated = {k: m.load() for k, m in self.generated_rows().items()}
         return self._generated
 
     def test(self, max_items: int | None = None) -> SplitFeatures:

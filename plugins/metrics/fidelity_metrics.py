@@ -7,7 +7,9 @@ through :mod:`genbench.features.fidelity`. The extractor is the job's (``--extra
 the dataset's default, else ``raw`` for vectors). Every result records the extractor, its
 weights' sha256, the sample counts, whether the reference came from the cache and, for KID,
 the subset size used. Precision/recall use equal numbers of generated and test points (the
-smaller count, recorded as ``n_used``); FID, KID and IS use every sample.
+smaller count, recorded as ``n_used``); FID, KID and IS use every sample, read from the
+generated features' files a block at a time (``generated_rows``), so their memory does not
+grow with the sample count.
 
 Before training each states the sample and test-split sizes it needs (``count_needs``):
 below a floor it cannot be computed and the suite stops; below
@@ -84,7 +86,7 @@ class FID(_FidelityMetric):
         feats = ctx.features()
         layer = feats.layer("fid")
         ref = feats.test(self.max_reference)
-        value = fid_from_statistics(fid_statistics(feats.generated()[layer]), fid_statistics(ref[layer]))
+        value = fid_from_statistics(fid_statistics(feats.generated_rows()[layer]), fid_statistics(ref[layer]))
         return MetricResult({"fid": value}, self.details(feats, ref))
 
 
@@ -108,7 +110,7 @@ class InceptionScore(_FidelityMetric):
         from genbench import isc_from_logits
 
         feats = ctx.features()
-        mean, std = isc_from_logits(feats.generated()[feats.layer("isc")], self.splits, True,
+        mean, std = isc_from_logits(feats.generated_rows()[feats.layer("isc")], self.splits, True,
                                     self.rng_seed)
         return MetricResult({"mean": mean, "std": std},
                             {**self.details(feats), "isc_splits": self.splits, "rng_seed": self.rng_seed})
@@ -143,7 +145,7 @@ class KID(_FidelityMetric):
         feats = ctx.features()
         layer = feats.layer("kid")
         ref = feats.test(self.max_reference)
-        mean, std, used = kid_from_features(feats.generated()[layer], ref[layer], subsets=self.subsets,
+        mean, std, used = kid_from_features(feats.generated_rows()[layer], ref[layer], subsets=self.subsets,
                                             subset_size=self.subset_size, rng_seed=self.rng_seed)
         return MetricResult({"mean": mean, "std": std},
                             {**self.details(feats, ref), "kid_subset_size": used,

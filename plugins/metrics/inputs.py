@@ -115,7 +115,7 @@ def equal_count_features(ctx: EvalContext, layer_metric: str, max_reference: int
     layer = feats.layer(layer_metric)
     n = min(ctx.num_samples, ctx.split_size("test"), max_reference)
     ref = feats.test(n)
-    gen = feats.generated()[layer][:n]
+    gen = feats.generated_rows()[layer][:n]  # n rows read, not all
     details = {**feats.provenance(), "feature_layer": layer, "n_used": n,
                "n_generated": ctx.num_samples, "n_reference_total": ref.n_total,
                "reference_cache": ref.cache, "reference_key": ref.key}
@@ -136,7 +136,7 @@ def shared_equal_count_features(ctx: EvalContext, layer_metric: str, max_referen
     n = min(ctx.num_samples, ref.n)
     rows = reference_rows(ref, n)
     reference = ref[layer] if rows is None else ref[layer][rows]
-    gen = feats.generated()[layer][:n]
+    gen = feats.generated_rows()[layer][:n]  # n rows read, not all
     details = {**feats.provenance(), "feature_layer": layer, "n_used": n,
                "n_generated": ctx.num_samples, "n_reference_total": ref.n_total,
                "reference_cache": ref.cache, "reference_key": ref.key}
