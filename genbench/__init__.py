@@ -58,6 +58,7 @@ if TYPE_CHECKING:
     from genbench.execution.local_executor import LocalExecutor
     from genbench.execution.ray_executor import RayExecutor
     from genbench.api.formats import OutputFormat
+    from genbench.api.protocol import Protocol
     from genbench.evaluation.records import MetricRecord
     from genbench.evaluation.scoring import Evaluation, evaluate
     from genbench.results.report import render_report, write_reports
@@ -112,6 +113,8 @@ _LAZY = {
     "Completion": "genbench.api.executor", "Executor": "genbench.api.executor",
     "ExecutorRequest": "genbench.api.executor",
     "LocalExecutor": "genbench.execution.local_executor", "RayExecutor": "genbench.execution.ray_executor",
+    # named evaluation protocols
+    "Protocol": "genbench.api.protocol",
     # output formats, and what the built-in ones write with
     "OutputFormat": "genbench.api.formats",
     **dict.fromkeys(["render_report", "write_reports"], "genbench.results.report"),
@@ -144,7 +147,7 @@ __all__ = [
     "prc_from_features", "resolve_weights", "torch_fidelity_extractor",
     "ReferenceFile", "ReferenceFileError", "read_reference_file", "write_reference_file",
     "build_reference_file",
-    "OutputFormat", "check_tensorboard_folder", "render_report", "write_reports",
+    "Protocol", "OutputFormat", "check_tensorboard_folder", "render_report", "write_reports",
     "write_tensorboard", "run", "RunResult", "evaluate", "Evaluation", "MetricRecord",
     "score_samples",
 ]

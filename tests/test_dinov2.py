@@ -205,27 +205,29 @@ def test_random_weights_give_deterministic_768d_features(registries, random_weig
     timm_layout.unlink()  # 346 MB
 
 
-def official_forward(state: dict[str, torch.Tensor], images: torch.Tensor) -> torch.Tensor:
-    """The class token of DINOv2 ViT-B/14 written out in float64 from the official checkpoint's
-    tensors, as facebookresearch/dinov2's ``DinoVisionTransformer.forward`` computes it (not
-    through timm, which the extractor uses): 14 px patches by a strided convolution, the class
-    token, the 37 x 37 position grid resampled at run time (``interpolate_pos_encoding``:
-    bicubic, scale factor ``(16 + 0.1) / 37``, no antialiasing), 12 pre-norm blocks of 12-head
-    attention and a GELU MLP, each scaled by its layer scale, LayerNorms with eps 1e-6, and the
-    final LayerNorm's class token."""
+def official_forward(state: dict[str, torch.Tensor], images: torch.Tensor,
+                     heads: int = 12) -> torch.Tensor:
+    """The class token of DINOv2 ViT-B/14 (ViT-L/14: ``heads=16``) written out in float64 from
+    the official checkpoint's tensors, as facebookresearch/dinov2's
+    ``DinoVisionTransformer.forward`` computes it (not through timm, which the extractor uses):
+    14 px patches by a strided convolution, the class token, the 37 x 37 position grid resampled
+    at run time (``interpolate_pos_encoding``: bicubic, scale factor ``(16 + 0.1) / 37``, no
+    antialiasing), the checkpoint's pre-norm blocks (12 in ViT-B/14, 24 in ViT-L/14) of
+    ``heads``-head attention and a GELU MLP, each scaled by its layer scale, LayerNorms with
+    eps 1e-6, and the final LayerNorm's class token."""
     w = {k: v.double() for k, v in state.items()}
     x = images.double()
     b, _, height, width = x.shape
     x = F.conv2d(x, w["patch_embed.proj.weight"], w["patch_embed.proj.bias"], stride=14)
     x = torch.cat([w["cls_token"].expand(b, -1, -1), x.flatten(2).transpose(1, 2)], 1)
-    pos, dim = w["pos_embed"], FEATURE_DIM
+    pos, dim = w["pos_embed"], w["cls_token"].shape[-1]
     m = math.isqrt(pos.shape[1] - 1)
     grid = pos[:, 1:].reshape(1, m, m, dim).permute(0, 3, 1, 2)
     grid = F.interpolate(grid, scale_factor=((width // 14 + 0.1) / m, (height // 14 + 0.1) / m),
                          mode="bicubic", antialias=False)
     x = x + torch.cat([pos[:, :1], grid.permute(0, 2, 3, 1).reshape(1, -1, dim)], 1)
-    n, heads = x.shape[1], 12
-    for i in range(12):
+    n, depth = x.shape[1], len({k.split(".")[1] for k in w if k.startswith("blocks.")})
+    for i in range(depth):
         p = f"blocks.{i}."
         y = F.layer_norm(x, (dim,), w[p + "norm1.weight"], w[p + "norm1.bias"], eps=1e-6)
         qkv = F.linear(y, w[p + "attn.qkv.weight"], w[p + "attn.qkv.bias"])

@@ -214,6 +214,26 @@ def test_registration_accepts_both_bases_and_names_them_when_neither(registries)
             "torch_fidelity.feature_extractor_base.FeatureExtractorBase") in str(err.value)
 
 
+def _tf_mixed_6_conv(net, x: torch.Tensor) -> torch.Tensor:
+    """The ADM evaluator's sFID features computed step by step on torch-fidelity's network:
+    TF's ``mixed_6`` is the 7th mixed block (``Mixed_6d``; ``mixed`` is ``Mixed_5b``), its
+    ``conv`` the 1x1 branch with batch norm and ReLU; its first 7 channels, NHWC-flattened as
+    ``spatial[..., :7].reshape(N, -1)`` reads TF's tensor."""
+    from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d_like_tensorflow1x
+
+    h = interpolate_bilinear_2d_like_tensorflow1x(x.float(), size=(299, 299), align_corners=False)
+    h = (h - 128) / 128
+    blocks = ["Conv2d_1a_3x3", "Conv2d_2a_3x3", "Conv2d_2b_3x3", "MaxPool_1", "Conv2d_3b_1x1",
+              "Conv2d_4a_3x3", "MaxPool_2", "Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a",
+              "Mixed_6b", "Mixed_6c"]
+    for name in blocks:
+        h = getattr(net, name)(h)
+    conv = net.Mixed_6d.branch1x1
+    h = torch.relu(conv.bn(conv.conv(h)))
+    assert h.shape[1:] == (192, 17, 17)
+    return h.permute(0, 2, 3, 1)[..., :7].reshape(len(h), -1)
+
+
 def test_inception_is_torch_fidelity_network_with_its_layers(registries, tmp_path, no_network):
     """Random weights of torch-fidelity's InceptionV3, written by the test, loaded through
     the wrapper: same layers, same outputs as torch-fidelity's own module."""
@@ -222,7 +242,8 @@ def test_inception_is_torch_fidelity_network_with_its_layers(registries, tmp_pat
     cls = registries.extractors.get("inception-v3-compat")
     tf_cls = tf_inception.FeatureExtractorInceptionV3
     assert cls.weights_url == tf_inception.URL_INCEPTION_V3
-    assert tuple(cls.get_provided_features_list()) == tuple(tf_cls.get_provided_features_list())
+    assert tuple(cls.get_provided_features_list()) == (*tf_cls.get_provided_features_list(),
+                                                       "mixed_6/conv")
     for metric in ("fid", "isc", "kid", "prc"):
         assert cls.get_default_feature_layer_for_metric(metric) == \
             tf_cls.get_default_feature_layer_for_metric(metric)
@@ -241,16 +262,71 @@ def test_inception_is_torch_fidelity_network_with_its_layers(registries, tmp_pat
     info = DataInfo("rgb", "image", (3, 16, 16))
     ext = load_extractor("inception-v3-compat", cls, info, weights=path)
     assert ext.weights_verified is False  # not the published file: recorded, not trusted
-    assert ext.layers == {"fid": "2048", "isc": "logits_unbiased", "kid": "2048", "prc": "2048"}
+    assert ext.layers == {"fid": "2048", "isc": "logits_unbiased", "kid": "2048", "prc": "2048",
+                          "spatial": "mixed_6/conv"}
     x = torch.rand(3, 3, 16, 16, generator=torch.Generator().manual_seed(1))
     ours = ext.features(x)
     with torch.no_grad():
         theirs = reference.convert_features_tuple_to_dict(reference(to_uint8_images(x)))
-    assert set(ours) == {"2048", "logits_unbiased"}
+        theirs["mixed_6/conv"] = _tf_mixed_6_conv(reference, to_uint8_images(x))
+    assert set(ours) == {"2048", "logits_unbiased", "mixed_6/conv"}
     for layer in ours:
         torch.testing.assert_close(ours[layer], theirs[layer], rtol=1e-5, atol=1e-6)
     assert ours["2048"].shape == (3, 2048) and ours["logits_unbiased"].shape == (3, 1008)
+    assert ours["mixed_6/conv"].shape == (3, 17 * 17 * 7)
+    assert ours["mixed_6/conv"].std() > 0  # not a constant the test could not tell apart
+    # the spatial layer alone: the network still runs as far as Mixed_6d
+    alone = cls("inception-v3-compat", ["mixed_6/conv"], feature_extractor_weights_path=str(path))
+    with torch.no_grad():
+        (spatial,) = alone(to_uint8_images(x))
+    torch.testing.assert_close(spatial, theirs["mixed_6/conv"], rtol=1e-5, atol=1e-6)
     # torch-fidelity's own keywords reach its network (which checks this one)
     with pytest.raises(Exception, match="Only 32 and 64 bit floats"):
         cls("inception-v3-compat", ["2048"], feature_extractor_weights_path=str(path),
             feature_extractor_internal_dtype="float16")
+
+
+def test_sfid_is_the_frechet_distance_of_the_adm_spatial_features(registries, tmp_path, no_network):
+    """sFID through genbench.evaluate (random Inception weights written by the test) equals the
+    Frechet distance computed directly on features taken step by step from the network."""
+    import genbench
+    import torch_fidelity.feature_extractor_inceptionv3 as tf_inception
+    from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
+
+    from genbench import BenchmarkDataset, TensorSplit
+    from genbench_plugins.models.reference import TrainingData
+
+    class RandomInit(tf_inception.FeatureExtractorInceptionV3):
+        def load_state_dict(self, *args, **kwargs):
+            return None
+
+    path = tmp_path / "random-inception.pth"
+    torch.save({"unused": torch.zeros(1)}, path)
+    torch.manual_seed(0)
+    net = RandomInit("inception-v3-compat", ["2048"], feature_extractor_weights_path=str(path)).eval()
+    torch.save(net.state_dict(), path)
+    g = torch.Generator().manual_seed(2)
+    train, test = torch.rand(12, 3, 16, 16, generator=g), torch.rand(12, 3, 16, 16, generator=g) ** 2
+
+    class Rgb16(BenchmarkDataset):
+        def info(self):
+            return DataInfo("rgb16", "image", (3, 16, 16), fingerprint="rgb16-sfid")
+
+        def split(self, name):
+            return TensorSplit({"train": train, "test": test}[name])
+
+    model = TrainingData(Rgb16().info())
+    model.fit(TensorSplit(train), None)
+    scored = genbench.evaluate(model, Rgb16(), metrics=["sfid", "fid"], num_samples=12,
+                               feature_extractor="inception-v3-compat", feature_weights=str(path),
+                               registries=registries, cache_dir=tmp_path / "cache")
+    sfid = next(m for m in scored.metrics if m.metric == "sfid")
+    assert sfid.status == "ok", sfid.message
+    with torch.no_grad():
+        gen = _tf_mixed_6_conv(net, to_uint8_images(scored.samples))
+        ref = _tf_mixed_6_conv(net, to_uint8_images(test))
+    expected = fid_statistics_to_metric(fid_features_to_statistics(gen.double()),
+                                        fid_features_to_statistics(ref.double()), False)
+    assert sfid.values["sfid"] == pytest.approx(expected["frechet_inception_distance"], rel=1e-4)
+    fid = next(m for m in scored.metrics if m.metric == "fid").values["fid"]
+    assert abs(sfid.values["sfid"] - fid) > 1e-3 * fid  # another layer, another number

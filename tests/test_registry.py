@@ -168,7 +168,7 @@ def test_every_hook_is_documented_and_keyword_called():
     assert {f.__name__ for f in specs} == {"register_models", "register_datasets", "register_metrics",
                                            "register_samplers", "register_feature_extractors",
                                            "register_executors", "register_formats",
-                                           "register_commands"}
+                                           "register_protocols", "register_commands"}
     for f in specs:
         doc = inspect.getdoc(f)
         assert doc and len(doc) > 60, f.__name__

@@ -168,7 +168,7 @@ WELL_FORMED = {
     "num_samples": st.integers(1, 10**6),
     "eval_batch_size": st.integers(1, 10**4),
     "device": text, "data_root": text, "feature_extractor": text, "feature_weights": text,
-    "primary_metric": text,
+    "primary_metric": text, "protocol": text,
     "download": st.booleans(),
     "baselines": st.lists(text, max_size=3),
     # where and how jobs run (SuiteSpec.RUN_KEYS)
@@ -256,7 +256,7 @@ def test_well_formed_specs_parse_and_keep_their_values(d, regs, tmp_path_factory
     assert spec.seeds == tuple(seeds if isinstance(seeds, list) else [seeds])
     assert spec.budget == Budget(**d.get("budget", {"steps": 600}))
     for key in ("name", "num_samples", "eval_batch_size", "device", "data_root", "download",
-                "feature_extractor", "feature_weights", "primary_metric"):
+                "feature_extractor", "feature_weights", "primary_metric", "protocol"):
         if key in d:
             assert getattr(spec, key) == d[key], key
     if "baselines" in d:

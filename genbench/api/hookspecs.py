@@ -91,6 +91,17 @@ def register_formats(register):
 
 
 @hookspec
+def register_protocols(register):
+    """Register evaluation protocols: everything a number depends on, under one name.
+
+    Call ``register(name, protocol_cls)`` once per protocol, where ``protocol_cls`` is a
+    subclass of :class:`genbench.Protocol` naming its extractor, metrics with their options,
+    sample count and resize. A spec picks it with ``protocol = "name"``, ``genbench eval``
+    with ``--protocol name``. Same naming rules as :func:`register_models`. Returns nothing.
+    """
+
+
+@hookspec
 def register_executors(register):
     """Register executors: where a suite's jobs run (worker processes, a cluster).
 

@@ -45,6 +45,12 @@ def _plain_row(e) -> list:
     return [e.name, e.plugin, _description(e.obj)]
 
 
+def _protocol_row(e) -> list:
+    cls = e.obj
+    return [e.name, cls.extractor, cls.num_samples or "any", ",".join(cls.metrics), e.plugin,
+            _description(cls)]
+
+
 def _executor_row(e) -> list:
     import dataclasses
 
@@ -62,6 +68,8 @@ _LIST_TABLES = {
     "extractors": (["name", "plugin", "description"], _plain_row),
     "formats": (["name", "plugin", "description"], _plain_row),
     "executors": (["name", "options", "plugin", "description"], _executor_row),
+    "protocols": (["name", "extractor", "samples", "metrics", "plugin", "description"],
+                  _protocol_row),
 }
 
 
@@ -69,7 +77,7 @@ _LIST_TABLES = {
 @click.argument("kind", type=click.Choice(list(_LIST_TABLES)))
 def list_(kind):
     """List the registered models, datasets, metrics, samplers, feature extractors, output
-    formats or executors."""
+    formats, executors or evaluation protocols."""
     from tabulate import tabulate
 
     headers, row = _LIST_TABLES[kind]
@@ -150,17 +158,24 @@ def _extractor_details(cls: type) -> dict:
     return details
 
 
+def _protocol_details(cls: type) -> dict:
+    """Everything the protocol fixes: extractor, resize, counts, metrics and their options."""
+    return cls.describe()
+
+
 #: ``genbench show KIND NAME``: what is shown beyond name, description, plugin and class.
 _SHOW_DETAILS = {"model": _model_details, "dataset": _dataset_details,
                  "metric": _metric_details, "sampler": _sampler_details,
-                 "extractor": _extractor_details, "executor": _executor_details}
+                 "extractor": _extractor_details, "executor": _executor_details,
+                 "protocol": _protocol_details}
 #: Details shown as tables of parameters.
 _PARAMETER_TABLES = ("hyperparameters", "sampling_settings", "options")
 
 
 def _show_value(value) -> str:
     if isinstance(value, dict):
-        return ", ".join(f"{k}={v}" for k, v in value.items()) or "-"
+        return ", ".join(f"{k}({_show_value(v) if v else ''})" if isinstance(v, dict) else f"{k}={v}"
+                         for k, v in value.items()) or "-"
     if isinstance(value, list):
         return ", ".join(map(str, value)) or "-"
     return "-" if value is None or value == "" else str(value)
@@ -219,9 +234,9 @@ def _json_default(value):
 @click.option("--markdown", is_flag=True,
               help="Print the parameter tables as Markdown (for a plugin's docs).")
 def show(kind, name, as_json, markdown):
-    """Everything about one registered model, dataset, metric, sampler, extractor or
-    executor: its plugin and class, and every hyper-parameter, option or sampling setting
-    with its default and type."""
+    """Everything about one registered model, dataset, metric, sampler, extractor, executor
+    or protocol: its plugin and class, and every hyper-parameter, option or sampling setting
+    with its default and type (for a protocol: everything it fixes)."""
     from genbench.registry.manager import default_plugin_manager
 
     entry = registries([kind + "s"]).by_kind(kind + "s").entry(name)

@@ -28,6 +28,10 @@ from genbench.cli.options import DEFAULT_OUT, csv_list
                    "that suite's rows.")
 @click.option("--num-samples", "-n", type=click.IntRange(min=1),
               help="Score the first N samples (default: all of them).")
+@click.option("--protocol", "-p",
+              help="A registered evaluation protocol (`genbench list protocols`): it chooses "
+                   "the extractor, the metrics with their options and the sample count, and "
+                   "every value records it.")
 @click.option("--extractor", help="Feature extractor (default: the reference dataset's).")
 @click.option("--feature-weights", type=click.Path(dir_okay=False),
               help="Weights file of --extractor.")
@@ -40,7 +44,7 @@ from genbench.cli.options import DEFAULT_OUT, csv_list
               help="Allow downloading the reference dataset if it is missing.")
 @click.option("--force", is_flag=True, help="Score again even if this row is stored.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress lines.")
-def eval_(samples, reference, metrics, out_dir, label, suite, num_samples, extractor,
+def eval_(samples, reference, metrics, out_dir, label, suite, num_samples, protocol, extractor,
           feature_weights, seed, device, data_root, download, force, quiet):
     """Score the sample set SAMPLES against a reference and store the row.
 
@@ -55,7 +59,7 @@ def eval_(samples, reference, metrics, out_dir, label, suite, num_samples, extra
 
     result = score_samples(
         samples, reference=reference, metrics=csv_list(metrics), out=out_dir, label=label,
-        suite=suite, num_samples=num_samples, extractor=extractor,
+        suite=suite, num_samples=num_samples, protocol=protocol, extractor=extractor,
         feature_weights=feature_weights, seed=seed, device=device, data_root=data_root,
         download=download, force=force, progress=False if quiet else None,
         echo=(lambda s: None) if quiet else (lambda s: click.echo(s, err=True)),

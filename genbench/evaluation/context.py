@@ -75,6 +75,9 @@ class EvalContext:
     #: A reference statistics file (``genbench reference build``) whose features stand for
     #: the reference split (``test``), or ``None``: features of the split itself.
     reference_file: str | None = None
+    #: The evaluation protocol (:class:`genbench.Protocol`) the row follows, or ``None``:
+    #: every value it produces records it (``details["protocol"]``).
+    protocol: str | None = None
     #: Where the samples are stored (:mod:`genbench.evaluation.sample_store`); ``None``: a
     #: temporary folder, removed when this context is.
     sample_dir: Path | None = None

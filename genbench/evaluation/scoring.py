@@ -79,6 +79,8 @@ def score_metrics(ctx: EvalContext, metrics: Iterable[tuple[str, type, Mapping[s
                 else:
                     record.values = values
                     record.details, record.status = out.details, "ok"
+                    if ctx.protocol is not None:
+                        record.details = {**record.details, "protocol": ctx.protocol}
         except WorkerTerminated:  # the worker is told to stop: not the metric's failure
             raise
         except (Exception, SystemExit) as exc:  # recorded; the others still run

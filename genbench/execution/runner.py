@@ -86,6 +86,7 @@ class SuiteRunner:
                  download: bool | None = None, cache_dir: str | None = None,
                  jobs: int | None = None, threads: int | None = None, wait: bool = True,
                  echo: Callable[[str], None] = lambda s: print(s, file=sys.stderr)):
+        spec = spec.with_protocol(registries)
         spec.validate(registries)
         for name, value in (("jobs", jobs), ("threads", threads)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int)

@@ -87,7 +87,7 @@ def score_samples(samples: str | Path, *, reference: str | Path,
                   feature_weights: str | None = None, seed: int = 0,
                   device: str | None = None, data_root: str | None = None,
                   download: bool | None = None, eval_batch_size: int | None = None,
-                  force: bool = False, wait: bool = True, progress: bool | None = None,
+                  protocol: str | None = None, force: bool = False, wait: bool = True, progress: bool | None = None,
                   echo: Callable[[str], None] = lambda s: print(s, file=sys.stderr),
                   registries=None) -> RunResult:
     """Score the sample set ``samples`` against ``reference`` and store the row in ``out``.
@@ -98,6 +98,9 @@ def score_samples(samples: str | Path, *, reference: str | Path,
     ``num_samples``: how many of the set's samples to score (default: all). ``label``: the
     row's name (default: the file or folder name); ``suite``: the suite the row is stored
     and published under (give a trained suite's name to rank the row beside its rows).
+    ``protocol``: a registered evaluation protocol, which then chooses the extractor, the
+    metrics and the sample count (the set must hold at least that many; the first are
+    scored).
     Returns the published boards, as :func:`genbench.run` does.
     """
     if registries is None:
@@ -106,6 +109,9 @@ def score_samples(samples: str | Path, *, reference: str | Path,
         registries = default_registries()
     found = open_sample_set(samples)  # a SampleSetError (exit 2) names what is wrong
     count = len(found)
+    if protocol is not None:
+        num_samples, extractor = _protocol_counts(registries.protocols.get(protocol), protocol,
+                                                  samples, count, num_samples, metrics, extractor)
     if num_samples is None:
         num_samples = count
     elif num_samples > count:
@@ -114,11 +120,16 @@ def score_samples(samples: str | Path, *, reference: str | Path,
     dataset, required_extractor = reference_entry(reference, registries)
     if required_extractor is not None:
         if extractor not in (None, required_extractor):
+            how = (f"protocol {protocol!r} reads" if protocol is not None
+                   else "--extractor is")
             raise ConfigError(f"reference file {reference} holds {required_extractor!r} features, "
-                              f"but --extractor is {extractor!r}; build a file with "
-                              f"--extractor {extractor} or leave --extractor out")
+                              f"but {how} {extractor!r}; build a file with "
+                              f"--extractor {extractor}"
+                              + ("" if protocol is not None else " or leave --extractor out"))
         extractor = required_extractor
     chosen = list(metrics) if metrics is not None else list(registries.metrics.names())
+    if protocol is not None:  # it chooses the metrics and the extractor
+        extractor = None
     model, parameter = sample_set_reader(registries.models)
     spec: dict[str, Any] = {
         "name": suite, "datasets": [dataset], "seeds": [seed], "num_samples": num_samples,
@@ -126,13 +137,38 @@ def score_samples(samples: str | Path, *, reference: str | Path,
                     "params": {parameter: str(samples)}}],
         "metrics": chosen, "baselines": [],
     }
+    if protocol is not None:
+        spec["protocol"] = protocol
+        del spec["metrics"]
     if eval_batch_size is not None:
         spec["eval_batch_size"] = eval_batch_size
     parsed = SuiteSpec.from_dict(spec, source=f"genbench eval {samples}")
-    if metrics is None:  # every metric: those that apply nowhere are noted, not an error
+    if metrics is None and protocol is None:  # every metric: those that apply nowhere are noted
         parsed = dataclasses.replace(parsed, narrowed=True)
     # one row: scored in this process (a worker process would only add its start-up)
     return run_and_publish(parsed, out=out, device=device, data_root=data_root,
                            download=download, extractor=extractor,
                            feature_weights=feature_weights, force=force, jobs=0, wait=wait,
                            progress=progress, echo=echo, registries=registries)
+
+
+def _protocol_counts(cls: type, name: str, samples, count: int, num_samples: int | None,
+                     metrics, extractor: str | None) -> tuple[int, str]:
+    """``(num_samples, extractor)`` under protocol ``cls``: its sample count (the set must
+    hold that many) and its extractor; a :class:`ConfigError` for what contradicts it."""
+    if metrics is not None:
+        raise ConfigError(f"protocol {name!r} chooses the metrics; leave --metrics out "
+                          f"(`genbench show protocol {name}` lists them)")
+    if extractor not in (None, cls.extractor):
+        raise ConfigError(f"protocol {name!r} reads {cls.extractor!r} features; leave "
+                          f"--extractor out")
+    wanted = cls.num_samples
+    if wanted is None:
+        return count if num_samples is None else num_samples, cls.extractor
+    if num_samples not in (None, wanted):
+        raise ConfigError(f"protocol {name!r} scores {wanted:,} samples; leave --num-samples "
+                          f"out (or give {wanted})")
+    if count < wanted:
+        raise ConfigError(f"protocol {name!r} scores {wanted:,} samples, but {samples} holds "
+                          f"{count:,}: its numbers compare with others' only at that count")
+    return wanted, cls.extractor

@@ -364,7 +364,7 @@ def _eval_context(state: WorkerState, job: Job, model, **kwargs) -> EvalContext:
         cache_dir=Path(state.context.cache_dir), feature_extractor=ev.feature_extractor,
         feature_weights=ev.feature_weights, batch_size=ev.batch_size,
         registries=state.registries, sampling=dict(ev.sampling),
-        reference_file=ev.reference_file, **kwargs)
+        reference_file=ev.reference_file, protocol=ev.protocol, **kwargs)
 
 
 def _time_row(state: WorkerState, job: Job) -> TimingRecord:

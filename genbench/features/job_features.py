@@ -65,7 +65,9 @@ __all__ = [
 #: ``get_default_feature_layer_for_metric``). Every layer any of them names is requested, so
 #: one pass over a sample set serves them all. A metric outside torch-fidelity reads the layer
 #: of the one it resembles (``"prc"`` for k-nearest-neighbour metrics, ``"isc"`` for logits).
-LAYER_METRICS = ("fid", "isc", "kid", "prc")
+#: ``"spatial"`` names flattened spatial feature maps (what sFID reads; only extractors that
+#: have them declare it).
+LAYER_METRICS = ("fid", "isc", "kid", "prc", "spatial")
 #: The real splits features can be taken of (``EvalContext.train`` / ``EvalContext.test``).
 SPLITS = ("train", "test")
 #: Bumped when what a cached features file holds, or how its key or features are made, changes.

@@ -133,6 +133,8 @@ class Evaluation:
     #: Jobs the samples are drawn in (``eval_shards``): not part of the fingerprint, since
     #: per-sample noise makes the samples the same however they are split.
     shards: int = 1
+    #: The evaluation protocol the row follows (recorded in every value), or ``None``.
+    protocol: str | None = None
 
     @property
     def dirname(self) -> str:
@@ -242,6 +244,10 @@ def evaluation_identity(spec: SuiteSpec, registries, info: DataInfo, dataset: Sp
         "dataset_code": code_identity(registries.datasets.get(dataset.name)),
         # the file's content, not its path: a rebuilt file re-evaluates
         **({"reference_file": _file_sha256(dataset.reference)} if dataset.reference else {}),
+        # the values record it (and a board's column names it), so it is part of the identity
+        **({"protocol": {"name": spec.protocol,
+                         "code": code_identity(registries.protocols.get(spec.protocol))}}
+           if spec.protocol else {}),
     }
 
 
@@ -279,5 +285,6 @@ def expand_rows(spec: SuiteSpec, registries, datasets: list[tuple[DatasetSource,
                         spec.name, source.label, entry.label, spec.metrics, sampling,
                         spec.num_samples, spec.eval_batch_size, extractor, spec.feature_weights,
                         canonical_hash({"train": training.fingerprint, **evaluation}), config_fp,
-                        spec_hash, spec.source, dataset_entry.reference, spec.eval_shards)))
+                        spec_hash, spec.source, dataset_entry.reference, spec.eval_shards,
+                        spec.protocol)))
     return rows, impossible

@@ -265,6 +265,10 @@ def _with_budget(entry: SpecEntry, suite_budget: Budget) -> SpecEntry:
                                                f"models {entry.label!r} budget"))
 
 
+#: Marks a spec whose protocol has been filled in (:meth:`SuiteSpec.with_protocol`).
+_APPLIED = "<protocol applied>"
+
+
 @dataclass(frozen=True)
 class SuiteSpec:
     """A parsed suite spec; see the module docstring for the TOML form."""
@@ -300,10 +304,16 @@ class SuiteSpec:
     #: Jobs each row's samples are drawn (and embedded) in, merged by the row: one
     #: evaluation spread over workers, with the numbers of one job (per-sample noise).
     eval_shards: int = 1
+    #: A registered evaluation protocol (:class:`genbench.Protocol`): it chooses the
+    #: extractor, the metrics and their options and the sample count
+    #: (:meth:`with_protocol` fills them in).
+    protocol: str | None = None
+    #: The keys the spec itself set (a protocol refuses those it fixes).
+    given: frozenset = field(default=frozenset(), compare=False)
 
     KEYS = ("name", "datasets", "models", "metrics", "seeds", "budget", "num_samples",
             "eval_batch_size", "device", "data_root", "download", "feature_extractor",
-            "feature_weights", "baselines", "primary_metric")
+            "feature_weights", "baselines", "primary_metric", "protocol")
     #: Keys that say where and on how many processes jobs run, not what they compute: they
     #: are not part of :meth:`to_dict` (nor of the spec's hash).
     RUN_KEYS = ("executor", "executor_options", "train", "job_timeout", "eval_shards")
@@ -319,7 +329,7 @@ class SuiteSpec:
         for required in ("datasets", "models"):
             if required not in d:
                 raise SpecError(f"{source}: missing required key '{required}'")
-        kw: dict[str, Any] = {"source": source}
+        kw: dict[str, Any] = {"source": source, "given": frozenset(d)}
         try:
             kw["datasets"] = tuple(_entries(d["datasets"], "datasets", False))
             kw["models"] = tuple(_entries(d["models"], "models", True))
@@ -342,7 +352,7 @@ class SuiteSpec:
                 kw["budget"] = _budget(d["budget"], "budget")
             for key, typ in (("name", str), ("device", str), ("data_root", str),
                              ("feature_extractor", str), ("feature_weights", str),
-                             ("primary_metric", str)):
+                             ("primary_metric", str), ("protocol", str)):
                 if key in d:
                     if not isinstance(d[key], typ):
                         raise SpecError(f"'{key}' must be a {typ.__name__}, got {d[key]!r}")
@@ -395,6 +405,34 @@ class SuiteSpec:
         return cls.from_dict(tomllib.loads(text), source="<default suite>")
 
     # -- registry checks ----------------------------------------------------------------
+    def with_protocol(self, registries) -> "SuiteSpec":
+        """The spec with its protocol's extractor, metrics (with their options) and sample
+        count filled in; itself when it names no protocol. A
+        :class:`~genbench.api.errors.SpecError` when it sets what the protocol fixes;
+        :class:`~genbench.api.errors.UnknownNameError` (listing the protocols) for an
+        unregistered name."""
+        if self.protocol is None or _APPLIED in self.given:
+            return self
+        cls = registries.protocols.get(self.protocol)
+        fixed = [k for k in ("metrics", "feature_extractor") if k in self.given]
+        if (cls.num_samples is not None and "num_samples" in self.given
+                and self.num_samples != cls.num_samples):
+            fixed.append(f"num_samples (= {cls.num_samples:,})")
+        if fixed:
+            raise SpecError(f"{self.source}: protocol {self.protocol!r} fixes "
+                            f"{', '.join(fixed)}; remove {'it' if len(fixed) == 1 else 'them'} "
+                            f"from the spec (`genbench show protocol {self.protocol}` says "
+                            "what it sets)")
+        if self.feature_weights is not None:
+            registries.extractors.get(cls.extractor)
+        changes: dict[str, Any] = {
+            "feature_extractor": cls.extractor,
+            "metrics": tuple(_entries(cls.metric_entries(), "metrics", False)),
+            "given": self.given | {_APPLIED}}
+        if cls.num_samples is not None:
+            changes["num_samples"] = cls.num_samples
+        return replace(self, **changes)
+
     def validate(self, registries) -> None:
         """Check every name and hyper-parameter against the registries (raises on the first)."""
         check_run_settings(registries, self.executor, self.executor_options, self.nproc)
@@ -484,7 +522,19 @@ class SuiteSpec:
                datasets: Iterable[str] | None = None, metrics: Iterable[str] | None = None,
                seeds: Iterable[int] | None = None, **overrides: Any) -> "SuiteSpec":
         """A copy narrowed to the given labels/names (a registered name not in the spec is
-        added with its defaults) and with other fields overridden where not None."""
+        added with its defaults) and with other fields overridden where not None. Under a
+        protocol (filled in first) only its metrics may be picked and its extractor stays."""
+        if self.protocol is not None:
+            self = self.with_protocol(registries)
+            extractor = overrides.get("feature_extractor")
+            if extractor not in (None, self.feature_extractor):
+                raise SpecError(f"{self.source}: protocol {self.protocol!r} reads "
+                                f"{self.feature_extractor!r} features; leave --extractor out")
+            outside = [m for m in metrics or () if not any(m in (e.label, e.name) for e in self.metrics)]
+            if outside:
+                raise SpecError(f"{self.source}: protocol {self.protocol!r} runs "
+                                f"{', '.join(e.label for e in self.metrics)}; "
+                                f"{', '.join(outside)} is not among them")
         changes: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}
         for section, wanted, reg in (("models", models, registries.models),
                                      ("datasets", datasets, registries.datasets),
@@ -507,7 +557,8 @@ class SuiteSpec:
         return replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
-        d = {k: getattr(self, k) for k in self.KEYS}
+        # without a protocol the dict (and the spec's hash) is what it was before protocols
+        d = {k: getattr(self, k) for k in self.KEYS if k != "protocol" or self.protocol}
         for section in ("datasets", "models", "metrics"):
             d[section] = [e.to_dict() for e in d[section]]
         d["budget"] = self.budget.to_dict()

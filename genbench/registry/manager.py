@@ -71,6 +71,7 @@ DEFAULT_PLUGINS: Mapping[str, tuple[str, ...]] = MappingProxyType({
     "genbench_plugins.extractors.builtin": ("register_feature_extractors",),
     "genbench_plugins.executors.builtin": ("register_executors",),
     "genbench_plugins.formats.builtin": ("register_formats",),
+    "genbench_plugins.protocols.builtin": ("register_protocols",),
 })
 
 ENTRY_POINT_GROUP = "genbench"
@@ -84,6 +85,7 @@ REGISTRY_HOOKS: tuple[tuple[str, str], ...] = (
     ("register_feature_extractors", "extractors"),
     ("register_executors", "executors"),
     ("register_formats", "formats"),
+    ("register_protocols", "protocols"),
 )
 
 
@@ -374,6 +376,7 @@ class Registries:
     extractors: Registry
     executors: Registry
     formats: Registry
+    protocols: Registry
     broken: Mapping[str, BrokenPlugin] = field(default_factory=dict)
 
     def by_kind(self, kind: str) -> Registry:
@@ -446,6 +449,8 @@ def build_registries(pm: GenbenchPluginManager, kinds: Iterable[str] | None = No
         executors=Registry("executor", _base("genbench.api.executor", "Executor"), pm.broken,
                            complete=_lazy_function("genbench.api.executor", "incomplete")),
         formats=Registry("output format", _base("genbench.api.formats", "OutputFormat"), pm.broken),
+        protocols=Registry("protocol", _base("genbench.api.protocol", "Protocol"), pm.broken,
+                           complete=_lazy_function("genbench.api.protocol", "incomplete_protocol")),
         broken=pm.broken,
     )
     for kind in wanted:

@@ -41,7 +41,8 @@ from genbench.results.store import ResultStore
 #: ``likelihood`` is the kind of likelihood a bound or log-likelihood was computed under
 #: (``"bernoulli"``, ``"gaussian"``, ``"exact, dequantised to 256 levels"``): a Bernoulli
 #: cross-entropy on [0, 1] pixels and a Gaussian density are not comparable numbers.
-PROTOCOL_KEYS = (("feature_extractor", "extractor"), ("weights_sha256", "weights"),
+PROTOCOL_KEYS = (("protocol", "protocol"), ("feature_extractor", "extractor"),
+                 ("weights_sha256", "weights"),
                  ("n_samples", "n"), ("n_reference", "ref"), ("reference_key", "ref set"),
                  ("likelihood", "likelihood"))
 
@@ -288,7 +289,7 @@ def _n_samples(details: Any, num_samples: Any) -> float:
 
 def _protocol(details: Any, n_samples: float) -> dict[str, Any]:
     d = details if isinstance(details, dict) else {}
-    return {"feature_extractor": d.get("feature_extractor"),
+    return {"protocol": d.get("protocol"), "feature_extractor": d.get("feature_extractor"),
             "weights_sha256": (d.get("weights_sha256") or "")[:12] or None,
             "n_samples": None if math.isnan(n_samples) else int(n_samples),
             "n_reference": d.get("n_reference", d.get("n_reference_total")),
@@ -312,9 +313,15 @@ def _columns(values: pd.DataFrame, descriptions: dict[str, str],
         for proto in distinct:
             pdict = dict(proto)
             name = f"{metric}.{key}"
-            if differing:
-                shown = [f"{label} {pdict.get(k)}" for k, label in PROTOCOL_KEYS if k in differing
-                         and k != "reference_key"] or ["ref set " + str(pdict.get("reference_key"))[:8]]
+            # a named protocol is always in the header; what else differs, when anything does
+            shown = [] if pdict.get("protocol") is None else [str(pdict["protocol"])]
+            others = [k for k in differing if k != "protocol"]
+            if others:
+                shown += [f"{label} {pdict.get(k)}" for k, label in PROTOCOL_KEYS if k in others
+                          and k != "reference_key"] or ["ref set " + str(pdict.get("reference_key"))[:8]]
+            elif differing and not shown:  # with a protocol and without one
+                shown = ["no protocol"]
+            if shown:
                 name += f" [{', '.join(shown)}]"
             columns.append(Column(name, metric, key, direction, bool(grp["is_primary"].any()),
                                   {k: v for k, v in pdict.items() if v is not None},

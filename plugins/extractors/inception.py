@@ -15,7 +15,8 @@ pin it (it starts with that prefix and is the same as pytorch-fid's
 The class wraps torch-fidelity's ``FeatureExtractorInceptionV3``, built (and torch-fidelity
 imported) only when the extractor is constructed; its layer names and metric layers are
 written out here (a test checks them against torch-fidelity's), so registering, listing and
-checking the extractor before training never import torch-fidelity.
+checking the extractor before training never import torch-fidelity. Beside torch-fidelity's
+layers it provides ``mixed_6/conv``, the spatial features of sFID (:data:`SPATIAL_LAYER`).
 """
 
 from __future__ import annotations
@@ -34,9 +35,20 @@ WEIGHTS_FILENAME = WEIGHTS_URL.rsplit("/", 1)[-1]
 WEIGHTS_SHA256 = "6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2"
 #: torch-fidelity's InceptionV3 layers: pooled features of 64, 192, 768 and 2048 channels,
 #: then the 1008 logits without and with the bias.
-LAYERS = ("64", "192", "768", "2048", "logits_unbiased", "logits")
-#: The layer each metric reads, as torch-fidelity's ``get_default_feature_layer_for_metric``.
-METRIC_LAYERS = {"fid": "2048", "isc": "logits_unbiased", "kid": "2048", "prc": "2048"}
+FIDELITY_LAYERS = ("64", "192", "768", "2048", "logits_unbiased", "logits")
+#: The spatial features of sFID (Nash et al. 2021) as OpenAI's ADM evaluator reads them: the
+#: TF graph's tensor ``mixed_6/conv:0``, its first 7 channels, flattened in TF's
+#: height-width-channel order (17 x 17 x 7 = 2,023 values). The TF graph's ``mixed``,
+#: ``mixed_1``, ... ``mixed_10`` are this network's ``Mixed_5b`` ... ``Mixed_7c``, so
+#: ``mixed_6`` is ``Mixed_6d``, and its ``conv`` scope (convolution, batch norm, ReLU; the
+#: scope's output carries its name) is ``Mixed_6d.branch1x1``, the block's 1x1 branch.
+SPATIAL_LAYER = "mixed_6/conv"
+SPATIAL_CHANNELS = 7
+LAYERS = (*FIDELITY_LAYERS, SPATIAL_LAYER)
+#: The layer each metric reads: torch-fidelity's ``get_default_feature_layer_for_metric``,
+#: and the spatial features (sFID's).
+METRIC_LAYERS = {"fid": "2048", "isc": "logits_unbiased", "kid": "2048", "prc": "2048",
+                 "spatial": SPATIAL_LAYER}
 
 
 def _network_class() -> type:
@@ -48,8 +60,9 @@ def _network_class() -> type:
 class InceptionV3Compat(FeatureExtractor):
     """torch-fidelity's ``inception-v3-compat``, loading its weights only from disk."""
 
-    description = ("torch-fidelity's InceptionV3 (TF-compatible): 2048 pool features, 1008 logits; "
-                   "weights from torch hub's cache or --feature-weights, never downloaded")
+    description = ("torch-fidelity's InceptionV3 (TF-compatible): 2048 pool features, 1008 logits, "
+                   "sFID's 2023 mixed_6/conv spatial features; weights from torch hub's cache or "
+                   "--feature-weights, never downloaded")
     weights_filename = WEIGHTS_FILENAME
     weights_sha256 = WEIGHTS_SHA256
     weights_url = WEIGHTS_URL
@@ -58,11 +71,25 @@ class InceptionV3Compat(FeatureExtractor):
         super().__init__(name, features_list)
         # Resolve before torch-fidelity's constructor, which would download when given None.
         path, _, _ = resolve_weights(name, type(self), feature_extractor_weights_path)
-        self.network = _network_class()(name, features_list,
+        # the network computes its own layers; the spatial ones are read on the way, from a
+        # hook (torch-fidelity's forward stops after its last requested layer: "768" lies
+        # past Mixed_6d)
+        self._fidelity_layers = [f for f in features_list if f != SPATIAL_LAYER] or ["768"]
+        self.network = _network_class()(name, self._fidelity_layers,
                                         feature_extractor_weights_path=str(path), **kwargs)
+        self._spatial: torch.Tensor | None = None
+        if SPATIAL_LAYER in features_list:
+            self.network.Mixed_6d.branch1x1.register_forward_hook(self._keep_spatial)
+
+    def _keep_spatial(self, module, inputs, output: torch.Tensor) -> None:
+        nhwc = output[:, :SPATIAL_CHANNELS].permute(0, 2, 3, 1)
+        self._spatial = nhwc.reshape(len(output), -1).to(torch.float32)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return self.network(x)
+        out = dict(zip(self._fidelity_layers, self.network(x)))
+        if SPATIAL_LAYER in self.features_list:
+            out[SPATIAL_LAYER], self._spatial = self._spatial, None
+        return tuple(out[f] for f in self.features_list)
 
     @staticmethod
     def get_provided_features_list():

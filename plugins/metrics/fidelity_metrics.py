@@ -1,4 +1,4 @@
-"""Sample-quality metrics through torch-fidelity: ``fid``, ``isc``, ``kid`` and ``prc``.
+"""Sample-quality metrics through torch-fidelity: ``fid``, ``sfid``, ``isc``, ``kid`` and ``prc``.
 
 All four read the job's shared features (``ctx.features()``: one extractor pass per sample
 set, the test split's features cached on disk by content) and compare the generated samples
@@ -33,7 +33,8 @@ class _FidelityMetric(Metric):
     the metric's layer; every result records the extractor and the sample counts."""
 
     data_kinds = ("image", "vector")
-    #: torch-fidelity's name of the metric (its layer is the extractor's default for it).
+    #: The layer kind the metric reads (torch-fidelity's name of
+    #: the metric, or ``"spatial"``); its layer is the extractor's default for it.
     fidelity_name: str = ""
 
     def data_skip_reason(self, data_info, *, feature_extractor, registries) -> str | None:
@@ -84,10 +85,23 @@ class FID(_FidelityMetric):
         from genbench import fid_from_statistics, fid_statistics
 
         feats = ctx.features()
-        layer = feats.layer("fid")
+        layer = feats.layer(self.fidelity_name)
         ref = feats.test(self.max_reference)
         value = fid_from_statistics(fid_statistics(feats.generated_rows()[layer]), fid_statistics(ref[layer]))
-        return MetricResult({"fid": value}, self.details(feats, ref))
+        return MetricResult({self.primary: value}, self.details(feats, ref))
+
+
+class SpatialFID(FID):
+    """sFID (Nash et al. 2021): the Frechet distance of FID on the extractor's spatial
+    features (Inception's ``mixed_6/conv``, first 7 channels, as OpenAI's ADM evaluator),
+    which respond to spatial structure that the pooled features average away."""
+
+    description = ("sFID (Nash et al. 2021): Frechet distance on spatial features (Inception's "
+                   "mixed_6/conv, 7 channels, as the ADM evaluator) against the test split")
+    higher_is_better = {"sfid": False}
+    primary = "sfid"
+    presentation = {"sfid": KeyPresentation("sFID", quality=1)}
+    fidelity_name = "spatial"
 
 
 class InceptionScore(_FidelityMetric):
@@ -193,6 +207,7 @@ class PrecisionRecall(_FidelityMetric):
 @hookimpl
 def register_metrics(register):
     register("fid", FID)
+    register("sfid", SpatialFID)
     register("isc", InceptionScore)
     register("kid", KID)
     register("prc", PrecisionRecall)

@@ -1,0 +1,1 @@
+"""Built-in evaluation protocols (``genbench list protocols``)."""
