@@ -275,11 +275,12 @@ def test_inception_is_torch_fidelity_network_with_its_layers(registries, tmp_pat
     assert ours["2048"].shape == (3, 2048) and ours["logits_unbiased"].shape == (3, 1008)
     assert ours["mixed_6/conv"].shape == (3, 17 * 17 * 7)
     assert ours["mixed_6/conv"].std() > 0  # not a constant the test could not tell apart
-    # the spatial layer alone: the network still runs as far as Mixed_6d
-    alone = cls("inception-v3-compat", ["mixed_6/conv"], feature_extractor_weights_path=str(path))
-    with torch.no_grad():
-        (spatial,) = alone(to_uint8_images(x))
-    torch.testing.assert_close(spatial, theirs["mixed_6/conv"], rtol=1e-5, atol=1e-6)
+    # the spatial layer alone, or with a layer before it: the network still runs to Mixed_6d
+    for layers in (["mixed_6/conv"], ["64", "mixed_6/conv"]):
+        alone = cls("inception-v3-compat", layers, feature_extractor_weights_path=str(path))
+        with torch.no_grad():
+            spatial = alone(to_uint8_images(x))[-1]
+        torch.testing.assert_close(spatial, theirs["mixed_6/conv"], rtol=1e-5, atol=1e-6)
     # torch-fidelity's own keywords reach its network (which checks this one)
     with pytest.raises(Exception, match="Only 32 and 64 bit floats"):
         cls("inception-v3-compat", ["2048"], feature_extractor_weights_path=str(path),

@@ -27,11 +27,41 @@ def test_rows_written_in_blocks_read_back_as_numpy_wrote_them(tmp_path):
     assert torch.equal(torch.cat(list(m.chunks(8))), x)
     assert torch.equal(m[-1], x[-1]) and torch.equal(m[1:40:3], x[1:40:3])
     assert torch.equal(m[torch.tensor([-1, 0, 5, 6, 7, 30])], x[torch.tensor([-1, 0, 5, 6, 7, 30])])
-    assert m[7:7].shape == (0, 6)
+    assert m[7:7].shape == (0, 6) and m[torch.tensor([], dtype=torch.long)].shape == (0, 6)
+    for bad in ([1.7, 2.2], [True, False], (1, 2)):
+        with pytest.raises(TypeError):
+            m[bad]
     with pytest.raises(IndexError):
         m[torch.tensor([50])]
     with pytest.raises(TypeError):
         m[torch.ones(50, dtype=torch.bool)]
+
+
+def test_a_block_longer_than_one_read_is_read_whole(tmp_path, monkeypatch):
+    """Linux's read() returns at most about 2 GiB: a short read is continued, not an error."""
+    from genbench.features import feature_matrix
+
+    x = torch.randn(40, 8)
+    m = _write(tmp_path / "f.npy", x)
+
+    class ShortReads:  # a file whose reads return at most 100 bytes
+        def __init__(self, *args, **kwargs):
+            self.f = open(*args, **kwargs)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+        def seek(self, offset):
+            return self.f.seek(offset)
+
+        def readinto(self, buffer):
+            return self.f.readinto(memoryview(buffer)[:100])
+
+    monkeypatch.setattr(feature_matrix, "open", ShortReads, raising=False)
+    assert torch.equal(m.load(), x) and torch.equal(m[torch.tensor([3, 39])], x[[3, 39]])
 
 
 def test_a_writer_refuses_the_wrong_count_width_or_dtype_and_a_reader_a_truncated_file(tmp_path):

@@ -76,7 +76,7 @@ def test_a_protocol_without_an_extractor_is_refused_naming_the_plugin():
         regs.protocols.register("bad", NoExtractor)
 
 
-def test_a_spec_gets_the_protocols_choices_and_may_not_set_them(regs):
+def test_a_spec_gets_the_protocols_choices_and_may_not_set_them(regs, tmp_path):
     spec = tiny_spec(metrics=[], protocol="small-digits")
     assert "metrics" in spec.given  # tiny_spec sets them: refused
     with pytest.raises(SpecError, match="fixes metrics, num_samples"):
@@ -94,6 +94,22 @@ def test_a_spec_gets_the_protocols_choices_and_may_not_set_them(regs):
     with pytest.raises(UnknownNameError, match="small-digits"):
         SuiteSpec.from_dict({"datasets": ["digits"], "models": ["vae"],
                              "protocol": "nope"}).with_protocol(regs)
+    # changed after the protocol was filled in: refused, never recorded under its name
+    import dataclasses
+
+    for change in ({"num_samples": 50}, {"protocol": "torch-fidelity"},
+                   {"metrics": applied.metrics[:1] + tiny_spec(metrics=["recon"]).metrics}):
+        with pytest.raises(SpecError, match="does not follow protocol"):
+            dataclasses.replace(applied, **change).with_protocol(regs)
+    assert applied.select(regs, metrics=["kid"]).with_protocol(regs).metrics[0].name == "kid"
+    # other weights than the extractor's published ones
+    weights = tmp_path / "other.pt"
+    weights.write_bytes(b"not the published file")
+    published = dataclasses.replace(SuiteSpec.from_dict(
+        {"datasets": ["digits"], "models": ["vae"], "protocol": "torch-fidelity",
+         "feature_weights": str(weights)}))
+    with pytest.raises(SpecError, match="not the published weights of inception-v3-compat"):
+        published.with_protocol(regs)
     # without a protocol, the spec's dict (and hash) is what it was before protocols
     assert "protocol" not in tiny_spec().to_dict()
 

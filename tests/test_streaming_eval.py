@@ -195,11 +195,11 @@ def test_a_sample_count_that_cannot_fit_is_refused_before_training(tmp_path, mon
     spec.write_text(tiny_spec_toml(metrics=("fid",), num_samples=1_000_000_000))
     result = invoke_cli("run", str(spec), "--out", str(tmp_path / "out"), "--jobs", "0")
     assert result.exit_code == 2, result.output
-    # 10^9 digits of 1x8x8 uint8: 64 GB of samples; features of 4,096 floats each
+    # 10^9 digits of 1x8x8 uint8: 64 GB of samples; features of 6,144 floats each
     assert "about 64.0 GB on disk" in result.output and "10.0 GB free; lower num_samples" in result.output
-    assert "the features of 1,000,000,000 samples take about 16,384.0 GB on disk" in result.output
+    assert "the features of 1,000,000,000 samples take about 24,576.0 GB on disk" in result.output
     assert "TMPDIR" in result.output
-    assert "about 16,384.0 GB of memory for their features (this machine has 8.0 GB)" in result.output
+    assert "about 24,576.0 GB of memory for their features (this machine has 8.0 GB)" in result.output
     assert not (tmp_path / "out").exists()
 
 

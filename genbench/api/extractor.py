@@ -148,8 +148,8 @@ class FeatureExtractor(ExtractorMixin, nn.Module):
 
     @staticmethod
     def get_default_feature_layer_for_metric(metric: str) -> str | None:
-        """The layer ``metric`` (``"fid"``, ``"isc"``, ``"kid"`` or ``"prc"``) reads, ``None``
-        (or ``KeyError``) if none."""
+        """The layer ``metric`` (``"fid"``, ``"isc"``, ``"kid"``, ``"prc"`` or ``"spatial"``)
+        reads, ``None`` (or ``KeyError``) if none."""
         raise NotImplementedError("a FeatureExtractor subclass defines "
                                   "get_default_feature_layer_for_metric")
 

@@ -25,9 +25,6 @@ import torch
 
 __all__ = ["FeatureMatrix", "FeatureMatrixWriter"]
 
-_HEADER_VERSION = (2, 0)
-
-
 class FeatureMatrix:
     """An ``(N, D)`` matrix of features in a ``.npy`` file; indexing returns CPU tensors.
 
@@ -69,8 +66,12 @@ class FeatureMatrix:
         """Rows ``start .. start + len(out) - 1`` into ``out``, by one plain read."""
         f.seek(self._offset + start * self._row_bytes)
         view = memoryview(out.reshape(-1).view(np.uint8))
-        if f.readinto(view) != len(view):
-            raise ValueError(f"{self.path}: shorter than its header says")
+        done = 0
+        while done < len(view):  # one read() returns at most about 2 GiB on Linux
+            got = f.readinto(view[done:])
+            if not got:
+                raise ValueError(f"{self.path}: shorter than its header says")
+            done += got
 
     def _read(self, key) -> np.ndarray:
         n, d = self.shape
@@ -88,9 +89,13 @@ class FeatureMatrix:
             if not -n <= i < n:
                 raise IndexError(f"row {i} of a matrix of {n} rows")
             return self._read(slice(i % n, i % n + 1))[0]
-        idx = np.asarray(key, dtype=np.int64)
-        if idx.ndim != 1:
-            raise TypeError("a FeatureMatrix takes a 1-D array of row indices")
+        idx = np.asarray(key)
+        if idx.ndim != 1 or (len(idx) and not np.issubdtype(idx.dtype, np.integer)):
+            raise TypeError("a FeatureMatrix takes a slice, an integer or a 1-D array of "
+                            f"integer row indices, got {idx.dtype} of shape {idx.shape}")
+        idx = idx.astype(np.int64)
+        if not len(idx):
+            return np.empty((0, d), self._np_dtype)
         if len(idx) and not (-n <= idx.min() and idx.max() < n):
             raise IndexError(f"row indices outside a matrix of {n} rows")
         idx = idx % max(n, 1)
@@ -103,12 +108,12 @@ class FeatureMatrix:
         return held[np.searchsorted(rows, idx)]
 
     def __getitem__(self, key) -> torch.Tensor:
-        if isinstance(key, torch.Tensor):
-            key = key.cpu().numpy()
-        if isinstance(key, np.ndarray) and key.dtype == bool:
-            raise TypeError("a FeatureMatrix takes integer row indices, not a mask")
         if isinstance(key, tuple):
             raise TypeError("a FeatureMatrix is indexed by rows only")
+        if isinstance(key, torch.Tensor):
+            key = key.cpu().numpy()
+        if not isinstance(key, slice) and np.asarray(key).dtype == bool:
+            raise TypeError("a FeatureMatrix takes integer row indices, not a mask")
         return torch.from_numpy(self._read(key))
 
     def chunks(self, rows: int = 4096) -> Iterator[torch.Tensor]:
@@ -145,7 +150,8 @@ class FeatureMatrixWriter:
     def append(self, block) -> None:
         """Append rows ``(B, D)``; every block has the first one's width and dtype."""
         if isinstance(block, torch.Tensor):
-            block = block.detach().cpu().numpy()
+            block = block.detach().cpu()
+            block = (block.float() if block.dtype == torch.bfloat16 else block).numpy()
         block = np.ascontiguousarray(block)
         if block.ndim != 2:
             raise ValueError(f"feature blocks are (rows, D) matrices, got shape {block.shape}")

@@ -37,7 +37,7 @@ __all__ = [
 #: Features as the functions below take them: in memory, or in a file read block by block.
 Rows = torch.Tensor | FeatureMatrix
 
-#: The sample-quality metrics, in torch-fidelity's names (each reads the extractor's layer for it).
+#: The layer kinds metrics read (torch-fidelity's metric names, and ``"spatial"``).
 METRICS = LAYER_METRICS
 
 

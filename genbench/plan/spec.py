@@ -34,6 +34,7 @@ from typing import Any, Iterable
 from genbench.api.budget import Budget
 from genbench.registry.parameters import validate_config, validate_run_sampling
 from genbench.api.errors import ConfigError, SpecError
+from genbench.api.paths import sha256_file
 from genbench.registry.identity import canonical_hash
 from genbench.plan.labels import bracket, default_label
 from genbench.plan.references import ModelConfig, resolve_model
@@ -407,13 +408,18 @@ class SuiteSpec:
     # -- registry checks ----------------------------------------------------------------
     def with_protocol(self, registries) -> "SuiteSpec":
         """The spec with its protocol's extractor, metrics (with their options) and sample
-        count filled in; itself when it names no protocol. A
-        :class:`~genbench.api.errors.SpecError` when it sets what the protocol fixes;
+        count filled in; itself when it names no protocol, or when they are filled in and it
+        still follows the protocol. A :class:`~genbench.api.errors.SpecError` when it sets
+        what the protocol fixes, no longer follows it (changed after it was filled in), or
+        passes other weights than the extractor's published ones;
         :class:`~genbench.api.errors.UnknownNameError` (listing the protocols) for an
         unregistered name."""
-        if self.protocol is None or _APPLIED in self.given:
+        if self.protocol is None:
             return self
         cls = registries.protocols.get(self.protocol)
+        if _APPLIED in self.given:
+            self._check_follows(cls, registries)
+            return self
         fixed = [k for k in ("metrics", "feature_extractor") if k in self.given]
         if (cls.num_samples is not None and "num_samples" in self.given
                 and self.num_samples != cls.num_samples):
@@ -423,15 +429,38 @@ class SuiteSpec:
                             f"{', '.join(fixed)}; remove {'it' if len(fixed) == 1 else 'them'} "
                             f"from the spec (`genbench show protocol {self.protocol}` says "
                             "what it sets)")
-        if self.feature_weights is not None:
-            registries.extractors.get(cls.extractor)
         changes: dict[str, Any] = {
             "feature_extractor": cls.extractor,
             "metrics": tuple(_entries(cls.metric_entries(), "metrics", False)),
             "given": self.given | {_APPLIED}}
         if cls.num_samples is not None:
             changes["num_samples"] = cls.num_samples
-        return replace(self, **changes)
+        applied = replace(self, **changes)
+        applied._check_follows(cls, registries)
+        return applied
+
+    def _check_follows(self, cls: type, registries) -> None:
+        """Raise unless this spec computes what protocol ``cls`` fixes: its extractor with its
+        published weights (when it declares their sha256), only its metrics with its
+        options, and its sample count."""
+        wanted = {name: dict(params) for name, params in cls.metrics.items()}
+        problems = []
+        if self.feature_extractor != cls.extractor:
+            problems.append(f"the extractor is {self.feature_extractor!r}, not {cls.extractor!r}")
+        for m in self.metrics:
+            if wanted.get(m.name) != m.params:
+                problems.append(f"metric {m.label!r} ({m.name} {m.params}) is not one of its "
+                                f"metrics with its options")
+        if cls.num_samples is not None and self.num_samples != cls.num_samples:
+            problems.append(f"num_samples is {self.num_samples:,}, not {cls.num_samples:,}")
+        published = getattr(registries.extractors.get(cls.extractor), "weights_sha256", None)
+        path = None if self.feature_weights is None else Path(self.feature_weights).expanduser()
+        if published and path is not None and path.is_file() and sha256_file(path) != published:
+            problems.append(f"feature_weights {self.feature_weights} are not the published "
+                            f"weights of {cls.extractor} (sha256 {published[:16]}...)")
+        if problems:
+            raise SpecError(f"{self.source}: this run does not follow protocol "
+                            f"{self.protocol!r}: {'; '.join(problems)}")
 
     def validate(self, registries) -> None:
         """Check every name and hyper-parameter against the registries (raises on the first)."""

@@ -4,7 +4,8 @@ as feature extractors.
 ViT-B/14 is the backbone of Stein et al. (NeurIPS 2023, "Exposing flaws of generative model
 evaluation metrics") and of their dgm-eval package, whose features agree with human judgement
 far better than Inception's; ViT-L/14 is the one dgm-eval recommends for reported numbers and
-the one of EDM2's FD_DINOv2 (Karras et al. 2024: ViT-L/14 at 224 px, bicubic). The networks are
+the network of EDM2's FD_DINOv2 (Karras et al. 2024: ViT-L/14 at 224 px, bicubic; EDM2 resizes with
+torch's ``interpolate`` by default, genbench with PIL's filter as dgm-eval does). The networks are
 timm's ``vit_base_patch14_dinov2`` and ``vit_large_patch14_dinov2`` architectures (an optional
 extra: ``pip install "genbench[dinov2]"``); genbench builds them without weights
 (``pretrained=False``, never a download) and loads Meta's official checkpoint

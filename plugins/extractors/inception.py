@@ -44,6 +44,9 @@ FIDELITY_LAYERS = ("64", "192", "768", "2048", "logits_unbiased", "logits")
 #: scope's output carries its name) is ``Mixed_6d.branch1x1``, the block's 1x1 branch.
 SPATIAL_LAYER = "mixed_6/conv"
 SPATIAL_CHANNELS = 7
+#: torch-fidelity's layers that come before ``Mixed_6d`` (its forward stops after the last
+#: layer asked for).
+EARLY_LAYERS = ("64", "192")
 LAYERS = (*FIDELITY_LAYERS, SPATIAL_LAYER)
 #: The layer each metric reads: torch-fidelity's ``get_default_feature_layer_for_metric``,
 #: and the spatial features (sFID's).
@@ -74,7 +77,9 @@ class InceptionV3Compat(FeatureExtractor):
         # the network computes its own layers; the spatial ones are read on the way, from a
         # hook (torch-fidelity's forward stops after its last requested layer: "768" lies
         # past Mixed_6d)
-        self._fidelity_layers = [f for f in features_list if f != SPATIAL_LAYER] or ["768"]
+        self._fidelity_layers = [f for f in features_list if f != SPATIAL_LAYER]
+        if SPATIAL_LAYER in features_list and set(self._fidelity_layers) <= set(EARLY_LAYERS):
+            self._fidelity_layers.append("768")  # computed, not returned
         self.network = _network_class()(name, self._fidelity_layers,
                                         feature_extractor_weights_path=str(path), **kwargs)
         self._spatial: torch.Tensor | None = None
@@ -88,6 +93,9 @@ class InceptionV3Compat(FeatureExtractor):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         out = dict(zip(self._fidelity_layers, self.network(x)))
         if SPATIAL_LAYER in self.features_list:
+            if self._spatial is None:
+                raise RuntimeError("inception-v3-compat: the network stopped before Mixed_6d, "
+                                   "so the spatial features were not computed")
             out[SPATIAL_LAYER], self._spatial = self._spatial, None
         return tuple(out[f] for f in self.features_list)
 

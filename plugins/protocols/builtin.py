@@ -19,11 +19,19 @@ _TORCH_FIDELITY_METRICS = {
 
 
 class TorchFidelity(Protocol):
-    """FID, IS, KID and precision/recall as ``torch_fidelity.calculate_metrics`` computes
-    them with its defaults, on its TF-compatible InceptionV3."""
+    """FID, IS, KID and precision/recall with ``torch_fidelity.calculate_metrics``' default
+    options, on its TF-compatible InceptionV3.
+
+    Its numbers equal ``calculate_metrics``' on the same two sets when the reference is the
+    whole test split of at most 10,000 items, at least 1,000 samples are scored (KID's
+    subset size) and, for precision/recall, as many samples as reference items: genbench
+    compares with at most 10,000 test items (a fixed seeded subset of a larger split),
+    shrinks KID's subsets to the smaller set, and scores precision/recall on equal counts,
+    where ``calculate_metrics`` takes its second input whole."""
 
     description = ("FID, IS, KID (100 subsets of 1,000) and precision/recall (k = 3) on "
-                   "torch-fidelity's InceptionV3, with torch-fidelity's defaults")
+                   "torch-fidelity's InceptionV3 with torch-fidelity's default options, "
+                   "against up to 10,000 test items")
     source = ("torch-fidelity 0.4 (Obukhov et al. 2020), calculate_metrics defaults; the "
               "network and weights of Heusel et al. 2017's TF FID code")
     extractor = "inception-v3-compat"
@@ -34,11 +42,11 @@ class TorchFidelity(Protocol):
 
 
 class GenbenchDigits(Protocol):
-    """The default suite's sample metrics on 8x8 digits, in the shipped classifier's features."""
+    """Feature metrics on 8x8 digits in the shipped classifier's features, with the default
+    suite's options and sample count."""
 
     description = ("FID, KID, precision/recall (k = 3) and density/coverage (k = 5) on "
-                   "1,000 samples in digits-cnn features: the default suite's protocol for "
-                   "8x8 digits")
+                   "1,000 samples in digits-cnn features, with the default suite's options")
     source = "genbench's default suite (leaderboards/default)"
     extractor = "digits-cnn"
     resize = "none: 8 x 8 images go to the classifier as they are (uint8, scaled to [0, 1])"
