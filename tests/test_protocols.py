@@ -102,6 +102,9 @@ def test_a_spec_gets_the_protocols_choices_and_may_not_set_them(regs, tmp_path):
         with pytest.raises(SpecError, match="does not follow protocol"):
             dataclasses.replace(applied, **change).with_protocol(regs)
     assert applied.select(regs, metrics=["kid"]).with_protocol(regs).metrics[0].name == "kid"
+    for narrowed in ({"metrics": ["recon"]}, {"feature_extractor": "raw"}, {"num_samples": 5}):
+        with pytest.raises(SpecError, match="does not follow protocol"):
+            spec.select(regs, **narrowed)  # what --metrics / --extractor would ask
     # other weights than the extractor's published ones
     weights = tmp_path / "other.pt"
     weights.write_bytes(b"not the published file")

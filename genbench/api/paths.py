@@ -108,13 +108,9 @@ def cache_dir(explicit: str | os.PathLike | None = None) -> Path:
 
 class ScratchFolder:
     """A new temporary folder (``path``), removed with its contents when this object is
-    collected or :meth:`remove` is called; unlike ``tempfile.TemporaryDirectory`` it does not
-    warn when collected, which is how its owners (an evaluation's samples and features) end."""
+    collected; unlike ``tempfile.TemporaryDirectory`` it does not warn then, which is how its
+    owners (an evaluation's samples and features) end."""
 
     def __init__(self, prefix: str):
         self.path = Path(tempfile.mkdtemp(prefix=prefix))
-        self._finalizer = weakref.finalize(self, shutil.rmtree, self.path, ignore_errors=True)
-
-    def remove(self) -> None:
-        """Remove the folder now."""
-        self._finalizer()
+        weakref.finalize(self, shutil.rmtree, self.path, ignore_errors=True)

@@ -92,20 +92,16 @@ def _embed(ctx: "EvalContext") -> str | None:
     if name is None:
         return None
     try:
-        feats = ctx.features(name)
-        rows = feats.generated_rows()
-        ext = feats.extractor
+        ext = ctx.features(name).extractor
     except GenbenchError:  # no extractor for this data: the row's metrics say why
         return None
     target = _features_folder(Path(ctx.sample_dir), name)
     shutil.rmtree(target, ignore_errors=True)
     target.mkdir(parents=True)
-    layers = {}
-    for layer, matrix in rows.items():
-        shutil.copyfile(matrix.path, target / matrix.path.name)
-        layers[layer] = matrix.path.name
+    store = ctx.sample_store  # written once, straight into the part's folder
+    rows = ext.features_to_files(store.batches(ctx.batch_size), len(store), target)
     record = {"extractor": name, "weights_sha256": ext.weights_sha256, "n": ctx.num_samples,
-              "layers": layers}
+              "layers": {layer: matrix.path.name for layer, matrix in rows.items()}}
     atomic_write(target / FEATURES_RECORD, lambda tmp: Path(tmp).write_text(json.dumps(record)))
     return name
 

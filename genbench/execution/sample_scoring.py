@@ -87,7 +87,8 @@ def score_samples(samples: str | Path, *, reference: str | Path,
                   feature_weights: str | None = None, seed: int = 0,
                   device: str | None = None, data_root: str | None = None,
                   download: bool | None = None, eval_batch_size: int | None = None,
-                  protocol: str | None = None, force: bool = False, wait: bool = True, progress: bool | None = None,
+                  protocol: str | None = None, force: bool = False, wait: bool = True,
+                  progress: bool | None = None,
                   echo: Callable[[str], None] = lambda s: print(s, file=sys.stderr),
                   registries=None) -> RunResult:
     """Score the sample set ``samples`` against ``reference`` and store the row in ``out``.
@@ -127,19 +128,17 @@ def score_samples(samples: str | Path, *, reference: str | Path,
                               f"--extractor {extractor}"
                               + ("" if protocol is not None else " or leave --extractor out"))
         extractor = required_extractor
-    chosen = list(metrics) if metrics is not None else list(registries.metrics.names())
-    if protocol is not None:  # it chooses the metrics and the extractor
-        extractor = None
     model, parameter = sample_set_reader(registries.models)
     spec: dict[str, Any] = {
         "name": suite, "datasets": [dataset], "seeds": [seed], "num_samples": num_samples,
         "models": [{"name": model, "label": label or Path(str(samples)).name,
                     "params": {parameter: str(samples)}}],
-        "metrics": chosen, "baselines": [],
+        "baselines": [],
     }
-    if protocol is not None:
+    if protocol is not None:  # it chooses the metrics (and the extractor, passed on as its own)
         spec["protocol"] = protocol
-        del spec["metrics"]
+    else:
+        spec["metrics"] = list(metrics) if metrics is not None else list(registries.metrics.names())
     if eval_batch_size is not None:
         spec["eval_batch_size"] = eval_batch_size
     parsed = SuiteSpec.from_dict(spec, source=f"genbench eval {samples}")

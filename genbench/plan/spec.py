@@ -553,17 +553,9 @@ class SuiteSpec:
         """A copy narrowed to the given labels/names (a registered name not in the spec is
         added with its defaults) and with other fields overridden where not None. Under a
         protocol (filled in first) only its metrics may be picked and its extractor stays."""
-        if self.protocol is not None:
-            self = self.with_protocol(registries)
-            extractor = overrides.get("feature_extractor")
-            if extractor not in (None, self.feature_extractor):
-                raise SpecError(f"{self.source}: protocol {self.protocol!r} reads "
-                                f"{self.feature_extractor!r} features; leave --extractor out")
-            outside = [m for m in metrics or () if not any(m in (e.label, e.name) for e in self.metrics)]
-            if outside:
-                raise SpecError(f"{self.source}: protocol {self.protocol!r} runs "
-                                f"{', '.join(e.label for e in self.metrics)}; "
-                                f"{', '.join(outside)} is not among them")
+        # under a protocol the metrics are picked among its own, and the result is checked
+        # against it (an --extractor, a metric or a count it does not fix is refused)
+        self = self.with_protocol(registries)
         changes: dict[str, Any] = {k: v for k, v in overrides.items() if v is not None}
         for section, wanted, reg in (("models", models, registries.models),
                                      ("datasets", datasets, registries.datasets),
@@ -583,7 +575,7 @@ class SuiteSpec:
             changes["seeds"] = tuple(seeds)
         if metrics is None and (models is not None or datasets is not None):
             changes["narrowed"] = True
-        return replace(self, **changes)
+        return replace(self, **changes).with_protocol(registries)
 
     def to_dict(self) -> dict[str, Any]:
         # without a protocol the dict (and the spec's hash) is what it was before protocols
